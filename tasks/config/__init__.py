@@ -1,0 +1,41 @@
+"""The one settings object: ``cortex-perf.yaml`` < environment < command-line overrides.
+
+Precedence (lowest first): built-in defaults, the YAML file (``cortex-perf.yaml`` in the working
+directory, or the file ``CORTEX_PERF_CONFIG`` names), environment variables ``CORTEX_PERF_…``
+(nested with ``__``, e.g. ``CORTEX_PERF_LAKE__ROOT``), then overrides given on the command line
+(``--set lake.root=/tmp/lake``). Everything else reads settings from here and nowhere else.
+"""
+
+from tasks.config.settings import (
+    CollectSettings,
+    ConfigError,
+    GpuSourceSettings,
+    HostSourceSettings,
+    LakeSettings,
+    LoggingSettings,
+    PrefectSourceSettings,
+    PrometheusTarget,
+    RedisSourceSettings,
+    Settings,
+    SourcesSettings,
+    StateSettings,
+    load_settings,
+    redacted,
+)
+
+__all__ = [
+    "CollectSettings",
+    "ConfigError",
+    "GpuSourceSettings",
+    "HostSourceSettings",
+    "LakeSettings",
+    "LoggingSettings",
+    "PrefectSourceSettings",
+    "PrometheusTarget",
+    "RedisSourceSettings",
+    "Settings",
+    "SourcesSettings",
+    "StateSettings",
+    "load_settings",
+    "redacted",
+]

@@ -1,0 +1,237 @@
+"""The lake's one data contract: series, samples, events and the tables that hold them.
+
+A **series** is a metric name plus a sorted label set (Prometheus's data model); a **sample** is
+(series, UTC timestamp with millisecond precision, float64 value). Nothing else in the project
+builds Parquet schemas or validates names: everything goes through this module, so a rule changes
+in one place.
+
+Why a ``series_id``: a stable 64-bit hash of the canonical series key lets Parquet files sort and
+prune by one integer column, and lets queries resolve label matchers against the small ``series``
+catalogue instead of every sample row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+#: Append-only tables of the lake. Rollup tables hold per-bucket aggregates of ``samples``.
+SAMPLES = "samples"
+SERIES = "series"
+EVENTS = "events"
+ROLLUP_TABLES = {"1m": "rollup_1m", "5m": "rollup_5m", "1h": "rollup_1h"}
+ROLLUP_SECONDS = {"rollup_1m": 60, "rollup_5m": 300, "rollup_1h": 3600}
+APPEND_TABLES = (SAMPLES, SERIES, EVENTS)
+
+TS_TYPE = pa.timestamp("ms", tz="UTC")
+POLARS_TS = pl.Datetime("ms", "UTC")
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        pa.field("series_id", pa.int64(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("labels", pa.string(), nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+    ]
+)
+SERIES_SCHEMA = pa.schema(
+    [
+        pa.field("series_id", pa.int64(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("labels", pa.string(), nullable=False),
+        pa.field("first_seen", TS_TYPE, nullable=False),
+    ]
+)
+ROLLUP_SCHEMA = pa.schema(
+    [
+        pa.field("series_id", pa.int64(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("labels", pa.string(), nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),  # bucket start
+        pa.field("min", pa.float64(), nullable=False),
+        pa.field("max", pa.float64(), nullable=False),
+        pa.field("sum", pa.float64(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+        pa.field("last", pa.float64(), nullable=False),
+        pa.field("last_ts", TS_TYPE, nullable=False),
+    ]
+)
+EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("resource", pa.string(), nullable=False),
+        pa.field("payload", pa.string(), nullable=False),  # JSON object
+    ]
+)
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    SAMPLES: SAMPLES_SCHEMA,
+    SERIES: SERIES_SCHEMA,
+    EVENTS: EVENTS_SCHEMA,
+    **{t: ROLLUP_SCHEMA for t in ROLLUP_TABLES.values()},
+}
+#: Columns that identify a row: compaction keeps the last write per identity.
+IDENTITY: dict[str, tuple[str, ...]] = {
+    SAMPLES: ("series_id", "ts"),
+    SERIES: ("series_id",),
+    EVENTS: ("event_id",),
+    **{t: ("series_id", "ts") for t in ROLLUP_TABLES.values()},
+}
+
+#: Event names of DESIGN.md; ``emit`` rejects others so typos do not create new streams.
+EVENT_NAMES = frozenset(
+    {
+        "metrics.collected",
+        "source.failed",
+        "scaling.triggered",
+        "cache.warmed",
+        "cache.miss",
+        "gpu.allocated",
+        "gpu.rebalanced",
+        "query.routed",
+        "alert.firing",
+        "alert.resolved",
+        "model.promoted",
+        "action.applied",
+        "action.failed",
+        "lake.compacted",
+        "lake.imported",
+    }
+)
+
+
+class SchemaError(ValueError):
+    """A value that can never be stored (bad name, bad timestamp, ...). The message names the field."""
+
+
+def validate_metric_name(name: object) -> str:
+    if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
+        raise SchemaError(f"metric: invalid metric name {name!r} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)")
+    return name
+
+
+def validate_label_name(name: object) -> str:
+    if not isinstance(name, str) or not LABEL_NAME_RE.match(name):
+        raise SchemaError(f"labels: invalid label name {name!r} (must match [a-zA-Z_][a-zA-Z0-9_]*)")
+    if name.startswith("__"):
+        raise SchemaError(f"labels: label name {name!r} is reserved (names starting with __)")
+    return name
+
+
+def canonical_labels(
+    labels: Mapping[str, object] | None,
+    *,
+    max_labels: int = 32,
+    max_value_length: int = 2048,
+) -> str:
+    """The canonical text of a label set: JSON object, keys sorted, empty values dropped.
+
+    Prometheus treats an empty label value as an absent label, so ``{"a": ""}`` and ``{}`` are the
+    same series here too.
+    """
+    if not labels:
+        return "{}"
+    if not isinstance(labels, Mapping):
+        raise SchemaError(f"labels: expected a mapping of label name to value, got {type(labels).__name__}")
+    clean: dict[str, str] = {}
+    for k, v in labels.items():
+        validate_label_name(k)
+        if v is None:
+            continue
+        if not isinstance(v, str):
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise SchemaError(f"labels.{k}: label values must be strings, got {type(v).__name__}")
+            v = str(v)
+        if v == "":
+            continue
+        if len(v) > max_value_length:
+            raise SchemaError(f"labels.{k}: value is {len(v)} characters, over the limit of {max_value_length}")
+        clean[k] = v
+    if len(clean) > max_labels:
+        raise SchemaError(f"labels: {len(clean)} labels, over the limit of {max_labels} per series")
+    return json.dumps(dict(sorted(clean.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def series_key(metric: str, labels_json: str) -> str:
+    """Prometheus text form of a series: ``metric{a="x",b="y"}`` (labels sorted)."""
+    labels = json.loads(labels_json)
+    if not labels:
+        return metric
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return f"{metric}{{{inner}}}"
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def series_id(metric: str, labels_json: str) -> int:
+    """Stable signed 64-bit id of a series (blake2b of metric + canonical labels)."""
+    h = hashlib.blake2b(f"{metric}\x00{labels_json}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big", signed=True)
+
+
+def to_utc_ms(ts: object, *, field_name: str = "ts") -> datetime:
+    """A timestamp as an aware UTC datetime truncated to milliseconds; naive or non-UTC is an error.
+
+    Why reject non-UTC offsets instead of converting: a collector that sends local time with an
+    offset is almost always misconfigured, and silently converting hides that its other,
+    offset-less timestamps are wrong too.
+    """
+    if not isinstance(ts, datetime):
+        raise SchemaError(f"{field_name}: expected a datetime, got {type(ts).__name__}")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise SchemaError(f"{field_name}: naive timestamp {ts.isoformat()} (must be timezone-aware UTC)")
+    if ts.utcoffset() != timedelta(0):
+        raise SchemaError(f"{field_name}: timestamp {ts.isoformat()} is not UTC (offset {ts.utcoffset()})")
+    ts = ts.astimezone(UTC)
+    return ts.replace(microsecond=(ts.microsecond // 1000) * 1000)
+
+
+def validate_value(value: object, *, field_name: str = "value") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SchemaError(f"{field_name}: expected a number, got {type(value).__name__}")
+    f = float(value)
+    if not math.isfinite(f):
+        raise SchemaError(f"{field_name}: non-finite value {f!r} (NaN and ±Inf are not stored)")
+    return f
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One observation. Sources return these; the writer validates them in bulk."""
+
+    metric: str
+    value: float
+    ts: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened (a decision, a notification, a failure), kept in the lake."""
+
+    name: str
+    resource: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    ts: datetime | None = None
+    event_id: str | None = None
+
+
+def now_utc() -> datetime:
+    """Now, UTC, millisecond precision: the one clock helper (tests pass explicit times instead)."""
+    return to_utc_ms(datetime.now(UTC))
