@@ -8,6 +8,7 @@ values instead of surfacing later as a ``KeyError`` deep inside a flow.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,10 +18,12 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 DEFAULT_CONFIG_FILE = "cortex-perf.yaml"
 ENV_PREFIX = "CORTEX_PERF_"
+_CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]*@")
 
 
 class ConfigError(ValueError):
@@ -38,7 +41,9 @@ class LakeSettings(_Section):
     strict: bool = Field(False, description="Reject a whole batch when any row is bad (default: keep good rows).")
     max_labels_per_series: int = Field(32, ge=1, le=256)
     max_label_value_length: int = Field(2048, ge=1)
-    max_series_per_metric: int = Field(10_000, ge=1, description="Cardinality limit: new series beyond it are rejected.")
+    max_series_per_metric: int = Field(
+        10_000, ge=1, description="Cardinality limit: new series beyond it are rejected."
+    )
     max_future_skew_s: float = Field(3600.0, ge=0, description="Samples further in the future are rejected.")
     retention_days: dict[str, int] = Field(
         default_factory=lambda: {
@@ -70,6 +75,9 @@ class HostSourceSettings(_Section):
     per_cpu: bool = True
     disk_paths: list[str] = Field(default_factory=lambda: ["/"])
     host_label: str | None = Field(None, description="Value of the `host` label (default: the hostname).")
+    cpu_interval_s: float = Field(
+        0.1, ge=0, le=5, description="Window over which CPU utilisation is measured on the first reading."
+    )
 
 
 class GpuSourceSettings(_Section):
@@ -81,6 +89,11 @@ class RedisSourceSettings(_Section):
     url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="redis:// URL (may hold a password).")
     cluster: bool = Field(False, description="Also read INFO from every node of a Redis Cluster.")
     name: str = Field("default", description="Value of the `redis` label.")
+    timeout_s: float = Field(5.0, gt=0, description="Connect and read timeout per Redis node.")
+    extra_info_fields: list[str] = Field(
+        default_factory=list,
+        description="More numeric INFO fields to export as gauges `redis_<field>` (names sanitised).",
+    )
 
 
 class PrometheusTarget(_Section):
@@ -100,6 +113,9 @@ class PrometheusTarget(_Section):
 
 class PrefectSourceSettings(_Section):
     enabled: bool = True
+    api_url: str | None = Field(
+        None, description="Prefect API to read flow runs from (default: Prefect's own PREFECT_API_URL)."
+    )
     lookback_minutes: int = Field(60, ge=1)
     limit: int = Field(200, ge=1)
 
@@ -209,7 +225,16 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
             msg = "unknown field"
         got = e.get("input")
         shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
-        if "secret" in loc or "token" in loc or "password" in loc or loc.endswith(".url"):
+        # Never echo what might be a secret: secret-ish fields, URLs, and unknown fields (a typo
+        # of a secret field's name, e.g. `ulr: redis://:password@host`, would otherwise leak it).
+        if (
+            "secret" in loc
+            or "token" in loc
+            or "password" in loc
+            or loc.endswith(".url")
+            or e["type"] == "extra_forbidden"
+            or _CREDENTIALS_IN_URL.search(shown)
+        ):
             shown = ""
         lines.append(f"  {loc}: {msg}{shown}")
     return "\n".join(lines)
@@ -252,6 +277,9 @@ def load_settings(
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, origin + " + environment")) from None
+    except SettingsError as exc:
+        # e.g. CORTEX_PERF_LAKE='{not json' : pydantic-settings fails before validation.
+        raise ConfigError(f"invalid configuration (environment): {exc} (complex values must be JSON)") from None
     if overrides:
         items = overrides.items() if isinstance(overrides, dict) else map(_parse_override, overrides)
         merged = settings.model_dump(mode="python")

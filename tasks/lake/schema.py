@@ -118,9 +118,13 @@ class SchemaError(ValueError):
     """A value that can never be stored (bad name, bad timestamp, ...). The message names the field."""
 
 
+def validate_metric_error(name: object) -> str:
+    return f"metric: invalid metric name {name!r} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)"
+
+
 def validate_metric_name(name: object) -> str:
     if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
-        raise SchemaError(f"metric: invalid metric name {name!r} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)")
+        raise SchemaError(validate_metric_error(name))
     return name
 
 

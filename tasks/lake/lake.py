@@ -1,0 +1,624 @@
+"""The ``Lake`` facade: one object per lake root that writes batches and answers queries.
+
+Reads go through DuckDB over explicit lists of committed Parquet files, chosen by day partition,
+so a query touches only the days it asks about and an empty lake simply answers with an empty
+frame. Results come back as polars DataFrames.
+
+Duplicates: a re-sent batch is skipped by content hash, but overlapping batches from different
+writers can repeat an identity (series, ts) until compaction merges them. Reads therefore keep the
+last write per identity whenever more than one file covers a day; compacted days (one file) skip
+that work.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from tasks.lake import schema as S
+from tasks.lake.selector import Selector, SelectorError, match_series
+from tasks.lake.storage import LakeFile, LakeStorage
+from tasks.lake.write import (
+    LakeWriteError,
+    Limits,
+    WriteResult,
+    prepare_events,
+    prepare_samples,
+    write_partitioned,
+)
+
+ROLLUP_AGGS = frozenset({"avg", "min", "max", "sum", "count", "last"})
+QUANTILE_ALIASES = {"p50": 0.5, "median": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+AGGS = ROLLUP_AGGS | set(QUANTILE_ALIASES) | {"first"}
+RESULT_SCHEMA = {
+    "series": pl.String,
+    "metric": pl.String,
+    "labels": pl.String,
+    "ts": S.POLARS_TS,
+    "value": pl.Float64,
+}
+
+
+class _FilesMoved(RuntimeError):
+    """A file listed for a query was removed by compaction before DuckDB opened it."""
+
+
+def _retry_moved(fn: Any) -> Any:
+    """Re-run a read whose file list went stale under a concurrent compaction (lists anew)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(5):
+            try:
+                return fn(*args, **kwargs)
+            except _FilesMoved:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered as asked (bad selector, aggregation or range)."""
+
+
+def _aware(ts: datetime, name: str) -> datetime:
+    if ts.tzinfo is None:
+        raise QueryError(f"{name}: naive datetime; pass a timezone-aware UTC time")
+    return ts.astimezone(UTC)
+
+
+def parse_agg(agg: str) -> tuple[str, float | None]:
+    """``avg`` → ("avg", None); ``p95`` / ``quantile:0.95`` → ("quantile", 0.95)."""
+    a = agg.strip().lower()
+    if a in QUANTILE_ALIASES:
+        return "quantile", QUANTILE_ALIASES[a]
+    if a.startswith("quantile:") or a.startswith("q"):
+        raw = a.split(":", 1)[1] if ":" in a else a[1:]
+        try:
+            q = float(raw)
+        except ValueError:
+            q = -1.0
+        if 0.0 <= q <= 1.0:
+            return "quantile", q
+    if a in ROLLUP_AGGS or a == "first":
+        return a, None
+    raise QueryError(f"agg: unknown aggregation {agg!r} (allowed: {', '.join(sorted(AGGS))}, quantile:Q)")
+
+
+class Lake:
+    """A metric lake rooted at a directory or object-storage URL."""
+
+    def __init__(
+        self, root: str = "data/lake", *, limits: Limits | None = None, s3_options: dict[str, str] | None = None
+    ) -> None:
+        self.storage = LakeStorage(root, s3_options=s3_options)
+        self.limits = limits or Limits()
+        self._local = threading.local()
+        self._catalogue_key: tuple[str, ...] | None = None
+        self._catalogue: pl.DataFrame | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Lake:
+        lk = settings.lake
+        s3: dict[str, str] = {}
+        if lk.s3_endpoint:
+            s3["endpoint_override"] = lk.s3_endpoint
+        if lk.s3_region:
+            s3["region"] = lk.s3_region
+        if lk.s3_access_key_id:
+            s3["access_key"] = lk.s3_access_key_id.get_secret_value()
+        if lk.s3_secret_access_key:
+            s3["secret_key"] = lk.s3_secret_access_key.get_secret_value()
+        limits = Limits(
+            strict=lk.strict,
+            max_labels=lk.max_labels_per_series,
+            max_value_length=lk.max_label_value_length,
+            max_series_per_metric=lk.max_series_per_metric,
+            max_future_skew_s=lk.max_future_skew_s,
+        )
+        return cls(lk.root, limits=limits, s3_options=s3 or None)
+
+    @property
+    def root(self) -> str:
+        return self.storage.base
+
+    # ---- DuckDB --------------------------------------------------------------------------------
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """A per-thread in-memory DuckDB connection (connections are not shared across threads)."""
+        c = getattr(self._local, "con", None)
+        if c is None:
+            c = duckdb.connect(":memory:")
+            c.execute("SET TimeZone = 'UTC'")
+            if not self.storage.local:
+                c.register_filesystem(_fsspec_for(self.storage))
+            self._local.con = c
+        return c
+
+    def _sql(self, query: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
+        try:
+            return self.con.sql(query, params=params or {}).pl()
+        except duckdb.IOException as e:
+            if "No such file" in str(e) or "not found" in str(e).lower():
+                raise _FilesMoved(str(e)) from e
+            raise
+
+    def _paths(self, files: Sequence[LakeFile]) -> list[str]:
+        if self.storage.local:
+            return [f.path for f in files]
+        return [f"lakefs://{f.path}" for f in files]
+
+    # ---- writing -------------------------------------------------------------------------------
+    def known_series(self) -> dict[str, set[int]]:
+        cat = self.catalogue()
+        out: dict[str, set[int]] = {}
+        for sid, metric in cat.select("series_id", "metric").iter_rows():
+            out.setdefault(metric, set()).add(sid)
+        return out
+
+    def write_samples(
+        self, data: Iterable[S.Sample] | pl.DataFrame, *, now: datetime | None = None, strict: bool | None = None
+    ) -> WriteResult:
+        """Validate and append a batch of samples. Bad rows are refused and reported, good rows kept.
+
+        In strict mode (``strict=True`` or ``lake.strict``) any bad row refuses the whole batch
+        with ``LakeWriteError``, and nothing is written.
+        """
+        strict = self.limits.strict if strict is None else strict
+        df, new_series, rej = prepare_samples(data, limits=self.limits, known_series=self.known_series(), now=now)
+        result = WriteResult(S.SAMPLES, accepted=df.height, rejected=rej.count, reasons=rej.reasons())
+        if strict and rej.count:
+            result.accepted = 0
+            raise LakeWriteError(
+                f"batch refused (strict): {rej.count} bad row(s): " + "; ".join(result.reasons[:3]), result
+            )
+        # Series first: a crash between the two leaves a harmless catalogue entry, never samples
+        # whose series is unknown.
+        if new_series.height:
+            files, _ = write_partitioned(self.storage, S.SERIES, new_series, S.SERIES_SCHEMA, ("series_id",))
+            result.files += files
+            result.new_series = new_series.height
+        files, dups = write_partitioned(self.storage, S.SAMPLES, df, S.SAMPLES_SCHEMA, ("series_id", "ts", "value"))
+        result.files += files
+        result.duplicate_files = dups
+        return result
+
+    def write_events(self, events: Iterable[S.Event]) -> WriteResult:
+        df = prepare_events(events)
+        files, dups = write_partitioned(self.storage, S.EVENTS, df, S.EVENTS_SCHEMA, ("event_id",))
+        return WriteResult(S.EVENTS, accepted=df.height, files=files, duplicate_files=dups)
+
+    # ---- catalogue -----------------------------------------------------------------------------
+    @_retry_moved
+    def catalogue(self) -> pl.DataFrame:
+        """All series ever written: series_id, metric, labels, first_seen (cached per file set)."""
+        files = self.storage.files(S.SERIES)
+        key = tuple(f.path for f in files)
+        with self._lock:
+            if key == self._catalogue_key and self._catalogue is not None:
+                return self._catalogue
+        if not files:
+            cat = pl.DataFrame(
+                schema={"series_id": pl.Int64, "metric": pl.String, "labels": pl.String, "first_seen": S.POLARS_TS}
+            )
+        else:
+            cat = self._sql(
+                "SELECT series_id, any_value(metric) AS metric, any_value(labels) AS labels, "
+                "min(first_seen) AS first_seen FROM read_parquet($files) GROUP BY series_id ORDER BY series_id",
+                {"files": self._paths(files)},
+            ).with_columns(pl.col("first_seen").dt.cast_time_unit("ms"))
+        with self._lock:
+            self._catalogue_key, self._catalogue = key, cat
+        return cat
+
+    def series(self, selector: str | Selector) -> pl.DataFrame:
+        """Series matching ``selector``: series_id, metric, labels, series (text form)."""
+        try:
+            matched = match_series(self.catalogue(), selector)
+        except SelectorError as e:
+            raise QueryError(f"selector: {e}") from None
+        return (
+            matched.with_columns(
+                pl.struct("metric", "labels")
+                .map_elements(lambda r: S.series_key(r["metric"], r["labels"]), return_dtype=pl.String)
+                .alias("series")
+            )
+            if matched.height
+            else matched.with_columns(pl.lit(None, dtype=pl.String).alias("series"))
+        )
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def _day_files(self, table: str, start: datetime, end: datetime) -> list[LakeFile]:
+        return self.storage.files(table, start.date(), (end - timedelta(microseconds=1)).date())
+
+    @staticmethod
+    def _needs_dedup(files: Sequence[LakeFile]) -> bool:
+        days = [f.day for f in files]
+        return len(days) != len(set(days))
+
+    def _raw_sql(self, files: Sequence[LakeFile], id_filter: str) -> str:
+        """SQL yielding (series_id, ts, value) from ``files`` in [$start, $end), last write kept."""
+        if self._needs_dedup(files):
+            return (
+                "SELECT series_id, ts, arg_max(value, filename) AS value FROM read_parquet($files, filename=true) "
+                f"WHERE {id_filter} AND ts >= $start AND ts < $end GROUP BY series_id, ts"
+            )
+        return f"SELECT series_id, ts, value FROM read_parquet($files) WHERE {id_filter} AND ts >= $start AND ts < $end"
+
+    def _id_filter(self, ids: list[int], params: dict[str, Any]) -> str:
+        # Constant IN-lists are pushed down into the Parquet scan (row-group pruning on the
+        # sorted series_id column); a very long list would bloat the plan, so join instead.
+        if len(ids) <= 256:
+            names = []
+            for i, sid in enumerate(ids):
+                params[f"id{i}"] = sid
+                names.append(f"$id{i}")
+            return f"series_id IN ({', '.join(names)})"
+        params["ids"] = ids
+        return "series_id IN (SELECT unnest($ids))"
+
+    def _decorate(self, df: pl.DataFrame, matched: pl.DataFrame) -> pl.DataFrame:
+        out = df.join(matched.select("series_id", "series", "metric", "labels"), on="series_id", how="left")
+        return out.select(
+            "series",
+            "metric",
+            "labels",
+            pl.col("ts").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"),
+            pl.col("value").cast(pl.Float64),
+        ).sort("series", "ts")
+
+    @staticmethod
+    def empty_result() -> pl.DataFrame:
+        return pl.DataFrame(schema=RESULT_SCHEMA)
+
+    @_retry_moved
+    def raw(self, selector: str | Selector, start: datetime, end: datetime) -> pl.DataFrame:
+        """Every sample of the matching series in [start, end): series, metric, labels, ts, value."""
+        start, end = _aware(start, "start"), _aware(end, "end")
+        if end <= start:
+            raise QueryError(f"range: end {end.isoformat()} is not after start {start.isoformat()}")
+        matched = self.series(selector)
+        files = self._day_files(S.SAMPLES, start, end)
+        if not matched.height or not files:
+            return self.empty_result()
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end}
+        sql = self._raw_sql(files, self._id_filter(matched.get_column("series_id").to_list(), params))
+        return self._decorate(self._sql(sql + " ORDER BY series_id, ts", params), matched)
+
+    @_retry_moved
+    def query(
+        self,
+        selector: str | Selector,
+        start: datetime,
+        end: datetime,
+        step: timedelta | None = None,
+        agg: str = "avg",
+    ) -> pl.DataFrame:
+        """Aggregate matching series over epoch-aligned buckets of ``step`` (raw samples if no step).
+
+        A bucket is ``[k·step, (k+1)·step)``; buckets overlapping [start, end) are returned whole.
+        The coarsest rollup whose resolution divides ``step`` answers the buckets it covers; raw
+        samples answer the rest and any quantile.
+        """
+        if step is None:
+            return self.raw(selector, start, end)
+        kind, q = parse_agg(agg)
+        start, end = _aware(start, "start"), _aware(end, "end")
+        step_ms = int(step.total_seconds() * 1000)
+        if step_ms <= 0:
+            raise QueryError("step: must be positive")
+        if end <= start:
+            raise QueryError(f"range: end {end.isoformat()} is not after start {start.isoformat()}")
+        bstart = _floor(start, step_ms)
+        bend = _ceil(end, step_ms)
+        matched = self.series(selector)
+        if not matched.height:
+            return self.empty_result()
+        ids = matched.get_column("series_id").to_list()
+        parts: list[pl.DataFrame] = []
+        split = bstart
+        if kind in ROLLUP_AGGS:
+            from tasks.lake.maintain import rollup_watermarks
+
+            wms = rollup_watermarks(self)
+            for table in ("rollup_1h", "rollup_5m", "rollup_1m"):
+                res_ms = S.ROLLUP_SECONDS[table] * 1000
+                wm = wms.get(table)
+                if step_ms % res_ms or wm is None:
+                    continue
+                split = min(_floor(wm, step_ms), bend)
+                if split > bstart:
+                    parts.append(self._rollup_agg(table, ids, bstart, split, step_ms, kind))
+                else:
+                    split = bstart
+                break
+        if split < bend:
+            parts.append(self._raw_agg(ids, split, bend, step_ms, kind, q))
+        parts = [p for p in parts if p.height]
+        if not parts:
+            return self.empty_result()
+        return self._decorate(pl.concat(parts, how="vertical_relaxed"), matched)
+
+    def _raw_agg(
+        self, ids: list[int], start: datetime, end: datetime, step_ms: int, kind: str, q: float | None
+    ) -> pl.DataFrame:
+        files = self._day_files(S.SAMPLES, start, end)
+        if not files:
+            return pl.DataFrame()
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end, "step": step_ms}
+        inner = self._raw_sql(files, self._id_filter(ids, params))
+        expr = {
+            "avg": "avg(value)",
+            "min": "min(value)",
+            "max": "max(value)",
+            "sum": "sum(value)",
+            "count": "count(*)::DOUBLE",
+            "last": "arg_max(value, ts)",
+            "first": "arg_min(value, ts)",
+            "quantile": "quantile_cont(value, $q)",
+        }[kind]
+        if q is not None:
+            params["q"] = q
+        sql = (
+            f"SELECT series_id, make_timestamptz((epoch_ms(ts) // $step) * $step * 1000) AS ts, {expr} AS value "
+            f"FROM ({inner}) GROUP BY ALL ORDER BY series_id, ts"
+        )
+        return self._sql(sql, params)
+
+    def _rollup_agg(
+        self, table: str, ids: list[int], start: datetime, end: datetime, step_ms: int, kind: str
+    ) -> pl.DataFrame:
+        files = self._day_files(table, start, end)
+        if not files:
+            return pl.DataFrame()
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end, "step": step_ms}
+        idf = self._id_filter(ids, params)
+        expr = {
+            "avg": "sum(sum) / sum(count)",
+            "min": "min(min)",
+            "max": "max(max)",
+            "sum": "sum(sum)",
+            "count": "sum(count)::DOUBLE",
+            "last": "arg_max(last, last_ts)",
+        }[kind]
+        sql = (
+            f"SELECT series_id, make_timestamptz((epoch_ms(ts) // $step) * $step * 1000) AS ts, {expr} AS value "
+            f"FROM read_parquet($files) WHERE {idf} AND ts >= $start AND ts < $end GROUP BY ALL ORDER BY series_id, ts"
+        )
+        return self._sql(sql, params)
+
+    def increase(
+        self, selector: str | Selector, start: datetime, end: datetime, step: timedelta, *, per_second: bool = False
+    ) -> pl.DataFrame:
+        """Counter increase per bucket, counting through resets (a drop means the counter restarted).
+
+        The sample just before each bucket is included, so consecutive buckets add up to the
+        whole range's increase with nothing lost at the edges.
+        """
+        step_ms = int(step.total_seconds() * 1000)
+        if step_ms <= 0:
+            raise QueryError("step: must be positive")
+        start, end = _aware(start, "start"), _aware(end, "end")
+        bstart, bend = _floor(start, step_ms), _ceil(end, step_ms)
+        raw = self.raw(selector, bstart - max(step, timedelta(minutes=5)), bend)
+        if not raw.height:
+            return self.empty_result()
+        df = (
+            raw.sort("series", "ts")
+            .with_columns(pl.col("value").diff().over("series").alias("_d"))
+            .with_columns(
+                pl.when(pl.col("_d") < 0).then(pl.col("value")).otherwise(pl.col("_d")).alias("_inc"),
+                ((pl.col("ts").dt.epoch("ms") // step_ms) * step_ms).alias("_b"),
+            )
+            .filter(pl.col("_inc").is_not_null() & (pl.col("ts") >= pl.lit(bstart, dtype=S.POLARS_TS)))
+            .group_by("series", "metric", "labels", "_b")
+            .agg(pl.col("_inc").sum().alias("value"))
+        )
+        if per_second:
+            df = df.with_columns(pl.col("value") / (step_ms / 1000))
+        return df.select(
+            "series",
+            "metric",
+            "labels",
+            pl.from_epoch(pl.col("_b"), time_unit="ms").dt.replace_time_zone("UTC").dt.cast_time_unit("ms").alias("ts"),
+            pl.col("value").cast(pl.Float64),
+        ).sort("series", "ts")
+
+    def rate(self, selector: str | Selector, start: datetime, end: datetime, step: timedelta) -> pl.DataFrame:
+        """Per-second rate of a counter per bucket (increase / step), counter resets handled."""
+        return self.increase(selector, start, end, step, per_second=True)
+
+    @_retry_moved
+    def latest(
+        self, selector: str | Selector, *, at: datetime | None = None, lookback: timedelta = timedelta(days=7)
+    ) -> pl.DataFrame:
+        """The newest sample of every matching series at or before ``at`` (default: now).
+
+        Walks day partitions newest first and stops as soon as every series has a value, so the
+        common case reads only today's files.
+        """
+        at = _aware(at, "at") if at else datetime.now(UTC)
+        matched = self.series(selector)
+        if not matched.height:
+            return self.empty_result()
+        remaining = set(matched.get_column("series_id").to_list())
+        parts: list[pl.DataFrame] = []
+        first_day = (at - lookback).date()
+        days = [d for d in self.storage.partitions(S.SAMPLES) if first_day <= d <= at.date()]
+        for day in reversed(days):
+            files = self.storage.files(S.SAMPLES, day, day)
+            params: dict[str, Any] = {"files": self._paths(files), "at": at, "since": at - lookback}
+            idf = self._id_filter(sorted(remaining), params)
+            df = self._sql(
+                "SELECT series_id, max(ts) AS ts, arg_max(value, (ts, filename)) AS value "
+                f"FROM read_parquet($files, filename=true) WHERE {idf} AND ts <= $at AND ts >= $since "
+                "GROUP BY series_id",
+                params,
+            )
+            if df.height:
+                parts.append(df)
+                remaining -= set(df.get_column("series_id").to_list())
+            if not remaining:
+                break
+        if not parts:
+            return self.empty_result()
+        return self._decorate(pl.concat(parts), matched)
+
+    @_retry_moved
+    def top_k(
+        self, selector: str | Selector, start: datetime, end: datetime, k: int = 10, agg: str = "avg"
+    ) -> pl.DataFrame:
+        """The ``k`` series with the highest ``agg`` over [start, end): series, metric, labels, value."""
+        kind, q = parse_agg(agg)
+        start, end = _aware(start, "start"), _aware(end, "end")
+        matched = self.series(selector)
+        files = self._day_files(S.SAMPLES, start, end)
+        if not matched.height or not files:
+            return self.empty_result().drop("ts")
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end, "k": k}
+        inner = self._raw_sql(files, self._id_filter(matched.get_column("series_id").to_list(), params))
+        expr = {
+            "avg": "avg(value)",
+            "min": "min(value)",
+            "max": "max(value)",
+            "sum": "sum(value)",
+            "count": "count(*)::DOUBLE",
+            "last": "arg_max(value, ts)",
+            "first": "arg_min(value, ts)",
+            "quantile": "quantile_cont(value, $q)",
+        }[kind]
+        if q is not None:
+            params["q"] = q
+        df = self._sql(
+            f"SELECT series_id, {expr} AS value FROM ({inner}) GROUP BY series_id ORDER BY value DESC LIMIT $k", params
+        )
+        out = df.join(matched.select("series_id", "series", "metric", "labels"), on="series_id")
+        return out.select("series", "metric", "labels", "value").sort("value", descending=True)
+
+    @_retry_moved
+    def events(
+        self, since: datetime | None = None, name: str | None = None, until: datetime | None = None
+    ) -> pl.DataFrame:
+        """Events (event_id, ts, name, resource, payload JSON text), oldest first."""
+        until = _aware(until, "until") if until else datetime.now(UTC) + timedelta(days=1)
+        since = _aware(since, "since") if since else datetime(1970, 1, 1, tzinfo=UTC)
+        files = self.storage.files(S.EVENTS, since.date(), until.date())
+        empty = pl.DataFrame(
+            schema={
+                "event_id": pl.String,
+                "ts": S.POLARS_TS,
+                "name": pl.String,
+                "resource": pl.String,
+                "payload": pl.String,
+            }
+        )
+        if not files:
+            return empty
+        params: dict[str, Any] = {"files": self._paths(files), "since": since, "until": until}
+        where = "ts >= $since AND ts <= $until"
+        if name:
+            where += " AND name = $name"
+            params["name"] = name
+        df = self._sql(
+            "SELECT event_id, max(ts) AS ts, arg_max(name, filename) AS name, arg_max(resource, filename) AS resource, "
+            f"arg_max(payload, filename) AS payload FROM read_parquet($files, filename=true) WHERE {where} "
+            "GROUP BY event_id ORDER BY ts, event_id",
+            params,
+        )
+        return df.with_columns(pl.col("ts").dt.cast_time_unit("ms")) if df.height else empty
+
+    # ---- maintenance (tasks.lake.maintain does the work) --------------------------------------
+    def compact(self, *, dry_run: bool = False, min_files: int = 4, now: datetime | None = None) -> Any:
+        from tasks.lake.maintain import compact
+
+        return compact(self, min_files=min_files, dry_run=dry_run, now=now)
+
+    def build_rollups(self, *, now: datetime | None = None, force: bool = False) -> Any:
+        from tasks.lake.maintain import build_rollups
+
+        return build_rollups(self, now=now, force=force)
+
+    def apply_retention(
+        self, retention_days: dict[str, int], *, now: datetime | None = None, dry_run: bool = False
+    ) -> Any:
+        from tasks.lake.maintain import apply_retention
+
+        return apply_retention(self, retention_days, now=now, dry_run=dry_run)
+
+    # ---- stats ---------------------------------------------------------------------------------
+    @_retry_moved
+    def stats(self) -> dict[str, Any]:
+        """Per table: rows, files, bytes, series, oldest, newest (ISO) — the `lake stats` payload."""
+        tables: dict[str, Any] = {}
+        for table in (S.SAMPLES, S.SERIES, S.EVENTS, *S.ROLLUP_TABLES.values()):
+            files = self.storage.files(table)
+            entry: dict[str, Any] = {
+                "rows": 0,
+                "files": len(files),
+                "bytes": sum(f.size for f in files),
+                "series": 0,
+                "oldest": None,
+                "newest": None,
+            }
+            if files:
+                ts_col = "first_seen" if table == S.SERIES else "ts"
+                sid = "NULL" if table == S.EVENTS else "count(DISTINCT series_id)"
+                if table == S.SAMPLES:
+                    sid = "NULL"
+                row = self.con.sql(
+                    f"SELECT count(*), {sid}, min({ts_col}), max({ts_col}) FROM read_parquet($files)",
+                    params={"files": self._paths(files)},
+                ).fetchall()[0]
+                assert row is not None
+                entry["rows"] = int(row[0])
+                entry["series"] = int(row[1]) if row[1] is not None else 0
+                entry["oldest"] = _iso(row[2])
+                entry["newest"] = _iso(row[3])
+            tables[table] = entry
+        cat = self.catalogue()
+        tables[S.SAMPLES]["series"] = cat.height
+        return {"root": self.storage.url, "tables": tables}
+
+
+def _iso(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(v)
+
+
+def _floor(ts: datetime, step_ms: int) -> datetime:
+    ms = int(ts.timestamp() * 1000)
+    return datetime.fromtimestamp((ms // step_ms) * step_ms / 1000, tz=UTC)
+
+
+def _ceil(ts: datetime, step_ms: int) -> datetime:
+    ms = int(ts.timestamp() * 1000)
+    return datetime.fromtimestamp(-(-ms // step_ms) * step_ms / 1000, tz=UTC)
+
+
+def _fsspec_for(storage: LakeStorage) -> Any:
+    """An fsspec filesystem named ``lakefs`` over the pyarrow filesystem, for DuckDB reads."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class _LakeFS(ArrowFSWrapper):
+        protocol = "lakefs"
+
+        def _strip_protocol(self, path: Any) -> Any:  # type: ignore[override]
+            if isinstance(path, str) and path.startswith("lakefs://"):
+                path = path[len("lakefs://") :]
+            return super()._strip_protocol(path)
+
+    return _LakeFS(storage.fs)

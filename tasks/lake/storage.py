@@ -1,0 +1,229 @@
+"""Where lake files live: the one module that builds paths and moves files.
+
+Layout: ``<root>/<table>/date=YYYY-MM-DD/<write_ns>-<content_hash>.parquet``.
+
+* ``write_ns`` (nanoseconds since the epoch at write time, zero-padded) orders files by write, so
+  "keep the last write" needs no extra column: the newest file name wins.
+* ``content_hash`` makes re-sending the same batch a no-op: the file already exists.
+* A file is written under a temporary name that does not end in ``.parquet`` and renamed into place,
+  so readers (which list ``*.parquet``) never see half a file, and a crash leaves only a
+  ``.partial`` file that maintenance sweeps away.
+
+Object storage (``s3://``) goes through pyarrow's filesystem layer. There a PUT is atomic by
+itself, so the object is written straight to its final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+PARTITION_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+FILE_RE = re.compile(r"^(\d{20})-([0-9a-f]{16})\.parquet$")
+TMP_SUFFIX = ".partial"
+ROW_GROUP_SIZE = 122_880
+COMPRESSION = "zstd"
+
+
+@dataclass(frozen=True, slots=True)
+class LakeFile:
+    """One Parquet file of a table partition."""
+
+    table: str
+    day: date
+    path: str  # path as the filesystem sees it (local absolute path, or bucket/key for s3)
+    name: str
+    size: int
+
+    @property
+    def write_ns(self) -> int:
+        m = FILE_RE.match(self.name)
+        return int(m.group(1)) if m else 0
+
+
+class LakeStorage:
+    """Filesystem access for one lake root (a local directory or an ``s3://`` URL)."""
+
+    def __init__(self, root: str, *, s3_options: dict[str, str] | None = None) -> None:
+        self.url = root
+        if "://" in root and not root.startswith("file://"):
+            fs, base = pafs.FileSystem.from_uri(root)
+            if s3_options and isinstance(fs, pafs.S3FileSystem):
+                fs = pafs.S3FileSystem(**s3_options)
+            self.fs: pafs.FileSystem = fs
+            self.base = base.rstrip("/")
+            self.local = False
+        else:
+            p = Path(root.removeprefix("file://")).expanduser().resolve()
+            self.fs = pafs.LocalFileSystem()
+            self.base = str(p)
+            self.local = True
+
+    # ---- paths -------------------------------------------------------------------------------
+    def table_dir(self, table: str) -> str:
+        return f"{self.base}/{table}"
+
+    def partition_dir(self, table: str, day: date) -> str:
+        return f"{self.base}/{table}/date={day.isoformat()}"
+
+    def meta_path(self, name: str) -> str:
+        return f"{self.base}/_meta/{name}"
+
+    # ---- listing -----------------------------------------------------------------------------
+    def partitions(self, table: str) -> list[date]:
+        sel = pafs.FileSelector(self.table_dir(table), allow_not_found=True)
+        days = []
+        for info in self.fs.get_file_info(sel):
+            if info.type == pafs.FileType.Directory:
+                m = PARTITION_RE.match(info.base_name)
+                if m:
+                    days.append(date.fromisoformat(m.group(1)))
+        return sorted(days)
+
+    def files(self, table: str, start: date | None = None, end: date | None = None) -> list[LakeFile]:
+        """Committed files of ``table`` whose partition day is within [start, end] (inclusive)."""
+        out: list[LakeFile] = []
+        for day in self.partitions(table):
+            if (start and day < start) or (end and day > end):
+                continue
+            sel = pafs.FileSelector(self.partition_dir(table, day), allow_not_found=True)
+            for info in self.fs.get_file_info(sel):
+                if info.type == pafs.FileType.File and info.base_name.endswith(".parquet"):
+                    out.append(LakeFile(table, day, info.path, info.base_name, info.size or 0))
+        out.sort(key=lambda f: (f.day, f.name))
+        return out
+
+    def temp_files(self, table: str) -> list[str]:
+        out: list[str] = []
+        for day in self.partitions(table):
+            sel = pafs.FileSelector(self.partition_dir(table, day), allow_not_found=True)
+            out += [i.path for i in self.fs.get_file_info(sel) if i.base_name.endswith(TMP_SUFFIX)]
+        return out
+
+    def exists_with_hash(self, table: str, day: date, content_hash: str) -> bool:
+        sel = pafs.FileSelector(self.partition_dir(table, day), allow_not_found=True)
+        suffix = f"-{content_hash}.parquet"
+        return any(i.base_name.endswith(suffix) for i in self.fs.get_file_info(sel))
+
+    def sql_path(self, f: LakeFile | str) -> str:
+        """A path DuckDB's ``read_parquet`` can open (local files only)."""
+        return f.path if isinstance(f, LakeFile) else f
+
+    # ---- writing -----------------------------------------------------------------------------
+    def write_table(
+        self,
+        table_name: str,
+        day: date,
+        data: pa.Table,
+        content_hash: str,
+        *,
+        write_ns: int | None = None,
+    ) -> str:
+        """Write ``data`` as one committed file of the partition; returns its path.
+
+        The file appears atomically (temp name + rename, fsync'd) or not at all.
+        """
+        ns = write_ns if write_ns is not None else time.time_ns()
+        d = self.partition_dir(table_name, day)
+        final = f"{d}/{ns:020d}-{content_hash}.parquet"
+        self.fs.create_dir(d, recursive=True)
+        if not self.local:
+            pq.write_table(data, final, filesystem=self.fs, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
+            return final
+        tmp = f"{d}/_{uuid.uuid4().hex}{TMP_SUFFIX}"
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(data, fh, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(d)
+        return final
+
+    def delete(self, paths: list[str]) -> None:
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(p)
+
+    def delete_partition(self, table: str, day: date) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_dir(self.partition_dir(table, day))
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            with self.fs.open_input_stream(path) as fh:
+                return fh.read()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def write_bytes_atomic(self, path: str, payload: bytes) -> None:
+        parent = path.rsplit("/", 1)[0]
+        self.fs.create_dir(parent, recursive=True)
+        if not self.local:
+            with self.fs.open_output_stream(path) as fh:
+                fh.write(payload)
+            return
+        tmp = f"{path}.{uuid.uuid4().hex}{TMP_SUFFIX}"
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, timeout_s: float = 600.0) -> Iterator[None]:
+        """An exclusive advisory lock for maintenance on one table (local lakes only).
+
+        Writers never take it: appends do not conflict. Only compaction, rollups and retention do,
+        because two of them rewriting one partition at once could each delete the other's output.
+        """
+        if not self.local:
+            yield
+            return
+        d = f"{self.base}/_meta/locks"
+        os.makedirs(d, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
+        with open(f"{d}/{name}.lock", "w") as fh:
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"lake lock {name!r} held by another process for {timeout_s}s") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def day_of(ts: datetime) -> date:
+    return ts.date()
