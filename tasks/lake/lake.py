@@ -556,6 +556,25 @@ class Lake:
 
         return apply_retention(self, retention_days, now=now, dry_run=dry_run)
 
+    def import_file(
+        self,
+        path: str,
+        *,
+        time_col: str,
+        value_col: str,
+        metric: str | None = None,
+        metric_col: str | None = None,
+        label_cols: dict[str, str] | None = None,
+        fmt: str | None = None,
+        strict: bool | None = None,
+        dry_run: bool = False,
+    ) -> WriteResult:
+        """Import a CSV/Parquet file (see ``tasks.lake.importer``); errors name line and column."""
+        from tasks.lake.importer import ColumnMapping, import_file
+
+        mapping = ColumnMapping(time_col, value_col, metric, metric_col, tuple((label_cols or {}).items()))
+        return import_file(self, path, mapping, fmt=fmt, strict=strict, dry_run=dry_run)
+
     # ---- stats ---------------------------------------------------------------------------------
     @_retry_moved
     def stats(self) -> dict[str, Any]:

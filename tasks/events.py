@@ -1,0 +1,87 @@
+"""Events: every decision, notification and failure is appended to the lake and, where a Prefect
+API is reachable, emitted as a Prefect event so automations can react to it.
+
+Prefect naming (DESIGN.md): event ``cortex.<name>`` (e.g. ``cortex.metrics.collected``) on the
+resource ``cortex.<kind>.<id>``. The lake copy is the record of truth; the Prefect copy is
+best-effort and never fails the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from tasks.lake.schema import EVENT_NAMES, Event, SchemaError, now_utc
+
+log = logging.getLogger("cortex_perf.events")
+
+
+def prefect_api_reachable() -> bool:
+    """True when events can go to a Prefect API: a configured URL, or inside a flow run."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    try:
+        from prefect.context import FlowRunContext
+
+        return FlowRunContext.get() is not None
+    except Exception:  # pragma: no cover - prefect import problems mean "no"
+        return False
+
+
+def _resource(resource: str) -> str:
+    return resource if resource.startswith("cortex.") else f"cortex.{resource}"
+
+
+def emit(
+    lake: Any,
+    name: str,
+    resource: str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    ts: datetime | None = None,
+    to_prefect: bool | None = None,
+) -> Event:
+    """Record event ``name`` about ``resource`` (e.g. ``flow.collect``) with a JSON payload.
+
+    Written to the lake's events table first; then, if a Prefect API is reachable (or
+    ``to_prefect=True``), emitted to Prefect. A Prefect failure is logged, never raised.
+    """
+    if name not in EVENT_NAMES:
+        raise SchemaError(f"event name: unknown event {name!r} (known: {', '.join(sorted(EVENT_NAMES))})")
+    ev = Event(name=name, resource=_resource(resource), payload=dict(payload or {}), ts=ts or now_utc())
+    lake.write_events([ev])
+    if to_prefect if to_prefect is not None else prefect_api_reachable():
+        emit_prefect(ev)
+    return ev
+
+
+def emit_prefect(ev: Event) -> bool:
+    """Send one event to Prefect; returns whether it was handed to Prefect's events client."""
+    try:
+        from prefect.events import emit_event
+
+        payload = {k: _jsonable(v) for k, v in ev.payload.items()}
+        res_id = ev.resource
+        sent = emit_event(
+            event=f"cortex.{ev.name}",
+            resource={"prefect.resource.id": res_id, "prefect.resource.name": res_id.split(".", 2)[-1]},
+            payload=payload,
+            occurred=ev.ts,
+        )
+        return sent is not None
+    except Exception as exc:  # never let observability break the work it observes
+        log.warning("could not emit Prefect event %s: %s", ev.name, exc)
+        return False
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | set):
+        return [_jsonable(x) for x in v]
+    return v

@@ -1,0 +1,122 @@
+"""The state database (``data/state.duckdb``): short transactions with lock retry.
+
+DuckDB lets one process hold a database file for writing at a time. So every caller opens the file
+for one short transaction and closes it at once; a caller that finds the file locked by another
+process backs off and retries until ``lock_timeout_s``. Nobody keeps the state DB open while idle,
+which is what lets a collect flow, an alert flow and the CLI share it.
+
+Each capability declares its own tables with ``register_schema`` (DDL that is safe to repeat);
+they are created on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+_SCHEMAS: dict[str, str] = {
+    "kv": "CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value JSON, updated_at TIMESTAMPTZ)",
+}
+_ensured: set[tuple[str, str]] = set()
+_thread_lock = threading.Lock()
+
+
+class StateLockTimeout(TimeoutError):
+    """The state DB stayed locked by another process for longer than the configured timeout."""
+
+
+def register_schema(name: str, ddl: str) -> None:
+    """Declare tables a capability needs (``CREATE TABLE IF NOT EXISTS …``), created on first use."""
+    _SCHEMAS[name] = ddl
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set lock" in text or "already open" in text)
+
+
+@contextmanager
+def transaction(
+    path: str | os.PathLike[str] = "data/state.duckdb", *, timeout_s: float = 30.0, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the state DB for one transaction; commit on success, roll back on error, always close.
+
+    Retries with jittered exponential backoff while another process holds the file.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            # One thread at a time per process: DuckDB's file lock is per process, so threads
+            # would otherwise share (and trip over) one writer.
+            with _thread_lock:
+                con = duckdb.connect(str(p), read_only=read_only and p.exists())
+                try:
+                    _ensure(con, str(p))
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        yield con
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                    con.execute("COMMIT")
+                finally:
+                    con.close()
+            return
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise StateLockTimeout(f"state DB {p} locked by another process for over {timeout_s:g}s") from exc
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+
+def _ensure(con: duckdb.DuckDBPyConnection, path: str) -> None:
+    for name, ddl in _SCHEMAS.items():
+        if (path, name) in _ensured:
+            continue
+        con.execute(ddl)
+        _ensured.add((path, name))
+
+
+class State:
+    """Convenience wrapper bound to one state DB path and timeout (from settings)."""
+
+    def __init__(self, path: str = "data/state.duckdb", *, timeout_s: float = 30.0) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> State:
+        return cls(settings.state.path, timeout_s=settings.state.lock_timeout_s)
+
+    def transaction(self, *, read_only: bool = False) -> Any:
+        return transaction(self.path, timeout_s=self.timeout_s, read_only=read_only)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        import json
+
+        with self.transaction() as con:
+            row = con.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchall()
+        return json.loads(row[0][0]) if row else default
+
+    def set(self, key: str, value: Any) -> None:
+        import json
+
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO kv VALUES (?, ?, now()) ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                [key, json.dumps(value)],
+            )
