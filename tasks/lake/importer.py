@@ -7,7 +7,6 @@ and bad ones listed, unless the lake (or the call) is strict.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path

@@ -266,7 +266,7 @@ def _enforce_cardinality(
     new_rows = []
     refused: list[int] = []
     added: dict[str, int] = {}
-    for sid, metric, labels, first_seen, first_row in firsts.iter_rows():
+    for sid, metric, labels, first_seen, _first_row in firsts.iter_rows():
         have = known.get(metric, set())
         if sid in have:
             continue
@@ -302,10 +302,7 @@ def prepare_samples(
     """Validate a batch; returns (good rows sorted by series and time, new series, rejects)."""
     rej = _Rejects()
     now = now or datetime.now(UTC)
-    if isinstance(data, pl.DataFrame):
-        df = _check_frame_columns(data)
-    else:
-        df = _from_samples(data, limits, rej)
+    df = _check_frame_columns(data) if isinstance(data, pl.DataFrame) else _from_samples(data, limits, rej)
     df = _canonicalise(df, limits, rej, now)
     df, new_series = _enforce_cardinality(df, known_series, limits, rej)
     df = df.sort("series_id", "ts", "_row").unique(["series_id", "ts"], keep="last", maintain_order=True)
