@@ -15,27 +15,39 @@ text), ``ts`` Datetime(ms, UTC), ``value`` f64 — ready for ``Lake.write_sample
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from tasks.lake.schema import canonical_labels
+from tasks.lake.schema import Event, canonical_labels, now_utc
+
+if TYPE_CHECKING:
+    from tasks.lake.lake import Lake
 
 __all__ = [
     "DEMO_GPUS",
     "DEMO_HOSTS",
     "DEMO_INCIDENTS",
     "DEMO_LABEL",
+    "DEMO_SELECTOR",
     "DemoIncident",
+    "SeedResult",
+    "demo_seeded",
     "generate_demo_history",
     "incident_window",
+    "seed_demo",
 ]
 
 #: The label every demo series carries (``{source="demo"}`` selects all of them).
 DEMO_LABEL: dict[str, str] = {"source": "demo"}
+DEMO_SELECTOR = '{source="demo"}'
+#: Resource of the ``lake.imported`` marker event written once the demo history is in the lake.
+DEMO_RESOURCE = "cortex.lake.demo"
 DEMO_HOSTS: tuple[str, ...] = ("web-1", "web-2", "web-3", "worker-1")
 DEMO_GPU_HOST = "gpu-1"
 DEMO_GPUS: tuple[str, ...] = ("0", "1")
@@ -253,3 +265,96 @@ def generate_demo_history(
         schema={"metric": pl.String, "labels": pl.String, "ts": pl.Int64, "value": pl.Float64},
     )
     return frame.with_columns(pl.col("ts").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"))
+
+
+@dataclass(slots=True)
+class SeedResult:
+    """What ``seed_demo`` did; ``seeded`` is False when the lake already held the demo history."""
+
+    seeded: bool
+    rows: int = 0
+    rejected: int = 0
+    series: int = 0
+    start: str | None = None
+    end: str | None = None
+    files: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def demo_seeded(lake: Lake) -> bool:
+    """True when the demo history is already in ``lake``.
+
+    The marker event (``lake.imported`` with ``demo: true``) is the primary signal; a lake that has
+    ``source="demo"`` series without the marker (e.g. events pruned by retention) counts as seeded
+    too, so a re-run never writes the history twice.
+    """
+    events = lake.events(name="lake.imported")
+    for payload in events.get_column("payload").to_list():
+        try:
+            if json.loads(payload).get("demo") is True:
+                return True
+        except (ValueError, AttributeError):
+            continue
+    return lake.series(DEMO_SELECTOR).height > 0
+
+
+def seed_demo(
+    lake: Lake,
+    *,
+    now: datetime | None = None,
+    days: float = 3,
+    step_s: int = 60,
+    seed: int = 42,
+    on_progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
+) -> SeedResult:
+    """Write the demo history into ``lake`` once (one batch per day partition) and leave a marker.
+
+    ``on_progress(done_rows, total_rows)`` is called after each batch so a CLI can draw progress.
+    Returns ``SeedResult(seeded=False)`` without writing when the lake is already seeded.
+    """
+    if not force and demo_seeded(lake):
+        return SeedResult(seeded=False)
+    now = now or now_utc()
+    frame = generate_demo_history(now, days=days, step_s=step_s, seed=seed)
+    total = frame.height
+    result = SeedResult(seeded=True)
+    done = 0
+    if on_progress:
+        on_progress(0, total)
+    # One write per day: each lands as one file in its own date partition, which is also the
+    # layout compaction would produce.
+    for _, part in frame.with_columns(_day=pl.col("ts").dt.date()).group_by("_day", maintain_order=True):
+        res = lake.write_samples(part.drop("_day"))
+        result.rows += res.accepted
+        result.rejected += res.rejected
+        result.files += len(res.files)
+        result.reasons.extend(res.reasons[: max(0, 5 - len(result.reasons))])
+        done += part.height
+        if on_progress:
+            on_progress(done, total)
+    result.series = frame.select("metric", "labels").n_unique()
+    result.start = frame["ts"].min().isoformat()  # type: ignore[union-attr]
+    result.end = frame["ts"].max().isoformat()  # type: ignore[union-attr]
+    lake.write_events(
+        [
+            Event(
+                "lake.imported",
+                DEMO_RESOURCE,
+                {
+                    "demo": True,
+                    "rows": result.rows,
+                    "series": result.series,
+                    "days": days,
+                    "start": result.start,
+                    "end": result.end,
+                    "incidents": [i.name for i in DEMO_INCIDENTS],
+                },
+                ts=now_utc(),
+            )
+        ]
+    )
+    return result

@@ -1,0 +1,49 @@
+"""What every flow shares: loading settings once per run and skipping stale scheduled runs.
+
+Kept out of ``tasks/`` because both are about orchestration (which run is this, how late is it),
+not about the domain.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tasks.config import Settings, load_settings
+from tasks.lake import Lake
+
+__all__ = ["lateness_s", "load", "skipped_summary"]
+
+
+def load(config_path: str | None, overrides: list[str] | None) -> tuple[Settings, Lake]:
+    """Settings (file < env < overrides) and the lake they point at.
+
+    Raises ``ConfigError`` naming the bad fields, which fails the flow run with that message.
+    """
+    settings = load_settings(config_path, overrides or None)
+    return settings, Lake.from_settings(settings)
+
+
+def lateness_s(now: datetime | None = None) -> float | None:
+    """How many seconds after its scheduled time this *deployment* run started (None otherwise).
+
+    Ad-hoc runs (tests, ``cortex-perf run``, a flow called as a function) are never late: only a
+    run created by a deployment's schedule has a schedule to be late against.
+    """
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    run = ctx.flow_run if ctx else None
+    if run is None or run.deployment_id is None or run.expected_start_time is None:
+        return None
+    now = now or datetime.now(UTC)
+    return max(0.0, (now - run.expected_start_time).total_seconds())
+
+
+def skipped_summary(flow: str, late_s: float, max_lateness_s: float) -> dict[str, Any]:
+    """The summary a flow returns when it skips itself as a stale catch-up run."""
+    return {
+        "flow": flow,
+        "skipped": True,
+        "reason": f"started {late_s:.0f}s after its scheduled time (max_lateness_s={max_lateness_s:g})",
+    }

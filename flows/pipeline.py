@@ -1,0 +1,173 @@
+"""The main job: every stage once, in order — (seed demo history) → collect → maintain.
+
+Later stages (forecast, decide, alerts, report) append themselves to ``STAGES``. Stages run as
+plain calls of the stage flows' functions inside this one flow run, so their tasks, logs and
+artifacts belong to the pipeline's run; subflows would add Prefect's per-subflow overhead (about
+a second each) for nothing. A failing stage is recorded and the next one still runs — a broken
+collector must not stop maintenance — and the run fails at the end, naming the failed stages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Literal, TypedDict
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows._common import load
+from flows.collect import collect
+from flows.maintain import maintain
+from tasks.demo import DEMO_INCIDENTS, seed_demo
+from tasks.lake import Lake
+from tasks.timeparse import format_duration
+
+__all__ = ["PipelineFailed", "PipelineSummary", "StageSummary", "pipeline"]
+
+ARTIFACT_KEY = "pipeline-summary"
+
+
+class StageSummary(TypedDict):
+    stage: str
+    status: Literal["ok", "skipped", "failed"]
+    seconds: float
+    detail: str
+    result: dict[str, Any]
+
+
+class PipelineSummary(TypedDict):
+    """The pipeline's return value; the CLI renders it as tables."""
+
+    ok: bool
+    demo: bool
+    lake: str
+    stages: list[StageSummary]
+    tables: dict[str, dict[str, Any]]
+    incidents: list[dict[str, str]]
+
+
+class PipelineFailed(RuntimeError):
+    """Raised at the end of a run in which a stage failed; carries the full summary."""
+
+    def __init__(self, summary: PipelineSummary) -> None:
+        failed = [s["stage"] for s in summary["stages"] if s["status"] == "failed"]
+        super().__init__(f"stage(s) failed: {', '.join(failed)}")
+        self.summary = summary
+
+
+@task(name="seed-demo-history", cache_policy=NO_CACHE)
+def seed_demo_history(lake: Lake, days: float) -> dict[str, Any]:
+    """Write the generated demo history once; a lake that already has it is left alone."""
+    return seed_demo(lake, days=days).to_dict()
+
+
+@task(name="lake-stats", cache_policy=NO_CACHE)
+def lake_stats(lake: Lake) -> dict[str, dict[str, Any]]:
+    return dict(lake.stats()["tables"])
+
+
+def _detail_seed(r: dict[str, Any]) -> tuple[str, str]:
+    if not r.get("seeded"):
+        return "skipped", "demo history already in the lake"
+    return "ok", f"{r['rows']:,} samples, {r['series']} series ({r['start'][:16]} → {r['end'][:16]} UTC)"
+
+
+def _detail_collect(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    failed = r.get("failed_sources") or []
+    text = f"{r.get('accepted', 0):,} samples from {r.get('sources', 0)} source(s)"
+    if r.get("rejected"):
+        text += f", {r['rejected']} rejected"
+    if failed:
+        text += f"; failed: {', '.join(failed)}"
+    return "ok", text
+
+
+def _detail_maintain(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    c = r.get("compaction", {})
+    rows = r.get("rollups", {}).get("rows_written", {}) or {}
+    dropped = sum(len(v) for v in (r.get("retention", {}).get("partitions_dropped", {}) or {}).values())
+    return "ok", (
+        f"compaction {c.get('files_before', 0)} → {c.get('files_after', 0)} files; "
+        f"rollup rows {sum(rows.values()):,}; {dropped} partition(s) past retention dropped"
+    )
+
+
+def _run_stage(
+    name: str,
+    fn: Callable[[], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], tuple[str, str]],
+) -> StageSummary:
+    logger = get_run_logger()
+    t0 = time.perf_counter()
+    try:
+        result = dict(fn())
+        status, detail = describe(result)
+    except Exception as exc:  # one broken stage must not stop the others
+        logger.error("stage %s failed: %s: %s", name, type(exc).__name__, exc)
+        result, status, detail = {}, "failed", f"{type(exc).__name__}: {exc}"
+    stage = StageSummary(
+        stage=name,
+        status=status,  # type: ignore[typeddict-item]
+        seconds=round(time.perf_counter() - t0, 3),
+        detail=detail,
+        result=result,
+    )
+    logger.info("stage %s: %s (%s)", name, status, detail)
+    return stage
+
+
+@flow(name="pipeline", description="The main job: every stage once, in order.")
+def pipeline(
+    demo: bool = False,
+    config_path: str | None = None,
+    overrides: list[str] | None = None,
+    demo_days: float = 3.0,
+) -> PipelineSummary:
+    """Run every stage once. ``demo=True`` first seeds a generated, labelled history (once per lake)."""
+    _settings, lake = load(config_path, overrides)
+    stages: list[StageSummary] = []
+    if demo:
+        stages.append(_run_stage("seed-demo", lambda: seed_demo_history(lake, demo_days), _detail_seed))
+    stages.append(_run_stage("collect", lambda: dict(collect.fn(config_path, overrides)), _detail_collect))
+    stages.append(_run_stage("maintain", lambda: dict(maintain.fn(config_path, overrides)), _detail_maintain))
+    try:
+        tables = lake_stats(lake)
+    except Exception as exc:
+        get_run_logger().error("lake stats failed: %s", exc)
+        tables = {}
+    summary = PipelineSummary(
+        ok=all(s["status"] != "failed" for s in stages),
+        demo=demo,
+        lake=lake.root,
+        stages=stages,
+        tables=tables,
+        incidents=[
+            {
+                "name": i.name,
+                "series": i.metric,
+                "when": f"{format_duration(i.start_before_end)} before the end",
+                "what": i.description,
+            }
+            for i in DEMO_INCIDENTS
+        ]
+        if demo
+        else [],
+    )
+    create_table_artifact(
+        table=[{k: s[k] for k in ("stage", "status", "seconds", "detail")} for s in stages],  # type: ignore[literal-required]
+        key=ARTIFACT_KEY,
+        description=f"**pipeline** over `{lake.root}`{' (demo)' if demo else ''}",
+    )
+    if not summary["ok"]:
+        raise PipelineFailed(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    pipeline()
