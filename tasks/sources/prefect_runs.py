@@ -1,0 +1,182 @@
+"""Recent Prefect flow runs as metrics: durations and counts per flow and state.
+
+Series: ``prefect_flow_run_duration_seconds{flow, state}`` for each finished run (stamped with its
+end time) and ``prefect_flow_runs{flow, state}`` (runs seen in the look-back window, stamped now).
+``state`` is the run's state type in lower case (``completed``, ``failed``, ``crashed``,
+``running``, ...), a small fixed set, so the series count stays bounded.
+
+Why the source checks for an API first: ``get_client()`` without ``PREFECT_API_URL`` starts a
+temporary local server (15-24 s here) that knows no runs. So with no API configured the source
+yields nothing and says so once; it never starts a server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tasks.config.settings import PrefectSourceSettings
+from tasks.lake.schema import Sample, now_utc, to_utc_ms
+from tasks.sources.base import Source, SourceError, log_once, source_logger
+
+__all__ = ["PrefectSource", "configured_api_url", "flow_runs_to_samples"]
+
+
+def configured_api_url() -> str | None:
+    """Prefect's own API URL setting (environment or active profile), ``None`` when unset."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return str(url) if url else None
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return to_utc_ms(ts.astimezone(UTC))
+
+
+def _state(run: Any) -> str:
+    st = getattr(run, "state_type", None)
+    if st is None and getattr(run, "state", None) is not None:
+        st = run.state.type
+    if st is None:
+        return "unknown"
+    return str(getattr(st, "value", st)).lower()
+
+
+def flow_runs_to_samples(runs: list[Any], flow_names: dict[Any, str], now: datetime) -> list[Sample]:
+    """Turn Prefect ``FlowRun`` objects into samples (pure: tested without a server)."""
+    out: list[Sample] = []
+    counts: Counter[tuple[str, str]] = Counter()
+    for run in runs:
+        flow = flow_names.get(run.flow_id, str(run.flow_id))
+        state = _state(run)
+        counts[(flow, state)] += 1
+        end = _aware(getattr(run, "end_time", None))
+        if end is None:
+            continue
+        start = _aware(getattr(run, "start_time", None))
+        if start is not None:
+            duration = (end - start).total_seconds()
+        else:
+            trt = getattr(run, "total_run_time", None)
+            if not isinstance(trt, timedelta):
+                continue
+            duration = trt.total_seconds()
+        out.append(Sample("prefect_flow_run_duration_seconds", max(0.0, duration), end, {"flow": flow, "state": state}))
+    for (flow, state), n in sorted(counts.items()):
+        out.append(Sample("prefect_flow_runs", float(n), now, {"flow": flow, "state": state}))
+    return out
+
+
+class PrefectSource(Source):
+    """Flow runs updated in the last ``lookback_minutes`` from a Prefect API.
+
+    ``client_factory`` returns a context manager yielding a sync Prefect client (default:
+    ``prefect.client.orchestration.get_client(sync_client=True)``); ``api_url`` overrides Prefect's
+    own setting. Neither given and no ``PREFECT_API_URL``: the source yields ``[]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "prefect",
+        lookback_minutes: int = 60,
+        limit: int = 200,
+        api_url: str | None = None,
+        client_factory: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        self.name = name
+        self.lookback_minutes = lookback_minutes
+        self.limit = limit
+        self.api_url = api_url
+        self._factory = client_factory
+        self._log = source_logger(name)
+
+    @classmethod
+    def from_settings(cls, cfg: PrefectSourceSettings) -> PrefectSource:
+        return cls(lookback_minutes=cfg.lookback_minutes, limit=cfg.limit, api_url=cfg.api_url)
+
+    def _client(self) -> AbstractContextManager[Any] | None:
+        if self._factory is not None:
+            return self._factory()
+        url = self.api_url or configured_api_url()
+        if not url:
+            log_once(
+                self._log,
+                f"{self.name}:no-api",
+                logging.INFO,
+                "no Prefect API configured (PREFECT_API_URL unset): flow-run metrics skipped",
+            )
+            return None
+        if self.api_url:
+            # An explicit API: a client of its own, leaving Prefect's global settings alone.
+            from prefect.client.orchestration import SyncPrefectClient
+            from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
+
+            return SyncPrefectClient(
+                self.api_url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value()
+            )
+        from prefect.client.orchestration import get_client
+
+        # Safe: the URL is set, so get_client cannot fall back to an ephemeral server.
+        return get_client(sync_client=True)
+        return get_client(sync_client=True)
+
+    def collect(self, now: datetime | None = None) -> list[Sample]:
+        now = now or now_utc()
+        cm = self._client()
+        if cm is None:
+            return []
+        since = now - timedelta(minutes=self.lookback_minutes)
+        try:
+            with cm as client:
+                from prefect.client.schemas.sorting import FlowRunSort
+
+                runs = client.read_flow_runs(
+                    flow_run_filter=_recent_filter(since, now),
+                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,  # newest first when `limit` cuts
+                    limit=self.limit,
+                )
+                ids = list({r.flow_id for r in runs})
+                names: dict[Any, str] = {}
+                if ids:
+                    from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+
+                    flows = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=ids)), limit=len(ids))
+                    names = {f.id: f.name for f in flows}
+        except Exception as exc:
+            raise SourceError(f"prefect API: {type(exc).__name__}: {exc}") from None
+        return flow_runs_to_samples(runs, names, now)
+
+
+def _recent_filter(since: datetime, now: datetime) -> Any:
+    """Runs that started, ended or were due since ``since``, or are running now.
+
+    The API has no "updated since" filter; this OR of the run's own times is the closest match.
+    """
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterEndTime,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        Operator,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    return FlowRunFilter(
+        operator=Operator.or_,
+        start_time=FlowRunFilterStartTime(after_=since),
+        end_time=FlowRunFilterEndTime(after_=since),
+        expected_start_time=FlowRunFilterExpectedStartTime(after_=since, before_=now),  # not future runs
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])),
+    )

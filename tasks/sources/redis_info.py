@@ -1,0 +1,237 @@
+"""Redis metrics from ``INFO``: throughput, hit ratio, memory, clients, evictions, keys per db.
+
+In cluster mode INFO is read from every node (``redis.cluster.RedisCluster``), each node's series
+labelled ``node="host:port"``; every series also carries ``redis`` (the configured name). Names
+follow redis_exporter's where it has one, so existing dashboards and habits carry over.
+
+Why so much care with the URL: it may hold a password. It never goes into a label, a log line or
+an error; errors from the client are passed through ``redact`` before they leave this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from pydantic import SecretStr
+
+from tasks.config.settings import RedisSourceSettings
+from tasks.lake.schema import Sample, now_utc
+from tasks.sources.base import Source, SourceError, redact, sanitize_metric_name, source_logger
+
+__all__ = ["RedisSource", "info_to_samples", "safe_redis_url"]
+
+#: INFO field -> metric name. Gauges first, then cumulative counters (``_total``).
+GAUGES: dict[str, str] = {
+    "instantaneous_ops_per_sec": "redis_instantaneous_ops_per_sec",
+    "used_memory": "redis_memory_used_bytes",
+    "used_memory_rss": "redis_memory_used_rss_bytes",
+    "maxmemory": "redis_memory_max_bytes",
+    "mem_fragmentation_ratio": "redis_memory_fragmentation_ratio",
+    "connected_clients": "redis_connected_clients",
+    "blocked_clients": "redis_blocked_clients",
+    "connected_slaves": "redis_connected_replicas",
+    "uptime_in_seconds": "redis_uptime_seconds",
+}
+COUNTERS: dict[str, str] = {
+    "keyspace_hits": "redis_keyspace_hits_total",
+    "keyspace_misses": "redis_keyspace_misses_total",
+    "evicted_keys": "redis_evicted_keys_total",
+    "expired_keys": "redis_expired_keys_total",
+    "total_commands_processed": "redis_commands_processed_total",
+    "total_connections_received": "redis_connections_received_total",
+    "rejected_connections": "redis_rejected_connections_total",
+    "total_net_input_bytes": "redis_net_input_bytes_total",
+    "total_net_output_bytes": "redis_net_output_bytes_total",
+}
+
+
+def _secrets_of(url: str) -> list[str]:
+    parts = urlsplit(url)
+    out = [url]
+    if parts.password:
+        out += [parts.password, unquote(parts.password)]
+    return out
+
+
+def safe_redis_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (the user name is kept: it helps debugging)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _num(v: object) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def info_to_samples(
+    info: Mapping[str, Any],
+    labels: Mapping[str, str],
+    now: datetime,
+    extra_fields: Sequence[str] = (),
+) -> list[Sample]:
+    """Map one node's parsed INFO (``redis.Redis.info()``) to samples carrying ``labels``.
+
+    A pure function so the mapping is testable on its own and shared by single and cluster mode.
+    """
+    out: list[Sample] = []
+    base = dict(labels)
+
+    def add(metric: str, value: float, **extra: str) -> None:
+        out.append(Sample(metric, value, now, {**base, **extra}))
+
+    out.append(Sample("redis_up", 1.0, now, base))
+    for field_name, metric in (*GAUGES.items(), *COUNTERS.items()):
+        v = _num(info.get(field_name))
+        if v is not None:
+            add(metric, v)
+    hits, misses = _num(info.get("keyspace_hits")), _num(info.get("keyspace_misses"))
+    if hits is not None and misses is not None and hits + misses > 0:
+        # Since start of the server; the lake derives windowed ratios from the two counters.
+        add("redis_keyspace_hit_ratio", hits / (hits + misses))
+    for key, value in info.items():
+        if key.startswith("db") and key[2:].isdigit() and isinstance(value, Mapping):
+            keys, expires = _num(value.get("keys")), _num(value.get("expires"))
+            if keys is not None:
+                add("redis_db_keys", keys, db=key)
+            if expires is not None:
+                add("redis_db_keys_expiring", expires, db=key)
+    role = info.get("role")
+    if role is not None:
+        add(
+            "redis_instance_info",
+            1.0,
+            role=str(role),
+            redis_version=str(info.get("redis_version", "")),
+            redis_mode=str(info.get("redis_mode", "")),
+        )
+        add("redis_master", 1.0 if role == "master" else 0.0)
+    for field_name in extra_fields:
+        v = _num(info.get(field_name))
+        if v is not None:
+            add(f"redis_{sanitize_metric_name(field_name)}", v)
+    return out
+
+
+class RedisSource(Source):
+    """INFO of one Redis server, or of every node of a Redis Cluster.
+
+    ``client_factory`` (no arguments, returns a ``redis.Redis`` or ``RedisCluster``) replaces the
+    client built from ``url``; the source closes each client it obtained after the collection.
+    """
+
+    def __init__(
+        self,
+        url: str | SecretStr = "redis://127.0.0.1:6379/0",
+        *,
+        redis_name: str = "default",
+        name: str | None = None,
+        cluster: bool = False,
+        timeout_s: float = 5.0,
+        extra_info_fields: Sequence[str] = (),
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self._url = url.get_secret_value() if isinstance(url, SecretStr) else url
+        self.redis_name = redis_name
+        self.name = name or ("redis" if redis_name == "default" else f"redis:{redis_name}")
+        self.cluster = cluster
+        self.timeout_s = timeout_s
+        self.extra_info_fields = list(extra_info_fields)
+        self._factory = client_factory or self._default_client
+        self._secrets = _secrets_of(self._url)
+        self._log = source_logger(self.name)
+
+    @classmethod
+    def from_settings(cls, cfg: RedisSourceSettings) -> RedisSource:
+        return cls(
+            cfg.url,
+            redis_name=cfg.name,
+            cluster=cfg.cluster,
+            timeout_s=cfg.timeout_s,
+            extra_info_fields=cfg.extra_info_fields,
+        )
+
+    @property
+    def safe_url(self) -> str:
+        return safe_redis_url(self._url)
+
+    def __repr__(self) -> str:
+        return f"RedisSource(name={self.name!r}, url={self.safe_url!r}, cluster={self.cluster})"
+
+    def _default_client(self) -> Any:
+        kw: dict[str, Any] = {"socket_timeout": self.timeout_s, "socket_connect_timeout": self.timeout_s}
+        if self.cluster:
+            from redis.cluster import RedisCluster
+
+            return RedisCluster.from_url(self._url, **kw)
+        import redis
+
+        return redis.Redis.from_url(self._url, **kw)
+
+    def _error(self, where: str, exc: BaseException, samples: Sequence[Sample] = ()) -> SourceError:
+        text = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+        return SourceError(f"redis {self.redis_name} ({where}): {text}", samples)
+
+    def collect(self, now: datetime | None = None) -> list[Sample]:
+        now = now or now_utc()
+        try:
+            client = self._factory()
+        except Exception as exc:
+            raise self._error(self.safe_url, exc) from None
+        try:
+            if self.cluster:
+                return self._collect_cluster(client, now)
+            node = _node_name(client)
+            labels = {"redis": self.redis_name, "node": node}
+            try:
+                info = client.info()
+            except Exception as exc:
+                down = [Sample("redis_up", 0.0, now, labels)]
+                raise self._error(node, exc, down) from None
+            return info_to_samples(info, labels, now, self.extra_info_fields)
+        finally:
+            with contextlib.suppress(Exception):  # closing a broken client changes nothing
+                client.close()
+
+    def _collect_cluster(self, client: Any, now: datetime) -> list[Sample]:
+        out: list[Sample] = []
+        errors: list[str] = []
+        for node in client.get_nodes():
+            labels = {"redis": self.redis_name, "node": f"{node.host}:{node.port}"}
+            try:
+                info = client.info(target_nodes=node)
+                if isinstance(info, Mapping) and node.name in info and isinstance(info[node.name], Mapping):
+                    info = info[node.name]
+            except Exception as exc:  # one node down: report it, keep the others
+                out.append(Sample("redis_up", 0.0, now, labels))
+                errors.append(str(self._error(labels["node"], exc)))
+                continue
+            out.extend(info_to_samples(info, labels, now, self.extra_info_fields))
+        if errors:
+            raise SourceError("; ".join(errors), out)
+        return out
+
+
+def _node_name(client: Any) -> str:
+    kw = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    if "path" in kw:
+        return f"unix:{kw['path']}"
+    return f"{kw.get('host', '?')}:{kw.get('port', 6379)}"
