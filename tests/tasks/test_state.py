@@ -1,0 +1,68 @@
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tasks.state import State, StateLockTimeout, register_schema, transaction
+
+
+def test_set_get_and_rollback(tmp_path):
+    st = State(str(tmp_path / "state.duckdb"))
+    st.set("k", {"a": [1, 2]})
+    assert st.get("k") == {"a": [1, 2]}
+    assert st.get("missing", 7) == 7
+    with pytest.raises(RuntimeError), st.transaction() as con:
+        con.execute("UPDATE kv SET value = '1' WHERE key = 'k'")
+        raise RuntimeError("boom")
+    assert st.get("k") == {"a": [1, 2]}  # rolled back
+
+
+def test_registered_schema_created_on_first_use(tmp_path):
+    register_schema("test_things", "CREATE TABLE IF NOT EXISTS test_things (id INTEGER)")
+    with transaction(tmp_path / "s.duckdb") as con:
+        con.execute("INSERT INTO test_things VALUES (1)")
+    with transaction(tmp_path / "s.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM test_things").fetchall()[0][0] == 1
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+    """
+)
+
+
+def _hold(path, seconds):
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def test_waits_for_another_process_holding_the_lock(tmp_path):
+    path = tmp_path / "state.duckdb"
+    State(str(path)).set("x", 1)
+    holder = _hold(path, 1.5)
+    t0 = time.monotonic()
+    State(str(path), timeout_s=20).set("x", 2)
+    waited = time.monotonic() - t0
+    holder.wait()
+    assert waited >= 0.5
+    assert State(str(path)).get("x") == 2
+
+
+def test_gives_up_after_the_timeout_with_a_clear_error(tmp_path):
+    path = tmp_path / "state.duckdb"
+    State(str(path)).set("x", 1)
+    holder = _hold(path, 5)
+    try:
+        with pytest.raises(StateLockTimeout, match="locked by another process for over 0.5s"):
+            State(str(path), timeout_s=0.5).set("x", 2)
+    finally:
+        holder.kill()
+        holder.wait()
