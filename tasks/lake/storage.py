@@ -59,10 +59,11 @@ class LakeStorage:
     def __init__(self, root: str, *, s3_options: dict[str, str] | None = None) -> None:
         self.url = root
         if "://" in root and not root.startswith("file://"):
-            fs, base = pafs.FileSystem.from_uri(root)
-            if s3_options and isinstance(fs, pafs.S3FileSystem):
-                fs = pafs.S3FileSystem(**s3_options)
-            self.fs: pafs.FileSystem = fs
+            if root.startswith("s3://"):
+                self.fs: pafs.FileSystem = pafs.S3FileSystem(**_s3_kwargs(s3_options or {}))
+                base = root.removeprefix("s3://")
+            else:
+                self.fs, base = pafs.FileSystem.from_uri(root)
             self.base = base.rstrip("/")
             self.local = False
         else:
@@ -212,6 +213,17 @@ class LakeStorage:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _s3_kwargs(opts: dict[str, str]) -> dict[str, str]:
+    """pyarrow S3 options; an endpoint given as a URL (``http://host:port``) sets the scheme too."""
+    out = dict(opts)
+    ep = out.get("endpoint_override")
+    if ep and "://" in ep:
+        scheme, _, rest = ep.partition("://")
+        out["endpoint_override"] = rest.rstrip("/")
+        out.setdefault("scheme", scheme)
+    return out
 
 
 def _fsync_dir(path: str) -> None:
