@@ -538,6 +538,26 @@ class Lake:
         )
         return df.with_columns(pl.col("ts").dt.cast_time_unit("ms")) if df.height else empty
 
+    def views(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with one view per lake table over the files committed right now.
+
+        For ad-hoc SQL in notebooks and the shell (``SELECT … FROM samples``); the query API above
+        is what the product uses. A table with no files yet is an empty view of the right shape.
+        """
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        if not self.storage.local:
+            con.register_filesystem(_fsspec_for(self.storage))
+        for table, schema in S.TABLE_SCHEMAS.items():
+            files = self._paths(self.storage.files(table))
+            if files:
+                listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{listing}])')
+            else:
+                con.register(f"_{table}_empty", schema.empty_table())
+                con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM "_{table}_empty"')
+        return con
+
     # ---- maintenance (tasks.lake.maintain does the work) --------------------------------------
     def compact(self, *, dry_run: bool = False, min_files: int = 4, now: datetime | None = None) -> Any:
         from tasks.lake.maintain import compact

@@ -108,3 +108,11 @@ def test_empty_lake_answers_empty(lake, now):
     assert lake.latest("cpu").height == 0
     stats = lake.stats()["tables"]["samples"]
     assert stats == {"rows": 0, "files": 0, "bytes": 0, "series": 0, "oldest": None, "newest": None}
+
+
+def test_duckdb_views_for_ad_hoc_sql(filled, lake, now):
+    con = filled.views()
+    assert con.execute("SELECT count(*) FROM samples").fetchall()[0][0] == 360
+    assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 0  # empty, but queryable
+    rows = con.execute("SELECT metric, count(DISTINCT series_id) FROM samples GROUP BY metric").fetchall()
+    assert rows == [("cpu", 3)]
