@@ -289,7 +289,7 @@ def render_pipeline_summary(summary: dict[str, Any]) -> None:
         console.print(it)
         console.print(
             "Try: [bold]uv run cortex-perf lake query "
-            "'host_cpu_utilization{source=\"demo\"}' --since 2d --step 1h --agg max[/bold]"
+            "'host_cpu_utilization_ratio{source=\"demo\"}' --since 2d --step 1h --agg max[/bold]"
         )
 
 

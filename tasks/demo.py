@@ -4,7 +4,10 @@ Why generate instead of shipping a file: the history must end *now* so every sta
 "the last hour", forecasts, alert rules) has fresh data on a fresh clone, and a seeded generator is
 smaller than any fixture and deterministic for tests.
 
-Every series carries the label ``source="demo"`` so demo data can never be mistaken for real
+Metric and label names are the real collectors' (``host_cpu_utilization_ratio`` with ``host``,
+``gpu_utilization_ratio`` with ``gpu``, ``redis_keyspace_hits_total`` ...), so every query, rule and
+model written for real data works on the demo unchanged. Every series carries the label
+``source="demo"`` so demo data can never be mistaken for real
 measurements and can be found (or deleted) with one selector. The history has daily and weekly
 seasonality, random bursts, one counter reset and a few planted incidents listed in
 ``DEMO_INCIDENTS`` (later reports and tests check that they are found).
@@ -80,7 +83,7 @@ class DemoIncident:
 DEMO_INCIDENTS: tuple[DemoIncident, ...] = (
     DemoIncident(
         name="cpu_saturation",
-        metric="host_cpu_utilization",
+        metric="host_cpu_utilization_ratio",
         labels={"host": "web-2", **DEMO_LABEL},
         start_before_end=timedelta(hours=30),
         duration=timedelta(minutes=45),
@@ -105,7 +108,7 @@ DEMO_INCIDENTS: tuple[DemoIncident, ...] = (
     ),
     DemoIncident(
         name="gpu_idle",
-        metric="gpu_utilization",
+        metric="gpu_utilization_ratio",
         labels={"host": DEMO_GPU_HOST, "gpu": "1", **DEMO_LABEL},
         start_before_end=timedelta(hours=10),
         duration=timedelta(hours=3),
@@ -213,7 +216,7 @@ def generate_demo_history(
             m = _mask(ts_s, end, sat)
             cpu = np.where(m, rng.uniform(0.97, 1.0, n), cpu)
         cpu = np.clip(cpu, 0.01, 1.0)
-        add("host_cpu_utilization", hl, cpu)
+        add("host_cpu_utilization_ratio", hl, cpu)
         add("host_load1", hl, np.clip(cpu * 4 * (1 + rng.normal(0, 0.05, n)), 0, None))
 
         # Memory: a slow leak that a daily restart at 03:00 resets, plus noise.
@@ -249,7 +252,7 @@ def generate_demo_history(
             util = np.where(m, 0.0, util)
             mem = np.where(m, 0.5 * _GIB, mem)
         temp = 35.0 + 45.0 * util + rng.normal(0, 0.8, n)
-        add("gpu_utilization", gl, util)
+        add("gpu_utilization_ratio", gl, util)
         add("gpu_memory_used_bytes", gl, mem)
         add("gpu_temperature_celsius", gl, temp)
 

@@ -29,9 +29,7 @@ def _window(df: pl.DataFrame, metric: str, label_sub: str, start: datetime, end:
 
 
 def test_bulk_frame_contract(demo: pl.DataFrame) -> None:
-    assert demo.schema == pl.Schema(
-        {"metric": pl.String, "labels": pl.String, "ts": POLARS_TS, "value": pl.Float64}
-    )
+    assert demo.schema == pl.Schema({"metric": pl.String, "labels": pl.String, "ts": POLARS_TS, "value": pl.Float64})
     assert demo["value"].is_finite().all()
     # every series is labelled as demo data
     assert demo["labels"].str.contains('"source":"demo"', literal=True).all()
@@ -42,14 +40,14 @@ def test_bulk_frame_contract(demo: pl.DataFrame) -> None:
     assert counts == [3 * 1440]
     assert demo["ts"].max() == datetime(2025, 6, 4, 12, 0, tzinfo=UTC)
     expected = {
-        "host_cpu_utilization",
+        "host_cpu_utilization_ratio",
         "host_memory_used_bytes",
         "http_requests_total",
         "http_requests_per_second",
         "http_request_duration_seconds_p95",
         "redis_keyspace_hits_total",
         "redis_keyspace_misses_total",
-        "gpu_utilization",
+        "gpu_utilization_ratio",
     }
     assert expected <= set(demo["metric"].unique().to_list())
 
@@ -69,15 +67,13 @@ def test_fast() -> None:
 
 
 def test_ratios_in_range(demo: pl.DataFrame) -> None:
-    for metric in ("host_cpu_utilization", "gpu_utilization"):
+    for metric in ("host_cpu_utilization_ratio", "gpu_utilization_ratio"):
         v = demo.filter(pl.col("metric") == metric)["value"]
         assert v.min() >= 0.0 and v.max() <= 1.0
 
 
 def test_daily_seasonality(demo: pl.DataFrame) -> None:
-    rps = demo.filter(pl.col("metric") == "http_requests_per_second").with_columns(
-        hour=pl.col("ts").dt.hour()
-    )
+    rps = demo.filter(pl.col("metric") == "http_requests_per_second").with_columns(hour=pl.col("ts").dt.hour())
     by_hour = rps.group_by("hour").agg(pl.col("value").mean()).sort("hour")
     night = by_hour.filter(pl.col("hour").is_in([1, 2, 3]))["value"].mean()
     afternoon = by_hour.filter(pl.col("hour").is_in([13, 14, 15]))["value"].mean()
@@ -99,8 +95,8 @@ def test_planted_incidents(demo: pl.DataFrame) -> None:
     incidents = {i.name: i for i in DEMO_INCIDENTS}
 
     s, e = incident_window(incidents["cpu_saturation"], end)
-    assert _window(demo, "host_cpu_utilization", '"web-2"', s, e)["value"].min() >= 0.97
-    before = _window(demo, "host_cpu_utilization", '"web-2"', s - timedelta(hours=6), s)["value"]
+    assert _window(demo, "host_cpu_utilization_ratio", '"web-2"', s, e)["value"].min() >= 0.97
+    before = _window(demo, "host_cpu_utilization_ratio", '"web-2"', s - timedelta(hours=6), s)["value"]
     assert before.max() < 0.9
 
     s, e = incident_window(incidents["latency_spike"], end)
@@ -109,8 +105,8 @@ def test_planted_incidents(demo: pl.DataFrame) -> None:
     assert during > 4 * normal["value"].mean()
 
     s, e = incident_window(incidents["gpu_idle"], end)
-    assert _window(demo, "gpu_utilization", '"gpu":"1"', s, e)["value"].max() == 0.0
-    assert _window(demo, "gpu_utilization", '"gpu":"0"', s, e)["value"].mean() > 0.7
+    assert _window(demo, "gpu_utilization_ratio", '"gpu":"1"', s, e)["value"].max() == 0.0
+    assert _window(demo, "gpu_utilization_ratio", '"gpu":"0"', s, e)["value"].mean() > 0.7
 
 
 def test_one_counter_reset(demo: pl.DataFrame) -> None:
