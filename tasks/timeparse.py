@@ -72,7 +72,7 @@ def parse_time(text: str | datetime, *, now: datetime | None = None) -> datetime
     """
     ref = now or datetime.now(UTC)
     if isinstance(text, datetime):
-        return text if text.tzinfo else text.replace(tzinfo=UTC)
+        return text.astimezone(UTC) if text.tzinfo else text.replace(tzinfo=UTC)
     s = str(text).strip()
     if s.lower() == "now":
         return ref

@@ -1,0 +1,46 @@
+"""Durations and times as people type them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from tasks.timeparse import DurationError, format_duration, parse_duration, parse_time
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10s", 10), ("30m", 1800), ("1h", 3600), ("7d", 604800), ("2w", 1209600), ("1h30m", 5400),
+     ("250ms", 0.25), ("1.5h", 5400), ("90", 90), (45, 45), (" 5M ", 300)],
+)  # fmt: skip
+def test_parse_duration(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "h", "5 minutes", "1y", "-5m", "1h 30m", "m5", True, -3])
+def test_bad_durations_name_the_forms(text: object) -> None:
+    with pytest.raises(DurationError, match="invalid duration"):
+        parse_duration(text)  # type: ignore[arg-type]
+
+
+def test_format_duration_round_trips() -> None:
+    for text in ("10s", "30m", "1h30m", "7d", "1d6h"):
+        assert format_duration(parse_duration(text)) == text
+    assert format_duration(timedelta(0)) == "0s"
+
+
+def test_parse_time() -> None:
+    assert parse_time("now", now=NOW) == NOW
+    assert parse_time("1h", now=NOW) == NOW - timedelta(hours=1)
+    assert parse_time("2025-03-01T10:00:00Z", now=NOW) == datetime(2025, 3, 1, 10, tzinfo=UTC)
+    assert parse_time("2025-03-01T10:00:00", now=NOW) == datetime(2025, 3, 1, 10, tzinfo=UTC)
+    cet = parse_time("2025-03-01T11:00:00+01:00", now=NOW)
+    assert cet == datetime(2025, 3, 1, 10, tzinfo=UTC) and cet.tzinfo == UTC
+    assert parse_time(datetime(2025, 1, 1), now=NOW).tzinfo == UTC
+    plus2 = parse_time(datetime(2025, 1, 1, 2, tzinfo=timezone(timedelta(hours=2))), now=NOW)
+    assert plus2 == datetime(2025, 1, 1, tzinfo=UTC) and plus2.utcoffset() == timedelta(0)
+    with pytest.raises(DurationError, match="invalid time"):
+        parse_time("yesterday", now=NOW)
