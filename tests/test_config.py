@@ -143,3 +143,33 @@ def test_secret_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings(None, ["sources.redis.url=12", "api_token=", "sources.redis.bogus=redis://:pw-xyz@h"])
     assert "pw-xyz" not in str(exc.value)
+
+
+def test_readme_and_example_cover_every_setting() -> None:
+    """README's config reference lists every field with its env var; the example file loads."""
+    from pydantic import BaseModel
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+
+    def fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+        out: list[str] = []
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                out += fields(ann, f"{prefix}{name}.")
+            else:
+                out.append(f"{prefix}{name}")
+        return out
+
+    missing = [
+        p
+        for p in fields(Settings)
+        if f"`{p}`" not in readme or f"`CORTEX_PERF_{p.upper().replace('.', '__')}`" not in readme
+    ]
+    assert not missing, f"README config reference lacks: {missing}"
+    # the example file is valid and shows the defaults
+    example = load_settings(repo / "cortex-perf.example.yaml")
+    defaults = load_settings()
+    assert example.model_dump(mode="json") == defaults.model_dump(mode="json")
+    assert example.sources.redis.url.get_secret_value() == defaults.sources.redis.url.get_secret_value()
