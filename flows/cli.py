@@ -311,6 +311,7 @@ def run(
     """
     st = _state(ctx)
     settings = st.settings()  # fail fast on bad config, before any server starts
+    seeded_here: dict[str, Any] | None = None
     if demo:
         from tasks.demo import demo_seeded, seed_demo
         from tasks.lake import Lake
@@ -322,6 +323,7 @@ def run(
             with _progress(f'Seeding {days:g} days of demo history (source="demo")') as update:
                 res = seed_demo(lake, days=days, on_progress=update)
             err_console.print(f"Seeded {res.rows:,} samples in {res.series} series into {lake.root}.")
+            seeded_here = res.to_dict()
     _announce_prefect()
     from flows.pipeline import PipelineFailed, pipeline
 
@@ -329,12 +331,21 @@ def run(
         demo=demo, config_path=st.config_arg, overrides=st.overrides or None, demo_days=days, return_state=True
     )
     result = state.result(raise_on_failure=False)
-    if isinstance(result, PipelineFailed):
-        render_pipeline_summary(dict(result.summary))
-        _fail(str(result), code=1)
-    if isinstance(result, BaseException):
+    failed = isinstance(result, PipelineFailed)
+    if isinstance(result, BaseException) and not failed:
         raise result
-    render_pipeline_summary(dict(result))
+    summary = dict(result.summary if isinstance(result, PipelineFailed) else result)
+    if seeded_here:  # the pipeline found the history this command just wrote: say who wrote it
+        for stage in summary.get("stages", []):
+            if stage["stage"] == "seed-demo" and stage["status"] == "skipped":
+                stage["status"] = "ok"
+                stage["detail"] = (
+                    f"{seeded_here['rows']:,} samples, {seeded_here['series']} series "
+                    f"({seeded_here['start'][:16]} → {seeded_here['end'][:16]} UTC; seeded before the run)"
+                )
+    render_pipeline_summary(summary)
+    if failed:
+        _fail(str(result), code=1)
 
 
 # ---- collect -----------------------------------------------------------------------------------
