@@ -37,9 +37,11 @@ def configured_api_url() -> str | None:
 def _aware(ts: datetime | None) -> datetime | None:
     if ts is None:
         return None
+    # Prefect hands out pendulum DateTimes; the lake wants plain stdlib datetimes.
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return to_utc_ms(ts.astimezone(UTC))
+        ts = datetime(*ts.timetuple()[:6], ts.microsecond, tzinfo=UTC)
+    u = ts.astimezone(UTC)
+    return to_utc_ms(datetime(*u.timetuple()[:6], u.microsecond, tzinfo=UTC))
 
 
 def _state(run: Any) -> str:
