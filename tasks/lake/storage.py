@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -127,15 +128,20 @@ class LakeStorage:
         self,
         table_name: str,
         day: date,
-        data: pa.Table,
+        data: pa.Table | pl.DataFrame,
         content_hash: str,
         *,
         write_ns: int | None = None,
+        schema: pa.Schema | None = None,
     ) -> str:
         """Write ``data`` as one committed file of the partition; returns its path.
 
-        The file appears atomically (temp name + rename, fsync'd) or not at all.
+        The file appears atomically (temp name + rename, fsync'd) or not at all. A polars frame
+        is written by polars' own (multi-threaded) Parquet writer on local disks.
         """
+        if isinstance(data, pl.DataFrame) and not self.local:
+            arrow = data.to_arrow()
+            data = arrow.cast(schema) if schema is not None else arrow
         ns = write_ns if write_ns is not None else time.time_ns()
         d = self.partition_dir(table_name, day)
         final = f"{d}/{ns:020d}-{content_hash}.parquet"
@@ -145,10 +151,18 @@ class LakeStorage:
             return final
         tmp = f"{d}/_{uuid.uuid4().hex}{TMP_SUFFIX}"
         try:
-            with open(tmp, "wb") as fh:
-                pq.write_table(data, fh, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
-                fh.flush()
-                os.fsync(fh.fileno())
+            if isinstance(data, pl.DataFrame):
+                data.write_parquet(tmp, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE, statistics=True)
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            else:
+                with open(tmp, "wb") as fh:
+                    pq.write_table(data, fh, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.rename(tmp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
