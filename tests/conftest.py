@@ -54,14 +54,8 @@ def redis_url() -> Iterator[str]:
             "no Redis for the tests: set CORTEX_TEST_REDIS_URL=redis://host:port/0 "
             "or install redis-server (apt-get install redis-server)"
         )
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, port = _start_redis(binary)
     try:
-        _wait_for_port(port, proc)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -70,3 +64,23 @@ def redis_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _start_redis(binary: str, attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:
+    """Start redis-server on a free port; retry on a new port if another process took it first."""
+    error: Exception | None = None
+    for _ in range(attempts):
+        port = free_port()
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_port(port, proc)
+            return proc, port
+        except RuntimeError as exc:
+            error = exc
+            proc.kill()
+            proc.wait()
+    pytest.fail(f"could not start {binary}: {error}")

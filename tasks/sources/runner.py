@@ -1,17 +1,21 @@
 """Run every source at once under one deadline, and turn each outcome into samples.
 
-Why threads and ``shutdown(wait=False)``: sources block on sockets and drivers we do not control.
-A source that hangs must cost one tick of its own data, never the whole collection, so the runner
-waits until the deadline, records the laggard as timed out and returns without joining its thread
-(the thread finishes or dies on its own; its late result is discarded).
+Why one daemon thread per source rather than a ``ThreadPoolExecutor``: sources block on sockets
+and drivers we do not control. A source that hangs must cost one tick of its own data, never the
+whole collection, so the runner waits until the deadline, records the laggard as timed out and
+returns without joining its thread (its late result is discarded). ``ThreadPoolExecutor`` with
+``shutdown(wait=False)`` returns just as quickly, but its workers are joined at interpreter exit,
+so one hung NVML or socket call would keep the flow-run process alive forever and, with
+``concurrency_limit: 1``, block every later collection. Daemon threads die with the process.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -71,6 +75,22 @@ def _run_one(source: Source, now: datetime) -> _Outcome:
         return _Outcome([], time.perf_counter() - t0, msg)
 
 
+def _start(source: Source, now: datetime) -> Future[_Outcome]:
+    """Run ``source`` in a daemon thread of its own; the future completes when it returns."""
+    fut: Future[_Outcome] = Future()
+
+    def target() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(_run_one(source, now))
+        except BaseException as exc:  # pragma: no cover - _run_one catches Exception already
+            fut.set_exception(exc)
+
+    threading.Thread(target=target, name=f"cortex-source-{source.name}", daemon=True).start()
+    return fut
+
+
 def collect_all(
     sources: Sequence[Source],
     timeout_s: float,
@@ -91,13 +111,8 @@ def collect_all(
         raise ValueError(f"source names must be unique, got {names}")
 
     t0 = time.perf_counter()
-    pool = ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="cortex-source")
-    try:
-        futures: dict[Future[_Outcome], Source] = {pool.submit(_run_one, s, now): s for s in sources}
-        wait(futures, timeout=timeout_s)
-    finally:
-        # Never join a hung source: its thread is left to finish on its own.
-        pool.shutdown(wait=False, cancel_futures=True)
+    futures: dict[Future[_Outcome], Source] = {_start(s, now): s for s in sources}
+    wait(futures, timeout=timeout_s)  # never join a hung source: its thread is left behind
     waited = time.perf_counter() - t0
 
     for fut, source in futures.items():

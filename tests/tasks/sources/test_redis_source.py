@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -149,15 +150,32 @@ def test_safe_redis_url() -> None:
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is free and valid too."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 55000)
+        if _port_free(port) and _port_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real one-node Redis Cluster (all 16384 slots on one node), started for this module."""
     if not os.path.exists(REDIS_SERVER):
         pytest.skip("redis-server binary not available for the cluster test")
     workdir: Path = tmp_path_factory.mktemp("redis-cluster")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _cluster_port()
     proc = subprocess.Popen(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"), "--dir", str(workdir)],
@@ -172,8 +190,8 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 client.ping()
                 break
             except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node on port {port} did not start (exit {proc.poll()})") from None
                 time.sleep(0.05)
         client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
         while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -139,3 +141,23 @@ def test_build_sources_follows_config() -> None:
     assert [s.name for s in build_sources(everything)] == ["host", "gpu", "redis", "prefect"]
     nothing = Settings(sources={"host": {"enabled": False}, "gpu": {"enabled": False}, "prefect": {"enabled": False}})
     assert build_sources(nothing) == []
+
+
+def test_a_hung_source_does_not_keep_the_process_alive(tmp_path) -> None:
+    """A flow-run process must exit after collecting even if a source never returns."""
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import threading\n"
+        "from tasks.sources import Source, collect_all\n"
+        "class Stuck(Source):\n"
+        "    name = 'stuck'\n"
+        "    def collect(self, now=None):\n"
+        "        threading.Event().wait()  # forever\n"
+        "res = collect_all([Stuck()], timeout_s=0.2)\n"
+        "print(res.failures[0].timed_out)\n"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+    assert time.perf_counter() - t0 < 10
