@@ -164,21 +164,15 @@ def _recent_filter(since: datetime, now: datetime) -> Any:
 
     The API has no "updated since" filter; this OR of the run's own times is the closest match.
     """
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterEndTime,
-        FlowRunFilterExpectedStartTime,
-        FlowRunFilterStartTime,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        Operator,
-    )
-    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.filters import FlowRunFilter
 
-    return FlowRunFilter(
-        operator=Operator.or_,
-        start_time=FlowRunFilterStartTime(after_=since),
-        end_time=FlowRunFilterEndTime(after_=since),
-        expected_start_time=FlowRunFilterExpectedStartTime(after_=since, before_=now),  # not future runs
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])),
+    # model_validate: the filter models type their times as pendulum DateTime but take datetimes.
+    return FlowRunFilter.model_validate(
+        {
+            "operator": "or_",
+            "start_time": {"after_": since},
+            "end_time": {"after_": since},
+            "expected_start_time": {"after_": since, "before_": now},  # not the scheduled future
+            "state": {"type": {"any_": ["RUNNING", "PENDING"]}},
+        }
     )
