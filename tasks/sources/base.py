@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from tasks.lake.schema import Sample
@@ -128,10 +128,3 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         if s:
             text = text.replace(s, "***")
     return text
-
-
-def labels_with(base: Mapping[str, str], **extra: str) -> dict[str, str]:
-    """A new label dict: ``base`` plus ``extra`` (tiny helper that keeps the sources readable)."""
-    out = dict(base)
-    out.update(extra)
-    return out
