@@ -130,7 +130,6 @@ class PrefectSource(Source):
 
         # Safe: the URL is set, so get_client cannot fall back to an ephemeral server.
         return get_client(sync_client=True)
-        return get_client(sync_client=True)
 
     def collect(self, now: datetime | None = None) -> list[Sample]:
         now = now or now_utc()
