@@ -56,6 +56,11 @@ class LakeSettings(_Section):
         },
         description="Days to keep per table; partitions older than this are dropped by maintenance.",
     )
+    memory_limit: str = Field(
+        "1GB",
+        pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB memory ceiling for lake queries and maintenance; beyond it they spill to disk.",
+    )
     compact_min_files: int = Field(4, ge=2, description="Compact a partition once it has this many files.")
     s3_endpoint: str | None = Field(None, description="S3-compatible endpoint URL (MinIO, R2, ...).")
     s3_region: str | None = None

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
 from tasks.lake import schema as S
 from tasks.lake.storage import COMPRESSION, ROW_GROUP_SIZE, TMP_SUFFIX, LakeFile
 
@@ -108,16 +110,16 @@ def compact(
                 if not cand:
                     continue
                 paths = lake._paths(cand)
-                rows_before = int(
-                    lake.con.sql("SELECT count(*) FROM read_parquet($f)", params={"f": paths}).fetchall()[0][0]
-                )
-                ident = _identity_sql(table)
-                dedup = (
-                    f"SELECT * EXCLUDE (filename) FROM read_parquet($f, filename=true) "
-                    f"QUALIFY row_number() OVER (PARTITION BY {ident} ORDER BY filename DESC) = 1 "
-                    f"ORDER BY {_order_sql(table)}"
-                )
-                rows_after = int(lake.con.sql(f"SELECT count(*) FROM ({dedup})", params={"f": paths}).fetchall()[0][0])
+                rows_before = _count(lake, paths)  # answered from Parquet footers
+                query, params = _dedup_query(lake, table, paths)
+                if dry_run:
+                    rows_after = _count_query(lake, query, params)
+                else:
+                    ns = max(f.write_ns for f in cand)
+                    h = hashlib.blake2b("\n".join(f.name for f in cand).encode(), digest_size=8).hexdigest()
+                    out = _copy_query_to_partition(lake, table, day, query, params, ns, h)
+                    rows_after = _count(lake, lake._paths([out]))
+                    st.delete([f.path for f in cand])
                 report.partitions += 1
                 report.files_before += len(cand)
                 report.files_after += 1
@@ -133,13 +135,51 @@ def compact(
                         "rows_after": rows_after,
                     }
                 )
-                if dry_run:
-                    continue
-                ns = max(f.write_ns for f in cand)
-                h = hashlib.blake2b("\n".join(f.name for f in cand).encode(), digest_size=8).hexdigest()
-                _copy_query_to_partition(lake, table, day, dedup, {"f": paths}, ns, h)
-                st.delete([f.path for f in cand])
     return report
+
+
+def _count(lake: Lake, paths: list[str]) -> int:
+    return int(lake.con.sql("SELECT count(*) FROM read_parquet($f)", params={"f": paths}).fetchall()[0][0])
+
+
+def _count_query(lake: Lake, query: str, params: dict[str, Any]) -> int:
+    return int(lake.con.sql(f"SELECT count(*) FROM ({query})", params=params).fetchall()[0][0])
+
+
+def _dedup_query(lake: Lake, table: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
+    """SQL keeping the last write per identity of ``paths``, in the table's sort order.
+
+    For samples, duplicates are found on the numeric columns only and the series' names are
+    joined back from the catalogue afterwards: carrying the label text through the aggregation
+    costs several times the memory and time on a day of millions of rows.
+    """
+    params: dict[str, Any] = {"f": paths}
+    if table != S.SAMPLES:
+        ident = _identity_sql(table)
+        return (
+            f"SELECT * EXCLUDE (filename) FROM read_parquet($f, filename=true) "
+            f"QUALIFY row_number() OVER (PARTITION BY {ident} ORDER BY filename DESC) = 1 "
+            f"ORDER BY {_order_sql(table)}",
+            params,
+        )
+    names = lake.catalogue().select("series_id", "metric", "labels")
+    in_files = lake.con.sql("SELECT DISTINCT series_id FROM read_parquet($f)", params=params).pl()
+    missing = in_files.join(names, on="series_id", how="anti").get_column("series_id").to_list()
+    if missing:  # samples whose catalogue entry is gone (e.g. retention): take names from the files
+        extra = lake.con.sql(
+            "SELECT series_id, any_value(metric) AS metric, any_value(labels) AS labels FROM read_parquet($f) "
+            "WHERE series_id IN (SELECT unnest($ids)) GROUP BY series_id",
+            params={"f": paths, "ids": missing},
+        ).pl()
+        names = pl.concat([names, extra], how="vertical_relaxed")
+    view = f"_names_{uuid.uuid4().hex}"
+    lake.con.register(view, names)
+    return (
+        "SELECT d.series_id, n.metric, n.labels, d.ts, d.value FROM ("
+        "SELECT series_id, ts, arg_max(value, filename) AS value FROM read_parquet($f, filename=true) "
+        f"GROUP BY series_id, ts) d JOIN {view} n USING (series_id) ORDER BY d.series_id, d.ts",
+        params,
+    )
 
 
 def _copy_query_to_partition(
