@@ -185,10 +185,15 @@ class Lake:
 
     # ---- writing -------------------------------------------------------------------------------
     def known_series(self) -> dict[str, set[int]]:
+        """Series ids per metric (for the cardinality limit), rebuilt only when the catalogue changes."""
         cat = self.catalogue()
+        cached = getattr(self, "_known", None)
+        if cached is not None and cached[0] is cat:
+            return cached[1]
         out: dict[str, set[int]] = {}
         for sid, metric in cat.select("series_id", "metric").iter_rows():
             out.setdefault(metric, set()).add(sid)
+        self._known = (cat, out)
         return out
 
     def write_samples(

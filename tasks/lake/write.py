@@ -245,7 +245,7 @@ def _series_mapping(
         .sort("_first_row")
     )
     metric_err: dict[str, str | None] = {}
-    canon_cache: dict[str, str | Exception] = {}
+    canon_cache = _canon_cache(limits)
     out_sid: list[int | None] = []
     out_canon: list[str | None] = []
     out_err: list[str | None] = []
@@ -288,7 +288,7 @@ def _series_mapping(
         out_sid.append(sid)
         out_canon.append(canon)
         out_err.append(None)
-    mapping = pairs.select("_k").with_columns(
+    mapping = pairs.select("_k", "metric").with_columns(
         pl.Series("series_id", out_sid, dtype=pl.Int64),
         pl.Series("_canon", out_canon, dtype=pl.String),
         pl.Series("_err", out_err, dtype=pl.String),
@@ -299,6 +299,20 @@ def _series_mapping(
         orient="row",
     )
     return mapping, new
+
+
+_CANON_CACHES: dict[tuple[int, int], dict[str, str | Exception]] = {}
+_CANON_CACHE_MAX = 100_000
+
+
+def _canon_cache(limits: Limits) -> dict[str, str | Exception]:
+    """Label text → canonical text (or its error), kept across batches: the same few thousand
+    label sets arrive every tick, and parsing them again each time is pure overhead."""
+    key = (limits.max_labels, limits.max_value_length)
+    cache = _CANON_CACHES.setdefault(key, {})
+    if len(cache) > _CANON_CACHE_MAX:
+        cache.clear()
+    return cache
 
 
 def _canonical_from_text(text: str, limits: Limits) -> str | Exception:
@@ -331,27 +345,41 @@ def prepare_samples(
     # than on two strings, and unlike a hash it cannot collide. Batch-local categories, so a
     # long-running process does not grow polars' global string pool with every label value.
     cats = pl.Categorical(pl.Categories.random())
-    df = df.with_columns(
-        (
-            pl.col("metric").cast(cats).to_physical().cast(pl.UInt64) * (1 << 32)
-            + pl.col("labels").cast(cats).to_physical().cast(pl.UInt64)
-        ).alias("_k")
-    )
+    label_code = pl.col("labels").cast(cats).to_physical().cast(pl.UInt64)
+    one_metric = df.height > 0 and df.select((pl.col("metric") == pl.lit(df.item(0, "metric"))).all()).item()
+    if one_metric:  # the usual bulk batch: comparing strings is far cheaper than coding them
+        df = df.with_columns(label_code.alias("_k"))
+    else:
+        df = df.with_columns(
+            (pl.col("metric").cast(cats).to_physical().cast(pl.UInt64) * (1 << 32) + label_code).alias("_k")
+        )
     mapping, new_series = _series_mapping(df, limits, known_series)
-    df = df.join(mapping, on="_k", how="left")
-    refused = df.filter(pl.col("series_id").is_null())
+    # Only integers and floats travel through the join and the sort; the names are attached
+    # once at the end (moving string columns through a sort costs more than the sort itself).
+    num = df.select("_k", "_row", "ts", "value").join(mapping.select("_k", "series_id"), on="_k", how="left")
+    refused = num.filter(pl.col("series_id").is_null())
     if refused.height:
+        refused = refused.join(mapping.select("_k", "_err"), on="_k", how="left")
         for (err,), grp in refused.group_by("_err", maintain_order=True):
             rej.add_many(grp.get_column("_row").sort().head(3).to_list(), grp.height, str(err))
-        df = df.filter(pl.col("series_id").is_not_null())
-    # Stable sort keeps arrival order within an identity, so "last write wins" inside a batch too.
-    df = df.sort("series_id", "ts", maintain_order=True)
-    dup = df.select(
+        num = num.filter(pl.col("series_id").is_not_null())
+    # Stable sorts keep arrival order within an identity, so "last write wins" inside a batch too.
+    # Most batches arrive in time order per series: sorting by series alone then suffices, and
+    # checking that is cheap; otherwise sort by both keys.
+    num = num.sort("series_id", maintain_order=True)
+    unordered = num.select(
+        ((pl.col("series_id") == pl.col("series_id").shift(1)) & (pl.col("ts") < pl.col("ts").shift(1))).any()
+    ).item()
+    if unordered:
+        num = num.sort("series_id", "ts", maintain_order=True)
+    dup = num.select(
         ((pl.col("series_id") == pl.col("series_id").shift(-1)) & (pl.col("ts") == pl.col("ts").shift(-1))).any()
     ).item()
     if dup:
-        df = df.unique(["series_id", "ts"], keep="last", maintain_order=True)
-    return df.select("series_id", "metric", pl.col("_canon").alias("labels"), "ts", "value"), new_series, rej
+        num = num.unique(["series_id", "ts"], keep="last", maintain_order=True)
+    names = mapping.filter(pl.col("series_id").is_not_null()).select("_k", "metric", pl.col("_canon").alias("labels"))
+    out = num.join(names, on="_k", how="left", maintain_order="left")
+    return out.select("series_id", "metric", "labels", "ts", "value"), new_series, rej
 
 
 def write_partitioned(

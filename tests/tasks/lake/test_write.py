@@ -127,3 +127,11 @@ def test_datetime_now_helper_is_utc_ms():
     n = now_utc()
     assert n.tzinfo == UTC and n.microsecond % 1000 == 0
     assert abs((datetime.now(UTC) - n).total_seconds()) < 5
+
+
+def test_duplicates_inside_one_batch_keep_the_last_row(lake, now):
+    batch = [Sample("g", 1.0, now), Sample("g", 5.0, now - timedelta(seconds=5)), Sample("g", 2.0, now)]
+    res = lake.write_samples(batch, now=now)
+    assert res.accepted == 2  # one identity appears twice: the later row wins
+    df = lake.raw("g", now - timedelta(minutes=1), now + timedelta(seconds=1))
+    assert df.get_column("value").to_list() == [5.0, 2.0]
