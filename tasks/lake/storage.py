@@ -139,16 +139,28 @@ class LakeStorage:
         The file appears atomically (temp name + rename, fsync'd) or not at all. A polars frame
         is written by polars' own (multi-threaded) Parquet writer on local disks.
         """
-        if isinstance(data, pl.DataFrame) and not self.local:
-            arrow = data.to_arrow()
-            data = arrow.cast(schema) if schema is not None else arrow
-        ns = write_ns if write_ns is not None else time.time_ns()
-        d = self.partition_dir(table_name, day)
-        final = f"{d}/{ns:020d}-{content_hash}.parquet"
-        self.fs.create_dir(d, recursive=True)
         if not self.local:
-            pq.write_table(data, final, filesystem=self.fs, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
+            final = self._final_name(table_name, day, content_hash, write_ns)
+            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+            pq.write_table(
+                _as_arrow(data, schema),
+                final,
+                filesystem=self.fs,
+                compression=COMPRESSION,
+                row_group_size=ROW_GROUP_SIZE,
+            )
             return final
+        tmp = self.write_temp(table_name, day, data)
+        return self.commit(tmp, table_name, day, content_hash, write_ns=write_ns)
+
+    def _final_name(self, table_name: str, day: date, content_hash: str, write_ns: int | None) -> str:
+        ns = write_ns if write_ns is not None else time.time_ns()
+        return f"{self.partition_dir(table_name, day)}/{ns:020d}-{content_hash}.parquet"
+
+    def write_temp(self, table_name: str, day: date, data: pa.Table | pl.DataFrame) -> str:
+        """Write a partition file under a temporary name (invisible to readers), fsync'd (local only)."""
+        d = self.partition_dir(table_name, day)
+        os.makedirs(d, exist_ok=True)
         tmp = f"{d}/_{uuid.uuid4().hex}{TMP_SUFFIX}"
         try:
             if isinstance(data, pl.DataFrame):
@@ -163,13 +175,25 @@ class LakeStorage:
                     pq.write_table(data, fh, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
                     fh.flush()
                     os.fsync(fh.fileno())
+        except BaseException:
+            self.discard(tmp)
+            raise
+        return tmp
+
+    def commit(self, tmp: str, table_name: str, day: date, content_hash: str, *, write_ns: int | None = None) -> str:
+        """Rename a temp file into place: from this instant readers see the whole file."""
+        final = self._final_name(table_name, day, content_hash, write_ns)
+        try:
             os.rename(tmp, final)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            self.discard(tmp)
             raise
-        _fsync_dir(d)
+        _fsync_dir(final.rsplit("/", 1)[0])
         return final
+
+    def discard(self, tmp: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
     def delete(self, paths: list[str]) -> None:
         for p in paths:
@@ -227,6 +251,13 @@ class LakeStorage:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _as_arrow(data: pa.Table | pl.DataFrame, schema: pa.Schema | None) -> pa.Table:
+    if isinstance(data, pl.DataFrame):
+        arrow = data.to_arrow()
+        return arrow.cast(schema) if schema is not None else arrow
+    return data
 
 
 def _s3_kwargs(opts: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -404,11 +405,24 @@ def write_partitioned(
     for day, part in groups:
         assert isinstance(day, date)
         part = part.select([f.name for f in schema])
-        h = content_hash(part, hash_cols)
+        if not storage.local:
+            h = content_hash(part, hash_cols)
+            if storage.exists_with_hash(table, day, h):
+                dups += 1
+                continue
+            files.append(storage.write_table(table, day, part, h, schema=schema))
+            continue
+        # Locally the content hash (hashlib) and the Parquet encoding (polars) both release the
+        # GIL, so they run side by side; the file is committed under its hash once both are done.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fut = pool.submit(content_hash, part, hash_cols)
+            tmp = storage.write_temp(table, day, part)
+            h = fut.result()
         if storage.exists_with_hash(table, day, h):
+            storage.discard(tmp)
             dups += 1
             continue
-        files.append(storage.write_table(table, day, part, h, schema=schema))
+        files.append(storage.commit(tmp, table, day, h))
     return files, dups
 
 
