@@ -357,7 +357,16 @@ def prepare_samples(
     mapping, new_series = _series_mapping(df, limits, known_series)
     # Only integers and floats travel through the join and the sort; the names are attached
     # once at the end (moving string columns through a sort costs more than the sort itself).
-    num = df.select("_k", "_row", "ts", "value").join(mapping.select("_k", "series_id"), on="_k", how="left")
+    # When the keys are dense codes 0..n-1 (one metric, fresh categories: the usual bulk batch),
+    # per-row lookups are array gathers instead of hash joins.
+    dense = mapping.height > 0 and mapping.get_column("_k").max() == mapping.height - 1
+    if dense:
+        mapping = mapping.sort("_k")
+        num = df.select(
+            "_k", "_row", "ts", "value", pl.lit(mapping.get_column("series_id")).gather(pl.col("_k")).alias("series_id")
+        )
+    else:
+        num = df.select("_k", "_row", "ts", "value").join(mapping.select("_k", "series_id"), on="_k", how="left")
     refused = num.filter(pl.col("series_id").is_null())
     if refused.height:
         refused = refused.join(mapping.select("_k", "_err"), on="_k", how="left")
@@ -378,6 +387,15 @@ def prepare_samples(
     ).item()
     if dup:
         num = num.unique(["series_id", "ts"], keep="last", maintain_order=True)
+    if dense:
+        out = num.select(
+            "series_id",
+            pl.lit(mapping.get_column("metric")).gather(pl.col("_k")).alias("metric"),
+            pl.lit(mapping.get_column("_canon")).gather(pl.col("_k")).alias("labels"),
+            "ts",
+            "value",
+        )
+        return out, new_series, rej
     names = mapping.filter(pl.col("series_id").is_not_null()).select("_k", "metric", pl.col("_canon").alias("labels"))
     out = num.join(names, on="_k", how="left", maintain_order="left")
     return out.select("series_id", "metric", "labels", "ts", "value"), new_series, rej
