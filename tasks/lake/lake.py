@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from tasks.lake import schema as S
 from tasks.lake.selector import Selector, SelectorError, match_series
@@ -227,6 +228,72 @@ class Lake:
         df = prepare_events(events)
         files, dups = write_partitioned(self.storage, S.EVENTS, df, S.EVENTS_SCHEMA, ("event_id",))
         return WriteResult(S.EVENTS, accepted=df.height, files=files, duplicate_files=dups)
+
+    def write_rows(self, table: str, df: pl.DataFrame) -> WriteResult:
+        """Append rows to a derived table (``forecasts``, ``anomalies``) whose schema the lake owns.
+
+        Rows must carry every column of the table's schema; a missing column, a null where none is
+        allowed or a non-finite number refuses the whole batch with the column's name (these
+        tables are written by our own flows, so a bad row is a bug to surface, not data to skip).
+        """
+        if table not in (S.FORECASTS, S.ANOMALIES):
+            raise LakeWriteError(f"table: {table!r} is not a derived table (forecasts, anomalies)")
+        schema = S.TABLE_SCHEMAS[table]
+        missing = [f.name for f in schema if f.name not in df.columns]
+        if missing:
+            raise LakeWriteError(f"{table}: missing column(s) {missing}")
+        casts = []
+        for f in schema:
+            col = pl.col(f.name)
+            if pa.types.is_timestamp(f.type):
+                dt = df.schema[f.name]
+                if not isinstance(dt, pl.Datetime) or dt.time_zone not in ("UTC", "Etc/UTC"):
+                    raise LakeWriteError(f"{table}.{f.name}: expected UTC timestamps, got {dt}")
+                casts.append(col.dt.cast_time_unit("ms").dt.convert_time_zone("UTC"))
+            else:
+                casts.append(col.cast(pl.from_arrow(pa.array([], type=f.type)).dtype))
+        out = df.select(casts)
+        for f in schema:
+            c = out.get_column(f.name)
+            if not f.nullable and c.null_count():
+                raise LakeWriteError(f"{table}.{f.name}: {c.null_count()} null value(s)")
+            if c.dtype == pl.Float64 and (~c.is_finite()).sum():
+                raise LakeWriteError(f"{table}.{f.name}: non-finite value(s)")
+        if not out.height:
+            return WriteResult(table)
+        ident = list(S.IDENTITY[table])
+        out = out.sort(ident)
+        files, dups = write_partitioned(self.storage, table, out, schema, tuple(f.name for f in schema))
+        return WriteResult(table, accepted=out.height, files=files, duplicate_files=dups)
+
+    @_retry_moved
+    def read_rows(
+        self, table: str, start: datetime, end: datetime, selector: str | Selector | None = None
+    ) -> pl.DataFrame:
+        """Rows of a derived table whose partition time is in [start, end), last write kept,
+        optionally only for series matching ``selector``."""
+        start, end = _aware(start, "start"), _aware(end, "end")
+        schema = S.TABLE_SCHEMAS[table]
+        empty = pl.from_arrow(schema.empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        files = self._day_files(table, start, end)
+        if not files:
+            return empty
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end}
+        pcol = S.PARTITION_COLUMN.get(table, "ts")
+        where = f"{pcol} >= $start AND {pcol} < $end"
+        if selector is not None:
+            matched = self.series(selector)
+            if not matched.height:
+                return empty
+            where += " AND " + self._id_filter(matched.get_column("series_id").to_list(), params)
+        ident = ", ".join(S.IDENTITY[table])
+        df = self._sql(
+            f"SELECT * EXCLUDE (filename) FROM read_parquet($files, filename=true) WHERE {where} "
+            f"QUALIFY row_number() OVER (PARTITION BY {ident} ORDER BY filename DESC) = 1 ORDER BY {ident}",
+            params,
+        )
+        return df.with_columns(pl.col(f.name).dt.cast_time_unit("ms") for f in schema if pa.types.is_timestamp(f.type))
 
     # ---- catalogue -----------------------------------------------------------------------------
     @_retry_moved
@@ -667,7 +734,7 @@ class Lake:
                 "newest": None,
             }
             if files:
-                ts_col = "first_seen" if table == S.SERIES else "ts"
+                ts_col = S.PARTITION_COLUMN.get(table, "ts")
                 sid = "NULL" if table == S.EVENTS else "count(DISTINCT series_id)"
                 if table == S.SAMPLES:
                     sid = "NULL"

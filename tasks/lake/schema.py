@@ -31,9 +31,11 @@ LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 SAMPLES = "samples"
 SERIES = "series"
 EVENTS = "events"
+FORECASTS = "forecasts"
+ANOMALIES = "anomalies"
 ROLLUP_TABLES = {"1m": "rollup_1m", "5m": "rollup_5m", "1h": "rollup_1h"}
 ROLLUP_SECONDS = {"rollup_1m": 60, "rollup_5m": 300, "rollup_1h": 3600}
-APPEND_TABLES = (SAMPLES, SERIES, EVENTS)
+APPEND_TABLES = (SAMPLES, SERIES, EVENTS, FORECASTS, ANOMALIES)
 
 TS_TYPE = pa.timestamp("ms", tz="UTC")
 POLARS_TS = pl.Datetime("ms", "UTC")
@@ -78,10 +80,43 @@ EVENTS_SCHEMA = pa.schema(
         pa.field("payload", pa.string(), nullable=False),  # JSON object
     ]
 )
+#: Forecasts written by the forecast flow, read by alerting (``forecast()``) and scaling.
+FORECASTS_SCHEMA = pa.schema(
+    [
+        pa.field("series_id", pa.int64(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("labels", pa.string(), nullable=False),
+        pa.field("issued_at", TS_TYPE, nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),  # target time
+        pa.field("step", pa.int32(), nullable=False),
+        pa.field("p10", pa.float64(), nullable=False),
+        pa.field("p50", pa.float64(), nullable=False),
+        pa.field("p90", pa.float64(), nullable=False),
+        pa.field("p99", pa.float64(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("version", pa.string(), nullable=False),
+    ]
+)
+#: Anomaly scores in [0, 1] with the reason, written by the anomaly detector.
+ANOMALIES_SCHEMA = pa.schema(
+    [
+        pa.field("series_id", pa.int64(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("labels", pa.string(), nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("expected", pa.float64(), nullable=True),
+        pa.field("detector", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     SAMPLES: SAMPLES_SCHEMA,
     SERIES: SERIES_SCHEMA,
     EVENTS: EVENTS_SCHEMA,
+    FORECASTS: FORECASTS_SCHEMA,
+    ANOMALIES: ANOMALIES_SCHEMA,
     **{t: ROLLUP_SCHEMA for t in ROLLUP_TABLES.values()},
 }
 #: Columns that identify a row: compaction keeps the last write per identity.
@@ -89,8 +124,12 @@ IDENTITY: dict[str, tuple[str, ...]] = {
     SAMPLES: ("series_id", "ts"),
     SERIES: ("series_id",),
     EVENTS: ("event_id",),
+    FORECASTS: ("series_id", "issued_at", "ts", "model"),
+    ANOMALIES: ("series_id", "ts"),
     **{t: ("series_id", "ts") for t in ROLLUP_TABLES.values()},
 }
+#: The timestamp column that picks a row's day partition.
+PARTITION_COLUMN: dict[str, str] = {SERIES: "first_seen", FORECASTS: "issued_at"}
 
 #: Event names of DESIGN.md; ``emit`` rejects others so typos do not create new streams.
 EVENT_NAMES = frozenset(

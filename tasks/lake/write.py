@@ -407,7 +407,7 @@ def write_partitioned(
     """Write ``df`` as one file per day partition; returns (files written, duplicate batches skipped)."""
     if df.height == 0:
         return [], 0
-    ts_col = "first_seen" if table == S.SERIES else "ts"
+    ts_col = S.PARTITION_COLUMN.get(table, "ts")
     first, last = df.select(pl.col(ts_col).min().dt.date().alias("a"), pl.col(ts_col).max().dt.date().alias("b")).row(0)
     if first == last:  # the usual case: skip splitting a batch that lies within one day
         groups: Iterable[tuple[date, pl.DataFrame]] = [(first, df)]

@@ -135,3 +135,21 @@ def test_duplicates_inside_one_batch_keep_the_last_row(lake, now):
     assert res.accepted == 2  # one identity appears twice: the later row wins
     df = lake.raw("g", now - timedelta(minutes=1), now + timedelta(seconds=1))
     assert df.get_column("value").to_list() == [5.0, 2.0]
+
+
+def test_derived_tables_round_trip_and_refuse_bad_rows(lake, now):
+    from tasks.lake import schema as S
+
+    row = {"series_id": 1, "metric": "cpu", "labels": "{}", "issued_at": now, "ts": now + timedelta(minutes=5),
+           "step": 1, "p10": 0.1, "p50": 0.5, "p90": 0.9, "p99": 0.99, "model": "xgboost", "version": "v1"}
+    df = pl.DataFrame([row]).with_columns(pl.col("issued_at", "ts").dt.cast_time_unit("ms"))
+    assert lake.write_rows(S.FORECASTS, df).accepted == 1
+    lake.write_rows(S.FORECASTS, df.with_columns(pl.lit(0.6).alias("p50")))  # re-issued: last write wins
+    got = lake.read_rows(S.FORECASTS, now - timedelta(hours=1), now + timedelta(hours=1))
+    assert got.height == 1 and got.get_column("p50")[0] == 0.6
+    with pytest.raises(LakeWriteError, match=r"forecasts: missing column\(s\) \['version'\]"):
+        lake.write_rows(S.FORECASTS, df.drop("version"))
+    with pytest.raises(LakeWriteError, match="forecasts.p90: non-finite"):
+        lake.write_rows(S.FORECASTS, df.with_columns(pl.lit(float("nan")).alias("p90")))
+    with pytest.raises(LakeWriteError, match="not a derived table"):
+        lake.write_rows("samples", df)
