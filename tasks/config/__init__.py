@@ -7,8 +7,10 @@ directory, or the file ``CORTEX_PERF_CONFIG`` names), environment variables ``CO
 """
 
 from tasks.config.settings import (
+    AnomalySettings,
     CollectSettings,
     ConfigError,
+    ForecastSettings,
     GpuSourceSettings,
     HostSourceSettings,
     LakeSettings,
@@ -24,8 +26,10 @@ from tasks.config.settings import (
 )
 
 __all__ = [
+    "AnomalySettings",
     "CollectSettings",
     "ConfigError",
+    "ForecastSettings",
     "GpuSourceSettings",
     "HostSourceSettings",
     "LakeSettings",

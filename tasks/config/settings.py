@@ -138,6 +138,73 @@ class CollectSettings(_Section):
     source_timeout_s: float = Field(10.0, gt=0, description="A source slower than this is abandoned for the tick.")
 
 
+def _check_duration(v: str) -> str:
+    from tasks.timeparse import parse_duration
+
+    try:
+        if parse_duration(v).total_seconds() <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{v!r} is not a positive duration like 5m, 1h or 14d") from None
+    return v
+
+
+class ForecastSettings(_Section):
+    """What the forecast flow retrains and forecasts (hourly)."""
+
+    enabled: bool = Field(True, description="Run the forecast stage (retrain, backtest, forecasts).")
+    selectors: list[str] = Field(
+        default_factory=lambda: [
+            "host_cpu_utilization_ratio",
+            "host_memory_used_bytes",
+            "gpu_utilization_ratio",
+            "redis_memory_used_bytes",
+            "http_request_duration_seconds_p95",
+        ],
+        description="Series to forecast (selectors); one model lineage per metric.",
+    )
+    step: str = Field("5m", description="Grid the series are put on (bucket average of the lake's samples).")
+    lookback: str = Field("14d", description="History each retrain reads.")
+    horizon: int = Field(12, ge=1, le=2016, description="Steps ahead to forecast (12 × 5m = 1 h).")
+    season: int | None = Field(None, ge=2, description="Season length in steps (default: daily, from the step).")
+    model: Literal["xgboost", "seasonal_naive", "ets", "ets_damped", "theta", "stl_ets", "linear_trend"] = Field(
+        "xgboost", description="The model trained as challenger each retrain."
+    )
+    baselines: list[str] = Field(
+        default_factory=lambda: ["seasonal_naive", "ets_damped", "theta"],
+        description="Models backtested beside it for the report (not promoted).",
+    )
+    max_series_per_group: int = Field(200, ge=1, description="Series per training task (groups train in parallel).")
+    min_improvement: float = Field(0.0, ge=0, lt=1, description="Challenger must beat the champion by this fraction.")
+    min_points: int = Field(96, ge=8, description="Series with fewer grid points are skipped (and listed).")
+
+    @field_validator("step", "lookback")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        return _check_duration(v)
+
+
+class AnomalySettings(_Section):
+    """The causal anomaly detector run after each collection."""
+
+    enabled: bool = Field(True, description="Run the anomaly stage after each collection.")
+    selectors: list[str] = Field(
+        default_factory=lambda: [
+            "host_cpu_utilization_ratio",
+            "gpu_utilization_ratio",
+            "http_request_duration_seconds_p95",
+        ],
+        description="Series scored for anomalies.",
+    )
+    step: str = Field("1m", description="Grid the detector sees (bucket average).")
+    threshold: float = Field(0.9, gt=0, le=1, description="Score from which a point counts as anomalous in reports.")
+
+    @field_validator("step")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        return _check_duration(v)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
@@ -158,6 +225,8 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
     collect: CollectSettings = Field(default_factory=CollectSettings)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
+    anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     api_token: SecretStr | None = Field(None, description="Bearer token for the REST API.")
 
