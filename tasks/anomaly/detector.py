@@ -54,6 +54,8 @@ __all__ = [
 DAY_S = 86_400.0
 #: p90 - p10 of a normal distribution, in standard deviations.
 P10_P90_SIGMAS = 2.5631
+#: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
+MEDIAN_SE = 1.2533
 DETECTORS = ("residual", "seasonal", "level_shift")
 STATE_VERSION = 1
 
@@ -95,10 +97,17 @@ class DetectorConfig:
     min_slot_seconds: float = 3600.0
     weight_residual: float = 1.0
     weight_seasonal: float = 1.0
-    weight_level_shift: float = 1.0
-    z_half: float = 8.0  # the combined z that maps to score 0.5
+    weight_level_shift: float = 0.7
+    history_window: int = 8000  # samples of each detector's own z history
+    history_quantile: float = 0.999  # a z is judged against this quantile of the detector's history
+    history_min: int = 100
+    min_reference_z: float = 3.0  # the history quantile is never taken below this (clean series)
+    r_half: float = 1.0  # the calibrated ratio z / reference that maps to score 0.5
     novelty_decay: float = 0.995  # per sample, of the alarm level the novelty rule compares with
-    novelty_damping: float = 0.3  # score multiplier while the deviation is not new
+    novelty_hold: int = 0  # samples after an alarm during which the alarm level does not decay
+    alarm_ratio: float = 1.0  # a calibrated ratio at least this high starts a hold
+    agreement: float = 0.3  # share of the other detectors' ratios added to the strongest one
+    novelty_damping: float = 0.0  # score multiplier while the deviation is not new
     scale_floor: float = 1e-3  # relative to the series' typical magnitude
 
     @classmethod
@@ -138,7 +147,9 @@ class _State:
     reference: RollingWindow = field(default_factory=lambda: RollingWindow(300))
     recent: RollingWindow = field(default_factory=lambda: RollingWindow(4))
     slots: dict[str, RollingWindow] = field(default_factory=dict)
+    zhist: dict[str, RollingWindow] = field(default_factory=dict)
     alarm_z: float = 0.0
+    hold: int = 0
 
 
 class Detector:
@@ -170,7 +181,9 @@ class Detector:
             "reference": s.reference.state(),
             "recent": s.recent.state(),
             "slots": {k: w.state() for k, w in s.slots.items()},
+            "zhist": {k: w.state() for k, w in s.zhist.items()},
             "alarm_z": s.alarm_z,
+            "hold": s.hold,
         }
 
     @classmethod
@@ -189,7 +202,9 @@ class Detector:
             reference=RollingWindow.from_state(state["reference"]),
             recent=RollingWindow.from_state(state["recent"]),
             slots={k: RollingWindow.from_state(v) for k, v in state["slots"].items()},
+            zhist={k: RollingWindow.from_state(v) for k, v in state["zhist"].items()},
             alarm_z=float(state["alarm_z"]),
+            hold=int(state["hold"]),
         )
         return det
 
@@ -213,6 +228,7 @@ class Detector:
             s.slot_seconds = max(c.min_slot_seconds, interval) if interval * 4 <= DAY_S else 0.0
 
         zs, exp = self._deviations(t, x, expected)
+        ratios = self._calibrate(zs)
         self._learn(t, x)
         s.n += 1
 
@@ -224,23 +240,49 @@ class Detector:
             "seasonal": c.weight_seasonal,
             "level_shift": c.weight_level_shift,
         }
-        best, z = "", 0.0
-        for name, zi in zs.items():
-            wz = zi * weights[name]
-            if wz > z:
-                best, z = name, wz
-        novel = z > s.alarm_z
-        s.alarm_z = max(s.alarm_z * c.novelty_decay, z)
-        score = z / (z + c.z_half) if z > 0 else 0.0
+        best, r, total = "", 0.0, 0.0
+        for name, ri in ratios.items():
+            wr = ri * weights[name]
+            total += wr
+            if wr > r:
+                best, r = name, wr
+        r += c.agreement * (total - r)
+        novel = r > s.alarm_z
+        if novel and r >= c.alarm_ratio:
+            s.hold = c.novelty_hold
+        if s.hold > 0:
+            s.hold -= 1
+            s.alarm_z = max(s.alarm_z, r)
+        else:
+            s.alarm_z = max(s.alarm_z * c.novelty_decay, r)
+        score = r / (r + c.r_half) if r > 0 else 0.0
         if not novel:
             score *= c.novelty_damping
         if not best:
-            return Score(score, "", None, x, "no detector has a baseline yet", z)
+            return Score(score, "", None, x, "no detector has a baseline yet", r)
         e = exp.get(best)
-        reason = f"{best}: observed {x:.6g} vs expected {e:.6g} ({zs[best]:.1f} robust sd)"
+        reason = f"{best}: observed {x:.6g} vs expected {e:.6g} ({zs[best]:.1f} robust sd, {r:.2f}x its usual extreme)"
         if not novel:
             reason += "; deviation already reported"
-        return Score(score, best, e, x, reason, z)
+        return Score(score, best, e, x, reason, r)
+
+    def _calibrate(self, zs: dict[str, float]) -> dict[str, float]:
+        """Each z as a multiple of that detector's usual extreme on this series, then learn the z.
+
+        Why: series differ wildly in tails (tweet counts vs. a thermometer); a robust z of 8 is
+        routine in one and unheard of in the other. Dividing by a high quantile of the detector's
+        own past z makes one global threshold mean "rarer than this series' usual extremes".
+        """
+        c = self.config
+        out: dict[str, float] = {}
+        for name, z in zs.items():
+            hist = self._s.zhist.get(name)
+            if hist is None:
+                hist = self._s.zhist[name] = RollingWindow(c.history_window)
+            if len(hist) >= c.history_min:
+                out[name] = z / max(hist.quantile(c.history_quantile), c.min_reference_z)
+            hist.push(z)
+        return out
 
     def _floor(self) -> float:
         """Smallest scale a detector may divide by: flat series must not give infinite z."""
@@ -285,7 +327,8 @@ class Detector:
         if len(ref) >= c.level_reference and len(s.recent) == c.level_recent - 1:
             ma = _median([*s.recent.values(), x])
             mb = ref.median()
-            scale = max(ref.sigma(), floor)
+            # in standard errors of a median of `level_recent` samples, so its z is comparable
+            scale = max(ref.sigma() * MEDIAN_SE / math.sqrt(c.level_recent), floor)
             zs["level_shift"], exp["level_shift"] = abs(ma - mb) / scale, mb
         return zs, exp
 

@@ -104,9 +104,7 @@ def load_windows(path: str | Path) -> dict[str, list[tuple[str, str]]]:
     return {str(k): [(str(a), str(b)) for a, b in v] for k, v in raw.items()}
 
 
-def window_bounds(
-    timestamps: npt.NDArray[np.datetime64], windows: Sequence[tuple[str, str]]
-) -> list[tuple[int, int]]:
+def window_bounds(timestamps: npt.NDArray[np.datetime64], windows: Sequence[tuple[str, str]]) -> list[tuple[int, int]]:
     """Row index ranges ``(first, last)`` (inclusive) of each window; empty windows are kept as ``(0, -1)``.
 
     NAB selects a window's rows by timestamp (``start <= ts <= end``), so duplicate or unsorted
@@ -231,9 +229,7 @@ def score_corpus(files: Sequence[CorpusFile], threshold: float, profile: Profile
     return CorpusScore(threshold=threshold, raw=float(sum(s.raw for s in per.values())), files=per)
 
 
-def twiddle(
-    objective: Callable[[float], float], initial: float = 0.5, tolerance: float = 1e-7
-) -> tuple[float, float]:
+def twiddle(objective: Callable[[float], float], initial: float = 0.5, tolerance: float = 1e-7) -> tuple[float, float]:
     """NAB's one-parameter hill climb (``optimizer.twiddle``): best ``(x, objective(x))`` it visited."""
     past: dict[float, float] = {}
     x = initial
