@@ -103,7 +103,7 @@ class DetectorConfig:
     history_min: int = 100
     min_reference_z: float = 3.0  # the history quantile is never taken below this (clean series)
     r_half: float = 1.0  # the calibrated ratio z / reference that maps to score 0.5
-    novelty_decay: float = 0.995  # per sample, of the alarm level the novelty rule compares with
+    novelty_decay: float = 0.99  # per sample, of the alarm level the novelty rule compares with
     novelty_hold: int = 0  # samples after an alarm during which the alarm level does not decay
     alarm_ratio: float = 1.0  # a calibrated ratio at least this high starts a hold
     agreement: float = 0.3  # share of the other detectors' ratios added to the strongest one
