@@ -56,8 +56,8 @@ DAY_S = 86_400.0
 P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
-DETECTORS = ("residual", "seasonal", "level_shift")
-STATE_VERSION = 1
+DETECTORS = ("residual", "seasonal", "level_shift", "range")
+STATE_VERSION = 2
 
 
 class Expected(TypedDict, total=False):
@@ -108,6 +108,7 @@ class DetectorConfig:
     alarm_ratio: float = 1.0  # a calibrated ratio at least this high starts a hold
     agreement: float = 0.3  # share of the other detectors' ratios added to the strongest one
     novelty_damping: float = 0.0  # score multiplier while the deviation is not new
+    range_tolerance: float = 0.05  # "range" fires beyond [min, max] seen so far +- this share of max - min
     scale_floor: float = 1e-3  # relative to the series' typical magnitude
 
     @classmethod
@@ -150,6 +151,8 @@ class _State:
     zhist: dict[str, RollingWindow] = field(default_factory=dict)
     alarm_z: float = 0.0
     hold: int = 0
+    lo: float | None = None  # smallest and largest value ever seen (the "range" detector)
+    hi: float | None = None
 
 
 class Detector:
@@ -184,6 +187,8 @@ class Detector:
             "zhist": {k: w.state() for k, w in s.zhist.items()},
             "alarm_z": s.alarm_z,
             "hold": s.hold,
+            "lo": s.lo,
+            "hi": s.hi,
         }
 
     @classmethod
@@ -205,6 +210,8 @@ class Detector:
             zhist={k: RollingWindow.from_state(v) for k, v in state["zhist"].items()},
             alarm_z=float(state["alarm_z"]),
             hold=int(state["hold"]),
+            lo=None if state["lo"] is None else float(state["lo"]),
+            hi=None if state["hi"] is None else float(state["hi"]),
         )
         return det
 
@@ -229,6 +236,8 @@ class Detector:
 
         zs, exp = self._deviations(t, x, expected)
         ratios = self._calibrate(zs)
+        out_of_range = self._out_of_range(x)
+        prev_lo, prev_hi = s.lo, s.hi
         self._learn(t, x)
         s.n += 1
 
@@ -258,6 +267,19 @@ class Detector:
         score = r / (r + c.r_half) if r > 0 else 0.0
         if not novel:
             score *= c.novelty_damping
+        if out_of_range is not None:
+            # the excess beyond the range as a multiple of the tolerance, shaped like r (1 -> 0.5)
+            rr = out_of_range / c.range_tolerance
+            range_score = rr / (rr + c.r_half)
+            if range_score > score:
+                above = prev_hi is not None and x > prev_hi
+                bound = prev_hi if above else prev_lo
+                side = "above the highest" if above else "below the lowest"
+                reason = (
+                    f"range: observed {x:.6g}, {side} value seen before ({bound:.6g}) "
+                    f"by {out_of_range:.0%} of the range seen"
+                )
+                return Score(range_score, "range", bound, x, reason, max(r, rr))
         if not best:
             return Score(score, "", None, x, "no detector has a baseline yet", r)
         e = exp.get(best)
@@ -265,6 +287,20 @@ class Detector:
         if not novel:
             reason += "; deviation already reported"
         return Score(score, best, e, x, reason, r)
+
+    def _out_of_range(self, x: float) -> float | None:
+        """How far ``x`` lies beyond the [min, max] seen so far, as a share of max - min; None when
+        within the tolerance.
+
+        Why (the "spatial anomaly" of Numenta's NAB detector): a value never seen before, well
+        outside everything the series has done, is anomalous whatever the local noise level is;
+        the z-based detectors miss it on noisy series whose usual extremes are already large.
+        """
+        s = self._s
+        if s.lo is None or s.hi is None or s.hi <= s.lo:
+            return None
+        excess = max(x - s.hi, s.lo - x) / (s.hi - s.lo)
+        return excess if excess > self.config.range_tolerance else None
 
     def _calibrate(self, zs: dict[str, float]) -> dict[str, float]:
         """Each z as a multiple of that detector's usual extreme on this series, then learn the z.
@@ -341,6 +377,8 @@ class Detector:
     def _learn(self, t: float, x: float) -> None:
         c = self.config
         s = self._s
+        s.lo = x if s.lo is None else min(s.lo, x)
+        s.hi = x if s.hi is None else max(s.hi, x)
         recent = s.values.last(c.forecast_window)
         if len(recent) == c.forecast_window:
             f = _median(recent)

@@ -84,7 +84,8 @@ def test_planted_level_shift_is_found_by_the_level_shift_detector() -> None:
     v = 50 + rng.normal(0, 1, n)
     at = 2500
     v[at:] += 4
-    res = score_series(ts, v, config=CFG)
+    # the shifted values also leave the range seen so far; switch that detector off to test this one
+    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9))
     i = int(np.argmax(res.score))
     assert at <= i <= at + 5 and res.score[i] > 0.6  # reported within a few samples of the shift
     assert res.detector[i] == "level_shift"
@@ -145,3 +146,21 @@ def test_state_version_and_unknown_parameters_are_rejected() -> None:
         Detector.from_state({**state, "version": 99})
     with pytest.raises(ValueError, match="unknown"):
         DetectorConfig.from_dict({"bogus": 1})
+
+
+def test_value_beyond_the_range_ever_seen_is_found_by_the_range_detector() -> None:
+    # heavy-tailed noise: routine spikes of 20 sd, so a z-based detector is used to big deviations
+    rng = np.random.default_rng(8)
+    n = 3000
+    ts = 1_600_000_000.0 + np.arange(n) * STEP
+    v = 100 + rng.standard_t(1.5, n).clip(-20, 20)
+    at = 2500
+    v[at] = v[:at].max() + 0.5 * (v[:at].max() - v[:at].min())
+    res = score_series(ts, v, config=CFG)
+    # 50 % of the range beyond it = 10x the 5 % tolerance -> 10 / 11
+    assert res.score[at] == pytest.approx(10 / 11) and res.detector[at] == "range"
+    assert res.expected[at] == v[:at].max()
+    assert "above the highest" in res.reason[at]
+    inside = v.copy()
+    inside[at] = v[:at].max()  # a repeat of the record is not out of range
+    assert score_series(ts, inside, config=CFG).detector[at] != "range"
