@@ -1,4 +1,4 @@
-"""The main job: every stage once, in order — (seed demo history) → collect → maintain.
+"""The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly.
 
 Later stages (forecast, decide, alerts, report) append themselves to ``STAGES``. Stages run as
 plain calls of the stage flows' functions inside this one flow run, so their tasks, logs and
@@ -18,7 +18,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._common import load
+from flows.anomaly import anomaly
 from flows.collect import collect
+from flows.forecast import forecast
 from flows.maintain import maintain
 from tasks.demo import DEMO_INCIDENTS, seed_demo
 from tasks.lake import Lake
@@ -98,6 +100,28 @@ def _detail_maintain(r: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+def _detail_forecast(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    text = (
+        f"{r.get('groups', 0)} model(s) over {r.get('series', 0)} series retrained and backtested; "
+        f"{r.get('forecast_rows', 0):,} forecast rows; promoted: {', '.join(r.get('promoted') or []) or 'none'}"
+    )
+    if r.get("failed"):
+        text += f"; problems: {', '.join(r['failed'])}"
+    return "ok", text
+
+
+def _detail_anomaly(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    top = (r.get("top") or [None])[0]
+    text = f"{r.get('scored', 0):,} point(s) of {r.get('series', 0)} series scored; {r.get('anomalies', 0)} anomalies"
+    if top:
+        text += f"; strongest: {top['series']} at {top['ts'][:16]} ({top['score']:.2f}, {top['detector']})"
+    return "ok", text
+
+
 def _run_stage(
     name: str,
     fn: Callable[[], dict[str, Any]],
@@ -136,6 +160,8 @@ def pipeline(
         stages.append(_run_stage("seed-demo", lambda: seed_demo_history(lake, demo_days), _detail_seed))
     stages.append(_run_stage("collect", lambda: dict(collect.fn(config_path, overrides)), _detail_collect))
     stages.append(_run_stage("maintain", lambda: dict(maintain.fn(config_path, overrides)), _detail_maintain))
+    stages.append(_run_stage("forecast", lambda: dict(forecast.fn(config_path, overrides)), _detail_forecast))
+    stages.append(_run_stage("anomaly", lambda: dict(anomaly.fn(config_path, overrides)), _detail_anomaly))
     try:
         tables = lake_stats(lake)
     except Exception as exc:

@@ -723,7 +723,7 @@ class Lake:
     def stats(self) -> dict[str, Any]:
         """Per table: rows, files, bytes, series, oldest, newest (ISO) — the `lake stats` payload."""
         tables: dict[str, Any] = {}
-        for table in (S.SAMPLES, S.SERIES, S.EVENTS, *S.ROLLUP_TABLES.values()):
+        for table in (S.SAMPLES, S.SERIES, S.EVENTS, *S.ROLLUP_TABLES.values(), S.FORECASTS, S.ANOMALIES):
             files = self.storage.files(table)
             entry: dict[str, Any] = {
                 "rows": 0,
