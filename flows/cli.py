@@ -628,6 +628,13 @@ def lake_import(
         err_console.print(f"  [yellow]rejected:[/] {reason}", highlight=False)
 
 
+# Mounted last: flows.cli_models imports the helpers above.
+from flows.cli_models import anomaly_app, forecast_app  # noqa: E402
+
+app.add_typer(forecast_app, name="forecast")
+app.add_typer(anomaly_app, name="anomaly")
+
+
 def main() -> None:
     """Console-script entry point (``cortex-perf``)."""
     prepare_prefect_env()
