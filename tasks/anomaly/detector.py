@@ -7,7 +7,7 @@ the flow persists between runs; :func:`score_series` is literally a loop over ``
 A score at time t depends only on samples up to t (tests check that appending data never changes
 earlier scores, and that save/restore in the middle of a series changes nothing).
 
-Three detectors look at each sample, each producing a robust z (deviation in robust standard
+Detectors look at each sample; the first four produce a robust z (deviation in robust standard
 deviations, IQR/1.349 of a rolling window, never the mean/std a spike would distort):
 
 * ``residual`` — the sample against a one-step forecast: the median of the last few samples, or an
@@ -18,6 +18,11 @@ deviations, IQR/1.349 of a rolling window, never the mean/std a spike would dist
   day", which the other two cannot see.
 * ``level_shift`` — the median of the last few samples against the median of the window before
   them (a two-window median test). Catches sustained shifts early, and ignores a single spike.
+* ``slow_shift`` — the same test on a slower time scale (median of the last 30 samples vs the 1,000
+  before them): shifts and drifts too small to stand out of 5 samples' noise.
+* ``range`` — the sample beyond the smallest/largest value ever seen by more than 5 % of that
+  range (the "spatial anomaly" of Numenta's NAB detector): a never-seen value is anomalous
+  whatever the local noise; scored on its own (excess / tolerance, shaped like the others).
 
 They are combined into one score in [0, 1] (the strongest detector, after per-detector weights),
 then two rules shape the score for alerting (NAB rewards them, and so does an on-call person):
@@ -56,7 +61,7 @@ DAY_S = 86_400.0
 P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
-DETECTORS = ("residual", "seasonal", "level_shift", "range")
+DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range")
 STATE_VERSION = 2
 
 
@@ -108,6 +113,9 @@ class DetectorConfig:
     alarm_ratio: float = 1.0  # a calibrated ratio at least this high starts a hold
     agreement: float = 0.3  # share of the other detectors' ratios added to the strongest one
     novelty_damping: float = 0.0  # score multiplier while the deviation is not new
+    slow_recent: int = 30  # the slow level-shift test: median of the last 30 vs the 1,000 before
+    slow_reference: int = 1000
+    weight_slow_shift: float = 0.7  # as the fast test's
     range_tolerance: float = 0.05  # "range" fires beyond [min, max] seen so far +- this share of max - min
     scale_floor: float = 1e-3  # relative to the series' typical magnitude
 
@@ -151,6 +159,8 @@ class _State:
     zhist: dict[str, RollingWindow] = field(default_factory=dict)
     alarm_z: float = 0.0
     hold: int = 0
+    slow_recent: RollingWindow = field(default_factory=lambda: RollingWindow(30))
+    slow_reference: RollingWindow = field(default_factory=lambda: RollingWindow(1000))
     lo: float | None = None  # smallest and largest value ever seen (the "range" detector)
     hi: float | None = None
 
@@ -166,6 +176,8 @@ class Detector:
             residuals=RollingWindow(c.residual_window),
             reference=RollingWindow(c.level_reference),
             recent=RollingWindow(max(1, c.level_recent - 1)),
+            slow_recent=RollingWindow(c.slow_recent),
+            slow_reference=RollingWindow(c.slow_reference),
         )
 
     # ------------------------------------------------------------------ persistence
@@ -187,6 +199,8 @@ class Detector:
             "zhist": {k: w.state() for k, w in s.zhist.items()},
             "alarm_z": s.alarm_z,
             "hold": s.hold,
+            "slow_recent": s.slow_recent.state(),
+            "slow_reference": s.slow_reference.state(),
             "lo": s.lo,
             "hi": s.hi,
         }
@@ -210,6 +224,8 @@ class Detector:
             zhist={k: RollingWindow.from_state(v) for k, v in state["zhist"].items()},
             alarm_z=float(state["alarm_z"]),
             hold=int(state["hold"]),
+            slow_recent=RollingWindow.from_state(state["slow_recent"]),
+            slow_reference=RollingWindow.from_state(state["slow_reference"]),
             lo=None if state["lo"] is None else float(state["lo"]),
             hi=None if state["hi"] is None else float(state["hi"]),
         )
@@ -248,6 +264,7 @@ class Detector:
             "residual": c.weight_residual,
             "seasonal": c.weight_seasonal,
             "level_shift": c.weight_level_shift,
+            "slow_shift": c.weight_slow_shift,
         }
         best, r, total = "", 0.0, 0.0
         for name, ri in ratios.items():
@@ -315,7 +332,8 @@ class Detector:
             hist = self._s.zhist.get(name)
             if hist is None:
                 hist = self._s.zhist[name] = RollingWindow(c.history_window)
-            if len(hist) >= c.history_min:
+            need = c.slow_reference if name == "slow_shift" else c.history_min  # autocorrelated: longer
+            if len(hist) >= need:
                 out[name] = z / max(hist.quantile(c.history_quantile), c.min_reference_z)
             hist.push(z)
         return out
@@ -366,6 +384,15 @@ class Detector:
             # in standard errors of a median of `level_recent` samples, so its z is comparable
             scale = max(ref.sigma() * MEDIAN_SE / math.sqrt(c.level_recent), floor)
             zs["level_shift"], exp["level_shift"] = abs(ma - mb) / scale, mb
+
+        # the same test on a slower time scale (drifts and shifts too small for 5 samples)
+        sr, sf = s.slow_recent, s.slow_reference
+        if len(sf) >= c.slow_reference and len(sr) == c.slow_recent:
+            ma = sr.median()  # the slow window ends one sample back: x itself is the fast test's job
+            mb = sf.median()
+            scale = max(sf.sigma() * MEDIAN_SE / math.sqrt(c.slow_recent), floor)
+            zs["slow_shift"], exp["slow_shift"] = abs(ma - mb) / scale, mb
+
         return zs, exp
 
     def _slot(self, t: float) -> str | None:
@@ -383,6 +410,9 @@ class Detector:
         if len(recent) == c.forecast_window:
             f = _median(recent)
             s.residuals.push(x - f)
+        if len(s.slow_recent) == c.slow_recent:
+            s.slow_reference.push(s.slow_recent.values()[0])
+        s.slow_recent.push(x)
         s.values.push(x)
         if c.level_recent > 1:
             if len(s.recent) == c.level_recent - 1:

@@ -164,3 +164,18 @@ def test_value_beyond_the_range_ever_seen_is_found_by_the_range_detector() -> No
     inside = v.copy()
     inside[at] = v[:at].max()  # a repeat of the record is not out of range
     assert score_series(ts, inside, config=CFG).detector[at] != "range"
+
+
+def test_small_sustained_shift_is_found_by_the_slow_shift_detector() -> None:
+    # a 1.5 sd shift: lost in 5 samples' noise, clear in the median of 30
+    rng = np.random.default_rng(9)
+    n = 4000
+    ts = 1_600_000_000.0 + np.arange(n) * STEP
+    v = 50 + rng.normal(0, 1, n)
+    at = 3500
+    v[at:] += 1.5
+    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9))
+    seg = res.score[at : at + 60]
+    j = int(np.argmax(seg))
+    assert seg[j] > 0.55 and res.detector[at + j] == "slow_shift"
+    assert res.score[2 * DAY : at].max() < seg[j]
