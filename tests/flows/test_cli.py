@@ -30,6 +30,14 @@ COMMANDS = [
     ["lake", "query"],
     ["lake", "compact"],
     ["lake", "import"],
+    ["forecast"],
+    ["forecast", "train"],
+    ["forecast", "show"],
+    ["forecast", "history"],
+    ["forecast", "rollback"],
+    ["forecast", "backtest"],
+    ["anomaly"],
+    ["anomaly", "detect"],
 ]
 
 
