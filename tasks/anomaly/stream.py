@@ -206,3 +206,27 @@ def detect_incremental(
         result.files = lake.write_rows(S.ANOMALIES, frame).files
     _save_states(state, saves, now)
     return result
+
+
+def anomaly_scores(lake: Any, selector: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Stored scores of the matching series in [start, end): series, ts, score, value, expected,
+    detector, reason — what alert rules' ``anomaly(m[w])`` and the reports read."""
+    rows = lake.read_rows(S.ANOMALIES, start, end, selector)
+    names = lake.series(selector).select("series_id", "series") if rows.height else None
+    if names is None or not names.height:
+        return pl.DataFrame(
+            schema={
+                "series": pl.String,
+                "ts": S.POLARS_TS,
+                "score": pl.Float64,
+                "value": pl.Float64,
+                "expected": pl.Float64,
+                "detector": pl.String,
+                "reason": pl.String,
+            }
+        )
+    return (
+        rows.join(names, on="series_id")
+        .select("series", "ts", "score", "value", "expected", "detector", "reason")
+        .sort("series", "ts")
+    )

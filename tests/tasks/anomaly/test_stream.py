@@ -93,3 +93,14 @@ def test_unreadable_state_is_reset_with_a_reason(setup):
         con.execute("UPDATE anomaly_state SET state = '{\"version\": -1}'")
     res = detect_incremental(lake, state, ["cpu"], STEP, now=END, backfill=timedelta(days=2))
     assert len(res.reset_series) == 2 and "version" in res.reset_series[0]
+
+
+def test_stored_scores_are_readable_by_selector(setup):
+    from tasks.anomaly.stream import anomaly_scores
+
+    lake, state = setup
+    detect_incremental(lake, state, ["cpu"], STEP, now=END, backfill=timedelta(days=2))
+    b = anomaly_scores(lake, 'cpu{host="b"}', END - timedelta(minutes=400), END - timedelta(minutes=200))
+    assert b.height == 200 and set(b.get_column("series")) == {'cpu{host="b"}'}
+    assert b.get_column("score").max() == pytest.approx(_scores(lake).get_column("score").max())
+    assert anomaly_scores(lake, "nothing", END - timedelta(hours=1), END).height == 0
