@@ -28,6 +28,11 @@ WEEK = timedelta(days=7)
 #: A weekly season is the default only when the data holds at least this many weeks: fewer cycles
 #: leave the seasonal models (2 cycles to start) and the lag-2-seasons features too little to learn.
 WEEKLY_MIN_CYCLES = 4
+#: Scrape/collection intervals people configure; a measured spacing within 5 % of one is that one.
+NICE_STEPS_MS: tuple[int, ...] = tuple(
+    s * 1000
+    for s in (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+)
 
 
 def infer_freq(ts: pl.Series | pl.DataFrame) -> timedelta:
@@ -36,7 +41,8 @@ def infer_freq(ts: pl.Series | pl.DataFrame) -> timedelta:
     The median, not the minimum or the mode, because real series have both doubled samples
     (spacing 0, ignored) and gaps (a few huge spacings): neither moves a median. Given a frame with
     a ``series`` column the spacings are taken within each series. The result is rounded to whole
-    seconds when it is at least a second (jittery scrapes give 299.998 s). Raises ``ValueError``
+    seconds when it is at least a second, and snapped to a common interval (1 s … 1 day) within 5 %
+    of it (jittery scrapes give 299.998 s; near-duplicates 1 s apart are ignored). Raises ``ValueError``
     when there are not two distinct timestamps to measure.
     """
     if isinstance(ts, pl.DataFrame):
@@ -51,6 +57,11 @@ def infer_freq(ts: pl.Series | pl.DataFrame) -> timedelta:
     if diffs.size == 0:
         raise ValueError("cannot infer the sampling interval: fewer than two distinct timestamps")
     step = float(np.median(diffs))
+    close = diffs[diffs >= step / 2]  # near-duplicates (a resent sample a second later) are not spacings
+    step = float(np.median(close)) if close.size else step
+    for nice in NICE_STEPS_MS:
+        if abs(step - nice) <= 0.05 * nice:
+            return timedelta(milliseconds=nice)
     if step >= 1000:
         step = round(step / 1000) * 1000
     return timedelta(milliseconds=max(1, round(step)))

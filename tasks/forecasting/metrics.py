@@ -28,13 +28,15 @@ def mase_scale(train: np.ndarray, season: int) -> float:
     constant training series, where MASE is undefined (NaN, left out of aggregates).
     """
     train = np.asarray(train, dtype=np.float64)
+    if len(train) < 2:
+        return 0.0
+    tiny = 1e-9 * float(np.mean(np.abs(train)))  # rounding noise of an exactly periodic series is not error
     if season >= 1 and len(train) > season:
         scale = float(np.mean(np.abs(train[season:] - train[:-season])))
-        if scale > 0:
+        if scale > tiny:
             return scale
-    if len(train) > 1:
-        return float(np.mean(np.abs(np.diff(train))))
-    return 0.0
+    scale = float(np.mean(np.abs(np.diff(train))))
+    return scale if scale > tiny else 0.0
 
 
 def mae(actual: np.ndarray, point: np.ndarray) -> float:

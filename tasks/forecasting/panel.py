@@ -46,28 +46,31 @@ class Panel:
         f = frame.select(
             pl.col("series").cast(pl.String), pl.col("ts").dt.epoch("ms").alias("ms"), pl.col("y").cast(pl.Float64)
         ).sort("series", "ms")
-        series = f["series"].to_numpy()
+        # names and run lengths from polars: converting the string column row by row would cost
+        # a Python object per sample (gigabytes at fleet scale)
+        runs = f.select(pl.col("series").rle()).unnest("series")
+        names = [str(v) for v in runs["value"].to_list()]
+        counts = runs["len"].to_numpy().astype(np.int64)
         ms = f["ms"].to_numpy()
         y = f["y"].to_numpy()
         if len(y) == 0:
             return cls([], np.zeros(0, dtype=np.int64), [], freq_ms)
-        cuts = np.flatnonzero(series[1:] != series[:-1]) + 1
-        starts = np.concatenate(([0], cuts))
-        ends = np.concatenate((cuts, [len(y)]))
-        names: list[str] = []
-        values: list[np.ndarray] = []
-        for a, b in zip(starts, ends, strict=True):
-            name = str(series[a])
-            if b - a > 1 and np.any(np.diff(ms[a:b]) != freq_ms):
-                raise ValueError(
-                    f"series {name}: not on a regular {freq} grid (gaps or duplicates); "
-                    "put it on one with tasks.forecasting.grid.regularize first"
-                )
-            v = y[a:b]
-            if not np.all(np.isfinite(v)):
-                raise ValueError(f"series {name}: NaN/inf values; regularize() interpolates them")
-            names.append(name)
-            values.append(np.ascontiguousarray(v, dtype=np.float64))
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        step = np.diff(ms)
+        step[ends[:-1] - 1] = freq_ms  # the jumps between series are not spacings
+        bad = np.flatnonzero(step != freq_ms)
+        if bad.size:
+            name = names[int(np.searchsorted(ends, bad[0], side="right"))]
+            raise ValueError(
+                f"series {name}: not on a regular {freq} grid (gaps or duplicates); "
+                "put it on one with tasks.forecasting.grid.regularize first"
+            )
+        finite = np.isfinite(y)
+        if not finite.all():
+            name = names[int(np.searchsorted(ends, np.flatnonzero(~finite)[0], side="right"))]
+            raise ValueError(f"series {name}: NaN/inf values; regularize() interpolates them")
+        values = [y[a:b] for a, b in zip(starts, ends, strict=True)]
         return cls(names, ms[starts].astype(np.int64), values, freq_ms)
 
     def end_ms(self, i: int) -> int:

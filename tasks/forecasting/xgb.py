@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 import xgboost as xgb
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from tasks.forecasting.base import QUANTILES, Forecaster, NotEnoughHistory
 from tasks.forecasting.metrics import mase_scale
@@ -61,14 +61,15 @@ PREDICT_CHUNK = 400_000
 
 
 def series_scaler(y: np.ndarray, season: int) -> tuple[float, float]:
-    """(centre, scale) of a series: its median and its seasonal-naive MAE (fallbacks: lag-1 MAE, std, 1)."""
+    """(centre, scale) of a series: its median and its seasonal-naive MAE (fallbacks: lag-1 MAE, std, 1).
+
+    A scale of 0 means a constant series: :class:`XGBoostForecaster` forecasts those flat.
+    """
     centre = float(np.median(y))
     scale = mase_scale(y, season)
     if not scale > 0:
         scale = float(np.std(y))
-    if not scale > 0:
-        scale = 1.0
-    return centre, scale
+    return centre, scale if scale > 1e-12 * max(1.0, abs(centre)) else 0.0
 
 
 class _Stack:
@@ -88,6 +89,7 @@ class _Stack:
         # trailing max over [i - w + 1, i]; may reach into the previous array when i - w + 1 < offset,
         # which `window_max` corrects
         self.maxes = {w: maximum_filter1d(self.z, size=w, origin=(w - 1) // 2, mode="nearest") for w in set(windows)}
+        self.mins = {w: minimum_filter1d(self.z, size=w, origin=(w - 1) // 2, mode="nearest") for w in set(windows)}
 
     def window_mean(self, g: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Mean of z[lo:g] (global indices, lo < g)."""
@@ -105,6 +107,12 @@ class _Stack:
             out[r] = self.z[lo[r] : g[r]].max()
         return out
 
+    def window_min(self, g: np.ndarray, lo: np.ndarray, w: int) -> np.ndarray:
+        out = self.mins[w][g - 1]
+        for r in np.flatnonzero(g - lo < w):
+            out[r] = self.z[lo[r] : g[r]].min()
+        return out
+
 
 class XGBoostForecaster(Forecaster):
     """Global direct multi-horizon quantile XGBoost model (see the module docstring)."""
@@ -116,25 +124,25 @@ class XGBoostForecaster(Forecaster):
         *,
         max_horizon: int = 12,
         n_lags: int = 24,
-        short_window: int = 12,
+        windows: Sequence[int] = (12, 72),
         anchor_window: int = 3,
-        max_rows: int = 300_000,
+        max_rows: int = 120_000,
         val_fraction: float = 0.1,
-        n_estimators: int = 600,
-        learning_rate: float = 0.08,
-        max_depth: int = 7,
+        n_estimators: int = 400,
+        learning_rate: float = 0.1,
+        max_depth: int = 6,
         min_child_weight: float = 20.0,
         subsample: float = 0.8,
         colsample_bytree: float = 0.9,
-        max_bin: int = 128,
-        early_stopping_rounds: int = 40,
+        max_bin: int = 64,
+        early_stopping_rounds: int = 25,
         seed: int = 0,
         nthread: int | None = None,
     ) -> None:
         self.params: dict[str, Any] = {
             "max_horizon": max_horizon,
             "n_lags": n_lags,
-            "short_window": short_window,
+            "windows": [int(w) for w in windows],
             "anchor_window": anchor_window,
             "max_rows": max_rows,
             "val_fraction": val_fraction,
@@ -162,7 +170,7 @@ class XGBoostForecaster(Forecaster):
         return int(self.params["max_horizon"])
 
     def _windows(self) -> list[int]:
-        return sorted({int(self.params["short_window"]), max(2, self.season)})
+        return sorted({*(int(w) for w in self.params["windows"]), max(2, self.season)})
 
     @property
     def feature_names(self) -> list[str]:
@@ -170,7 +178,7 @@ class XGBoostForecaster(Forecaster):
         names += [f"lag_{j}" for j in range(1, int(self.params["n_lags"]) + 1)]
         names += ["season_lag_1", "season_lag_2", "season_lag_1_mean5"]
         for w in self._windows():
-            names += [f"rolling_mean_{w}", f"rolling_std_{w}", f"rolling_max_{w}"]
+            names += [f"rolling_mean_{w}", f"rolling_std_{w}", f"rolling_max_{w}", f"rolling_min_{w}"]
         names += ["hour", "weekday"]
         return names
 
@@ -206,6 +214,7 @@ class XGBoostForecaster(Forecaster):
             cols.append(stack.window_mean(g, lo_w) - anchor)
             cols.append(stack.window_std(g, lo_w))
             cols.append(stack.window_max(g, lo_w, w) - anchor)
+            cols.append(stack.window_min(g, lo_w, w) - anchor)
         ts = stack.start_ms[arr] + t * self.freq_ms
         minutes = ts // 60_000
         cols.append(((minutes % 1440) / 60.0).astype(np.float64))
@@ -256,8 +265,16 @@ class XGBoostForecaster(Forecaster):
         if not panel.names:
             raise NotEnoughHistory("no series to train on")
         self.scalers = {n: series_scaler(v, self.season) for n, v in zip(panel.names, panel.values, strict=True)}
-        scaled = [(v - self.scalers[n][0]) / self.scalers[n][1] for n, v in zip(panel.names, panel.values, strict=True)]
-        stack = _Stack(scaled, panel.start_ms, self._windows())
+        keep = [i for i, n in enumerate(panel.names) if self.scalers[n][1] > 0]  # constant series teach nothing
+        if not keep:
+            self.booster = xgb.train({"objective": "reg:squarederror", "nthread": 1}, xgb.DMatrix(np.zeros((1, 1))), 0)
+            self.train_info = {"series": len(panel.names), "train_rows": 0, "val_rows": 0, "best_iteration": 0}
+            return self
+        names_kept = [panel.names[i] for i in keep]
+        scaled = [
+            (panel.values[i] - self.scalers[n][0]) / self.scalers[n][1] for i, n in zip(keep, names_kept, strict=True)
+        ]
+        stack = _Stack(scaled, panel.start_ms[keep], self._windows())
         rng = np.random.default_rng(int(self.params["seed"]))
         lengths = stack.lengths
         o_min = np.minimum(np.maximum(self.season, int(self.params["n_lags"])), lengths // 2)
@@ -347,6 +364,25 @@ class XGBoostForecaster(Forecaster):
                 raise NotEnoughHistory(f"series {n}: forecast origin {int(np.min(o))} has no history, needs >= 1 point")
             if len(o) and int(np.max(o)) > len(a):
                 raise ValueError(f"series {n}: origin beyond the history")
+        flat = [s == 0.0 for _, s in scalers]
+        if any(flat):  # constant series (nothing to learn, division by a zero scale): flat at the last value
+            rest = [i for i, f in enumerate(flat) if not f]
+            sub = (
+                self._forecast(
+                    [names[i] for i in rest], [arrays[i] for i in rest], start_ms[rest], [origins[i] for i in rest], h
+                )
+                if rest
+                else []
+            )
+            out_all: list[np.ndarray] = []
+            it = iter(sub)
+            for i, f in enumerate(flat):
+                if f:
+                    last = arrays[i][np.asarray(origins[i], dtype=np.int64) - 1]
+                    out_all.append(np.broadcast_to(last[:, None, None], (len(last), h, len(QUANTILES))).copy())
+                else:
+                    out_all.append(next(it))
+            return out_all
         if h > self.max_horizon:
             return [
                 self._forecast_blocks(n, a, s, o, h, sc)
