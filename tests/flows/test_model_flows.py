@@ -38,7 +38,8 @@ def test_forecast_flow_writes_forecasts_registry_event_and_artifact(demo_overrid
 
     from flows.forecast import ARTIFACT_KEY, forecast
 
-    summary = forecast(overrides=demo_overrides)
+    state = forecast(overrides=demo_overrides, return_state=True)
+    summary = state.result()
     assert summary["groups"] == 1 and summary["series"] == 4
     assert summary["promoted"] == ["host_cpu_utilization_ratio"]  # the first version is promoted
     assert summary["forecast_rows"] == 4 * 12
@@ -56,7 +57,8 @@ def test_forecast_flow_writes_forecasts_registry_event_and_artifact(demo_overrid
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
-    assert arts and "xgboost" in str(arts[0].data)
+    mine = [a for a in arts if a.flow_run_id == state.state_details.flow_run_id]
+    assert len(mine) == 1 and "xgboost" in str(mine[0].data) and "seasonal_naive" in str(mine[0].data)
 
     # a second retrain on the same data registers v2; it cannot beat v1 by more than nothing
     again = forecast(overrides=[*demo_overrides, "forecast.min_improvement=0.01"])
