@@ -24,8 +24,14 @@ deviations, IQR/1.349 of a rolling window, never the mean/std a spike would dist
   range (the "spatial anomaly" of Numenta's NAB detector): a never-seen value is anomalous
   whatever the local noise; scored on its own (excess / tolerance, shaped like the others).
 
-They are combined into one score in [0, 1] (the strongest detector, after per-detector weights),
-then two rules shape the score for alerting (NAB rewards them, and so does an on-call person):
+Each z is divided by that detector's usual extreme on this series (a high quantile of its own recent
+z), and the ratios are combined into r (the strongest detector, after per-detector weights, plus a share
+of the others). r = 1 is "as extreme as this series usually gets", so the score grades the
+**evidence** beyond it: the excess max(0, r - 1) summed over the last few samples (a short moving-sum
+CUSUM with the usual extreme as reference value), shaped into [0, 1]. A lone sample at the usual
+extreme scores nothing; a deviation that stays beyond it for a few samples outranks a single blip of
+the same size. Then two rules shape the score for alerting (NAB rewards them, and so does an on-call
+person):
 
 * **warm-up**: no score until ``warmup`` samples have been seen (NAB's probationary period);
 * **novelty**: a deviation that keeps going is reported once, when it starts: while the
@@ -62,7 +68,7 @@ P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
 DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range")
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 class Expected(TypedDict, total=False):
@@ -107,12 +113,13 @@ class DetectorConfig:
     history_quantile: float = 0.999  # a z is judged against this quantile of the detector's history
     history_min: int = 100
     min_reference_z: float = 3.0  # the history quantile is never taken below this (clean series)
-    r_half: float = 1.0  # the calibrated ratio z / reference that maps to score 0.5
+    r_half: float = 0.5  # the evidence (summed excess of r over 1, or the range excess) that maps to score 0.5
     novelty_decay: float = 0.99  # per sample, of the alarm level the novelty rule compares with
     novelty_hold: int = 0  # samples after an alarm during which the alarm level does not decay
     alarm_ratio: float = 1.0  # a calibrated ratio at least this high starts a hold
     agreement: float = 0.3  # share of the other detectors' ratios added to the strongest one
     novelty_damping: float = 0.0  # score multiplier while the deviation is not new
+    evidence_window: int = 5  # the score grades the excess of r over 1 summed over the last samples (0: r itself)
     slow_recent: int = 30  # the slow level-shift test: median of the last 30 vs the 1,000 before
     slow_reference: int = 1000
     weight_slow_shift: float = 0.7  # as the fast test's
@@ -163,6 +170,7 @@ class _State:
     slow_reference: RollingWindow = field(default_factory=lambda: RollingWindow(1000))
     lo: float | None = None  # smallest and largest value ever seen (the "range" detector)
     hi: float | None = None
+    excess: RollingWindow = field(default_factory=lambda: RollingWindow(5))  # max(0, r - 1), last samples
 
 
 class Detector:
@@ -178,6 +186,7 @@ class Detector:
             recent=RollingWindow(max(1, c.level_recent - 1)),
             slow_recent=RollingWindow(c.slow_recent),
             slow_reference=RollingWindow(c.slow_reference),
+            excess=RollingWindow(max(1, c.evidence_window)),
         )
 
     # ------------------------------------------------------------------ persistence
@@ -203,6 +212,7 @@ class Detector:
             "slow_reference": s.slow_reference.state(),
             "lo": s.lo,
             "hi": s.hi,
+            "excess": s.excess.state(),
         }
 
     @classmethod
@@ -228,6 +238,7 @@ class Detector:
             slow_reference=RollingWindow.from_state(state["slow_reference"]),
             lo=None if state["lo"] is None else float(state["lo"]),
             hi=None if state["hi"] is None else float(state["hi"]),
+            excess=RollingWindow.from_state(state["excess"]),
         )
         return det
 
@@ -281,7 +292,13 @@ class Detector:
             s.alarm_z = max(s.alarm_z, r)
         else:
             s.alarm_z = max(s.alarm_z * c.novelty_decay, r)
-        score = r / (r + c.r_half) if r > 0 else 0.0
+        e = r
+        if c.evidence_window > 0:
+            # evidence: how far r went beyond the usual extreme (1), summed over the last few samples,
+            # reported while it is growing (r > 1 now)
+            s.excess.push(max(0.0, r - 1.0))
+            e = sum(s.excess.values()) if r > 1.0 else 0.0
+        score = e / (e + c.r_half) if e > 0 else 0.0
         if not novel:
             score *= c.novelty_damping
         if out_of_range is not None:

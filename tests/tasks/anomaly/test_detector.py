@@ -71,7 +71,10 @@ def test_planted_spike_is_found_by_the_residual_detector() -> None:
     ts, v = seasonal_series(days=6, seed=3)
     at = 4 * DAY + 37
     v[at] += 8
-    i, score, detector, reason = _top(ts, v)
+    # the spike also leaves the range seen so far; switch that detector off to test this one
+    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9))
+    i = int(np.argmax(res.score))
+    score, detector, reason = float(res.score[i]), res.detector[i], res.reason[i]
     assert i == at and score > 0.6
     assert detector == "residual"
     assert "expected" in reason and "observed" in reason
@@ -157,8 +160,8 @@ def test_value_beyond_the_range_ever_seen_is_found_by_the_range_detector() -> No
     at = 2500
     v[at] = v[:at].max() + 0.5 * (v[:at].max() - v[:at].min())
     res = score_series(ts, v, config=CFG)
-    # 50 % of the range beyond it = 10x the 5 % tolerance -> 10 / 11
-    assert res.score[at] == pytest.approx(10 / 11) and res.detector[at] == "range"
+    # 50 % of the range beyond it = 10x the 5 % tolerance -> 10 / (10 + r_half)
+    assert res.score[at] == pytest.approx(10 / 10.5) and res.detector[at] == "range"
     assert res.expected[at] == v[:at].max()
     assert "above the highest" in res.reason[at]
     inside = v.copy()
@@ -167,17 +170,39 @@ def test_value_beyond_the_range_ever_seen_is_found_by_the_range_detector() -> No
 
 
 def test_small_sustained_shift_is_found_by_the_slow_shift_detector() -> None:
-    # a 2.5 sd shift, clear in the median of 30 samples against the 1,000 before (the other detectors are
+    # a 3.5 sd shift, clear in the median of 30 samples against the 1,000 before (the other detectors are
     # switched off so that this one is tested alone)
     rng = np.random.default_rng(9)
     n = 4000
     ts = 1_600_000_000.0 + np.arange(n) * STEP
     v = 50 + rng.normal(0, 1, n)
     at = 3500
-    v[at:] += 2.5
+    v[at:] += 3.5
     alone = {"weight_residual": 0.0, "weight_seasonal": 0.0, "weight_level_shift": 0.0, "range_tolerance": 1e9}
     res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, **alone))
     seg = res.score[at : at + 60]
     j = int(np.argmax(seg))
     assert seg[j] > 0.5 and res.detector[at + j] == "slow_shift"
     assert res.score[2 * DAY : at].max() < 0.5
+
+
+def test_evidence_accumulates_over_consecutive_excess_samples() -> None:
+    # the same +6 sd excursion, once for one sample and once for three samples in a row: the score grades
+    # the excess over the usual extreme summed over the last samples, so the sustained one scores higher
+    rng = np.random.default_rng(10)
+    n = 3000
+    ts = 1_600_000_000.0 + np.arange(n) * STEP
+    base = 50 + rng.normal(0, 1, n)
+    cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9)
+    at = 2500
+    one, three = base.copy(), base.copy()
+    one[at] += 6
+    three[at : at + 3] += 6
+    s1 = score_series(ts, one, config=cfg)
+    s3 = score_series(ts, three, config=cfg)
+    assert s1.score[at] == s3.score[at] > 0  # identical up to the first sample (causal)
+    assert s3.score[at : at + 3].max() > s1.score[at : at + 3].max()
+    # evidence_window=0: the score is r shaped directly (a single sample's ratio), as before the evidence rule
+    plain = score_series(ts, three, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, evidence_window=0))
+    r = plain.z[at]
+    assert plain.score[at] == pytest.approx(r / (r + cfg.r_half))
