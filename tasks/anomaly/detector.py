@@ -35,8 +35,10 @@ person):
 
 * **warm-up**: no score until ``warmup`` samples have been seen (NAB's probationary period);
 * **novelty**: a deviation that keeps going is reported once, when it starts: while the
-  combined z stays below the level that already alarmed (decaying slowly back to normal), the
-  score is damped, so a shifted level does not raise an alarm on every sample.
+  combined z stays below the level that already alarmed, the score is damped, so a shifted level
+  does not raise an alarm on every sample. That level decays slowly back to normal, but only once r
+  is back within the usual extreme (r <= 1): a long deviation that wanders just above its usual
+  extreme is one deviation, not a new one whenever it creeps up.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ class DetectorConfig:
     min_reference_z: float = 3.0  # the history quantile is never taken below this (clean series)
     r_half: float = 0.5  # the evidence (summed excess of r over 1, or the range excess) that maps to score 0.5
     novelty_decay: float = 0.99  # per sample, of the alarm level the novelty rule compares with
+    decay_after_deviation: bool = True  # the alarm level decays only once r is back within the usual extreme
     novelty_hold: int = 0  # samples after an alarm during which the alarm level does not decay
     alarm_ratio: float = 1.0  # a calibrated ratio at least this high starts a hold
     agreement: float = 0.3  # share of the other detectors' ratios added to the strongest one
@@ -290,6 +293,8 @@ class Detector:
         if s.hold > 0:
             s.hold -= 1
             s.alarm_z = max(s.alarm_z, r)
+        elif c.decay_after_deviation and r > 1.0:
+            s.alarm_z = max(s.alarm_z, r)  # still beyond the usual extreme: the same deviation, no decay
         else:
             s.alarm_z = max(s.alarm_z * c.novelty_decay, r)
         e = r

@@ -206,3 +206,21 @@ def test_evidence_accumulates_over_consecutive_excess_samples() -> None:
     plain = score_series(ts, three, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, evidence_window=0))
     r = plain.z[at]
     assert plain.score[at] == pytest.approx(r / (r + cfg.r_half))
+
+
+def test_a_long_creeping_deviation_is_not_reported_anew_whenever_it_creeps_up() -> None:
+    # a drift of 0.02 sd per sample up to 6 sd: the alarm level does not decay while r stays beyond the
+    # usual extreme, so the drift raises fewer alarms than with the level decaying throughout
+    rng = np.random.default_rng(11)
+    n = 3500
+    ts = 1_600_000_000.0 + np.arange(n) * STEP
+    v = 50 + rng.normal(0, 1, n)
+    at = 2500
+    v[at:] += np.minimum(np.arange(n - at) * 0.02, 6)
+    counts = {}
+    for flag in (True, False):
+        cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, decay_after_deviation=flag)
+        s = score_series(ts, v, config=cfg).score
+        assert s[at:].max() > 0.8  # found either way
+        counts[flag] = int((s[at:] > 0.5).sum())
+    assert counts[True] < counts[False] / 2
