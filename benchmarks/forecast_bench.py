@@ -39,8 +39,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` imp
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from rich.console import Console  # noqa: E402
-from scipy.signal import lfilter  # noqa: E402
 from rich.table import Table  # noqa: E402
+from scipy.signal import lfilter  # noqa: E402
 
 from tasks.forecasting import MODELS  # noqa: E402
 from tasks.forecasting.backtest import backtest, read_series_csv, split_index  # noqa: E402
@@ -216,7 +216,8 @@ def main() -> None:
     console = Console(stderr=args.json)
     figures: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpu, {platform.python_implementation()} {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
         "quick": args.quick,
         "select": args.select,
     }
