@@ -27,6 +27,7 @@ frame truncated at that origin, which is the protocol spelled out literally.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -192,7 +193,7 @@ def backtest(
     timings: dict[str, tuple[float, float]] = {}
     errors: dict[str, str] = {}
     for spec in models if models is not None else list(MODELS):
-        model = get_model(spec, **dict((params or {}).get(spec, {}))) if isinstance(spec, str) else spec
+        model = _build(spec, horizon, params) if isinstance(spec, str) else spec
         t0 = time.perf_counter()
         try:
             model.fit(train_frame, freq=freq, season=season)
@@ -238,6 +239,17 @@ def backtest(
         grid=report,
         errors=errors,
     )
+
+
+def _build(name: str, horizon: int, params: Mapping[str, Mapping[str, Any]] | None) -> Forecaster:
+    """A registered model; one with a ``max_horizon`` is trained for at least ``horizon`` steps."""
+    kwargs = dict((params or {}).get(name, {}))
+    cls = MODELS.get(name)
+    if cls is not None:
+        arg = inspect.signature(cls.__init__).parameters.get("max_horizon")
+        if arg is not None and isinstance(arg.default, int):
+            kwargs.setdefault("max_horizon", max(arg.default, horizon))
+    return get_model(name, **kwargs)
 
 
 def _summarise(per_series: pl.DataFrame, timings: Mapping[str, tuple[float, float]]) -> pl.DataFrame:

@@ -193,3 +193,12 @@ def test_backtest_csv_reads_naive_and_offset_timestamps_and_names_bad_columns(tm
     console = Console(record=True, width=140)
     console.print(table)
     assert "seasonal_naive" in console.export_text()
+
+
+def test_models_are_trained_for_the_backtest_horizon(frame: pl.DataFrame) -> None:
+    """A horizon past XGBoost's default 12 steps trains a 15-step direct model, not recursive blocks."""
+    fast = {"nthread": 1, "n_estimators": 40}
+    result = backtest(frame, ["xgboost", "seasonal_naive"], horizon=15, season=SEASON, params={"xgboost": fast})
+    assert result.per_series["mase"].is_finite().all()
+    model = get_model("xgboost", **fast, max_horizon=15)
+    assert model.max_horizon == 15  # type: ignore[attr-defined]
