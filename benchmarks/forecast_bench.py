@@ -89,6 +89,7 @@ def accuracy(
     """Backtest every model on every group; per-series rows of all groups and timings per model."""
     per_series: list[pl.DataFrame] = []
     timing: dict[str, list[float]] = {}
+    grid = {"origins": 0, "interpolated": 0, "duplicates": 0, "points": 0}
     groups = load_groups(files, inner)
     for freq, season, frame in groups:
         result = backtest(
@@ -97,11 +98,15 @@ def accuracy(
         for name, message in result.errors.items():
             print(f"  {name}: {message}", file=sys.stderr)
         per_series.append(result.per_series.with_columns(pl.lit(season).alias("season")))
+        grid["origins"] += result.origins
+        grid["interpolated"] += result.grid.interpolated
+        grid["duplicates"] += result.grid.duplicates
+        grid["points"] += result.grid.points
         for row in result.summary.iter_rows(named=True):
             t = timing.setdefault(row["model"], [0.0, 0.0])
             t[0] += row["fit_s"]
             t[1] += row["predict_s"]
-    return pl.concat(per_series, how="diagonal"), {"timing": timing, "groups": len(groups)}
+    return pl.concat(per_series, how="diagonal"), {"timing": timing, "groups": len(groups), "grid": grid}
 
 
 def summarise(per_series: pl.DataFrame, timing: dict[str, list[float]]) -> pl.DataFrame:
@@ -233,7 +238,9 @@ def main() -> None:
         figures["nab_seconds"] = round(time.perf_counter() - t0, 1)
         table = Table(
             title=f"NAB {'inner validation (training parts)' if args.select else 'held-out 20 %'}: "
-            f"{per_series['series'].n_unique()} series, h={HORIZON}, origin stride {stride}"
+            f"{per_series['series'].n_unique()} series, h={HORIZON}, origin stride {stride}",
+            caption=f"{info['grid']['origins']:,} origins; grid: {info['grid']['interpolated']} points interpolated, "
+            f"{info['grid']['duplicates']} duplicates averaged of {info['grid']['points']:,}",
         )
         for col in ("model", "MASE h12 med", "MASE h12 mean", "MASE h1 med", "MASE h1 mean", "sMAPE med", "sMAPE mean"):
             table.add_column(col, justify="left" if col == "model" else "right")
@@ -265,6 +272,7 @@ def main() -> None:
             "series": per_series["series"].n_unique(),
             "horizon": HORIZON,
             "stride": stride,
+            "grid": info["grid"],
             "xgb_median_mase_h12": round(xgb_row["mase_h12_median"], 4),
             "xgb_mean_mase_h12": round(xgb_row["mase_h12_mean"], 4),
             "xgb_median_mase_h1": round(xgb_row["mase_h1_median"], 4),
