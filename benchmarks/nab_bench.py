@@ -135,8 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if not (args.nab / "labels" / "combined_windows.json").is_file():
-        print(f"error: NAB data set not found at {args.nab}", file=sys.stderr)
-        return 2
+        # A clone without ../shared has no NAB copy: say so plainly and report no figures,
+        # rather than fail the CI smoke run of a checkout that cannot have the data.
+        print(f"NAB data set not found at {args.nab}: nothing to score (pass --nab PATH)", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"nab": "absent", "path": str(args.nab), "standard": None, "reward_low_FP": None,
+                              "reward_low_FN": None, "threshold": None}))
+        return 0
     files = (
         list(QUICK_FILES)
         if args.quick
