@@ -38,6 +38,17 @@ from tasks.lake.write import (
 ROLLUP_AGGS = frozenset({"avg", "min", "max", "sum", "count", "last"})
 QUANTILE_ALIASES = {"p50": 0.5, "median": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 AGGS = ROLLUP_AGGS | set(QUANTILE_ALIASES) | {"first"}
+#: SQL of each aggregation over raw samples (``$q`` is the quantile parameter).
+RAW_AGG_SQL = {
+    "avg": "avg(value)",
+    "min": "min(value)",
+    "max": "max(value)",
+    "sum": "sum(value)",
+    "count": "count(*)::DOUBLE",
+    "last": "arg_max(value, ts)",
+    "first": "arg_min(value, ts)",
+    "quantile": "quantile_cont(value, $q)",
+}
 RESULT_SCHEMA = {
     "series": pl.String,
     "metric": pl.String,
@@ -464,16 +475,7 @@ class Lake:
             return pl.DataFrame()
         params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end, "step": step_ms}
         inner = self._raw_sql(files, self._id_filter(ids, params))
-        expr = {
-            "avg": "avg(value)",
-            "min": "min(value)",
-            "max": "max(value)",
-            "sum": "sum(value)",
-            "count": "count(*)::DOUBLE",
-            "last": "arg_max(value, ts)",
-            "first": "arg_min(value, ts)",
-            "quantile": "quantile_cont(value, $q)",
-        }[kind]
+        expr = RAW_AGG_SQL[kind]
         if q is not None:
             params["q"] = q
         sql = (
@@ -611,16 +613,7 @@ class Lake:
             return self.empty_result().drop("ts")
         params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end, "k": k}
         inner = self._raw_sql(files, self._id_filter(matched.get_column("series_id").to_list(), params))
-        expr = {
-            "avg": "avg(value)",
-            "min": "min(value)",
-            "max": "max(value)",
-            "sum": "sum(value)",
-            "count": "count(*)::DOUBLE",
-            "last": "arg_max(value, ts)",
-            "first": "arg_min(value, ts)",
-            "quantile": "quantile_cont(value, $q)",
-        }[kind]
+        expr = RAW_AGG_SQL[kind]
         if q is not None:
             params["q"] = q
         df = self._sql(
