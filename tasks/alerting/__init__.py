@@ -1,0 +1,1 @@
+"""Alerting: Prometheus-compatible rule expressions evaluated over the lake (issue 4)."""
