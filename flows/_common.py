@@ -12,7 +12,7 @@ from typing import Any
 from tasks.config import Settings, load_settings
 from tasks.lake import Lake
 
-__all__ = ["lateness_s", "load", "skipped_summary"]
+__all__ = ["lateness_s", "load", "skipped_summary", "stale_run"]
 
 
 def load(config_path: str | None, overrides: list[str] | None) -> tuple[Settings, Lake]:
@@ -47,3 +47,15 @@ def skipped_summary(flow: str, late_s: float, max_lateness_s: float) -> dict[str
         "skipped": True,
         "reason": f"started {late_s:.0f}s after its scheduled time (max_lateness_s={max_lateness_s:g})",
     }
+
+
+def stale_run(flow: str, max_lateness_s: float | None) -> dict[str, Any] | None:
+    """The summary to return when this scheduled run started too late (and says so), else None."""
+    late = lateness_s()
+    if max_lateness_s is None or late is None or late <= max_lateness_s:
+        return None
+    from prefect import get_run_logger
+
+    skipped = skipped_summary(flow, late, max_lateness_s)
+    get_run_logger().warning("skipping stale run: %s", skipped["reason"])
+    return skipped

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import lateness_s, load, skipped_summary
+from flows._common import load, stale_run
 from tasks.anomaly.stream import AnomalyRunResult, detect_incremental
 from tasks.config import Settings
 from tasks.lake import Lake
@@ -57,10 +57,7 @@ def anomaly(
     max_lateness_s: float | None = None,
 ) -> AnomalySummary:
     logger = get_run_logger()
-    late = lateness_s()
-    if max_lateness_s is not None and late is not None and late > max_lateness_s:
-        skipped = skipped_summary("anomaly", late, max_lateness_s)
-        logger.warning("skipping stale run: %s", skipped["reason"])
+    if (skipped := stale_run("anomaly", max_lateness_s)) is not None:
         return AnomalySummary(**skipped)  # type: ignore[typeddict-item]
     t0 = time.perf_counter()
     settings, lake = load(config_path, overrides)

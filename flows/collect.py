@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import lateness_s, load, skipped_summary
+from flows._common import load, stale_run
 from tasks.config import Settings
 from tasks.events import emit
 from tasks.lake import Lake, Sample, WriteResult
@@ -120,10 +120,7 @@ def collect(
     ``max_lateness_s``: a scheduled run that starts later than this skips itself (stale catch-up).
     """
     logger = get_run_logger()
-    late = lateness_s()
-    if max_lateness_s is not None and late is not None and late > max_lateness_s:
-        skipped = skipped_summary("collect", late, max_lateness_s)
-        logger.warning("skipping stale run: %s", skipped["reason"])
+    if (skipped := stale_run("collect", max_lateness_s)) is not None:
         return CollectSummary(**skipped)  # type: ignore[typeddict-item]
 
     t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows._common import lateness_s, load, skipped_summary
+from flows._common import load, stale_run
 from tasks.config import Settings
 from tasks.events import emit
 from tasks.forecasting.data import HistoryGroup, forecast_rows, group_series, load_history
@@ -129,10 +129,7 @@ def forecast(
 ) -> ForecastSummary:
     """One retrain + forecast round over every configured series."""
     logger = get_run_logger()
-    late = lateness_s()
-    if max_lateness_s is not None and late is not None and late > max_lateness_s:
-        skipped = skipped_summary("forecast", late, max_lateness_s)
-        logger.warning("skipping stale run: %s", skipped["reason"])
+    if (skipped := stale_run("forecast", max_lateness_s)) is not None:
         return ForecastSummary(**skipped)  # type: ignore[typeddict-item]
     t0 = time.perf_counter()
     settings, lake = load(config_path, overrides)

@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import lateness_s, load, skipped_summary
+from flows._common import load, stale_run
 from tasks.events import emit
 from tasks.lake import Lake
 
@@ -99,10 +99,7 @@ def maintain(
     Rollups are skipped in a dry run (building them is their only effect).
     """
     logger = get_run_logger()
-    late = lateness_s()
-    if max_lateness_s is not None and late is not None and late > max_lateness_s:
-        skipped = skipped_summary("maintain", late, max_lateness_s)
-        logger.warning("skipping stale run: %s", skipped["reason"])
+    if (skipped := stale_run("maintain", max_lateness_s)) is not None:
         return MaintainSummary(**skipped)  # type: ignore[typeddict-item]
 
     t0 = time.perf_counter()

@@ -40,6 +40,11 @@ register_schema(
 )
 
 
+#: Rows of the lake's ``anomalies`` table as this module builds them (types from the lake's schema).
+_ROW_SCHEMA: dict[str, pl.DataType] = dict(pl.from_arrow(S.ANOMALIES_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
+_SCORE_COLUMNS = ("ts", "score", "value", "expected", "detector", "reason")
+
+
 @dataclass
 class AnomalyRunResult:
     series: int = 0
@@ -189,20 +194,7 @@ def detect_incremental(
             result.scored += part.height
             saves.append((int(sid), name, part["ts"].max(), json.dumps(det.state_dict())))
     if out_rows:
-        frame = pl.DataFrame(
-            out_rows,
-            schema={
-                "series_id": pl.Int64,
-                "metric": pl.String,
-                "labels": pl.String,
-                "ts": S.POLARS_TS,
-                "score": pl.Float64,
-                "value": pl.Float64,
-                "expected": pl.Float64,
-                "detector": pl.String,
-                "reason": pl.String,
-            },
-        )
+        frame = pl.DataFrame(out_rows, schema=_ROW_SCHEMA)
         result.files = lake.write_rows(S.ANOMALIES, frame).files
     _save_states(state, saves, now)
     return result
@@ -215,18 +207,6 @@ def anomaly_scores(lake: Any, selector: str, start: datetime, end: datetime) -> 
     names = lake.series(selector).select("series_id", "series") if rows.height else None
     if names is None or not names.height:
         return pl.DataFrame(
-            schema={
-                "series": pl.String,
-                "ts": S.POLARS_TS,
-                "score": pl.Float64,
-                "value": pl.Float64,
-                "expected": pl.Float64,
-                "detector": pl.String,
-                "reason": pl.String,
-            }
+            schema={"series": pl.String, **{k: v for k, v in _ROW_SCHEMA.items() if k in _SCORE_COLUMNS}}
         )
-    return (
-        rows.join(names, on="series_id")
-        .select("series", "ts", "score", "value", "expected", "detector", "reason")
-        .sort("series", "ts")
-    )
+    return rows.join(names, on="series_id").select("series", *_SCORE_COLUMNS).sort("series", "ts")

@@ -183,9 +183,10 @@ def test_lateness_only_for_deployment_runs(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_stale_scheduled_run_skips_itself(monkeypatch: pytest.MonkeyPatch, lake_overrides: list[str]) -> None:
+    import flows._common as common
     import flows.collect as collect_mod
 
-    monkeypatch.setattr(collect_mod, "lateness_s", lambda: 900.0)
+    monkeypatch.setattr(common, "lateness_s", lambda: 900.0)
     summary = collect_mod.collect(overrides=lake_overrides, max_lateness_s=120)
     assert summary["skipped"] is True and "900s" in summary["reason"]
     assert not Path(_root(lake_overrides)).exists()  # nothing collected, nothing written
