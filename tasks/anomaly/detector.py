@@ -70,7 +70,7 @@ P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
 DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range")
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 
 class Expected(TypedDict, total=False):
@@ -105,6 +105,7 @@ class DetectorConfig:
     residual_window: int = 2000
     level_recent: int = 5
     level_reference: int = 300
+    level_min_reference: int = 30  # smallest reference the level test starts with after a short warm-up
     seasonal_days: int = 14
     seasonal_min_days: float = 2.0
     min_slot_seconds: float = 3600.0
@@ -400,11 +401,13 @@ class Detector:
 
         # two-window median test
         ref = s.reference
-        if len(ref) >= c.level_reference and len(s.recent) == c.level_recent - 1:
+        m = len(ref)
+        if m >= self._level_min_reference() and len(s.recent) == c.level_recent - 1:
             ma = _median([*s.recent.values(), x])
             mb = ref.median()
-            # in standard errors of a median of `level_recent` samples, so its z is comparable
-            scale = max(ref.sigma() * MEDIAN_SE / math.sqrt(c.level_recent), floor)
+            # in standard errors of the difference of two medians (`level_recent` and m samples), so
+            # its z is comparable whether the reference is full or still growing after the warm-up
+            scale = max(ref.sigma() * MEDIAN_SE * math.sqrt(1.0 / c.level_recent + 1.0 / m), floor)
             zs["level_shift"], exp["level_shift"] = abs(ma - mb) / scale, mb
 
         # the same test on a slower time scale (drifts and shifts too small for 5 samples)
@@ -416,6 +419,15 @@ class Detector:
             zs["slow_shift"], exp["slow_shift"] = abs(ma - mb) / scale, mb
 
         return zs, exp
+
+    def _level_min_reference(self) -> int:
+        """Reference size at which the level test starts: the full ``level_reference`` when the warm-up
+        is long enough to fill it and calibrate the test, else small enough that the test is
+        calibrated (``history_min`` z values) by the end of the warm-up, never below
+        ``level_min_reference``."""
+        c = self.config
+        fits = c.warmup - c.history_min - c.level_recent + 1
+        return max(min(c.level_min_reference, c.level_reference), min(c.level_reference, fits))
 
     def _slot(self, t: float) -> str | None:
         ss = self._s.slot_seconds
