@@ -206,16 +206,11 @@ def _fmt_value(v: Any) -> str:
 
 def _tables_table(tables: dict[str, dict[str, Any]], title: str = "Lake") -> Table:
     t = Table(title=title, title_justify="left")
-    for col, kw in (
-        ("table", {}),
-        ("rows", {"justify": "right"}),
-        ("files", {"justify": "right"}),
-        ("size", {"justify": "right"}),
-        ("series", {"justify": "right"}),
-        ("oldest", {}),
-        ("newest", {}),
-    ):
-        t.add_column(col, **kw)
+    t.add_column("table")
+    for col in ("rows", "files", "size", "series"):
+        t.add_column(col, justify="right")
+    t.add_column("oldest")
+    t.add_column("newest")
     for name, e in tables.items():
         t.add_row(
             name,
@@ -334,7 +329,7 @@ def run(
     failed = isinstance(result, PipelineFailed)
     if isinstance(result, BaseException) and not failed:
         raise result
-    summary = dict(result.summary if isinstance(result, PipelineFailed) else result)
+    summary: dict[str, Any] = dict(result.summary if isinstance(result, PipelineFailed) else result)  # type: ignore[arg-type]
     if seeded_here:  # the pipeline found the history this command just wrote: say who wrote it
         for stage in summary.get("stages", []):
             if stage["stage"] == "seed-demo" and stage["status"] == "skipped":

@@ -128,7 +128,7 @@ def collect(
     result = collect_sources(settings)
     for f in result.failures:  # once per failure per tick, clearly
         logger.warning("source %r %s: %s", f.source, "timed out" if f.timed_out else "failed", f.error)
-    written = write_batch(lake, result.samples)
+    written: WriteResult = write_batch(lake, result.samples)
     if written.rejected:
         logger.warning("%d sample(s) rejected by the lake, e.g.: %s", written.rejected, "; ".join(written.reasons[:3]))
     summary = CollectSummary(

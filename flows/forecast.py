@@ -120,7 +120,7 @@ def _artifact(results: list[RetrainResult]) -> None:
 @flow(
     name="forecast",
     description="Retrain forecasters (backtested), promote better challengers, write forecasts to the lake.",
-    task_runner=ThreadPoolTaskRunner(max_workers=2),
+    task_runner=ThreadPoolTaskRunner(max_workers=2),  # type: ignore[arg-type]
 )
 def forecast(
     config_path: str | None = None,

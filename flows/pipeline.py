@@ -186,7 +186,7 @@ def pipeline(
         else [],
     )
     create_table_artifact(
-        table=[{k: s[k] for k in ("stage", "status", "seconds", "detail")} for s in stages],  # type: ignore[literal-required]
+        table=[{k: s[k] for k in ("stage", "status", "seconds", "detail")} for s in stages],
         key=ARTIFACT_KEY,
         description=f"**pipeline** over `{lake.root}`{' (demo)' if demo else ''}",
     )

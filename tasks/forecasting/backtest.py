@@ -328,12 +328,13 @@ def read_series_csv(path: str | Path, time_col: str, value_col: str) -> pl.DataF
             ) from exc
     elif ts.dtype.is_numeric():
         numbers = ts.cast(pl.Float64)
-        unit_ms = 1.0 if (numbers.abs().max() or 0) > 1e11 else 1000.0
+        unit_ms = 1.0 if float(numbers.abs().fill_null(0).to_numpy().max(initial=0)) > 1e11 else 1000.0
         ts = (numbers * unit_ms).round().cast(pl.Int64).cast(pl.Datetime("ms"))
     elif not isinstance(ts.dtype, pl.Datetime):
         raise ValueError(f"column {time_col!r}: type {ts.dtype} is not a timestamp")
     ts = ts.cast(pl.Datetime("ms", ts.dtype.time_zone)) if isinstance(ts.dtype, pl.Datetime) else ts
-    ts = ts.dt.replace_time_zone("UTC") if ts.dtype.time_zone is None else ts.dt.convert_time_zone("UTC")  # type: ignore[union-attr]
+    tz = ts.dtype.time_zone if isinstance(ts.dtype, pl.Datetime) else None
+    ts = ts.dt.replace_time_zone("UTC") if tz is None else ts.dt.convert_time_zone("UTC")
     y = raw[value_col].cast(pl.Float64, strict=False)
     if y.drop_nulls().drop_nans().is_empty():
         raise ValueError(f"column {value_col!r}: no numeric values")

@@ -26,7 +26,7 @@ import polars as pl
 from tasks.lake.schema import POLARS_TS
 
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9, 0.99)
-HISTORY_SCHEMA = {"series": pl.String, "ts": POLARS_TS, "y": pl.Float64}
+HISTORY_SCHEMA: dict[str, pl.DataType] = {"series": pl.String(), "ts": POLARS_TS, "y": pl.Float64()}
 
 
 def quantile_column(q: float) -> str:
@@ -35,7 +35,12 @@ def quantile_column(q: float) -> str:
 
 
 QUANTILE_COLUMNS: tuple[str, ...] = tuple(quantile_column(q) for q in QUANTILES)
-FORECAST_SCHEMA = {"series": pl.String, "ts": POLARS_TS, "step": pl.Int32, **{c: pl.Float64 for c in QUANTILE_COLUMNS}}
+FORECAST_SCHEMA: dict[str, pl.DataType] = {
+    "series": pl.String(),
+    "ts": POLARS_TS,
+    "step": pl.Int32(),
+    **{c: pl.Float64() for c in QUANTILE_COLUMNS},
+}
 
 
 class NotEnoughHistory(ValueError):

@@ -143,7 +143,7 @@ def retrain_group(
         except Exception as exc:  # an unreadable champion must not block retraining
             result.skipped.append(f"champion {champion_version.version} could not be loaded: {exc}")
     # Stride: score ~200 origins per series at most (protocol unchanged: same origins for all models).
-    n_min = int(lengths.get_column("len").min() or 0)
+    n_min = int(lengths.get_column("len").to_numpy().min())
     stride = stride or max(1, (n_min - split_index(n_min)) // 200)
     try:
         bt = backtest(grid, candidates, horizon=horizon, season=season, freq=freq, stride=stride)

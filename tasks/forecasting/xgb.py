@@ -311,7 +311,7 @@ class XGBoostForecaster(Forecaster):
         }
         names = self.feature_names
         dtrain = xgb.QuantileDMatrix(x_tr, y_tr, feature_names=names, max_bin=int(self.params["max_bin"]))
-        evals = [(dtrain, "train")]
+        evals: list[tuple[xgb.DMatrix, str]] = [(dtrain, "train")]
         early = None
         if len(va[0]):
             x_va, y_va = matrix(va)

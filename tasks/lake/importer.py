@@ -146,9 +146,9 @@ def import_file(
             n_bad += 1
         errors.append((i, f"{where(i)}, column {column!r}: {msg}"))
 
-    for i, e in enumerate(ts_err.to_list()):
-        if e:
-            flag(i, mapping.time_col, e)
+    for i, ts_problem in enumerate(ts_err.to_list()):
+        if ts_problem:
+            flag(i, mapping.time_col, ts_problem)
     raw_values = vcol.to_list()
     for i, v in enumerate(value.to_list()):
         if v is None:

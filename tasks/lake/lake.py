@@ -49,12 +49,12 @@ RAW_AGG_SQL = {
     "first": "arg_min(value, ts)",
     "quantile": "quantile_cont(value, $q)",
 }
-RESULT_SCHEMA = {
-    "series": pl.String,
-    "metric": pl.String,
-    "labels": pl.String,
+RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "series": pl.String(),
+    "metric": pl.String(),
+    "labels": pl.String(),
     "ts": S.POLARS_TS,
-    "value": pl.Float64,
+    "value": pl.Float64(),
 }
 
 
@@ -262,7 +262,7 @@ class Lake:
                     raise LakeWriteError(f"{table}.{f.name}: expected UTC timestamps, got {dt}")
                 casts.append(col.dt.cast_time_unit("ms").dt.convert_time_zone("UTC"))
             else:
-                casts.append(col.cast(pl.from_arrow(pa.array([], type=f.type)).dtype))
+                casts.append(col.cast(pl.Series(pa.array([], type=f.type)).dtype))
         out = df.select(casts)
         for f in schema:
             c = out.get_column(f.name)
@@ -771,7 +771,7 @@ def _fsspec_for(storage: LakeStorage) -> Any:
     class _LakeFS(ArrowFSWrapper):
         protocol = "lakefs"
 
-        def _strip_protocol(self, path: Any) -> Any:  # type: ignore[override]
+        def _strip_protocol(self, path: Any) -> Any:
             if isinstance(path, str) and path.startswith("lakefs://"):
                 path = path[len("lakefs://") :]
             return super()._strip_protocol(path)

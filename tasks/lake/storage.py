@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 import pyarrow as pa
@@ -35,7 +36,7 @@ PARTITION_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 FILE_RE = re.compile(r"^(\d{20})-([0-9a-f]{16})\.parquet$")
 TMP_SUFFIX = ".partial"
 ROW_GROUP_SIZE = 122_880
-COMPRESSION = "zstd"
+COMPRESSION: Final = "zstd"
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ def content_hash(df: pl.DataFrame, columns: Iterable[str]) -> str:
         if col.dtype == pl.String:
             h.update("\x00".join(col.to_list()).encode())
         else:
-            h.update(memoryview(col.to_physical().to_numpy()))
+            h.update(col.to_physical().to_numpy().tobytes())
         h.update(b"\x01")
     return h.hexdigest()[:16]
 
