@@ -322,11 +322,12 @@ class Detector:
                 return Score(range_score, "range", bound, x, reason, max(r, rr))
         if not best:
             return Score(score, "", None, x, "no detector has a baseline yet", r)
-        e = exp.get(best)
-        reason = f"{best}: observed {x:.6g} vs expected {e:.6g} ({zs[best]:.1f} robust sd, {r:.2f}x its usual extreme)"
+        expected_value = exp.get(best)
+        shown = f"{expected_value:.6g}" if expected_value is not None else "n/a"
+        reason = f"{best}: observed {x:.6g} vs expected {shown} ({zs[best]:.1f} robust sd, {r:.2f}x its usual extreme)"
         if not novel:
             reason += "; deviation already reported"
-        return Score(score, best, e, x, reason, r)
+        return Score(score, best, expected_value, x, reason, r)
 
     def _out_of_range(self, x: float) -> float | None:
         """How far ``x`` lies beyond the [min, max] seen so far, as a share of max - min; None when
