@@ -629,6 +629,10 @@ from flows.cli_models import anomaly_app, forecast_app  # noqa: E402
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(anomaly_app, name="anomaly")
 
+from flows.cli_rules import rules_app  # noqa: E402
+
+app.add_typer(rules_app, name="rules")
+
 
 def main() -> None:
     """Console-script entry point (``cortex-perf``)."""

@@ -38,6 +38,8 @@ COMMANDS = [
     ["forecast", "backtest"],
     ["anomaly"],
     ["anomaly", "detect"],
+    ["rules"],
+    ["rules", "check"],
 ]
 
 
