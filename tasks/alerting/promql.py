@@ -138,7 +138,6 @@ _DURATION_RE = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+(?![a-zA-Z0-9_])")
 _NUMBER_RE = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _IDENT_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _OPS = ("==", "!=", ">=", "<=", "=~", "!~", "+", "-", "*", "/", "%", "^", ">", "<", "=")
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def _line_col(src: str, pos: int) -> tuple[int, int]:
@@ -210,17 +209,20 @@ def tokenize(src: str) -> list[Token]:
     return toks
 
 
+#: Prometheus's common/model.ParseDuration: units in descending order, each at most once; "0" alone.
+_FULL_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_ORDERED_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+
+
 def parse_duration(text: str) -> float:
-    """``1h30m`` → 5400.0 seconds (Prometheus units ms s m h d w y; units must not repeat or go up)."""
-    total = 0.0
-    last = float("inf")
-    for num, unit in re.findall(r"([0-9]+)(ms|[smhdwy])", text):
-        size = _DURATION_UNITS[unit]
-        if size >= last:
-            raise ValueError(f"not a valid duration string: {text!r}")
-        last = size
-        total += int(num) * size
-    return total
+    """``1h30m`` → 5400.0 seconds, as Prometheus parses durations (range selectors and rule files
+    alike): units ms s m h d w y, in descending order, each at most once; raises ``ValueError``."""
+    if text == "0":
+        return 0.0
+    m = _FULL_DURATION_RE.match(text)
+    if not text or m is None or not any(m.groups()):
+        raise ValueError(f'not a valid duration string: "{text}"')
+    return sum(int(g) * u for g, u in zip(m.groups(), _ORDERED_UNITS, strict=True) if g)
 
 
 # ---- parser ---------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from typing import Literal, cast
 
 import yaml
 
-from tasks.alerting.promql import Expr, PromQLError, parse
+from tasks.alerting.promql import Expr, PromQLError, parse, parse_duration
 from tasks.alerting.templating import TemplateError, check_template
 from tasks.lake.schema import LABEL_NAME_RE
 
@@ -76,20 +76,11 @@ _RULE_FIELDS = {
 }
 _ALERT_ONLY = ("for", "keep_firing_for", "annotations", "resolve_expr", "no_data", "severity", "runbook_url")
 
-# Prometheus (common/model.ParseDuration): units in descending order, each at most once; "0" alone.
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_DURATION_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
-def parse_prom_duration(text: str) -> float:
-    """``1h30m`` → 5400.0 (Prometheus duration syntax); raises ``ValueError``."""
-    if text == "0":
-        return 0.0
-    m = _DURATION_RE.match(text)
-    if not text or m is None or not any(m.groups()):
-        raise ValueError(f'not a valid duration string: "{text}"')
-    return sum(int(g) * u for g, u in zip(m.groups(), _DURATION_UNITS, strict=True) if g)
+#: Rule-file durations parse exactly like range-selector durations (one implementation).
+parse_prom_duration = parse_duration
 
 
 # ---- models -------------------------------------------------------------------------------------------
