@@ -139,8 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         # rather than fail the CI smoke run of a checkout that cannot have the data.
         print(f"NAB data set not found at {args.nab}: nothing to score (pass --nab PATH)", file=sys.stderr)
         if args.json:
-            print(json.dumps({"nab": "absent", "path": str(args.nab), "standard": None, "reward_low_FP": None,
-                              "reward_low_FN": None, "threshold": None}))
+            print(
+                json.dumps(
+                    {
+                        "nab": "absent",
+                        "path": str(args.nab),
+                        "standard": None,
+                        "reward_low_FP": None,
+                        "reward_low_FN": None,
+                        "threshold": None,
+                    }
+                )
+            )
         return 0
     files = (
         list(QUICK_FILES)

@@ -140,8 +140,20 @@ def test_duplicates_inside_one_batch_keep_the_last_row(lake, now):
 def test_derived_tables_round_trip_and_refuse_bad_rows(lake, now):
     from tasks.lake import schema as S
 
-    row = {"series_id": 1, "metric": "cpu", "labels": "{}", "issued_at": now, "ts": now + timedelta(minutes=5),
-           "step": 1, "p10": 0.1, "p50": 0.5, "p90": 0.9, "p99": 0.99, "model": "xgboost", "version": "v1"}
+    row = {
+        "series_id": 1,
+        "metric": "cpu",
+        "labels": "{}",
+        "issued_at": now,
+        "ts": now + timedelta(minutes=5),
+        "step": 1,
+        "p10": 0.1,
+        "p50": 0.5,
+        "p90": 0.9,
+        "p99": 0.99,
+        "model": "xgboost",
+        "version": "v1",
+    }
     df = pl.DataFrame([row]).with_columns(pl.col("issued_at", "ts").dt.cast_time_unit("ms"))
     assert lake.write_rows(S.FORECASTS, df).accepted == 1
     lake.write_rows(S.FORECASTS, df.with_columns(pl.lit(0.6).alias("p50")))  # re-issued: last write wins
