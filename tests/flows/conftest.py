@@ -37,5 +37,14 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture
 def lake_overrides(tmp_path: Path) -> list[str]:
-    """``--set`` overrides for a fresh lake under tmp_path and only the host source."""
-    return [f"lake.root={tmp_path / 'lake'}", *QUIET_SOURCES]
+    """``--set`` overrides for a fresh lake, state DB and data dir under tmp_path, host source only.
+
+    Every runtime path is redirected: a flow run in a test must never touch the checkout's
+    ``data/`` (a later ``run --demo`` there would pick up the tests' detector state and models).
+    """
+    return [
+        f"lake.root={tmp_path / 'lake'}",
+        f"state.path={tmp_path / 'state.duckdb'}",
+        f"data_dir={tmp_path / 'data'}",
+        *QUIET_SOURCES,
+    ]

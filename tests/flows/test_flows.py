@@ -112,7 +112,13 @@ def test_pipeline_stage_failure_is_reported_and_fails_the_run(tmp_path: Path) ->
     # A file where the lake directory should be: every write fails.
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    overrides = [f"lake.root={blocker}/lake", "sources.gpu.enabled=false", "sources.prefect.enabled=false"]
+    overrides = [
+        f"lake.root={blocker}/lake",
+        f"state.path={tmp_path / 'state.duckdb'}",
+        f"data_dir={tmp_path / 'data'}",
+        "sources.gpu.enabled=false",
+        "sources.prefect.enabled=false",
+    ]
     state = pipeline(overrides=overrides, return_state=True)
     assert state.is_failed()
     exc = state.result(raise_on_failure=False)

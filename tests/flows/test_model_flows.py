@@ -21,8 +21,6 @@ def demo_overrides(tmp_path: Path, lake_overrides: list[str]) -> list[str]:
     seed_demo(Lake(root), days=3, now=datetime.now(UTC))
     return [
         *lake_overrides,
-        f"data_dir={tmp_path / 'data'}",
-        f"state.path={tmp_path / 'state.duckdb'}",
         'forecast.selectors=["host_cpu_utilization_ratio"]',
         'forecast.baselines=["seasonal_naive"]',
         'anomaly.selectors=["http_request_duration_seconds_p95"]',
