@@ -66,12 +66,7 @@ def group_series(history: pl.DataFrame, max_per_group: int) -> list[HistoryGroup
 
 def forecast_rows(forecasts: pl.DataFrame, lake: Any, *, issued_at: datetime, model: str, version: str) -> pl.DataFrame:
     """A forecast frame as rows of the lake's ``forecasts`` table (series ids from the catalogue)."""
-    cat = lake.catalogue().select("series_id", "metric", "labels")
-    keys = cat.with_columns(
-        pl.struct("metric", "labels")
-        .map_elements(lambda r: S.series_key(r["metric"], r["labels"]), return_dtype=pl.String)
-        .alias("series")
-    )
+    keys = lake.catalogue().select("series_id", "metric", "labels", "series")
     out = forecasts.join(keys, on="series", how="inner")
     return out.select(
         "series_id",

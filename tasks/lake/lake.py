@@ -309,7 +309,10 @@ class Lake:
     # ---- catalogue -----------------------------------------------------------------------------
     @_retry_moved
     def catalogue(self) -> pl.DataFrame:
-        """All series ever written: series_id, metric, labels, first_seen (cached per file set)."""
+        """All series ever written: series_id, metric, labels, first_seen, series (text form).
+
+        Cached per file set, text form included, so queries do not rebuild it on every call.
+        """
         files = self.storage.files(S.SERIES)
         key = tuple(f.path for f in files)
         with self._lock:
@@ -317,14 +320,25 @@ class Lake:
                 return self._catalogue
         if not files:
             cat = pl.DataFrame(
-                schema={"series_id": pl.Int64, "metric": pl.String, "labels": pl.String, "first_seen": S.POLARS_TS}
+                schema={
+                    "series_id": pl.Int64,
+                    "metric": pl.String,
+                    "labels": pl.String,
+                    "first_seen": S.POLARS_TS,
+                    "series": pl.String,
+                }
             )
         else:
             cat = self._sql(
                 "SELECT series_id, any_value(metric) AS metric, any_value(labels) AS labels, "
                 "min(first_seen) AS first_seen FROM read_parquet($files) GROUP BY series_id ORDER BY series_id",
                 {"files": self._paths(files)},
-            ).with_columns(pl.col("first_seen").dt.cast_time_unit("ms"))
+            ).with_columns(
+                pl.col("first_seen").dt.cast_time_unit("ms"),
+                pl.struct("metric", "labels")
+                .map_elements(lambda r: S.series_key(r["metric"], r["labels"]), return_dtype=pl.String)
+                .alias("series"),
+            )
         with self._lock:
             self._catalogue_key, self._catalogue = key, cat
         return cat
@@ -332,18 +346,9 @@ class Lake:
     def series(self, selector: str | Selector) -> pl.DataFrame:
         """Series matching ``selector``: series_id, metric, labels, series (text form)."""
         try:
-            matched = match_series(self.catalogue(), selector)
+            return match_series(self.catalogue(), selector)
         except SelectorError as e:
             raise QueryError(f"selector: {e}") from None
-        return (
-            matched.with_columns(
-                pl.struct("metric", "labels")
-                .map_elements(lambda r: S.series_key(r["metric"], r["labels"]), return_dtype=pl.String)
-                .alias("series")
-            )
-            if matched.height
-            else matched.with_columns(pl.lit(None, dtype=pl.String).alias("series"))
-        )
 
     # ---- reads ---------------------------------------------------------------------------------
     def _day_files(self, table: str, start: datetime, end: datetime) -> list[LakeFile]:
