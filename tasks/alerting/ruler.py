@@ -353,7 +353,8 @@ def run_rules(
         done = {k: (p.last_eval if p else None) for k, p in zip(keys, prev, strict=True)}
         for t in times:
             for rule, k in zip(group.rules, keys, strict=True):
-                if done[k] is not None and done[k] >= t:
+                last_k = done[k]
+                if last_k is not None and last_k >= t:
                     continue  # this rule already ran at t (e.g. it was added to the group later)
                 out.evaluations += 1
                 if not rule.is_alert:
