@@ -346,7 +346,8 @@ def run_rules(
         prev = [stored.get(k) for k in keys]
         # a group is evaluated as a whole: its due times come from its least recently evaluated rule
         lasts = [p.last_eval if p else None for p in prev]
-        last = None if any(x is None for x in lasts) else min(x for x in lasts if x is not None)
+        known = [x for x in lasts if x is not None]
+        last = min(known) if known else None
         times, skipped = due_times(last, now, group.interval_s, max_catch_up)
         out.skipped += skipped
         state = {k: (p.instances if p else []) for k, p in zip(keys, prev, strict=True)}
@@ -355,7 +356,9 @@ def run_rules(
             for rule, k in zip(group.rules, keys, strict=True):
                 last_k = done[k]
                 if last_k is not None and last_k >= t:
-                    continue  # this rule already ran at t (e.g. it was added to the group later)
+                    continue  # this rule already ran at t
+                if last_k is None and t != times[-1]:
+                    continue  # a rule new to the group starts now, as a new rule does in Prometheus
                 out.evaluations += 1
                 if not rule.is_alert:
                     n, err = _record(rule, lake, t, evaluator, Sample, dry_run)

@@ -255,3 +255,12 @@ def test_a_failing_rule_keeps_its_state_and_does_not_stop_the_others(tmp_path, l
     out = run_rules(rs, lake, store, T0)
     assert len(out.errors) == 1 and "same labelset" in out.errors[0][1]
     assert sorted(a.labels["instance"] for a in out.alerts) == ["a", "b"]
+
+
+def test_rule_added_to_a_group_starts_now_while_the_others_catch_up(tmp_path, lake, store):
+    write(lake, [0.95] * 10)
+    run_rules(rules(tmp_path, CPU_RULE), lake, store, T0)
+    both = CPU_RULE + "      - alert: Also\n        expr: cpu > 0.5\n"
+    out = run_rules(rules(tmp_path, both), lake, store, T0 + 5 * M)
+    assert out.evaluations == 5 + 1  # HighCPU: minutes 1..5; Also: minute 5 only
+    assert sorted(a.name for a in out.alerts) == ["Also", "HighCPU"]
