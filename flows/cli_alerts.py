@@ -1,0 +1,107 @@
+"""``cortex-perf alerts …``: list alerts, run a tick, acknowledge, resolve, silence, test receivers.
+Parsing and printing only; the work is in ``tasks.alerting``. Mounted on the main app by ``flows.cli``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flows.cli import _print_json, _state, console, handle_errors
+
+alerts_app = typer.Typer(
+    help="Alerts from the rule files: list, evaluate now, acknowledge, resolve, silence, test receivers.",
+    no_args_is_help=True,
+)
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
+
+
+def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
+    from tasks.alerting.lifecycle import AlertState
+    from tasks.alerting.model import fingerprint
+    from tasks.alerting.ruler import RuleStore
+    from tasks.state import State
+
+    rows: list[dict[str, Any]] = []
+    for stored in RuleStore(State.from_settings(settings)).load().values():
+        for a in stored.instances:
+            if a.state is AlertState.INACTIVE and not include_resolved:
+                continue
+            state = "resolved" if a.state is AlertState.INACTIVE else a.state.value
+            rows.append(
+                {
+                    "id": fingerprint(a.labels),
+                    "alertname": a.labels.get("alertname", ""),
+                    "state": state,
+                    "labels": dict(a.labels),
+                    "annotations": dict(a.annotations),
+                    "active_at": a.active_at.isoformat(),
+                    "fired_at": a.fired_at.isoformat() if a.fired_at else None,
+                    "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+                    "value": a.last_value,
+                    "rule": stored.rule_key,
+                }
+            )
+    order = {"firing": 0, "pending": 1, "resolved": 2}
+    rows.sort(key=lambda r: (order[r["state"]], r["alertname"], sorted(r["labels"].items())))
+    return rows
+
+
+@alerts_app.command("list")
+@handle_errors
+def alerts_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include recently resolved alerts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Current alerts (firing first, then pending) as the alerts flow last left them."""
+    rows = _rows(_state(ctx).settings(), all_)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("No alert is firing or pending.")
+        return
+    firing = sum(r["state"] == "firing" for r in rows)
+    t = Table(title=f"{firing} firing, {sum(r['state'] == 'pending' for r in rows)} pending")
+    for col in ("id", "state", "alert", "labels", "since", "value", "summary"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(
+            r["id"],
+            r["state"],
+            r["alertname"],
+            _labels(r["labels"]),
+            r["active_at"][:16].replace("T", " "),
+            f"{r['value']:g}",
+            r["annotations"].get("summary", ""),
+        )
+    console.print(t)
+
+
+@alerts_app.command("run")
+@handle_errors
+def alerts_run(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Evaluate and show what would change; store, record and send nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a summary.")] = False,
+) -> None:
+    """Run one alerting tick now (what the `alerts` flow does every minute), without Prefect."""
+    from tasks.alerting.service import run_alerts
+
+    st = _state(ctx)
+    settings = st.settings()
+    if not settings.alerting.rule_files:
+        console.print("alerting.rule_files is empty: no rules to evaluate (set it in the config or with --set).")
+        raise typer.Exit(1)
+    res = run_alerts(settings, st.lake(), dry_run=dry_run)
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    console.print(res.markdown(), markup=False, highlight=False, soft_wrap=True)
