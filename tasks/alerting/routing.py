@@ -55,6 +55,7 @@ __all__ = [
     "build_route",
     "group_key",
     "group_labels",
+    "legacy_matchers",
     "parse_matcher_list",
     "receivers_for",
 ]
@@ -225,7 +226,8 @@ def parse_matcher_list(v: Any, path: Sequence[PathPart]) -> list[Matcher]:
     return out
 
 
-def _legacy(v: Any, op: str, path: Sequence[PathPart]) -> list[Matcher]:
+def legacy_matchers(v: Any, op: str, path: Sequence[PathPart]) -> list[Matcher]:
+    """The deprecated ``match:`` (``op`` ``=``) / ``match_re:`` (``=~``) maps, label names checked."""
     if not isinstance(v, Mapping):
         raise ConfigPathError(path, f"expected a mapping of label name to value, got {type(v).__name__}")
     out = []
@@ -329,9 +331,9 @@ def _build(
 
     matchers: list[Matcher] = []
     if cfg.get("match") is not None:
-        matchers += _legacy(cfg["match"], "=", (*path, "match"))
+        matchers += legacy_matchers(cfg["match"], "=", (*path, "match"))
     if cfg.get("match_re") is not None:
-        matchers += _legacy(cfg["match_re"], "=~", (*path, "match_re"))
+        matchers += legacy_matchers(cfg["match_re"], "=~", (*path, "match_re"))
     if cfg.get("matchers") is not None:
         matchers += parse_matcher_list(cfg["matchers"], (*path, "matchers"))
     matchers.sort(key=lambda m: m.sort_key)
