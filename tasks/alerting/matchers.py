@@ -64,12 +64,16 @@ def format_path(path: Sequence[PathPart]) -> str:
 class ConfigPathError(ValueError):
     """A config problem at ``path`` (keys and list indices from the document root).
 
-    ``at_key`` says the problem is the key itself (an unknown field), so a loader points at the key."""
+    ``at_key`` says the problem is the key itself (an unknown field), so a loader points at the key;
+    ``offset`` points inside a string value (a matcher's bad character)."""
 
-    def __init__(self, path: Sequence[PathPart], message: str, *, at_key: bool = False) -> None:
+    def __init__(
+        self, path: Sequence[PathPart], message: str, *, at_key: bool = False, offset: int | None = None
+    ) -> None:
         self.path = tuple(path)
         self.message = message
         self.at_key = at_key
+        self.offset = offset  # 0-based offset inside the string value at ``path``, when known
         where = format_path(self.path)
         super().__init__(f"{where}: {message}" if where else message)
 

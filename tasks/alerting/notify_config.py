@@ -99,7 +99,9 @@ class NotifyConfig:
         return f"{self.position(path)}: {message}"
 
 
-def _where(file: str, root: yaml.Node | None, path: Sequence[PathPart], at_key: bool = False) -> str:
+def _where(
+    file: str, root: yaml.Node | None, path: Sequence[PathPart], at_key: bool = False, offset: int | None = None
+) -> str:
     node = root
     mark = root.start_mark if root is not None else None
     for part in path:
@@ -117,7 +119,11 @@ def _where(file: str, root: yaml.Node | None, path: Sequence[PathPart], at_key: 
         mark = key_node.start_mark if at_key and key_node is not None and part == path[-1] else nxt.start_mark
     if mark is None:
         return f"{file}:1:1"
-    return f"{file}:{mark.line + 1}:{mark.column + 1}"
+    col = mark.column + 1
+    if offset is not None and isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line:
+        # a single-line scalar: step over the opening quote to the offending character
+        col += offset + (1 if node.style in ("'", '"') else 0)
+    return f"{file}:{mark.line + 1}:{col}"
 
 
 def _check_duplicates(node: yaml.Node, file: str, errors: list[str]) -> None:
@@ -160,7 +166,7 @@ def parse_notify_config(text: str, path: str = "<config>") -> NotifyConfig:
         loader.dispose()
 
     def fail(exc: ConfigPathError) -> None:
-        errors.append(f"{_where(path, root, exc.path, exc.at_key)}: {exc.message}")
+        errors.append(f"{_where(path, root, exc.path, exc.at_key, exc.offset)}: {exc.message}")
 
     for key in data:
         if key not in _TOP:

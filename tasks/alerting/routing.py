@@ -222,7 +222,7 @@ def parse_matcher_list(v: Any, path: Sequence[PathPart]) -> list[Matcher]:
         try:
             out.extend(parse_matchers(text))
         except MatcherError as exc:
-            raise ConfigPathError((*path, i), str(exc)) from None
+            raise ConfigPathError((*path, i), exc.message, offset=exc.position) from None
     return out
 
 
