@@ -105,3 +105,90 @@ def alerts_run(
         _print_json(res.to_dict())
         return
     console.print(res.markdown(), markup=False, highlight=False, soft_wrap=True)
+
+
+# ---- silences ---------------------------------------------------------------------------------------
+
+silence_app = typer.Typer(help="Silences: mute matching alerts' notifications for a while (Alertmanager-style).")
+alerts_app.add_typer(silence_app, name="silence")
+
+
+def _silences(ctx: typer.Context) -> Any:
+    from tasks.alerting.silences import SilenceStore
+    from tasks.state import State
+
+    return SilenceStore(State.from_settings(_state(ctx).settings()))
+
+
+@silence_app.command("add")
+@handle_errors
+def silence_add(
+    ctx: typer.Context,
+    matchers: Annotated[
+        str, typer.Argument(help='Matchers, e.g. \'alertname="HighCPU", instance=~"web-.*"\'.', show_default=False)
+    ],
+    for_: Annotated[str, typer.Option("--for", help="How long the silence lasts (e.g. 30m, 2h, 1d).")] = "1h",
+    author: Annotated[str, typer.Option("--author", help="Who silences (default: $USER).")] = "",
+    comment: Annotated[str, typer.Option("--comment", help="Why.")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the silence; store nothing.")] = False,
+) -> None:
+    """Silence alerts matching MATCHERS for a while (`--for 2h`); prints the silence's ID."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from tasks.alerting.silences import new_silence
+    from tasks.timeparse import parse_duration
+
+    now = datetime.now(UTC)
+    who = author or getpass.getuser()
+    s = new_silence(matchers, ends_at=now + parse_duration(for_), created_by=who, comment=comment, now=now)
+    if not dry_run:
+        _silences(ctx).add(s)
+    verb = "would add" if dry_run else "added"
+    console.print(f"{verb} silence {s.id}: {s.matchers_text} until {s.ends_at:%Y-%m-%d %H:%M} UTC", highlight=False)
+
+
+@silence_app.command("list")
+@handle_errors
+def silence_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include expired silences.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Silences: active and pending (and expired with --all)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    states = None if all_ else ("active", "pending")
+    rows = [s.to_dict(now) for s in _silences(ctx).list(now, states=states)]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("No silences.")
+        return
+    t = Table(title=f"{len(rows)} silence(s)")
+    for col in ("id", "state", "matchers", "ends", "by", "comment"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["id"], r["state"], r["matchers"], str(r["ends_at"])[:16], r["created_by"], r["comment"])
+    console.print(t)
+
+
+@silence_app.command("expire")
+@handle_errors
+def silence_expire(
+    ctx: typer.Context,
+    silence_id: Annotated[
+        str, typer.Argument(help="The silence's ID (see `alerts silence list`).", show_default=False)
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the silence exists; change nothing.")] = False,
+) -> None:
+    """End a silence now."""
+    store = _silences(ctx)
+    if dry_run:
+        s = store.get(silence_id)
+        console.print(f"would expire silence {s.id}: {s.matchers_text}", highlight=False)
+        return
+    s = store.expire(silence_id)
+    console.print(f"expired silence {s.id}: {s.matchers_text}", highlight=False)

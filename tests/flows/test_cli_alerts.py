@@ -79,3 +79,35 @@ def test_help_on_every_alerts_command() -> None:
     for cmd in (["alerts"], ["alerts", "list"], ["alerts", "run"]):
         code, out = _run(*cmd, "--help")
         assert code == 0 and "Usage" in out
+
+
+def test_silence_add_list_expire(tmp_path: Path) -> None:
+    base = ["--set", f"state.path={tmp_path / 'state.duckdb'}", "alerts", "silence"]
+    code, out = _run(*base, "add", 'alertname="QueueDeep"', "--for", "2h", "--dry-run")
+    assert code == 0 and "would add silence" in out
+    code, out = _run(*base, "list", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out = _run(
+        *base, "add", 'alertname="QueueDeep", queue=~"jo.*"', "--for", "2h", "--author", "ana", "--comment", "deploy"
+    )
+    assert code == 0, out
+    sid = out.split("silence ", 1)[1].split(":", 1)[0]
+    (row,) = json.loads(_run(*base, "list", "--json")[1])
+    assert row["id"] == sid and row["state"] == "active" and row["created_by"] == "ana" and row["comment"] == "deploy"
+    assert row["matchers"] == '{alertname="QueueDeep",queue=~"jo.*"}'  # amtool's form
+    code, out = _run(*base, "expire", sid)
+    assert code == 0 and "expired silence" in out
+    assert json.loads(_run(*base, "list", "--json")[1]) == []
+    assert [r["state"] for r in json.loads(_run(*base, "list", "--all", "--json")[1])] == ["expired"]
+    code, out = _run(*base, "expire", sid)
+    assert code == 2 and "already expired" in out
+
+
+def test_silence_bad_input_names_the_problem(tmp_path: Path) -> None:
+    base = ["--set", f"state.path={tmp_path / 'state.duckdb'}", "alerts", "silence", "add"]
+    code, out = _run(*base, 'foo=~".*"')
+    assert code == 2 and "must not match the empty string" in out
+    code, out = _run(*base, 'alertname="X', "--for", "1h")
+    assert code == 2 and "matchers" in out
+    code, out = _run(*base, 'alertname="X"', "--for", "soon")
+    assert code == 2 and "soon" in out
