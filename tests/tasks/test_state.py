@@ -79,6 +79,6 @@ def test_read_only_first_use_creates_missing_tables(tmp_path):
     register_schema("test_ro_table", "CREATE TABLE IF NOT EXISTS test_ro_table (x INTEGER)")
     with transaction(path, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM test_ro_table").fetchall() == [(0,)]
-    with transaction(path, read_only=True) as con:  # now ensured: a real read-only connection
-        with pytest.raises(duckdb.Error):
-            con.execute("INSERT INTO test_ro_table VALUES (1)")
+    # now ensured: a real read-only connection
+    with transaction(path, read_only=True) as con, pytest.raises(duckdb.Error):
+        con.execute("INSERT INTO test_ro_table VALUES (1)")
