@@ -733,26 +733,29 @@ class _Tick:
 
     # -- rate limits
     def _rate_limit(self, pending: list[Notification]) -> list[Notification]:
-        """Send what each receiver's limit allows, deferring the rest per (group, receiver), merged."""
+        """Send what each receiver's limit allows, deferring the rest per (group, receiver), merged.
+
+        Oldest deferral first, so a busy receiver cannot starve one group's message behind new ones."""
         t = self.t
-        queues: dict[str, dict[str, Notification]] = {}
+        queues: dict[str, dict[str, tuple[datetime, Notification]]] = {}
         for gk, g in sorted(self.st.groups.items()):
             for recv, nd in sorted(g.deferred.items()):
-                queues.setdefault(recv, {})[gk] = Notification.from_dict(nd)
+                since = datetime.fromisoformat(nd["since"])
+                queues.setdefault(recv, {})[gk] = (since, Notification.from_dict(nd["notification"]))
             g.deferred = {}
         for n in pending:
             q = queues.setdefault(n.receiver, {})
-            q[n.group_key] = q[n.group_key].merged_into(n) if n.group_key in q else n
+            q[n.group_key] = (q[n.group_key][0], q[n.group_key][1].merged_into(n)) if n.group_key in q else (t, n)
         sent: list[Notification] = []
         for recv in sorted(queues):
             limit = self.s.limit_for(recv)
-            items = list(queues[recv].items())
+            items = sorted(queues[recv].items(), key=lambda kv: kv[1][0])
             if limit is None:
-                sent += [replace(n, t=t) for _, n in items]
+                sent += [replace(n, t=t) for _, (_, n) in items]
                 continue
             window = self.st.windows.setdefault(recv, SendWindow([]))
             allowed = window.allowance(t, limit)
-            for gk, n in items:
+            for gk, (since, n) in items:
                 if allowed > 0:
                     window.record(t)
                     allowed -= 1
@@ -764,7 +767,7 @@ class _Tick:
                     n = replace(n, notes=[*n.notes, note])
                 # (a group whose row went away while its message waited gets a bare row for it)
                 holder = self.st.groups.setdefault(gk, GroupState("", "", dict(n.group_labels)))
-                holder.deferred[recv] = n.to_dict()
+                holder.deferred[recv] = {"since": since.isoformat(), "notification": n.to_dict()}
                 self.stats["deferred"] += 1
         for recv in [r for r, w in self.st.windows.items() if not w.sent]:
             del self.st.windows[recv]

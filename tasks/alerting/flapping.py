@@ -11,7 +11,8 @@ when it settles it says so once more and the alert rejoins its group with its cu
 
 State changes are observed per tick from the status the alert has in the tick's input. An alert
 missing from the input keeps its last status (a resolved alert leaves the input 15 minutes after
-resolving; coming back firing later is one change, resolved → firing).
+resolving; coming back firing later is one change, resolved → firing) until it has been quiet for
+a whole window. The state changes only when the status does, so its stored row rarely moves.
 """
 
 from __future__ import annotations
@@ -79,14 +80,12 @@ class FlapState:
     status: AlertStatus
     changes: list[datetime] = field(default_factory=list)
     flapping: bool = False
-    last_seen: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "changes": [c.isoformat() for c in self.changes],
             "flapping": self.flapping,
-            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
         }
 
     @classmethod
@@ -95,13 +94,6 @@ class FlapState:
             status=d["status"],
             changes=[datetime.fromisoformat(c) for c in d.get("changes", [])],
             flapping=bool(d.get("flapping", False)),
-            last_seen=datetime.fromisoformat(d["last_seen"]) if d.get("last_seen") else None,
-        )
-
-    def forgettable(self, t: datetime, settings: FlapSettings) -> bool:
-        """Nothing left to remember: not flapping, no changes in the window, unseen for a window."""
-        return (
-            not self.flapping and not self.changes and (self.last_seen is None or t - self.last_seen > settings.window)
         )
 
 
@@ -115,19 +107,17 @@ def observe(
     if prev is None:
         if status is None:
             return None, None
-        return FlapState(status=status, last_seen=t), None
-    st = FlapState(prev.status, [c for c in prev.changes if t - c < settings.window], prev.flapping, prev.last_seen)
-    if status is not None:
-        if status != st.status:
-            st.changes.append(t)
-            st.status = status
-        st.last_seen = t
+        return FlapState(status=status), None
+    st = FlapState(prev.status, [c for c in prev.changes if t - c < settings.window], prev.flapping)
+    if status is not None and status != st.status:
+        st.changes.append(t)
+        st.status = status
     event: FlapEvent | None = None
     n = len(st.changes)
     if not st.flapping and n >= settings.start_changes:
         st.flapping, event = True, "started"
     elif st.flapping and n < settings.stop_changes:
         st.flapping, event = False, "stopped"
-    if st.forgettable(t, settings):
-        return None, event
+    if status is None and not st.flapping and not st.changes:
+        return None, event  # gone from the input and quiet for a window: nothing left to remember
     return st, event
