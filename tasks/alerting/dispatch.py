@@ -48,6 +48,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, get_args
 
+import pyarrow as pa
+
 from tasks.alerting.acks import Ack, ManualResolve, active_acks, covering_resolves, utc
 from tasks.alerting.escalation import EscalationPolicy, due_steps, parse_policies
 from tasks.alerting.flapping import FlapEvent, FlapSettings, FlapState, observe
@@ -525,7 +527,7 @@ class _Tick:
             m = matches[gk]
             if g is None:
                 g = self.st.groups[gk] = GroupState(m.route_id, m.receiver, glabels[gk])
-            g.receiver = m.receiver
+            g.route_id, g.receiver = m.route_id, m.receiver
             out += self._group(gk, g, m, members[gk], manual, flapping, flap_events)
         sent = self._rate_limit(out)
         for gk in [k for k, g in self.st.groups.items() if g.empty()]:
@@ -831,13 +833,18 @@ class DispatchStore:
                 (k, key): raw for k, key, raw in con.execute("SELECT kind, key, state FROM alert_dispatch").fetchall()
             }
             gone = [k for k in old if k not in new]
-            changed = [(k, key, raw, stamp) for (k, key), raw in new.items() if old.get((k, key)) != raw]
+            changed = [(k, key, raw) for (k, key), raw in new.items() if old.get((k, key)) != raw]
+            # Bulk through Arrow: row-by-row executemany costs ~4 ms a row in DuckDB (40 s for 10k alerts).
             if gone:
-                con.executemany("DELETE FROM alert_dispatch WHERE kind = ? AND key = ?", gone)
+                con.register("_gone", pa.table({"kind": [k for k, _ in gone], "key": [key for _, key in gone]}))
+                con.execute("DELETE FROM alert_dispatch WHERE (kind, key) IN (SELECT (kind, key) FROM _gone)")
+                con.unregister("_gone")
             if changed:
-                con.executemany(
-                    "INSERT INTO alert_dispatch VALUES (?, ?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET "
-                    "state = excluded.state, updated_at = excluded.updated_at",
-                    changed,
+                cols = list(zip(*changed, strict=True))
+                con.register("_chg", pa.table({"kind": cols[0], "key": cols[1], "state": cols[2]}))
+                con.execute(
+                    "INSERT OR REPLACE INTO alert_dispatch SELECT kind, key, state::JSON, ?::TIMESTAMPTZ FROM _chg",
+                    [stamp],
                 )
+                con.unregister("_chg")
         return len(changed) + len(gone)
