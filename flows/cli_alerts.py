@@ -48,7 +48,36 @@ def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
             )
     order = {"firing": 0, "pending": 1, "resolved": 2}
     rows.sort(key=lambda r: (order[r["state"]], r["alertname"], sorted(r["labels"].items())))
+    from datetime import UTC, datetime
+
+    from tasks.alerting.acks import AckStore
+
+    acks_store = AckStore(State.from_settings(settings))
+    acks = {a.fingerprint: a for a in acks_store.acks(t=datetime.now(UTC))}
+    resolves = {r.fingerprint: r for r in acks_store.resolves()}
+    for r in rows:
+        ack, m = acks.get(r["id"]), resolves.get(r["id"])
+        r["ack"] = {"by": ack.by, "until": ack.expires_at.isoformat(), "comment": ack.comment} if ack else None
+        r["manual_resolve"] = (
+            {"by": m.by, "reason": m.reason, "at": m.at.isoformat()}
+            if m and r["state"] != "resolved" and m.at.isoformat() >= r["active_at"]
+            else None
+        )
     return rows
+
+
+def _find(settings: Any, alert_id: str) -> dict[str, Any]:
+    """The live alert whose ID is ``alert_id`` or starts with it (at least 6 characters, unique)."""
+    from flows.cli import CliError
+
+    if len(alert_id) < 6:
+        raise CliError(f"alert ID {alert_id!r}: give at least 6 characters (see `alerts list`)")
+    hits = [r for r in _rows(settings, False) if r["id"].startswith(alert_id)]
+    if not hits:
+        raise CliError(f"alert ID {alert_id!r}: no firing or pending alert has it (see `alerts list`)")
+    if len(hits) > 1:
+        raise CliError(f"alert ID {alert_id!r} is ambiguous: " + ", ".join(r["id"] for r in hits))
+    return hits[0]
 
 
 @alerts_app.command("list")
@@ -71,9 +100,14 @@ def alerts_list(
     for col in ("id", "state", "alert", "labels", "since", "value", "summary"):
         t.add_column(col, overflow="fold")
     for r in rows:
+        state = r["state"]
+        if r["ack"]:
+            state += f" (acked by {r['ack']['by']} until {r['ack']['until'][11:16]})"
+        if r["manual_resolve"]:
+            state += f" (resolved by hand by {r['manual_resolve']['by']})"
         t.add_row(
             r["id"],
-            r["state"],
+            state,
             r["alertname"],
             _labels(r["labels"]),
             r["active_at"][:16].replace("T", " "),
@@ -192,3 +226,71 @@ def silence_expire(
         return
     s = store.expire(silence_id)
     console.print(f"expired silence {s.id}: {s.matchers_text}", highlight=False)
+
+
+# ---- acknowledgement and manual resolve ---------------------------------------------------------------
+
+
+def _who(author: str) -> str:
+    import getpass
+
+    return author or getpass.getuser()
+
+
+@alerts_app.command("ack")
+@handle_errors
+def alerts_ack(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="Alert ID or its first 6+ characters.", show_default=False)],
+    for_: Annotated[
+        str | None, typer.Option("--for", help="How long the ack holds (default: alerting.ack_timeout).")
+    ] = None,
+    author: Annotated[str, typer.Option("--author", help="Who acknowledges (default: $USER).")] = "",
+    comment: Annotated[str, typer.Option("--comment", help="What is being done.")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Find the alert and show the ack; store nothing.")] = False,
+) -> None:
+    """Acknowledge an alert: no repeats or escalation until it resolves or the ack expires (then it re-triggers)."""
+    from datetime import UTC, datetime
+
+    from tasks.alerting.acks import AckStore
+    from tasks.state import State
+    from tasks.timeparse import parse_duration
+
+    settings = _state(ctx).settings()
+    row = _find(settings, alert_id)
+    hold = parse_duration(for_ or settings.alerting.ack_timeout)
+    now = datetime.now(UTC)
+    if dry_run:
+        console.print(f"would ack {row['id']} ({row['alertname']}) until {now + hold:%H:%M} UTC", highlight=False)
+        return
+    a = AckStore(State.from_settings(settings)).ack(row["id"], _who(author), at=now, comment=comment, for_=hold)
+    console.print(
+        f"acked {a.fingerprint} ({row['alertname']}) until {a.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False
+    )
+
+
+@alerts_app.command("resolve")
+@handle_errors
+def alerts_resolve(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="Alert ID or its first 6+ characters.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is resolved (required).", show_default=False)],
+    author: Annotated[str, typer.Option("--author", help="Who resolves (default: $USER).")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Find the alert; store nothing.")] = False,
+) -> None:
+    """Resolve an alert by hand: notified once as resolved, then quiet until a new episode starts."""
+    from datetime import UTC, datetime
+
+    from flows.cli import CliError
+    from tasks.alerting.acks import AckStore
+    from tasks.state import State
+
+    if not reason.strip():
+        raise CliError("--reason: say why the alert is resolved")
+    settings = _state(ctx).settings()
+    row = _find(settings, alert_id)
+    if dry_run:
+        console.print(f"would resolve {row['id']} ({row['alertname']}): {reason}", highlight=False)
+        return
+    r = AckStore(State.from_settings(settings)).resolve(row["id"], _who(author), reason, at=datetime.now(UTC))
+    console.print(f"resolved {r.fingerprint} ({row['alertname']}) by hand: {r.reason}", highlight=False)

@@ -111,3 +111,39 @@ def test_silence_bad_input_names_the_problem(tmp_path: Path) -> None:
     assert code == 2 and "matchers" in out
     code, out = _run(*base, 'alertname="X"', "--for", "soon")
     assert code == 2 and "soon" in out
+
+
+def test_ack_and_resolve_by_id_prefix(env: list[str]) -> None:
+    assert _run(*env, "alerts", "run")[0] == 0
+    rows = json.loads(_run(*env, "alerts", "list", "--json")[1])
+    deep = next(r for r in rows if r["alertname"] == "QueueDeep")
+    assert deep["ack"] is None and deep["manual_resolve"] is None
+
+    code, out = _run(*env, "alerts", "ack", deep["id"][:8], "--for", "1h", "--dry-run")
+    assert code == 0 and "would ack" in out
+    assert json.loads(_run(*env, "alerts", "list", "--json")[1])[0]["ack"] is None
+
+    code, out = _run(*env, "alerts", "ack", deep["id"][:8], "--for", "1h", "--author", "ana", "--comment", "on it")
+    assert code == 0 and f"acked {deep['id']}" in out, out
+    row = next(r for r in json.loads(_run(*env, "alerts", "list", "--json")[1]) if r["id"] == deep["id"])
+    assert row["ack"]["by"] == "ana" and row["ack"]["comment"] == "on it"
+    until = datetime.fromisoformat(row["ack"]["until"])
+    assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1)
+
+    code, out = _run(*env, "alerts", "resolve", deep["id"], "--reason", "drained by hand", "--author", "bo")
+    assert code == 0 and "resolved" in out
+    row = next(r for r in json.loads(_run(*env, "alerts", "list", "--json")[1]) if r["id"] == deep["id"])
+    assert row["manual_resolve"]["by"] == "bo" and row["manual_resolve"]["reason"] == "drained by hand"
+
+
+def test_ack_and_resolve_refuse_unknown_short_or_reasonless(env: list[str]) -> None:
+    assert _run(*env, "alerts", "run")[0] == 0
+    code, out = _run(*env, "alerts", "ack", "abc")
+    assert code == 2 and "at least 6 characters" in out
+    code, out = _run(*env, "alerts", "ack", "ffffffffff")
+    assert code == 2 and "no firing or pending alert" in out
+    rows = json.loads(_run(*env, "alerts", "list", "--json")[1])
+    code, out = _run(*env, "alerts", "resolve", rows[0]["id"], "--reason", "  ")
+    assert code == 2 and "--reason" in out
+    code, out = _run(*env, "alerts", "resolve", rows[0]["id"])
+    assert code == 2 and "reason" in out.lower()
