@@ -15,6 +15,9 @@ Semantics (the oracle is Prometheus 2.42, the version Debian ships with ``promto
   extrapolation never goes past the counter's zero point.
 - Vector–vector binary operations match one-to-one on all labels except ``__name__``.
 
+Staleness markers (promtool's ``stale``, Prometheus's ``StaleNaN``) are handed to :func:`evaluate` as a
+:class:`StaleMarkers` set beside the lake, not stored in it; see that class for why and how they act.
+
 Values are fetched with ``Lake.raw`` (parameterised DuckDB inside the lake; no user text becomes SQL)
 and computed in Python. The result of ``evaluate`` is a ``float`` for a scalar expression and a list
 of ``(labels, value)`` for an instant vector, sorted by labels.
@@ -22,9 +25,10 @@ of ``(labels, value)`` for an instant vector, sorted by labels.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -44,11 +48,24 @@ from tasks.alerting.promql import (
     parse,
 )
 
+__all__ = [
+    "LOOKBACK",
+    "EvalError",
+    "Labels",
+    "StaleMarkers",
+    "Vector",
+    "evaluate",
+    "extrapolated_rate",
+    "format_value",
+    "quantile",
+]
+
 LOOKBACK = timedelta(minutes=5)
 NAME = "__name__"
 
 Labels = dict[str, str]
 Vector = list[tuple[Labels, float]]
+LabelKey = tuple[tuple[str, str], ...]
 
 
 class EvalError(ValueError):
@@ -60,6 +77,53 @@ class _Series:
     labels: Labels
     ts: list[int]  # epoch milliseconds, ascending
     values: list[float]
+
+
+class StaleMarkers:
+    """Prometheus staleness markers: per series (``__name__`` included), the times it was marked ended.
+
+    Semantics (2.42 ``promql/engine.go``): a marker is a sample whose value is the special
+    ``StaleNaN``. An instant selector takes the newest sample in the lookback window; when that
+    newest sample is a marker the series gives nothing, so a marker ends the series at once
+    instead of 5 minutes later. Range selectors drop markers (``*_over_time``, ``rate`` and
+    ``increase`` only ever see real samples), so a marker never changes their result.
+
+    Why a separate set of times, not a value in the lake: the lake stores finite floats only
+    (NaN and ±Inf are refused on write, which keeps rollups, compaction and every aggregate
+    honest), and a marker is not a value but the *end* of a series — the same fact a scrape source
+    knows when a target disappears. Kept apart, markers cost nothing when there are none, cannot
+    leak into ``sum``/``avg`` or rollups, and give exactly the two rules above: only the instant
+    lookback consults them (is there a marker newer than the newest sample, at or before ``t``?),
+    and range functions ignore them because they read the lake alone. promtool's ``stale`` values
+    and the ``ALERTS`` series a rule test writes both arrive here as ``(labels, time)`` pairs.
+    """
+
+    __slots__ = ("_times",)
+
+    def __init__(self, markers: Iterable[tuple[Mapping[str, str], datetime]] = ()) -> None:
+        self._times: dict[LabelKey, list[int]] = {}
+        for labels, t in markers:
+            self.add(labels, t)
+
+    def add(self, labels: Mapping[str, str], t: datetime) -> None:
+        """Mark the series ``labels`` (with ``__name__``) stale at ``t``."""
+        if NAME not in labels or not labels[NAME]:
+            raise ValueError(f"stale marker: labels {dict(labels)} need a metric name (__name__)")
+        bisect.insort(self._times.setdefault(_key(dict(labels)), []), _ms(t))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._times.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._times)
+
+    def ends(self, labels: Labels, newest_sample_ms: int, t_ms: int) -> bool:
+        """True if a marker lies after the newest sample and at or before ``t`` (the series is stale)."""
+        times = self._times.get(_key(labels))
+        if not times:
+            return False
+        i = bisect.bisect_right(times, t_ms)  # markers at or before t: times[:i]
+        return i > 0 and times[i - 1] > newest_sample_ms
 
 
 def _ms(t: datetime) -> int:
@@ -244,9 +308,10 @@ def _compare(op: str, a: float, b: float) -> bool:
 
 
 class _Evaluator:
-    def __init__(self, lake: Any, t_ms: int) -> None:
+    def __init__(self, lake: Any, t_ms: int, stale: StaleMarkers | None = None) -> None:
         self.lake = lake
         self.t = t_ms
+        self.stale = stale
 
     def eval(self, e: Expr) -> float | Vector:
         if isinstance(e, NumberLiteral):
@@ -272,6 +337,8 @@ class _Evaluator:
         lookback = int(LOOKBACK.total_seconds() * 1000)
         out: Vector = []
         for s in _fetch(self.lake, vs, self.t - lookback, self.t):
+            if self.stale and self.stale.ends(s.labels, s.ts[-1], self.t):
+                continue  # the newest point in the lookback is a staleness marker: the series ended
             out.append((s.labels, s.values[-1]))
         return out
 
@@ -412,10 +479,12 @@ def _absent_labels(arg: Expr) -> Labels:
     return out
 
 
-def evaluate(expr: Expr | str, lake: Any, t: datetime) -> float | Vector:
-    """Evaluate ``expr`` at ``t``: a float for a scalar expression, else ``[(labels, value)]`` sorted by labels."""
+def evaluate(expr: Expr | str, lake: Any, t: datetime, *, stale: StaleMarkers | None = None) -> float | Vector:
+    """Evaluate ``expr`` at ``t``: a float for a scalar expression, else ``[(labels, value)]`` sorted by labels.
+
+    ``stale`` holds staleness markers that end series for instant selectors (see :class:`StaleMarkers`)."""
     node = parse(expr) if isinstance(expr, str) else expr
-    result = _Evaluator(lake, _ms(t)).eval(node)
+    result = _Evaluator(lake, _ms(t), stale).eval(node)
     if isinstance(result, list):
         return sorted(result, key=lambda r: _key(r[0]))
     return result
