@@ -6,7 +6,8 @@ Semantics (the oracle is Prometheus 2.42, the version Debian ships with ``promto
   both ends, as in 2.x; 3.x made it left-open). A series whose newest sample is older than 5 minutes
   gives nothing. ``__name__`` is kept.
 - A range selector ``m[w]`` takes every sample in ``[t - w, t]`` (closed on both ends, 2.x).
-- ``*_over_time``, ``rate``, ``increase``, arithmetic, unary minus and aggregations drop ``__name__``;
+- ``*_over_time`` (except ``last_over_time``, which keeps it in 2.x), ``rate``, ``increase``,
+  arithmetic, unary minus and aggregations drop ``__name__``;
   comparisons without ``bool`` filter and keep the series (with ``__name__``) and its value; with
   ``bool`` they return 0/1 and drop ``__name__``.
 - ``rate``/``increase`` follow 2.42's ``extrapolatedRate`` exactly: at least two samples; counter
@@ -14,6 +15,9 @@ Semantics (the oracle is Prometheus 2.42, the version Debian ships with ``promto
   is within 1.1× the average sample interval of the edge, else by half an interval; the start-side
   extrapolation never goes past the counter's zero point.
 - Vector–vector binary operations match one-to-one on all labels except ``__name__``.
+- ``sum``/``avg`` (and their ``*_over_time``) accumulate in order: samples in time order, series in
+  label order. Prometheus accumulates series in the order its TSDB created them, so with series
+  created out of label order the two can differ in the last bit (avg's incremental mean, 2.42).
 
 Staleness markers (promtool's ``stale``, Prometheus's ``StaleNaN``) are handed to :func:`evaluate` as a
 :class:`StaleMarkers` set beside the lake, not stored in it; see that class for why and how they act.
@@ -351,7 +355,9 @@ class _Evaluator:
             arg = c.args[0]
             assert isinstance(arg, MatrixSelector)
             fn = _OVER_TIME[name]
-            return [(_drop_name(s.labels), fn(s.values)) for s in self.matrix(arg) if s.values]
+            # 2.42 keeps __name__ for last_over_time only (engine.go: dropName unless last_over_time)
+            keep = name == "last_over_time"
+            return [(s.labels if keep else _drop_name(s.labels), fn(s.values)) for s in self.matrix(arg) if s.values]
         if name == "quantile_over_time":
             q = self.eval(c.args[0])
             assert isinstance(q, float)

@@ -97,6 +97,8 @@ __all__ = [
     "RuleTestFileError",
     "Simulation",
     "TestGroup",
+    "alerts_series_labels",
+    "eval_times",
     "format_duration",
     "format_sample_value",
     "load_test_file",
@@ -688,8 +690,8 @@ class Simulation:
         for a in instances:
             if a.state is AlertState.INACTIVE:
                 continue
-            rows.append(({**a.labels, NAME: ALERTS, "alertstate": a.state.value}, 1.0))
-            rows.append(({**a.labels, NAME: ALERTS_FOR_STATE}, float(int(a.active_at.timestamp()))))
+            rows.append((alerts_series_labels(rule, a, ALERTS), 1.0))
+            rows.append((alerts_series_labels(rule, a, ALERTS_FOR_STATE), float(int(a.active_at.timestamp()))))
         self._emit(rule_id, t, rows)
 
     def firing(self, alertname: str) -> list[ExpAlert]:
@@ -712,6 +714,21 @@ class Simulation:
             for a in self.instances.get(gi * 1_000_000 + ri, [])
             if a.state is AlertState.PENDING
         ]
+
+
+def alerts_series_labels(rule: Rule, alert: AlertInstance, metric: str = ALERTS) -> dict[str, str]:
+    """Labels of the ``ALERTS`` (with ``alertstate``) or ``ALERTS_FOR_STATE`` series of an active alert.
+
+    As Prometheus 2.42 builds them (``AlertingRule.sample``/``forStateSample``): the rule's labels
+    *unexpanded*, then the alert's labels on top. So a templated rule label that expanded to ""
+    (and was dropped from the alert) shows up here as its raw template text — found by the
+    promtool differential test."""
+    out = {k: v for k, v in rule.labels.items() if v != ""}
+    out.update(alert.labels)
+    out[NAME] = metric
+    if metric == ALERTS:
+        out["alertstate"] = alert.state.value
+    return out
 
 
 def eval_times(until_s: float, evaluation_interval_s: float) -> list[datetime]:
