@@ -241,3 +241,19 @@ def test_rate_scales_by_one_factor_like_prometheus_242(lake):
     )
     assert evaluate("increase(c_total[2m])", lake, T) == [({"i": "b"}, 23.0)]
     assert evaluate("rate(c_total[2m])", lake, T) == [({"i": "b"}, 0.19166666666666665)]
+
+
+def test_stale_markers_end_instant_selectors_but_not_ranges(lake):
+    from tasks.alerting.evaluate import StaleMarkers
+
+    put(lake, "g", {"k": "v"}, [(-120 * S, 1.0), (-60 * S, 2.0)])
+    stale = StaleMarkers([({"__name__": "g", "k": "v"}, T - 30 * S)])
+    assert evaluate("g", lake, T) == [({"__name__": "g", "k": "v"}, 2.0)]  # no markers: 5m lookback
+    assert evaluate("g", lake, T, stale=stale) == []  # the marker is newer than the newest sample
+    assert evaluate("g", lake, T - 45 * S, stale=stale) == [({"__name__": "g", "k": "v"}, 2.0)]  # before it
+    assert evaluate("absent(g)", lake, T, stale=stale) == [({}, 1.0)]
+    assert evaluate("count_over_time(g[5m])", lake, T, stale=stale) == [({"k": "v"}, 2.0)]  # ranges skip it
+    put(lake, "g", {"k": "v"}, [(-10 * S, 3.0)])  # a sample after the marker brings the series back
+    assert evaluate("g", lake, T, stale=stale) == [({"__name__": "g", "k": "v"}, 3.0)]
+    with pytest.raises(ValueError, match="__name__"):
+        StaleMarkers([({"k": "v"}, T)])
