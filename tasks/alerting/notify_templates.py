@@ -275,16 +275,18 @@ _MARKDOWN_BODY = """\
 
 **{{ section }}**
 {% for a in items %}
+{% set rb = a.annotations.get('runbook_url') | http_url %}
+{% set summary = a.annotations.get('summary') %}
 - {{ emoji[a.status] }} **{{ a.labels.alertname | default('alert') }}**\
-{% if a.annotations.get('summary') %}: {{ a.annotations.get('summary') }}{% endif %}
+{% if summary %}: {{ summary }}{% endif %}
 
 {% if a.annotations.get('description') %}
   {{ a.annotations.get('description') }}
 {% endif %}
   Labels: {% for k, v in a.labels.items() %}`{{ k }}={{ v }}`{% if not loop.last %} {% endif %}{% endfor %}
 
-  Since {{ a.starts_at | time }}{% if a.ends_at and a.status == 'resolved' %}, resolved {{ a.ends_at | time }}{% endif %}\
-{% if a.annotations.get('runbook_url') | http_url %} · [Runbook]({{ a.annotations.get('runbook_url') | http_url }}){% endif %}\
+  Since {{ a.starts_at | time }}{% if a.status == 'resolved' %}, resolved {{ a.ends_at | time }}{% endif %}\
+{% if rb %} · [Runbook]({{ rb }}){% endif %}\
 {% if a.generator_url | http_url %} · [Source]({{ a.generator_url | http_url }}){% endif %}
 
 {% endfor %}
@@ -309,13 +311,15 @@ NOTE: {{ duplicate_note }}
 
 {{ section }}:
 {% for a in items %}
-* {{ a.labels.alertname | default('alert') }}{% if a.annotations.get('summary') %}: {{ a.annotations.get('summary') }}{% endif %}
+{% set rb = a.annotations.get('runbook_url') | http_url %}
+{% set summary = a.annotations.get('summary') %}
+* {{ a.labels.alertname | default('alert') }}{% if summary %}: {{ summary }}{% endif %}
 
 {% if a.annotations.get('description') %}
   {{ a.annotations.get('description') }}
 {% endif %}
   Labels: {{ a.labels | label_pairs }}
-  Since {{ a.starts_at | time }}{% if a.ends_at and a.status == 'resolved' %}, resolved {{ a.ends_at | time }}{% endif %}
+  Since {{ a.starts_at | time }}{% if a.status == 'resolved' %}, resolved {{ a.ends_at | time }}{% endif %}
 
 {% if a.annotations.get('runbook_url') %}
   Runbook: {{ a.annotations.get('runbook_url') }}
@@ -344,13 +348,15 @@ _HTML_BODY = """\
 <h3>{{ section }}</h3>
 <ul>
 {% for a in items %}
+{% set rb = a.annotations.get('runbook_url') | http_url %}
+{% set summary = a.annotations.get('summary') %}
 <li><strong>{{ a.labels.alertname | default('alert') }}</strong>\
-{% if a.annotations.get('summary') %}: {{ a.annotations.get('summary') }}{% endif %}
+{% if summary %}: {{ summary }}{% endif %}
 {% if a.annotations.get('description') %}<br>{{ a.annotations.get('description') }}{% endif %}
 <br><small>{% for k, v in a.labels.items() %}<code>{{ k }}={{ v }}</code> {% endfor %}</small>
 <br><small>Since {{ a.starts_at | time }}{% if a.ends_at and a.status == 'resolved' %}, resolved \
 {{ a.ends_at | time }}{% endif %}</small>
-{% if a.annotations.get('runbook_url') | http_url %}<br><a href="{{ a.annotations.get('runbook_url') | http_url }}">Runbook</a>{% endif %}
+{% if rb %}<br><a href="{{ rb }}">Runbook</a>{% endif %}
 </li>
 {% endfor %}
 </ul>

@@ -318,7 +318,7 @@ def parse_receiver(raw: Mapping[str, Any], *, base_dir: str | os.PathLike[str] |
     tags = _str_list(name, "tag", raw["tag"]) if raw.get("tag") is not None else []
     if tags and not has_cfg:
         raise _err(name, "tag", "tags select URLs of an apprise_config file; with apprise URLs list only those wanted")
-    scheme = (_SCHEME_RE.match(urls[0]).group(1).lower() if urls else "")  # type: ignore[union-attr]
+    scheme = _SCHEME_RE.match(urls[0]).group(1).lower() if urls else ""  # type: ignore[union-attr]
     schemes = {(_SCHEME_RE.match(u).group(1).lower()) for u in urls}  # type: ignore[union-attr]
 
     send_resolved = raw.get("send_resolved")
