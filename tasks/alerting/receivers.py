@@ -177,7 +177,8 @@ def redact_url(url: str) -> str:
         f"{k}={v if k.lower() in _SAFE_QUERY_KEYS else _MASK}"
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     )
-    return f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+    frag = f"#{parts.fragment}" if parts.fragment else ""  # channel names (#general), not secrets
+    return f"{parts.scheme}://{netloc}{path}" + (f"?{query}" if query else "") + frag
 
 
 def redact_text(text: str, urls: Sequence[str]) -> str:
