@@ -131,6 +131,7 @@ _RECORD_COLS = (
     "error",
     "next_attempt_at",
 )
+_LAKE_HASH_COLS = ("notification_id", "attempt", "status", "ts", "receiver", "group_key")
 _FORMATS = {"markdown": apprise.NotifyFormat.MARKDOWN, "html": apprise.NotifyFormat.HTML, "text": "text"}
 #: Used for entries whose receiver is no longer configured, so they still retry and end ``dead``.
 _FALLBACK_POLICY = Receiver(name="(unconfigured)", urls=("json://localhost",))
@@ -683,7 +684,8 @@ def list_records(state: State, *, notification_id: str | None = None, limit: int
 def _write_lake(lake: Any, rows: list[dict[str, Any]]) -> None:
     table = pl.from_arrow(pa.Table.from_pylist(rows, schema=S.NOTIFICATIONS_SCHEMA))
     assert isinstance(table, pl.DataFrame)
-    write_partitioned(lake.storage, S.NOTIFICATIONS, table, S.NOTIFICATIONS_SCHEMA, _RECORD_COLS)
+    # The batch's file name hashes the identity columns (never null), so a replayed batch is skipped.
+    write_partitioned(lake.storage, S.NOTIFICATIONS, table, S.NOTIFICATIONS_SCHEMA, _LAKE_HASH_COLS)
 
 
 def export_to_lake(state: State, lake: Any, *, since: datetime | None = None) -> int:
