@@ -357,6 +357,18 @@ def build_apprise(receiver: Receiver) -> apprise.Apprise:
     return ap
 
 
+def _detail(entries: Any) -> str:
+    """The useful lines of Apprise's captured log: warnings and errors, plus the exception text
+    plugins log at debug level (the SMTP server's refusal, the socket error)."""
+    keep: list[str] = []
+    for e in entries:
+        msg = str(getattr(e, "message", "") or "")
+        level = str(getattr(e, "level", "")).upper()
+        if msg and (level in ("WARNING", "ERROR", "CRITICAL") or "exception" in msg.lower()) and msg not in keep:
+            keep.append(msg)
+    return "; ".join(keep[-3:]) or "no detail"
+
+
 def apprise_send(receiver: Receiver, message: Rendered, notify_type: str) -> SendOutcome:
     """Send one message through ``receiver``'s Apprise services.
 
@@ -376,6 +388,9 @@ def apprise_send(receiver: Receiver, message: Rendered, notify_type: str) -> Sen
         notify_type=notify_type,
         body_format=_FORMATS[message.format],
         timeout=receiver.timeout_s * max(1, services) + 1.0,
+        # DEBUG so the plugin's "Socket Exception: 554 …" detail is captured; _detail keeps only
+        # warnings and exception lines of it.
+        log_level=logging.DEBUG,
     )
     elapsed = time.monotonic() - start
     per = list(result.results)
@@ -385,11 +400,9 @@ def apprise_send(receiver: Receiver, message: Rendered, notify_type: str) -> Sen
     problems: list[str] = []
     for r in per:
         if not r:
-            msgs = [e.message for e in r.logs() if getattr(e, "message", "")]
-            problems.append(f"{r.name} {r.status.name.lower()}: {'; '.join(msgs[-2:]) or 'no detail'}")
+            problems.append(f"{r.name} {r.status.name.lower()}: {_detail(r.logs())}")
     if not problems:
-        msgs = [e.message for e in result.logs() if getattr(e, "message", "")]
-        problems.append(f"apprise {result.status.name.lower()}: {'; '.join(msgs[-2:]) or 'no detail'}")
+        problems.append(f"apprise {result.status.name.lower()}: {_detail(result.logs())}")
     return SendOutcome(False, receiver.redact(" | ".join(problems)), services, elapsed)
 
 

@@ -76,7 +76,7 @@ def test_errors_name_receiver_and_field(raw, field, fragment):
 
 def test_bad_url_error_never_prints_the_secret():
     with pytest.raises(ReceiverError) as ei:
-        parse_receiver({"name": "r", "apprise": [f"json://h.example.com/ok", f"nosuchscheme://bot:{SECRET}@host/x"]})
+        parse_receiver({"name": "r", "apprise": ["json://h.example.com/ok", f"nosuchscheme://bot:{SECRET}@host/x"]})
     msg = str(ei.value)
     assert "apprise[1]" in msg and "receiver 'r'" in msg
     assert SECRET not in msg and "bot:****@" in msg
