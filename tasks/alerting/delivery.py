@@ -63,6 +63,7 @@ __all__ = [
     "content_hash",
     "deliver_due",
     "enqueue",
+    "enqueue_many",
     "export_to_lake",
     "list_outbox",
     "list_records",
@@ -267,6 +268,64 @@ def _record(
 # ---- enqueue ---------------------------------------------------------------------------------------
 
 
+def _prepare(n: Notification, receiver: Receiver) -> Notification | None:
+    if n.receiver != receiver.name:
+        raise ValueError(f"notification.receiver: {n.receiver!r} is not the receiver given ({receiver.name!r})")
+    if receiver.send_resolved:
+        return n
+    firing = tuple(a for a in n.alerts if not a.resolved)
+    if not firing:
+        return None
+    return Notification(n.receiver, n.group_key, n.group_labels, firing, n.reason, n.notes, n.external_url)
+
+
+def enqueue_many(
+    items: Sequence[tuple[NotificationLike | Mapping[str, Any] | Notification, Receiver]],
+    now: datetime,
+    *,
+    state: State,
+    dedupe_window_s: float = 60.0,
+) -> list[str | None]:
+    """:func:`enqueue` for a whole tick's notifications in one state-DB transaction (each
+    transaction costs tens of milliseconds here, so a tick with many groups should use this).
+    Returns one id (or ``None``) per item, in order."""
+    now = _aware(now)
+    prepared: list[Notification | None] = []
+    for i, (notification, receiver) in enumerate(items):
+        try:
+            prepared.append(_prepare(as_notification(notification), receiver))
+        except ValueError as e:
+            raise ValueError(f"notifications[{i}]: {e}") from None
+    lo, hi = now - timedelta(seconds=dedupe_window_s), now + timedelta(seconds=dedupe_window_s)
+    out: list[str | None] = []
+    with state.transaction() as con:
+        for n in prepared:
+            if n is None:
+                out.append(None)
+                continue
+            chash = content_hash(n)
+            found = con.execute(
+                f"SELECT id FROM {OUTBOX} WHERE group_key = ? AND receiver = ? AND content_hash = ? "
+                "AND created_at > ? AND created_at < ? ORDER BY created_at LIMIT 1",
+                [n.group_key, n.receiver, chash, lo, hi],
+            ).fetchall()
+            if found:
+                out.append(str(found[0][0]))
+                continue
+            entry_id = hashlib.sha256(f"{chash}\x00{now.isoformat()}".encode()).hexdigest()[:16]
+            con.execute(
+                f"INSERT INTO {OUTBOX} (id, receiver, group_key, content_hash, reason, notification, status, "
+                "attempts, possible_duplicate, created_at, next_attempt_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, false, ?, ?, ?)",
+                [entry_id, n.receiver, n.group_key, chash, n.reason, json.dumps(n.to_dict()), now, now, now],
+            )
+            _record(
+                con, entry_id=entry_id, attempt=0, status="pending", ts=now, n=n, possible_duplicate=False, title=""
+            )
+            out.append(entry_id)
+    return out
+
+
 def enqueue(
     notification: NotificationLike | Mapping[str, Any] | Notification,
     receiver: Receiver,
@@ -283,34 +342,8 @@ def enqueue(
     is a new entry. Returns ``None`` — nothing to send — when the receiver has
     ``send_resolved: false`` and every alert has resolved (Alertmanager drops resolved alerts for
     such receivers, and sends nothing when none are left)."""
-    now = _aware(now)
     n = as_notification(notification)
-    if n.receiver != receiver.name:
-        raise ValueError(f"notification.receiver: {n.receiver!r} is not the receiver given ({receiver.name!r})")
-    if not receiver.send_resolved:
-        firing = tuple(a for a in n.alerts if not a.resolved)
-        if not firing:
-            return None
-        n = Notification(n.receiver, n.group_key, n.group_labels, firing, n.reason, n.notes, n.external_url)
-    chash = content_hash(n)
-    entry_id = hashlib.sha256(f"{chash}\x00{now.isoformat()}".encode()).hexdigest()[:16]
-    lo, hi = now - timedelta(seconds=dedupe_window_s), now + timedelta(seconds=dedupe_window_s)
-    with state.transaction() as con:
-        found = con.execute(
-            f"SELECT id FROM {OUTBOX} WHERE group_key = ? AND receiver = ? AND content_hash = ? "
-            "AND created_at > ? AND created_at < ? ORDER BY created_at LIMIT 1",
-            [n.group_key, n.receiver, chash, lo, hi],
-        ).fetchall()
-        if found:
-            return str(found[0][0])
-        con.execute(
-            f"INSERT INTO {OUTBOX} (id, receiver, group_key, content_hash, reason, notification, status, attempts, "
-            "possible_duplicate, created_at, next_attempt_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, false, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            [entry_id, n.receiver, n.group_key, chash, n.reason, json.dumps(n.to_dict()), now, now, now],
-        )
-        _record(con, entry_id=entry_id, attempt=0, status="pending", ts=now, n=n, possible_duplicate=False, title="")
-    return entry_id
+    return enqueue_many([(n, receiver)], now, state=state, dedupe_window_s=dedupe_window_s)[0]
 
 
 # ---- sending through Apprise -----------------------------------------------------------------------
@@ -413,124 +446,50 @@ def _load(raw: str) -> Notification:
     return as_notification(json.loads(raw))
 
 
-def _recover(state: State, now: datetime, stale_sending_s: float) -> list[str]:
-    """Entries left in ``sending`` by a run that crashed between send and record: due now, once,
-    as possible duplicates."""
+def _recover(con: Any, now: datetime, stale_sending_s: float) -> None:
+    """Entries left in ``sending`` by a run that crashed between send and record become due now,
+    once, as possible duplicates."""
     cutoff = now - timedelta(seconds=stale_sending_s)
-    with state.transaction() as con:
-        ids = [
-            str(r[0])
-            for r in con.execute(
-                f"SELECT id FROM {OUTBOX} WHERE status = 'sending' AND updated_at <= ? ORDER BY created_at", [cutoff]
-            ).fetchall()
-        ]
-        if ids:
-            con.execute(
-                f"UPDATE {OUTBOX} SET status = 'failed', possible_duplicate = true, next_attempt_at = ?, "
-                "last_error = 'interrupted after the send was started: re-sent as a possible duplicate' "
-                "WHERE id IN (SELECT unnest(?))",
-                [now, ids],
-            )
-    return ids
-
-
-def _send_one(
-    state: State,
-    row: tuple[Any, ...],
-    receivers: Mapping[str, Receiver],
-    now: datetime,
-    send: Sender,
-) -> tuple[DeliveryResult | None, list[dict[str, Any]]]:
-    entry_id, receiver_name, raw, attempts, dup = row[0], row[1], row[2], int(row[3]), bool(row[4])
-    n = _load(raw)
-    attempt = attempts + 1
-    receiver = receivers.get(receiver_name)
-    policy = receiver or _FALLBACK_POLICY
-    rendered: Rendered | None = None
-    error: str | None = None
-    if receiver is None:
-        error = f"receiver {receiver_name!r} is not configured"
-    else:
-        try:
-            rendered = render(n, receiver, possible_duplicate=dup)
-        except NotifyTemplateError as e:
-            error = str(e)
-    rows: list[dict[str, Any]] = []
-    outcome: SendOutcome | None = None
-    if rendered is not None and receiver is not None:
-        # Intended → in flight, committed before the network call: a crash from here on leaves
-        # the entry in 'sending', which the next run re-sends once as a possible duplicate.
-        with state.transaction() as con:
-            claimed = con.execute(
-                f"UPDATE {OUTBOX} SET status = 'sending', attempts = ?, updated_at = ? "
-                "WHERE id = ? AND status IN ('pending', 'failed') AND attempts = ? RETURNING id",
-                [attempt, now, entry_id, attempts],
-            ).fetchall()
-            if not claimed:
-                return None, []  # another process took it
-            rows.append(
-                _record(
-                    con,
-                    entry_id=entry_id,
-                    attempt=attempt,
-                    status="sending",
-                    ts=now,
-                    n=n,
-                    possible_duplicate=dup,
-                    title=rendered.title,
-                )
-            )
-        try:
-            outcome = send(receiver, rendered, notify_type_for(n))
-        except Exception as e:  # a sender bug or an unexpected library error: still a recorded failure
-            outcome = SendOutcome(False, receiver.redact(f"{type(e).__name__}: {e}"))
-        error = None if outcome.ok else (outcome.error or "send failed")
-    status: Status
-    next_at: datetime | None = None
-    if outcome is not None and outcome.ok:
-        status = "sent"
-    elif attempt > policy.max_retries:
-        status = "dead"
-    else:
-        status = "failed"
-        next_at = now + timedelta(seconds=policy.backoff_s(attempt))
-    title = rendered.title if rendered else ""
-    with state.transaction() as con:
-        con.execute(
-            f"UPDATE {OUTBOX} SET status = ?, attempts = ?, updated_at = ?, next_attempt_at = ?, last_error = ?, "
-            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
-            [status, attempt, now, next_at, error, status, now, entry_id],
-        )
-        rows.append(
-            _record(
-                con,
-                entry_id=entry_id,
-                attempt=attempt,
-                status=status,
-                ts=now,
-                n=n,
-                possible_duplicate=dup,
-                title=title,
-                error=error,
-                next_attempt_at=next_at,
-            )
-        )
-    if status != "sent":
-        log.warning("notification %s to %s: %s (attempt %d): %s", entry_id, receiver_name, status, attempt, error)
-    result = DeliveryResult(
-        id=entry_id,
-        receiver=receiver_name,
-        group_key=n.group_key,
-        reason=n.reason,
-        status=status,
-        attempt=attempt,
-        possible_duplicate=dup,
-        title=title,
-        error=error,
-        next_attempt_at=next_at,
-        duration_s=outcome.duration_s if outcome else 0.0,
+    con.execute(
+        f"UPDATE {OUTBOX} SET status = 'failed', possible_duplicate = true, next_attempt_at = ?, "
+        "last_error = 'interrupted after the send was started: re-sent as a possible duplicate' "
+        "WHERE status = 'sending' AND updated_at <= ?",
+        [now, cutoff],
     )
-    return result, rows
+
+
+@dataclass
+class _Finish:
+    """An attempt's outcome, written in the next transaction (together with the next claim)."""
+
+    entry_id: str
+    n: Notification
+    attempt: int
+    status: Status
+    dup: bool
+    title: str
+    error: str | None
+    next_at: datetime | None
+
+
+def _write_finish(con: Any, f: _Finish, now: datetime) -> dict[str, Any]:
+    con.execute(
+        f"UPDATE {OUTBOX} SET status = ?, attempts = ?, updated_at = ?, next_attempt_at = ?, last_error = ?, "
+        "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+        [f.status, f.attempt, now, f.next_at, f.error, f.status, now, f.entry_id],
+    )
+    return _record(
+        con,
+        entry_id=f.entry_id,
+        attempt=f.attempt,
+        status=f.status,
+        ts=now,
+        n=f.n,
+        possible_duplicate=f.dup,
+        title=f.title,
+        error=f.error,
+        next_attempt_at=f.next_at,
+    )
 
 
 def deliver_due(
@@ -548,10 +507,15 @@ def deliver_due(
     through Apprise. ``stale_sending_s``: an entry in ``sending`` for longer than this belongs to
     a crashed run (one send is bounded by the receiver's timeout, 10 s by default), not to a run
     still in flight in another process. With ``lake``, the rows recorded are also appended to the
-    lake's ``notifications`` table."""
+    lake's ``notifications`` table.
+
+    Transactions: one to recover and list what is due, then one per entry that commits the
+    previous entry's outcome together with this entry's claim (``sending``) — still before this
+    entry's network call, and still after the previous one's — and a last one for the last
+    outcome. A crash anywhere leaves at most the entry in flight in ``sending``."""
     now = _aware(now)
-    _recover(state, now, stale_sending_s)
     with state.transaction() as con:
+        _recover(con, now, stale_sending_s)
         due = con.execute(
             f"SELECT id, receiver, notification, attempts, possible_duplicate FROM {OUTBOX} "
             "WHERE status IN ('pending', 'failed') AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?",
@@ -559,11 +523,90 @@ def deliver_due(
         ).fetchall()
     results: list[DeliveryResult] = []
     rows: list[dict[str, Any]] = []
-    for row in due:
-        res, recs = _send_one(state, tuple(row), receivers, now, send)
-        if res is not None:
-            results.append(res)
-            rows.extend(recs)
+    finish: _Finish | None = None
+    for entry_id, receiver_name, raw, attempts, dup in due:
+        n = _load(raw)
+        attempt = int(attempts) + 1
+        receiver = receivers.get(receiver_name)
+        policy = receiver or _FALLBACK_POLICY
+        rendered: Rendered | None = None
+        error: str | None = None
+        if receiver is None:
+            error = f"receiver {receiver_name!r} is not configured"
+        else:
+            try:
+                rendered = render(n, receiver, possible_duplicate=bool(dup))
+            except NotifyTemplateError as e:
+                error = str(e)
+        claimed = True
+        if rendered is not None or finish is not None:
+            with state.transaction() as con:
+                if finish is not None:
+                    rows.append(_write_finish(con, finish, now))
+                    finish = None
+                if rendered is not None:
+                    # Intended → in flight, committed before the network call: a crash from here
+                    # on leaves the entry in 'sending'; the next run re-sends it once, flagged.
+                    claimed = bool(
+                        con.execute(
+                            f"UPDATE {OUTBOX} SET status = 'sending', attempts = ?, updated_at = ? "
+                            "WHERE id = ? AND status IN ('pending', 'failed') AND attempts = ? RETURNING id",
+                            [attempt, now, entry_id, attempts],
+                        ).fetchall()
+                    )
+                    if claimed:
+                        rows.append(
+                            _record(
+                                con,
+                                entry_id=entry_id,
+                                attempt=attempt,
+                                status="sending",
+                                ts=now,
+                                n=n,
+                                possible_duplicate=bool(dup),
+                                title=rendered.title,
+                            )
+                        )
+        if not claimed:
+            continue  # another process took it
+        outcome: SendOutcome | None = None
+        if rendered is not None and receiver is not None:
+            try:
+                outcome = send(receiver, rendered, notify_type_for(n))
+            except Exception as e:  # a sender bug or an unexpected library error: still a recorded failure
+                outcome = SendOutcome(False, receiver.redact(f"{type(e).__name__}: {e}"))
+            error = None if outcome.ok else (outcome.error or "send failed")
+        status: Status
+        next_at: datetime | None = None
+        if outcome is not None and outcome.ok:
+            status = "sent"
+        elif attempt > policy.max_retries:
+            status = "dead"
+        else:
+            status = "failed"
+            next_at = now + timedelta(seconds=policy.backoff_s(attempt))
+        title = rendered.title if rendered else ""
+        finish = _Finish(entry_id, n, attempt, status, bool(dup), title, error, next_at)
+        if status != "sent":
+            log.warning("notification %s to %s: %s (attempt %d): %s", entry_id, receiver_name, status, attempt, error)
+        results.append(
+            DeliveryResult(
+                id=entry_id,
+                receiver=receiver_name,
+                group_key=n.group_key,
+                reason=n.reason,
+                status=status,
+                attempt=attempt,
+                possible_duplicate=bool(dup),
+                title=title,
+                error=error,
+                next_attempt_at=next_at,
+                duration_s=outcome.duration_s if outcome else 0.0,
+            )
+        )
+    if finish is not None:
+        with state.transaction() as con:
+            rows.append(_write_finish(con, finish, now))
     if lake is not None and rows:
         try:
             _write_lake(lake, rows)

@@ -35,6 +35,7 @@ render with autoescaping on, so a label value like ``<script>`` arrives as text,
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -382,9 +383,15 @@ class Rendered:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str, autoescape: bool) -> jinja2.Template:
+    """Compiling a template costs milliseconds; a tick renders the same few templates many times."""
+    return _ENVS[autoescape].from_string(source)
+
+
 def _compile(source: str, *, receiver: str, which: str, autoescape: bool) -> jinja2.Template:
     try:
-        return _ENVS[autoescape].from_string(source)
+        return _compiled(source, autoescape)
     except jinja2.TemplateSyntaxError as e:
         raise NotifyTemplateError(f"receiver {receiver!r}: {which} template: line {e.lineno}: {e.message}") from None
 

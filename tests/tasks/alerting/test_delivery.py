@@ -15,6 +15,7 @@ from tasks.alerting.delivery import (
     apprise_send,
     deliver_due,
     enqueue,
+    enqueue_many,
     export_to_lake,
     list_outbox,
     list_records,
@@ -150,6 +151,19 @@ def test_enqueue_is_idempotent_per_tick(hook, state):
     assert len(list_outbox(state)) == 4
     assert len(deliver_due(T0, {"hook": rec}, state=state)) == 3  # the repeat is not due yet
     assert len(hook.at("/a")) == 3
+
+
+def test_enqueue_many_one_transaction_same_ids(hook, state):
+    rec = parse_receiver({"name": "hook", "apprise": hook.url("/m")})
+    quiet = parse_receiver({"name": "quiet", "apprise": hook.url("/q"), "send_resolved": False})
+    resolved_only = Notification("quiet", "g", {}, (Alert({"alertname": "X"}, status="resolved", ends_at=T0),))
+    ids = enqueue_many(
+        [(_note(), rec), (_note(key="g2"), rec), (_note(), rec), (resolved_only, quiet)], T0, state=state
+    )
+    assert ids[0] == ids[2] and ids[1] not in (ids[0], None) and ids[3] is None
+    assert enqueue(_note(key="g2"), rec, T0, state=state) == ids[1]
+    with pytest.raises(ValueError, match=r"notifications\[0\]: notification.receiver: 'hook' is not the receiver"):
+        enqueue_many([(_note(), quiet)], T0, state=state)
 
 
 def test_send_resolved_false_drops_resolved_alerts(hook, state):
