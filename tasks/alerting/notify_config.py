@@ -3,7 +3,7 @@
 ::
 
     route: {...}                 # routing tree (tasks.alerting.routing)
-    receivers:                   # name + the rest kept raw (the delivery module parses Apprise parts)
+    receivers:                   # Apprise receivers (tasks.alerting.receivers), validated here
       - name: ops
         apprise: ["json://127.0.0.1:8080/hook"]
         send_resolved: true
@@ -11,11 +11,14 @@
     time_intervals: [...]        # tasks.alerting.timeintervals (also the deprecated mute_time_intervals)
     global: {...}                # Alertmanager's, accepted and kept raw
     templates: [...]             # Alertmanager's, accepted and kept raw
-    # ours, kept raw and validated by their own modules (positions available via ``position``):
-    escalation_policies: ...
-    acknowledgement: ...
-    flapping: ...
-    rate_limits: ...
+    # ours (tasks.alerting.dispatch.DispatchSettings), validated here:
+    escalation: {RECEIVER: {name, steps: [{after: 0m, receiver: a}, {after: 15m, receiver: b}], repeat}}
+    flapping: {window: 1h, start_changes: 4, stop_changes: 2}
+    rate_limits: {default: {max_messages: 10, per: 5m}, receivers: {pager: {max_messages: 3, per: 1h}}}
+    nflog_retention: 120h
+
+How long an acknowledgement holds by default is a setting (``alerting.ack_timeout``), not part of
+this file: it is about how people work, not about where messages go.
 
 Why compose YAML nodes (as ``rules.py`` does): every error is reported as ``file:line:col: message`` at
 its place in the file. The section parsers work on plain data and raise ``ConfigPathError`` with a path
@@ -33,8 +36,10 @@ from typing import Any
 
 import yaml
 
+from tasks.alerting.dispatch import DispatchSettings
 from tasks.alerting.inhibit import InhibitRule, parse_inhibit_rules
 from tasks.alerting.matchers import ConfigPathError, PathPart
+from tasks.alerting.receivers import Receiver, ReceiverError, parse_receiver
 from tasks.alerting.routing import Route, build_route
 from tasks.alerting.timeintervals import TimeInterval, parse_named_time_intervals
 
@@ -47,7 +52,7 @@ __all__ = [
     "parse_notify_config",
 ]
 
-EXTENSION_SECTIONS = ("escalation_policies", "acknowledgement", "flapping", "rate_limits")
+EXTENSION_SECTIONS = ("escalation", "flapping", "rate_limits", "nflog_retention")
 _AM_SECTIONS = ("global", "route", "receivers", "inhibit_rules", "templates", "time_intervals", "mute_time_intervals")
 _TOP = set(_AM_SECTIONS) | set(EXTENSION_SECTIONS)
 _RECEIVER_NAME_RE = re.compile(r"\S(?:.*\S)?\Z", re.S)
@@ -74,21 +79,8 @@ class NotifyConfig:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     _root: yaml.Node | None = field(default=None, repr=False, compare=False)
 
-    @property
-    def escalation_policies(self) -> Any:
-        return self.extensions.get("escalation_policies")
-
-    @property
-    def acknowledgement(self) -> Any:
-        return self.extensions.get("acknowledgement")
-
-    @property
-    def flapping(self) -> Any:
-        return self.extensions.get("flapping")
-
-    @property
-    def rate_limits(self) -> Any:
-        return self.extensions.get("rate_limits")
+    parsed_receivers: dict[str, Receiver] = field(default_factory=dict)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
 
     def position(self, path: Sequence[PathPart], *, at_key: bool = False) -> str:
         """``file:line:col`` of the node at ``path`` (the deepest existing part), for later validators."""
@@ -177,6 +169,8 @@ def parse_notify_config(text: str, path: str = "<config>") -> NotifyConfig:
             )
 
     receivers: dict[str, dict[str, Any]] = {}
+    parsed: dict[str, Receiver] = {}
+    base_dir = str(Path(path).parent) if path and not path.startswith("<") else None
     rseq = data.get("receivers")
     if rseq is None:
         fail(ConfigPathError((), "receivers: at least one receiver is required"))
@@ -199,6 +193,11 @@ def parse_notify_config(text: str, path: str = "<config>") -> NotifyConfig:
                 fail(ConfigPathError((*p, "name"), f"receiver name {name!r} is not unique"))
                 continue
             receivers[name] = {k: v for k, v in r.items() if k != "name"}
+            try:
+                parsed[name] = parse_receiver(r, base_dir=base_dir)
+            except ReceiverError as exc:
+                fld = next((k for k in r if f": {k}:" in str(exc)), None)
+                fail(ConfigPathError((*p, fld) if fld else p, str(exc)))
 
     intervals: dict[str, tuple[TimeInterval, ...]] = {}
     for section in ("mute_time_intervals", "time_intervals"):
@@ -226,6 +225,31 @@ def parse_notify_config(text: str, path: str = "<config>") -> NotifyConfig:
     except ConfigPathError as exc:
         fail(exc)
 
+    dispatch = DispatchSettings()
+    try:
+        dispatch = DispatchSettings.from_mapping({k: data[k] for k in EXTENSION_SECTIONS if k in data})
+    except ValueError as exc:
+        msg = str(exc).removeprefix("dispatch.").removeprefix("dispatch: ")
+        section = next((k for k in EXTENSION_SECTIONS if msg.startswith(k)), None)
+        fail(ConfigPathError((section,) if section else (), msg, at_key=section is not None))
+    for policy_receiver, policy in dispatch.escalation.items():
+        for i, step in enumerate(policy.steps):
+            if step.receiver not in receivers and isinstance(rseq, list):
+                fail(
+                    ConfigPathError(
+                        ("escalation", policy_receiver, "steps", i, "receiver"),
+                        f"escalation step receiver {step.receiver!r} is not a defined receiver",
+                    )
+                )
+        if policy_receiver not in receivers and isinstance(rseq, list):
+            fail(
+                ConfigPathError(
+                    ("escalation", policy_receiver),
+                    f"escalation policy for undefined receiver {policy_receiver!r}",
+                    at_key=True,
+                )
+            )
+
     if errors or route is None:
         raise NotifyConfigError(errors)
     return NotifyConfig(
@@ -235,6 +259,8 @@ def parse_notify_config(text: str, path: str = "<config>") -> NotifyConfig:
         inhibit_rules=tuple(inhibit),
         time_intervals=intervals,
         extensions={k: data[k] for k in EXTENSION_SECTIONS if k in data},
+        parsed_receivers=parsed,
+        dispatch=dispatch,
         raw=data,
         _root=root,
     )

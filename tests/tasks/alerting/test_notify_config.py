@@ -20,26 +20,40 @@ receivers:
     apprise: ["json://127.0.0.1:9/ops"]
     send_resolved: false
   - name: db
-    apprise_config: apprise.yml
-    tag: db
-escalation_policies:
-  - name: default
-    steps: [{after: 15m, receiver: db}]
+    apprise: ["json://127.0.0.1:9/db"]
+    format: text
+escalation:
+  ops:
+    name: default
+    steps: [{after: 0m, receiver: ops}, {after: 15m, receiver: db}]
 flapping: {window: 30m}
 """
 
 
-def test_loads_sections_and_keeps_receivers_raw():
+def test_loads_sections_receivers_and_our_extensions():
     cfg = parse_notify_config(GOOD, "n.yml")
     assert cfg.receivers == {
         "ops": {"apprise": ["json://127.0.0.1:9/ops"], "send_resolved": False},
-        "db": {"apprise_config": "apprise.yml", "tag": "db"},
+        "db": {"apprise": ["json://127.0.0.1:9/db"], "format": "text"},
     }
+    assert cfg.parsed_receivers["ops"].send_resolved is False and cfg.parsed_receivers["db"].format == "text"
     assert receivers_for(cfg.route, {"team": "db"}) == ["db"]
-    assert cfg.escalation_policies == [{"name": "default", "steps": [{"after": "15m", "receiver": "db"}]}]
-    assert cfg.flapping == {"window": "30m"} and cfg.rate_limits is None
-    # later validators of the raw sections can point into the file
-    assert cfg.error(("escalation_policies", 0, "steps", 0, "receiver"), "bad") == "n.yml:15:36: bad"
+    policy = cfg.dispatch.escalation["ops"]
+    assert [(s.after.total_seconds(), s.receiver) for s in policy.steps] == [(0, "ops"), (900, "db")]
+    assert cfg.dispatch.flapping.window.total_seconds() == 1800
+    assert cfg.error(("escalation", "ops", "steps", 1, "receiver"), "bad") == "n.yml:16:64: bad"
+
+
+def test_receivers_and_extensions_are_validated_with_their_place():
+    with pytest.raises(NotifyConfigError) as e:
+        parse_notify_config(GOOD.replace("    format: text\n", "    format: pdf\n"), "n.yml")
+    assert e.value.errors[0].startswith("n.yml:12:13: ") and "format" in e.value.errors[0]
+    with pytest.raises(NotifyConfigError) as e:
+        parse_notify_config(GOOD.replace("receiver: db}]", "receiver: nobody}]"), "n.yml")
+    assert "escalation step receiver 'nobody' is not a defined receiver" in e.value.errors[0]
+    with pytest.raises(NotifyConfigError) as e:
+        parse_notify_config(GOOD.replace("flapping: {window: 30m}", "flapping: {window: soon}"), "n.yml")
+    assert e.value.errors[0].startswith("n.yml:17:1: ") and "window" in e.value.errors[0]
 
 
 def test_example_config_loads():
@@ -55,8 +69,11 @@ def test_example_config_loads():
         (GOOD.replace("receiver: db\n", "receiver: dbx\n", 1), "n.yml:5:17: undefined receiver 'dbx' used in route"),
         (GOOD.replace("  - name: db\n", "  - name: ops\n"), "n.yml:10:11: receiver name 'ops' is not unique"),
         (GOOD.replace("['team=\"db\"']", "['team=~\"(\"']"), "n.yml:4:26: label 'team': invalid regular expression"),
-        (GOOD + "silences: []\n", "n.yml:17:1: unknown section 'silences'"),
-        (GOOD.replace("    tag: db\n", "    tag: db\n    tag: x\n"), "n.yml:13:5: field 'tag' already set"),
+        (GOOD + "silences: []\n", "n.yml:18:1: unknown section 'silences'"),
+        (
+            GOOD.replace("    format: text\n", "    format: text\n    format: x\n"),
+            "n.yml:13:5: field 'format' already set",
+        ),
         (
             GOOD.replace("  receiver: ops\n", "  receiver: ops\n  group_wait: soon\n", 1),
             'n.yml:3:15: not a valid duration string: "soon"',
