@@ -230,8 +230,8 @@ def parse_notify_config(text: str, path: str = "<config>") -> NotifyConfig:
         dispatch = DispatchSettings.from_mapping({k: data[k] for k in EXTENSION_SECTIONS if k in data})
     except ValueError as exc:
         msg = str(exc).removeprefix("dispatch.").removeprefix("dispatch: ")
-        section = next((k for k in EXTENSION_SECTIONS if msg.startswith(k)), None)
-        fail(ConfigPathError((section,) if section else (), msg, at_key=section is not None))
+        hit = [k for k in EXTENSION_SECTIONS if msg.startswith(k)]
+        fail(ConfigPathError((hit[0],) if hit else (), msg, at_key=bool(hit)))
     for policy_receiver, policy in dispatch.escalation.items():
         for i, step in enumerate(policy.steps):
             if step.receiver not in receivers and isinstance(rseq, list):
