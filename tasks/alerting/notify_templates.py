@@ -75,13 +75,19 @@ class NotifyTemplateError(ValueError):
 
 
 class NotificationLike(Protocol):
-    """What delivery needs from a router's notification (attribute names as here)."""
+    """What delivery needs from a router's notification (attribute names as here; read-only, so any
+    dataclass with these fields — e.g. the dispatcher's — satisfies it)."""
 
-    receiver: str
-    group_key: str
-    group_labels: Mapping[str, str]
-    alerts: Sequence[Alert]
-    reason: str
+    @property
+    def receiver(self) -> str: ...
+    @property
+    def group_key(self) -> str: ...
+    @property
+    def group_labels(self) -> Mapping[str, str]: ...
+    @property
+    def alerts(self) -> Sequence[Alert]: ...
+    @property
+    def reason(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,16 @@
-"""One alerting tick, composed from the pieces: rules → alert state → events (→ notifications).
+"""One alerting tick, composed from the pieces:
+
+rules → alert state → events → silences/inhibition → routing + grouping (dispatcher) → outbox → Apprise.
 
 This is what the ``alerts`` flow, ``cortex-perf alerts …`` and the pipeline call, so the wiring lives
 in one place and stays testable without a Prefect server. Each stage is a plain function of the
 previous stage's output; the flow only adds a task boundary and an artifact around it.
+
+Crash safety, in order: the rule state is saved (a re-run of the tick evaluates nothing twice); the
+tick's notifications are put in the outbox *before* the dispatcher's state is saved, so a crash in
+between makes the next tick produce the same messages again, which the outbox recognises by content
+(``DEDUPE_WINDOW``) instead of losing them; delivery then works through the outbox, each send marked
+before it goes out and recorded after (see ``tasks.alerting.delivery``).
 """
 
 from __future__ import annotations
@@ -61,6 +69,10 @@ class AlertsRunResult:
     no_data: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    silenced: int = 0
+    inhibited: int = 0
+    notify_note: str = ""
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,6 +88,10 @@ class AlertsRunResult:
             "no_data": list(self.no_data),
             "errors": [{"rule": r, "error": e} for r, e in self.errors],
             "notifications": list(self.notifications),
+            "deliveries": list(self.deliveries),
+            "silenced": self.silenced,
+            "inhibited": self.inhibited,
+            "notify_note": self.notify_note,
             "dry_run": self.dry_run,
         }
 
@@ -98,12 +114,99 @@ class AlertsRunResult:
         else:
             lines.append("No alert is firing.")
         if self.notifications:
-            lines += ["", f"{len(self.notifications)} notification(s) this tick."]
+            verb = "would go out" if self.dry_run else "this tick"
+            lines += ["", f"**{len(self.notifications)} notification(s)** {verb}:", ""]
+            lines += [
+                f"- {n['receiver']} ← `{n['group_key']}` ({n['reason']}: "
+                f"{n['firing']} firing, {n['resolved']} resolved)"
+                for n in self.notifications
+            ]
+        failed = [d for d in self.deliveries if d["status"] != "sent"]
+        if self.deliveries:
+            lines += ["", f"Deliveries: {len(self.deliveries) - len(failed)} sent, {len(failed)} not (retried later)."]
+            lines += [f"- {d['receiver']}: {d['status']} — {d['error']}" for d in failed]
+        if self.silenced or self.inhibited:
+            lines += ["", f"{self.silenced} alert(s) silenced, {self.inhibited} inhibited."]
+        if self.notify_note:
+            lines += ["", self.notify_note]
         if self.no_data:
             lines += ["", "No data for: " + ", ".join(f"`{r}`" for r in self.no_data)]
         if self.errors:
             lines += ["", "**Rule errors**", ""] + [f"- `{r}`: {e}" for r, e in self.errors]
         return "\n".join(lines)
+
+
+#: How far apart two identical messages to one receiver about one group count as one (a tick re-run
+#: after a crash comes one interval later; a genuine repeat comes after ``repeat_interval``).
+DEDUPE_WINDOW_S = 180.0
+
+
+@dataclass
+class NotifyOutcome:
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    silenced: int = 0
+    inhibited: int = 0
+    skipped_reason: str = ""
+
+
+def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_run: bool = False) -> NotifyOutcome:
+    """Route, group, dedupe and deliver notifications for ``alerts`` (the rules' firing and resolved ones)."""
+    from tasks.alerting.acks import AckStore
+    from tasks.alerting.delivery import deliver_due, enqueue_many
+    from tasks.alerting.dispatch import Dispatcher, DispatchStore
+    from tasks.alerting.inhibit import inhibited
+    from tasks.alerting.notify_config import load_notify_config
+    from tasks.alerting.notify_templates import as_notification
+    from tasks.alerting.silences import SilenceStore, silenced_by
+    from tasks.alerting.timeintervals import muted
+
+    path = settings.alerting.notify_config
+    if not path:
+        return NotifyOutcome(skipped_reason="alerting.notify_config is not set: alerts are kept, nobody is told")
+    cfg = load_notify_config(path)
+    state = State.from_settings(settings)
+    acks = AckStore(state, default_for=parse_duration(settings.alerting.ack_timeout))
+    silences = SilenceStore(state).active(now)
+    silenced = {a.fingerprint for a in alerts if silenced_by(silences, a.labels, now)}
+    inhibit = inhibited(alerts, cfg.inhibit_rules, now)
+    out = NotifyOutcome(silenced=len(silenced), inhibited=len(inhibit - silenced))
+    receivers = cfg.parsed_receivers
+    dstore = DispatchStore(state)
+    if not dry_run:
+        acks.expire(now)
+    notifications, new_state = Dispatcher(cfg.route, cfg.dispatch).tick(
+        alerts,
+        now,
+        dstore.load(),
+        suppressed=silenced | inhibit,
+        acks=acks.acks(t=now),
+        resolves=acks.resolves(),
+        send_resolved={name: r.send_resolved for name, r in receivers.items()},
+        muted=lambda rm, t: muted(rm, t, cfg.time_intervals),
+    )
+    out.notifications = [
+        {
+            "receiver": n.receiver,
+            "group_key": n.group_key,
+            "reason": n.reason,
+            "firing": len(n.firing),
+            "resolved": len(n.resolved),
+            "notes": list(n.notes),
+        }
+        for n in notifications
+    ]
+    if dry_run:
+        return out
+    enqueue_many(
+        [(as_notification(n), receivers[n.receiver]) for n in notifications],
+        now,
+        state=state,
+        dedupe_window_s=DEDUPE_WINDOW_S,
+    )
+    dstore.save(new_state, now=now)
+    out.deliveries = [r.to_dict() for r in deliver_due(now, receivers, state=state, lake=lake)]
+    return out
 
 
 def _events(lake: Any, outcome: TickOutcome) -> None:
@@ -140,6 +243,7 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
     )
     if not dry_run:
         _events(lake, outcome)
+    sent = notify(settings, lake, outcome.alerts, now, dry_run=dry_run)
     return AlertsRunResult(
         now=now,
         rules=len(ruleset.alerts),
@@ -151,5 +255,10 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
         transitions=len(outcome.transitions),
         no_data=outcome.no_data,
         errors=outcome.errors,
+        notifications=sent.notifications,
+        deliveries=sent.deliveries,
+        silenced=sent.silenced,
+        inhibited=sent.inhibited,
+        notify_note=sent.skipped_reason,
         dry_run=dry_run,
     )

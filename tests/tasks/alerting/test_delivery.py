@@ -4,10 +4,7 @@ sends, retries with backoff, dead letters, crash re-send, idempotent enqueue, re
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -29,45 +26,6 @@ from tasks.state import State
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cr3tpassw0rd"
-
-
-class Hook:
-    """A webhook endpoint: records each POST (path, JSON) and answers with scripted status codes."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict]] = []
-        self.codes: dict[str, list[int]] = {}
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.posts.append((self.path, json.loads(body)))
-                script = outer.codes.get(self.path, [])
-                code = script.pop(0) if len(script) > 1 else (script[0] if script else 200)
-                self.send_response(code)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"json://127.0.0.1:{self.port}{path}"
-
-    def at(self, path: str) -> list[dict]:
-        return [p for q, p in self.posts if q == path]
-
-
-@pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook()
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
 
 
 @pytest.fixture
