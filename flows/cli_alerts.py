@@ -294,3 +294,88 @@ def alerts_resolve(
         return
     r = AckStore(State.from_settings(settings)).resolve(row["id"], _who(author), reason, at=datetime.now(UTC))
     console.print(f"resolved {r.fingerprint} ({row['alertname']}) by hand: {r.reason}", highlight=False)
+
+
+# ---- receivers and the outbox ---------------------------------------------------------------------------
+
+
+def _notify_config(settings: Any) -> Any:
+    from flows.cli import CliError
+    from tasks.alerting.notify_config import load_notify_config
+
+    if not settings.alerting.notify_config:
+        raise CliError("alerting.notify_config is not set: no receivers are configured")
+    return load_notify_config(settings.alerting.notify_config)
+
+
+@alerts_app.command("test-notify")
+@handle_errors
+def alerts_test_notify(
+    ctx: typer.Context,
+    receiver: Annotated[str, typer.Argument(help="Receiver name from the notification config.", show_default=False)],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the receiver (secrets redacted); send nothing.")
+    ] = False,
+) -> None:
+    """Send a test notification to RECEIVER now (bypassing routing and the outbox); exit 1 if it fails."""
+    from flows.cli import CliError
+    from tasks.alerting.delivery import test_notify
+    from tasks.state import State
+
+    settings = _state(ctx).settings()
+    cfg = _notify_config(settings)
+    if receiver not in cfg.parsed_receivers:
+        raise CliError(f"receiver {receiver!r}: not in {cfg.path} (have: {', '.join(sorted(cfg.parsed_receivers))})")
+    rec = cfg.parsed_receivers[receiver]
+    if dry_run:
+        console.print(f"would send a test notification to {rec}", highlight=False, markup=False)
+        return
+    res = test_notify(rec, state=State.from_settings(settings))
+    if res.ok:
+        console.print(f"sent to {receiver} in {res.duration_s:.2f}s: {res.title}", highlight=False, markup=False)
+        return
+    console.print(f"FAILED to send to {receiver}: {res.error}", highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+@alerts_app.command("notifications")
+@handle_errors
+def alerts_notifications(
+    ctx: typer.Context,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="Only these states (pending, sending, sent, failed, dead); repeatable."),
+    ] = None,
+    receiver: Annotated[str | None, typer.Option("--receiver", help="Only this receiver.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The notification outbox: what was sent, what is waiting for a retry, what failed for good."""
+    from dataclasses import asdict
+
+    from tasks.alerting.delivery import list_outbox
+    from tasks.state import State
+
+    entries = list_outbox(State.from_settings(_state(ctx).settings()), status=status, receiver=receiver, limit=limit)
+    rows = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(e).items()} for e in entries]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("No notifications.")
+        return
+    t = Table(title=f"{len(rows)} notification(s), newest first")
+    for col in ("created", "receiver", "group", "reason", "status", "tries", "error"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        status_text = r["status"] + (" (possible duplicate)" if r["possible_duplicate"] else "")
+        t.add_row(
+            str(r["created_at"])[:16].replace("T", " "),
+            r["receiver"],
+            r["group_key"],
+            r["reason"],
+            status_text,
+            str(r["attempts"]),
+            r["last_error"] or "",
+        )
+    console.print(t)

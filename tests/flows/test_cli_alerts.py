@@ -147,3 +147,34 @@ def test_ack_and_resolve_refuse_unknown_short_or_reasonless(env: list[str]) -> N
     assert code == 2 and "--reason" in out
     code, out = _run(*env, "alerts", "resolve", rows[0]["id"])
     assert code == 2 and "reason" in out.lower()
+
+
+def test_test_notify_and_notifications_list(tmp_path: Path, hook) -> None:
+    notify = tmp_path / "notify.yml"
+    notify.write_text(
+        "route: {receiver: ops}\nreceivers:\n"
+        f"  - name: ops\n    apprise: ['{hook.url('/ops')}']\n"
+        f"  - name: broken\n    apprise: ['{hook.url('/broken')}']\n"
+    )
+    hook.codes["/broken"] = [500]
+    base = ["--set", f"state.path={tmp_path / 'state.duckdb'}", "--set", f"alerting.notify_config={notify}"]
+    code, out = _run(*base, "alerts", "test-notify", "ops", "--dry-run")
+    assert code == 0 and "would send" in out and hook.posts == []
+    code, out = _run(*base, "alerts", "test-notify", "ops")
+    assert code == 0 and "sent to ops" in out, out
+    (msg,) = hook.at("/ops")
+    assert "CortexPerfTestNotification" in msg["title"] + msg["message"]
+    code, out = _run(*base, "alerts", "test-notify", "broken")
+    assert code == 1 and "FAILED" in out
+    code, out = _run(*base, "alerts", "test-notify", "nobody")
+    assert code == 2 and "not in" in out and "ops" in out
+    code, out = _run(*base, "alerts", "notifications", "--json")
+    assert code == 0 and json.loads(out) == []  # test sends bypass the outbox
+
+
+def test_notifications_without_config_or_outbox(tmp_path: Path) -> None:
+    base = ["--set", f"state.path={tmp_path / 'state.duckdb'}"]
+    code, out = _run(*base, "alerts", "test-notify", "ops")
+    assert code == 2 and "notify_config is not set" in out
+    code, out = _run(*base, "alerts", "notifications")
+    assert code == 0 and "No notifications." in out
