@@ -417,7 +417,30 @@ class _Evaluator:
             if v:
                 return []
             return [(_absent_labels(c.args[0]), 1.0)]
+        if name in ("anomaly", "forecast", "forecast_quantile"):
+            return self.lake_function(c)
         raise EvalError(f"unknown function {name!r}")
+
+    def lake_function(self, c: Call) -> Vector:
+        """Ours: read stored anomaly scores / forecasts (``tasks.alerting.lake_functions``)."""
+        from tasks.alerting.lake_functions import anomaly_vector, forecast_vector
+
+        t = datetime.fromtimestamp(self.t / 1000, tz=UTC)
+        if c.func == "anomaly":
+            ms = c.args[0]
+            assert isinstance(ms, MatrixSelector)
+            return anomaly_vector(self.lake, ms.vector.selector, t, ms.range_s)
+        args = list(c.args)
+        q = 0.5
+        if c.func == "forecast_quantile":
+            qv = self.eval(args.pop(0))
+            assert isinstance(qv, float)
+            q = qv
+        sel, horizon = args
+        assert isinstance(sel, VectorSelector)
+        h = self.eval(horizon)
+        assert isinstance(h, float)
+        return forecast_vector(self.lake, sel.selector, t, h, q)
 
     def aggregate(self, a: Aggregate) -> Vector:
         v = self.eval(a.expr)

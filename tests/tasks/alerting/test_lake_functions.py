@@ -116,3 +116,14 @@ def test_rule_syntax_for_our_functions():
         parse("forecast(sum(m), 30m)")
     with pytest.raises(PromQLError, match="expected type range vector"):
         parse("anomaly(m)")
+
+
+def test_rules_use_them_through_the_evaluator(lake):
+    from tasks.alerting.evaluate import evaluate
+
+    anomalies(lake, [("a", T - 2 * M, 0.95), ("b", T - 2 * M, 0.3)])
+    forecasts(lake, "b", T - M, [T + 30 * M, T + 60 * M], [80.0, 120.0])
+    assert evaluate("anomaly(lat[10m]) > 0.9", lake, T) == [({"host": "a"}, 0.95)]
+    assert evaluate('forecast(lat{host="b"}, 45m) > 90', lake, T) == [({"host": "b"}, 100.0)]
+    assert evaluate("forecast_quantile(0.99, lat, 1h)", lake, T) == [({"host": "b"}, 122.0)]
+    assert evaluate("sum(forecast(lat, 30m))", lake, T) == [({}, 80.0)]
