@@ -120,7 +120,7 @@ class DetectorConfig:
     weight_seasonal: float = 1.0
     weight_level_shift: float = 0.7
     history_window: int = 8000  # samples of each detector's own z history
-    history_quantile: float = 0.999  # a z is judged against this quantile of the detector's history
+    history_quantile: float = 0.998  # a z is judged against this quantile of the detector's history
     history_min: int = 100
     min_reference_z: float = 3.0  # the history quantile is never taken below this (clean series)
     r_half: float = 0.5  # the evidence (summed excess of r over 1, or the range excess) that maps to score 0.5

@@ -193,7 +193,8 @@ def test_evidence_accumulates_over_consecutive_excess_samples() -> None:
     n = 3000
     ts = 1_600_000_000.0 + np.arange(n) * STEP
     base = 50 + rng.normal(0, 1, n)
-    cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9)
+    # no quiet period: it would silence the growing evidence once the first sample has alarmed
+    cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, quiet_fraction=0.0)
     at = 2500
     one, three = base.copy(), base.copy()
     one[at] += 6
