@@ -39,6 +39,13 @@ person):
   does not raise an alarm on every sample. That level decays slowly back to normal, but only once r
   is back within the usual extreme (r <= 1): a long deviation that wanders just above its usual
   extreme is one deviation, not a new one whenever it creeps up.
+* **quiet period**: after a reported alarm (score >= ``quiet_score``) the next
+  ``quiet_fraction`` x ``warmup`` samples score 0, unless a score beats the alarm's by
+  ``quiet_breakthrough`` (so a marginal alarm can still be overtaken by a clear one). Why: one
+  incident is one page; NAB likewise credits only the first detection in a window and charges
+  every further one outside it. The length is tied to the warm-up, the one time scale every
+  series is given (NAB's probationary period, like its windows, grows with the file). The novelty
+  rule alone does not do this: a burst of *different* spikes each looks new to it.
 """
 
 from __future__ import annotations
@@ -70,7 +77,7 @@ P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
 DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range")
-STATE_VERSION = 4
+STATE_VERSION = 5
 
 
 class Expected(TypedDict, total=False):
@@ -113,7 +120,7 @@ class DetectorConfig:
     weight_seasonal: float = 1.0
     weight_level_shift: float = 0.7
     history_window: int = 8000  # samples of each detector's own z history
-    history_quantile: float = 0.999  # a z is judged against this quantile of the detector's history
+    history_quantile: float = 0.998  # a z is judged against this quantile of the detector's history
     history_min: int = 100
     min_reference_z: float = 3.0  # the history quantile is never taken below this (clean series)
     r_half: float = 0.5  # the evidence (summed excess of r over 1, or the range excess) that maps to score 0.5
@@ -129,6 +136,9 @@ class DetectorConfig:
     weight_slow_shift: float = 0.7  # as the fast test's
     range_tolerance: float = 0.05  # "range" fires beyond [min, max] seen so far +- this share of max - min
     scale_floor: float = 1e-3  # relative to the series' typical magnitude
+    quiet_fraction: float = 0.2  # after a reported alarm, this share of ``warmup`` samples stays quiet (0: off)
+    quiet_score: float = 0.5  # a score at least this high is a reported alarm (starts the quiet period)
+    quiet_breakthrough: float = 1.3  # a quiet-period score above this x the alarm's score (capped at 0.999) reports
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
@@ -175,6 +185,8 @@ class _State:
     lo: float | None = None  # smallest and largest value ever seen (the "range" detector)
     hi: float | None = None
     excess: RollingWindow = field(default_factory=lambda: RollingWindow(5))  # max(0, r - 1), last samples
+    quiet: int = 0  # samples left in the quiet period after the last reported alarm
+    quiet_level: float = 0.0  # score of the alarm that started it
 
 
 class Detector:
@@ -217,6 +229,8 @@ class Detector:
             "lo": s.lo,
             "hi": s.hi,
             "excess": s.excess.state(),
+            "quiet": s.quiet,
+            "quiet_level": s.quiet_level,
         }
 
     @classmethod
@@ -243,6 +257,8 @@ class Detector:
             lo=None if state["lo"] is None else float(state["lo"]),
             hi=None if state["hi"] is None else float(state["hi"]),
             excess=RollingWindow.from_state(state["excess"]),
+            quiet=int(state["quiet"]),
+            quiet_level=float(state["quiet_level"]),
         )
         return det
 
@@ -251,6 +267,31 @@ class Detector:
         self, ts: float | int | datetime | np.datetime64, value: float, expected: Expected | None = None
     ) -> Score:
         """Score ``value`` observed at ``ts`` (after every earlier sample), then learn from it."""
+        out = self._update(ts, value, expected)
+        return self._quiet(out)
+
+    def _quiet(self, out: Score) -> Score:
+        """Apply the quiet period (module docstring) to a finished score; it only ever silences."""
+        c = self.config
+        s = self._s
+        if c.quiet_fraction <= 0:
+            return out
+        if s.quiet > 0:
+            s.quiet -= 1
+            if out.score <= min(0.999, s.quiet_level * c.quiet_breakthrough):
+                if out.score > 0:
+                    return Score(
+                        0.0, out.detector, out.expected, out.observed, out.reason + "; quiet after an alarm", out.z
+                    )
+                return out
+        if out.score >= c.quiet_score:
+            s.quiet = max(1, math.ceil(c.quiet_fraction * c.warmup))
+            s.quiet_level = out.score
+        return out
+
+    def _update(
+        self, ts: float | int | datetime | np.datetime64, value: float, expected: Expected | None = None
+    ) -> Score:
         c = self.config
         s = self._s
         t = _epoch_seconds(ts)

@@ -193,7 +193,8 @@ def test_evidence_accumulates_over_consecutive_excess_samples() -> None:
     n = 3000
     ts = 1_600_000_000.0 + np.arange(n) * STEP
     base = 50 + rng.normal(0, 1, n)
-    cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9)
+    # no quiet period: it would silence the growing evidence once the first sample has alarmed
+    cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, quiet_fraction=0.0)
     at = 2500
     one, three = base.copy(), base.copy()
     one[at] += 6
@@ -203,7 +204,10 @@ def test_evidence_accumulates_over_consecutive_excess_samples() -> None:
     assert s1.score[at] == s3.score[at] > 0  # identical up to the first sample (causal)
     assert s3.score[at : at + 3].max() > s1.score[at : at + 3].max()
     # evidence_window=0: the score is r shaped directly (a single sample's ratio), as before the evidence rule
-    plain = score_series(ts, three, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, evidence_window=0))
+    # (no quiet period: with r shaped directly, noise at r >= 0.5 would keep starting one)
+    plain = score_series(
+        ts, three, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, evidence_window=0, quiet_fraction=0.0)
+    )
     r = plain.z[at]
     assert plain.score[at] == pytest.approx(r / (r + cfg.r_half))
 
@@ -219,7 +223,8 @@ def test_a_long_creeping_deviation_is_not_reported_anew_whenever_it_creeps_up() 
     v[at:] += np.minimum(np.arange(n - at) * 0.02, 6)
     counts = {}
     for flag in (True, False):
-        cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, decay_after_deviation=flag)
+        # (no quiet period: this counts the alarms the novelty rule alone lets through)
+        cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, decay_after_deviation=flag, quiet_fraction=0.0)
         s = score_series(ts, v, config=cfg).score
         assert s[at:].max() > 0.8  # found either way
         counts[flag] = int((s[at:] > 0.5).sum())
