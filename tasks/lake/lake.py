@@ -721,7 +721,8 @@ class Lake:
     def stats(self) -> dict[str, Any]:
         """Per table: rows, files, bytes, series, oldest, newest (ISO) — the `lake stats` payload."""
         tables: dict[str, Any] = {}
-        for table in (S.SAMPLES, S.SERIES, S.EVENTS, *S.ROLLUP_TABLES.values(), S.FORECASTS, S.ANOMALIES):
+        tables_in_order = (S.SAMPLES, S.SERIES, S.EVENTS, *S.ROLLUP_TABLES.values(), S.FORECASTS, S.ANOMALIES)
+        for table in (*tables_in_order, S.NOTIFICATIONS):
             files = self.storage.files(table)
             entry: dict[str, Any] = {
                 "rows": 0,
@@ -733,7 +734,7 @@ class Lake:
             }
             if files:
                 ts_col = S.PARTITION_COLUMN.get(table, "ts")
-                sid = "NULL" if table == S.EVENTS else "count(DISTINCT series_id)"
+                sid = "NULL" if table in (S.EVENTS, S.NOTIFICATIONS) else "count(DISTINCT series_id)"
                 if table == S.SAMPLES:
                     sid = "NULL"
                 row = self.con.sql(
