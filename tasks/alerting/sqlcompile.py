@@ -1,0 +1,683 @@
+"""Rule expressions compiled to parameterised DuckDB SQL, evaluated many rules per query.
+
+Why: the reference evaluator (``tasks.alerting.evaluate``) fetches per selector and computes in
+Python, which is exact but far too slow for thousands of rules per tick. Here every expression is
+compiled into SQL *text that depends only on its shape* (node kinds, operators, functions,
+by/without) and a row of *parameters* (numbers, selectors, windows, grouping labels). Rules of one
+shape are evaluated by ONE query: their parameters form a table ``P`` (one row per rule, ``rid`` is
+the rule's index) joined against the tick's samples. So a tick runs one query per distinct shape,
+not per rule, and no user string (label value, regex, metric name, label name) is ever pasted into
+SQL: they travel as data.
+
+A tick:
+
+1. compile every expression (cached per expression);
+2. resolve every distinct selector to its series in one SQL query over the catalogue (matchers as a
+   table; regexes fully anchored and evaluated with polars, as ``tasks.lake.selector`` does, on the
+   distinct label values only); cached while the catalogue does not change;
+3. read the samples of all matched series in ``[t - widest window, t]`` once (``Lake.window_samples``),
+   with each sample's predecessor (for counter resets);
+4. run one query per shape; rules whose query fails, or which hit a many-to-many match, and
+   expressions that cannot be compiled, go to the reference evaluator one by one (counted).
+
+Semantics are those of the reference (Prometheus 2.42): read its docstring. Values come back in the
+reference's types: ``float`` for a scalar expression, ``[(labels, value)]`` sorted by labels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import duckdb
+import polars as pl
+
+from tasks.alerting.evaluate import LOOKBACK, NAME, Vector, _absent_labels, evaluate
+from tasks.alerting.promql import (
+    ARITHMETIC,
+    COMPARISONS,
+    Aggregate,
+    Binary,
+    Call,
+    Expr,
+    MatrixSelector,
+    NumberLiteral,
+    StringLiteral,
+    Unary,
+    VectorSelector,
+    parse,
+)
+from tasks.lake.selector import Selector
+
+__all__ = [
+    "Compiled",
+    "NotCompilable",
+    "Param",
+    "SQLEngine",
+    "TickStats",
+    "compile_expr",
+    "evaluate_many",
+]
+
+ParamKind = Literal["number", "selector", "range_ms", "grouping", "labels"]
+LBL_TYPE = pl.List(pl.Struct({"k": pl.String, "v": pl.String}))
+_LOOKBACK_MS = int(LOOKBACK.total_seconds() * 1000)
+_EMPTY_LBL = "[]::STRUCT(k VARCHAR, v VARCHAR)[]"
+
+
+class NotCompilable(ValueError):
+    """An expression outside what the SQL compiler handles; it is evaluated by the reference."""
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a compiled expression: the column ``name`` of the parameter table ``P``."""
+
+    name: str
+    kind: ParamKind
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """SQL text (the shape: equal for rules that differ only in literals) and its parameters.
+
+    The text reads the tables ``P`` (``rid`` + one column per parameter), ``sel_match``
+    (selector id → series id), ``win`` (the tick's samples) and ``cat`` (series labels), and the
+    query parameter ``$t`` (evaluation time, epoch ms). It yields ``rid, name, lbl, v, bad``.
+    """
+
+    sql: str
+    params: tuple[Param, ...]
+    result: Literal["scalar", "vector"]
+    max_range_ms: int  # widest window read (the 5-minute lookback for instant selectors)
+    needs_prev: bool  # rate/increase: samples need their predecessor
+
+    @property
+    def selectors(self) -> tuple[Selector, ...]:
+        return tuple(p.value for p in self.params if p.kind == "selector")
+
+
+# ---- SQL building blocks (fixed text: macros created once per connection) ------------------------
+
+_MACROS = (
+    # Comparisons as Go/Python do them: NaN compares false (true for !=). DuckDB orders NaN last.
+    "CREATE OR REPLACE MACRO p_eq(a, b) AS (a = b AND NOT isnan(a) AND NOT isnan(b))",
+    "CREATE OR REPLACE MACRO p_ne(a, b) AS (a <> b OR isnan(a) OR isnan(b))",
+    "CREATE OR REPLACE MACRO p_gt(a, b) AS (a > b AND NOT isnan(a) AND NOT isnan(b))",
+    "CREATE OR REPLACE MACRO p_lt(a, b) AS (a < b AND NOT isnan(a) AND NOT isnan(b))",
+    "CREATE OR REPLACE MACRO p_ge(a, b) AS (a >= b AND NOT isnan(a) AND NOT isnan(b))",
+    "CREATE OR REPLACE MACRO p_le(a, b) AS (a <= b AND NOT isnan(a) AND NOT isnan(b))",
+    # Go's math.Mod (sign of the dividend); NaN where the reference says so.
+    "CREATE OR REPLACE MACRO p_mod(a, b) AS (CASE WHEN b = 0 OR isinf(a) OR isnan(a) OR isnan(b) "
+    "THEN 'nan'::DOUBLE ELSE fmod(a, b) END)",
+    # The reference's pow: 0^negative → +Inf; an overflow from finite operands → +Inf, NaN for a < 0.
+    "CREATE OR REPLACE MACRO p_pow(a, b) AS (CASE WHEN a = 0 AND b < 0 THEN 'inf'::DOUBLE "
+    "WHEN isinf(pow(a, b)) AND isfinite(a) AND isfinite(b) THEN (CASE WHEN a < 0 THEN 'nan'::DOUBLE "
+    "ELSE 'inf'::DOUBLE END) ELSE pow(a, b) END)",
+    # min/max as the reference: NaN only when every value is NaN.
+    "CREATE OR REPLACE MACRO p_min(x) AS coalesce(min(x) FILTER (WHERE NOT isnan(x)), min(x))",
+    "CREATE OR REPLACE MACRO p_max(x) AS coalesce(max(x) FILTER (WHERE NOT isnan(x)), max(x))",
+    # Prometheus's quantile over an ascending list (linear interpolation between closest ranks).
+    "CREATE OR REPLACE MACRO p_quantile(q, s) AS (CASE WHEN isnan(q) THEN 'nan'::DOUBLE "
+    "WHEN q < 0 THEN '-inf'::DOUBLE WHEN q > 1 THEN 'inf'::DOUBLE ELSE "
+    "s[floor(q * (len(s) - 1))::BIGINT + 1] * (1 - (q * (len(s) - 1) - floor(q * (len(s) - 1)))) + "
+    "s[least(len(s) - 1, floor(q * (len(s) - 1))::BIGINT + 1) + 1] * (q * (len(s) - 1) - floor(q * (len(s) - 1))) "
+    "END)",
+    # Prometheus 2.42 extrapolatedRate; dts: seconds from window start to the first sample, clipped
+    # at the counter's zero point.
+    "CREATE OR REPLACE MACRO p_dts(n, v0, v1, t0, t1, corr, start_ms) AS (CASE "
+    "WHEN (v1 - v0 + corr) > 0 AND v0 >= 0 "
+    "AND ((t1 - t0) / 1000.0) * (v0 / (v1 - v0 + corr)) < (t0 - start_ms) / 1000.0 "
+    "THEN ((t1 - t0) / 1000.0) * (v0 / (v1 - v0 + corr)) ELSE (t0 - start_ms) / 1000.0 END)",
+    "CREATE OR REPLACE MACRO p_extra(n, v0, v1, t0, t1, corr, start_ms, end_ms, dts) AS ("
+    "(v1 - v0 + corr) * (((t1 - t0) / 1000.0 "
+    "+ (CASE WHEN dts < ((t1 - t0) / 1000.0 / (n - 1)) * 1.1 THEN dts ELSE ((t1 - t0) / 1000.0 / (n - 1)) / 2 END) "
+    "+ (CASE WHEN (end_ms - t1) / 1000.0 < ((t1 - t0) / 1000.0 / (n - 1)) * 1.1 THEN (end_ms - t1) / 1000.0 "
+    "ELSE ((t1 - t0) / 1000.0 / (n - 1)) / 2 END)) / ((t1 - t0) / 1000.0)))",
+)
+
+_CMP_MACRO = {"==": "p_eq", "!=": "p_ne", ">": "p_gt", "<": "p_lt", ">=": "p_ge", "<=": "p_le"}
+_OVER_TIME_SQL = {
+    "avg_over_time": "avg(w.v)",
+    "min_over_time": "p_min(w.v)",
+    "max_over_time": "p_max(w.v)",
+    "sum_over_time": "sum(w.v)",
+    "count_over_time": "count(*)::DOUBLE",
+    "last_over_time": "arg_max(w.v, w.ts)",
+}
+_AGG_SQL = {"sum": "sum(v)", "avg": "avg(v)", "min": "p_min(v)", "max": "p_max(v)", "count": "count(*)::DOUBLE"}
+
+
+def _arith_sql(op: str, a: str, b: str) -> str:
+    if op in ("+", "-", "*", "/"):  # IEEE in DuckDB: x/0 → ±Inf, 0/0 → NaN, as Go
+        return f"({a} {op} {b})"
+    if op == "%":
+        return f"p_mod({a}, {b})"
+    if op == "^":
+        return f"p_pow({a}, {b})"
+    raise NotCompilable(f"operator {op!r}")
+
+
+def _cmp_sql(op: str, a: str, b: str) -> str:
+    return f"{_CMP_MACRO[op]}({a}, {b})"
+
+
+class _Compiler:
+    """Walks the AST; each vector node becomes a CTE yielding (rid, name, lbl, v)."""
+
+    def __init__(self) -> None:
+        self.params: list[Param] = []
+        self.ctes: list[tuple[str, str]] = []
+        self.bad: list[str] = []  # CTEs of rule ids with a many-to-many match (→ reference)
+        self.max_range_ms = 0
+        self.needs_prev = False
+
+    def param(self, kind: ParamKind, value: Any) -> str:
+        name = f"c{len(self.params)}"
+        self.params.append(Param(name, kind, value))
+        return name
+
+    def cte(self, sql: str) -> str:
+        name = f"n{len(self.ctes)}"
+        self.ctes.append((name, sql))
+        return name
+
+    # scalars: SQL expressions over the parameter row ``p``
+    def scalar(self, e: Expr) -> str:
+        if isinstance(e, NumberLiteral):
+            return f"p.{self.param('number', float(e.value))}"
+        if isinstance(e, Unary) and e.expr.type == "scalar":
+            return f"(-{self.scalar(e.expr)})"
+        if isinstance(e, Binary) and e.type == "scalar":
+            a, b = self.scalar(e.lhs), self.scalar(e.rhs)
+            if e.op in COMPARISONS:
+                return f"(CASE WHEN {_cmp_sql(e.op, a, b)} THEN 1.0 ELSE 0.0 END)"
+            return _arith_sql(e.op, a, b)
+        raise NotCompilable(f"scalar node {type(e).__name__}")
+
+    def vector(self, e: Expr) -> str:
+        if isinstance(e, VectorSelector):
+            return self.instant(e)
+        if isinstance(e, Call):
+            return self.call(e)
+        if isinstance(e, Aggregate):
+            return self.aggregate(e)
+        if isinstance(e, Unary):
+            c = self.vector(e.expr)
+            return self.cte(f"SELECT rid, NULL::VARCHAR AS name, lbl, -v AS v FROM {c}")
+        if isinstance(e, Binary):
+            return self.binary(e)
+        raise NotCompilable(f"vector node {type(e).__name__}")
+
+    def selector(self, vs: VectorSelector) -> str:
+        return self.param("selector", vs.selector)
+
+    def instant(self, vs: VectorSelector) -> str:
+        sel = self.selector(vs)
+        self.max_range_ms = max(self.max_range_ms, _LOOKBACK_MS)
+        return self.cte(
+            "SELECT p.rid, s.name, s.lbl, x.v FROM P p JOIN ("
+            "SELECT m.sel, m.sid, arg_max(w.v, w.ts) AS v FROM sel_match m JOIN win w ON w.sid = m.sid "
+            f"WHERE w.ts >= $t - {_LOOKBACK_MS} AND m.sel IN (SELECT {sel} FROM P) GROUP BY m.sel, m.sid"
+            f") x ON x.sel = p.{sel} JOIN cat s ON s.sid = x.sid"
+        )
+
+    def range_leaf(self, ms: Expr) -> tuple[str, str]:
+        if not isinstance(ms, MatrixSelector):
+            raise NotCompilable("range function argument is not a range selector")
+        range_ms = round(ms.range_s * 1000)
+        self.max_range_ms = max(self.max_range_ms, range_ms)
+        return self.selector(ms.vector), self.param("range_ms", range_ms)
+
+    def _per_series(self, sel: str, rng: str, aggs: str, having: str = "") -> str:
+        """Per distinct (selector, window) and series: ``aggs`` over the window's samples."""
+        return (
+            f"SELECT k.sel, k.rng, m.sid, {aggs} FROM (SELECT DISTINCT {sel} AS sel, {rng} AS rng FROM P) k "
+            "JOIN sel_match m ON m.sel = k.sel JOIN win w ON w.sid = m.sid AND w.ts >= $t - k.rng "
+            f"GROUP BY k.sel, k.rng, m.sid{having}"
+        )
+
+    def call(self, c: Call) -> str:
+        name = c.func
+        if name in _OVER_TIME_SQL:
+            sel, rng = self.range_leaf(c.args[0])
+            inner = self._per_series(sel, rng, f"{_OVER_TIME_SQL[name]} AS v")
+            return self.cte(
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, x.v FROM P p JOIN ({inner}) x "
+                f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
+            )
+        if name == "quantile_over_time":
+            q = self.scalar(c.args[0])
+            sel, rng = self.range_leaf(c.args[1])
+            inner = self._per_series(sel, rng, "list_sort(list(w.v)) AS vals")
+            return self.cte(
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, p_quantile({q}, x.vals) AS v FROM P p JOIN ({inner}) x "
+                f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
+            )
+        if name in ("rate", "increase"):
+            sel, rng = self.range_leaf(c.args[0])
+            self.needs_prev = True
+            inner = self._per_series(
+                sel,
+                rng,
+                "count(*) AS n, arg_min(w.v, w.ts) AS v0, arg_max(w.v, w.ts) AS v1, min(w.ts) AS t0, "
+                "max(w.ts) AS t1, coalesce(sum(w.pv) FILTER (WHERE w.pts >= $t - k.rng AND w.v < w.pv), 0) AS corr",
+                " HAVING count(*) >= 2",
+            )
+            start = "($t - x.rng)"
+            dts = f"p_dts(x.n, x.v0, x.v1, x.t0, x.t1, x.corr, {start})"
+            value = f"p_extra(x.n, x.v0, x.v1, x.t0, x.t1, x.corr, {start}, $t, {dts})"
+            if name == "rate":
+                value = f"({value} / (x.rng / 1000.0))"
+            return self.cte(
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, {value} AS v FROM P p JOIN ({inner}) x "
+                f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
+            )
+        if name == "absent":
+            arg = c.args[0]
+            inner = self.vector(arg)
+            if isinstance(arg, VectorSelector):
+                absent = _absent_labels(arg)
+                lbl = "p." + self.param("labels", sorted(absent.items()))
+            else:
+                lbl = _EMPTY_LBL
+            return self.cte(
+                f"SELECT p.rid, NULL::VARCHAR AS name, {lbl} AS lbl, 1.0::DOUBLE AS v FROM P p "
+                f"WHERE p.rid NOT IN (SELECT rid FROM {inner})"
+            )
+        raise NotCompilable(f"function {name!r}")
+
+    def aggregate(self, a: Aggregate) -> str:
+        if a.op not in _AGG_SQL:
+            raise NotCompilable(f"aggregation {a.op!r}")
+        child = self.vector(a.expr)
+        g = "p." + self.param("grouping", list(a.grouping))
+        if a.without:
+            key = f"NULL::VARCHAR AS name, list_filter(c.lbl, lambda e: NOT list_contains({g}, e.k)) AS lbl"
+        else:
+            key = (
+                f"CASE WHEN list_contains({g}, '{NAME}') THEN c.name END AS name, "
+                f"list_filter(c.lbl, lambda e: list_contains({g}, e.k) AND e.v <> '') AS lbl"
+            )
+        return self.cte(
+            f"SELECT rid, name, lbl, {_AGG_SQL[a.op]} AS v FROM "
+            f"(SELECT c.rid, {key}, c.v FROM {child} c JOIN P p ON p.rid = c.rid) GROUP BY rid, name, lbl"
+        )
+
+    def binary(self, b: Binary) -> str:
+        op = b.op
+        if op not in COMPARISONS and op not in ARITHMETIC:
+            raise NotCompilable(f"operator {op!r}")
+        cmp = op in COMPARISONS
+        if b.lhs.type == "vector" and b.rhs.type == "vector":
+            lhs, rhs = self.vector(b.lhs), self.vector(b.rhs)
+            self.bad.append(
+                self.cte(
+                    f"SELECT rid FROM {rhs} GROUP BY rid, lbl HAVING count(*) > 1 UNION "
+                    f"SELECT l.rid FROM {lhs} l SEMI JOIN {rhs} r ON r.rid = l.rid AND r.lbl = l.lbl "
+                    "GROUP BY l.rid, l.lbl HAVING count(*) > 1"
+                )
+            )
+            src = f"{lhs} c JOIN {rhs} r ON r.rid = c.rid AND r.lbl = c.lbl"
+            x, y = "c.v", "r.v"
+        else:
+            swap = b.lhs.type == "scalar"
+            vec = self.vector(b.rhs if swap else b.lhs)
+            scal = self.scalar(b.lhs if swap else b.rhs)
+            src = f"{vec} c JOIN P p ON p.rid = c.rid"
+            x, y = (scal, "c.v") if swap else ("c.v", scal)
+        if cmp and not b.bool_modifier:
+            return self.cte(f"SELECT c.rid, c.name, c.lbl, c.v FROM {src} WHERE {_cmp_sql(op, x, y)}")
+        value = f"(CASE WHEN {_cmp_sql(op, x, y)} THEN 1.0 ELSE 0.0 END)" if cmp else _arith_sql(op, x, y)
+        return self.cte(f"SELECT c.rid, NULL::VARCHAR AS name, c.lbl, {value} AS v FROM {src}")
+
+
+def compile_expr(expr: Expr) -> Compiled:
+    """Compile ``expr`` to SQL text + parameters; raises ``NotCompilable`` outside the supported subset."""
+    if isinstance(expr, StringLiteral | MatrixSelector):
+        raise NotCompilable(f"a {expr.type} is not a rule expression")
+    comp = _Compiler()
+    if expr.type == "scalar":
+        value = comp.scalar(expr)
+        body = (
+            f"SELECT p.rid, NULL::VARCHAR AS name, {_EMPTY_LBL} AS lbl, ({value})::DOUBLE AS v, FALSE AS bad FROM P p"
+        )
+        result: Literal["scalar", "vector"] = "scalar"
+    else:
+        final = comp.vector(expr)
+        body = f"SELECT rid, name, lbl, v::DOUBLE AS v, FALSE AS bad FROM {final}"
+        if comp.bad:
+            bad = " UNION ".join(f"SELECT rid FROM {n}" for n in comp.bad)
+            body += f" UNION ALL SELECT DISTINCT rid, NULL::VARCHAR, {_EMPTY_LBL}, NULL::DOUBLE, TRUE FROM ({bad})"
+        result = "vector"
+    ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.ctes)
+    sql = f"WITH {ctes} {body}" if ctes else body
+    return Compiled(sql, tuple(comp.params), result, comp.max_range_ms, comp.needs_prev)
+
+
+# ---- the engine -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class TickStats:
+    """What one ``evaluate_many`` call did (the benchmark prints these)."""
+
+    rules: int = 0
+    shapes: int = 0
+    queries: int = 0  # SQL statements run: selector matching + window read + one per shape
+    fallbacks: int = 0  # expressions evaluated by the reference (not compilable, or a shape that failed)
+    reference_rechecks: int = 0  # rules sent to the reference for its error (many-to-many matches)
+    series: int = 0  # series whose samples were read
+    samples: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _ms(t: datetime) -> int:
+    if t.tzinfo is None:
+        raise ValueError("t: evaluation time must be timezone-aware")
+    return round(t.timestamp() * 1000)
+
+
+def _regex_matches(pattern: str, values: list[str]) -> list[bool]:
+    # Fully anchored, evaluated by polars exactly as tasks.lake.selector.match_series does.
+    return pl.Series(values, dtype=pl.String).str.contains(f"^(?:{pattern})$").to_list()
+
+
+class SQLEngine:
+    """Evaluates many rule expressions per tick over one lake; keeps per-catalogue caches.
+
+    One engine per lake (``evaluate_many`` keeps one for you). Not thread-safe: one tick at a time.
+    """
+
+    def __init__(self, lake: Any) -> None:
+        self.lake = lake
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET preserve_insertion_order = false")
+        for m in _MACROS:
+            self.con.execute(m)
+        self._compiled: dict[Expr, Compiled | NotCompilable] = {}
+        self._sel_ids: dict[Selector, int] = {}
+        self._cat_key: object = None
+        self._values: dict[str, list[str]] = {}
+        self._matched = pl.DataFrame(schema={"sel": pl.Int64, "sid": pl.Int64})
+        self._matched_sels: set[int] = set()
+        self.last_stats = TickStats()
+
+    # catalogue-derived tables, rebuilt only when the lake's catalogue changes
+    def _refresh_catalogue(self) -> None:
+        cat = self.lake.catalogue()
+        if cat is self._cat_key:
+            return
+        sids = cat.get_column("series_id").to_list()
+        names = cat.get_column("metric").to_list()
+        lbls: list[list[dict[str, str]]] = []
+        long_sid: list[int] = []
+        long_k: list[str] = []
+        long_v: list[str] = []
+        values: dict[str, set[str]] = {NAME: set(names)}
+        for sid, text in zip(sids, cat.get_column("labels").to_list(), strict=True):
+            labels = json.loads(text) if text else {}
+            lbls.append([{"k": k, "v": v} for k, v in sorted(labels.items())])
+            for k, v in labels.items():
+                long_sid.append(sid)
+                long_k.append(k)
+                long_v.append(v)
+                values.setdefault(k, set()).add(v)
+        self.con.register(
+            "cat",
+            pl.DataFrame(
+                {"sid": sids, "name": names, "lbl": pl.Series(lbls, dtype=LBL_TYPE)},
+                schema_overrides={"sid": pl.Int64, "name": pl.String},
+            ),
+        )
+        self.con.register(
+            "catl",
+            pl.DataFrame(
+                {"sid": long_sid, "k": long_k, "v": long_v}, schema={"sid": pl.Int64, "k": pl.String, "v": pl.String}
+            ),
+        )
+        self._values = {k: sorted(v | {""}) for k, v in values.items()}
+        self._cat_key = cat
+        self._matched = self._matched.clear()
+        self._matched_sels = set()
+
+    def _sel_id(self, sel: Selector) -> int:
+        sid = self._sel_ids.get(sel)
+        if sid is None:
+            sid = self._sel_ids[sel] = len(self._sel_ids)
+        return sid
+
+    def _match(self, sels: dict[int, Selector], stats: TickStats) -> None:
+        """Resolve the selectors not matched yet (since the catalogue last changed) in one query."""
+        todo = {i: s for i, s in sels.items() if i not in self._matched_sels}
+        if not todo:
+            return
+        rows_sel: list[dict[str, Any]] = []
+        rows_mat: list[dict[str, Any]] = []
+        regexes: set[tuple[str, str]] = set()
+        for i, s in todo.items():
+            drv_k = drv_v = None
+            for m in s.matchers:
+                if m.name == NAME and m.op == "=":
+                    continue  # the metric (selector.py skips every __name__= matcher after the first)
+                rows_mat.append({"sel": i, "k": m.name, "op": m.op, "val": m.value})
+                if m.op in ("=~", "!~"):
+                    regexes.add((m.name, m.value))
+                elif m.op == "=" and m.value != "" and drv_k is None:
+                    drv_k, drv_v = m.name, m.value
+            rows_sel.append({"sel": i, "metric": s.metric, "drv_k": drv_k, "drv_v": drv_v})
+        rx_k: list[str] = []
+        rx_pat: list[str] = []
+        rx_v: list[str] = []
+        rx_ok: list[bool] = []
+        for k, pat in regexes:
+            vals = self._values.get(k, [""])
+            rx_k += [k] * len(vals)
+            rx_pat += [pat] * len(vals)
+            rx_v += vals
+            rx_ok += _regex_matches(pat, vals)
+        self.con.register(
+            "sels",
+            pl.DataFrame(
+                rows_sel, schema={"sel": pl.Int64, "metric": pl.String, "drv_k": pl.String, "drv_v": pl.String}
+            ),
+        )
+        self.con.register(
+            "mat", pl.DataFrame(rows_mat, schema={"sel": pl.Int64, "k": pl.String, "op": pl.String, "val": pl.String})
+        )
+        self.con.register(
+            "rx",
+            pl.DataFrame(
+                {"k": rx_k, "pat": rx_pat, "v": rx_v, "ok": rx_ok},
+                schema={"k": pl.String, "pat": pl.String, "v": pl.String, "ok": pl.Boolean},
+            ),
+        )
+        df = self.con.sql(_MATCH_SQL).pl().cast({"sel": pl.Int64, "sid": pl.Int64})
+        stats.queries += 1
+        self._matched = pl.concat([self._matched, df])
+        self._matched_sels |= set(todo)
+
+    def evaluate_many(self, exprs: Sequence[Expr | str], t: datetime) -> list[float | Vector | Exception]:
+        """Evaluate every expression at ``t``; a failing one yields its exception in its slot."""
+        t0 = time.perf_counter()
+        t_ms = _ms(t)
+        stats = TickStats(rules=len(exprs))
+        out: list[float | Vector | Exception | None] = [None] * len(exprs)
+        nodes: list[Expr | None] = [None] * len(exprs)
+        shapes: dict[str, list[int]] = {}
+        compiled: dict[int, Compiled] = {}
+        fallback: list[int] = []
+        for i, e in enumerate(exprs):
+            try:
+                node = parse(e) if isinstance(e, str) else e
+            except Exception as exc:
+                out[i] = exc
+                continue
+            nodes[i] = node
+            c = self._compiled.get(node)
+            if c is None:
+                try:
+                    c = compile_expr(node)
+                except NotCompilable as exc:
+                    c = exc
+                self._compiled[node] = c
+            if isinstance(c, NotCompilable):
+                fallback.append(i)
+                continue
+            compiled[i] = c
+            shapes.setdefault(c.sql, []).append(i)
+        stats.shapes = len(shapes)
+        stats.seconds["compile"] = time.perf_counter() - t0
+
+        if shapes:
+            t1 = time.perf_counter()
+            self._refresh_catalogue()
+            sels: dict[int, Selector] = {}
+            for c in compiled.values():
+                for s in c.selectors:
+                    sels[self._sel_id(s)] = s
+            self._match(sels, stats)
+            matched = self._matched.filter(pl.col("sel").is_in(list(sels)))
+            self.con.register("sel_match", matched)
+            stats.seconds["match"] = time.perf_counter() - t1
+
+            t2 = time.perf_counter()
+            max_ms = max(c.max_range_ms for c in compiled.values())
+            ids = matched.get_column("sid").unique().to_list()
+            start = datetime.fromtimestamp((t_ms - max_ms) / 1000, UTC)
+            end = datetime.fromtimestamp((t_ms + 1) / 1000, UTC)
+            win = self.lake.window_samples(ids, start, end) if max_ms and ids else None
+            if win is None:
+                win = pl.DataFrame(schema={"series_id": pl.Int64, "ts": pl.Int64, "value": pl.Float64})
+            stats.queries += 1 if max_ms and ids else 0
+            stats.series, stats.samples = len(ids), win.height
+            win = win.rename({"series_id": "sid", "value": "v"})
+            if any(c.needs_prev for c in compiled.values()):
+                win = win.sort("sid", "ts").with_columns(
+                    pl.col("v").shift(1).over("sid").alias("pv"), pl.col("ts").shift(1).over("sid").alias("pts")
+                )
+            else:
+                win = win.with_columns(pl.lit(None, pl.Float64).alias("pv"), pl.lit(None, pl.Int64).alias("pts"))
+            self.con.register("win", win)
+            stats.seconds["window"] = time.perf_counter() - t2
+
+            t3 = time.perf_counter()
+            for sql, rids in shapes.items():
+                failed = self._run_shape(sql, rids, compiled, t_ms, out, stats)
+                fallback += failed
+            stats.seconds["shapes"] = time.perf_counter() - t3
+
+        t4 = time.perf_counter()
+        for i in fallback:
+            ref_node = nodes[i]
+            assert ref_node is not None
+            try:
+                out[i] = evaluate(ref_node, self.lake, t)
+            except Exception as exc:
+                out[i] = exc
+        stats.fallbacks = len(fallback) - stats.reference_rechecks
+        stats.seconds["fallback"] = time.perf_counter() - t4
+        stats.seconds["total"] = time.perf_counter() - t0
+        self.last_stats = stats
+        assert all(r is not None for r in out)
+        return [r for r in out if r is not None]
+
+    def _run_shape(
+        self,
+        sql: str,
+        rids: list[int],
+        compiled: dict[int, Compiled],
+        t_ms: int,
+        out: list[float | Vector | Exception | None],
+        stats: TickStats,
+    ) -> list[int]:
+        """One query for every rule of a shape; returns the rules the reference must evaluate."""
+        first = compiled[rids[0]]
+        cols: dict[str, pl.Series] = {"rid": pl.Series("rid", rids, dtype=pl.Int64)}
+        for j, p in enumerate(first.params):
+            values = [compiled[i].params[j].value for i in rids]
+            if p.kind == "number":
+                cols[p.name] = pl.Series(p.name, values, dtype=pl.Float64)
+            elif p.kind == "selector":
+                cols[p.name] = pl.Series(p.name, [self._sel_ids[s] for s in values], dtype=pl.Int64)
+            elif p.kind == "range_ms":
+                cols[p.name] = pl.Series(p.name, values, dtype=pl.Int64)
+            elif p.kind == "grouping":
+                cols[p.name] = pl.Series(p.name, values, dtype=pl.List(pl.String))
+            else:
+                cols[p.name] = pl.Series(p.name, [[{"k": k, "v": v} for k, v in x] for x in values], dtype=LBL_TYPE)
+        self.con.register("P", pl.DataFrame(cols))
+        try:
+            rows = self.con.execute(sql, {"t": t_ms} if "$t" in sql else None).fetchall()
+        except duckdb.Error:
+            return list(rids)
+        finally:
+            stats.queries += 1
+        scalar = first.result == "scalar"
+        results: dict[int, Any] = {i: (None if scalar else []) for i in rids}
+        bad: list[int] = []
+        for rid, name, lbl, v, is_bad in rows:
+            if is_bad:
+                bad.append(rid)
+            elif scalar:
+                results[rid] = v
+            else:
+                labels = {e["k"]: e["v"] for e in lbl}
+                if name is not None:
+                    labels[NAME] = name
+                results[rid].append((labels, v))
+        for rid, r in results.items():
+            out[rid] = r if scalar else sorted(r, key=lambda x: tuple(sorted(x[0].items())))
+        stats.reference_rechecks += len(bad)
+        return bad
+
+
+_MATCH_SQL = """
+WITH cand AS (
+    SELECT s.sel, d.sid FROM sels s JOIN catl d ON d.k = s.drv_k AND d.v = s.drv_v
+    JOIN cat c ON c.sid = d.sid WHERE s.metric IS NULL OR c.name = s.metric
+    UNION ALL
+    SELECT s.sel, c.sid FROM sels s JOIN cat c ON c.name = s.metric WHERE s.drv_k IS NULL
+    UNION ALL
+    SELECT s.sel, c.sid FROM sels s CROSS JOIN cat c WHERE s.drv_k IS NULL AND s.metric IS NULL
+), chk AS (
+    SELECT cand.sel, cand.sid, m.op, m.val, m.k,
+        CASE WHEN m.k = '__name__' THEN c.name ELSE coalesce(l.v, '') END AS lv
+    FROM cand JOIN cat c ON c.sid = cand.sid
+    LEFT JOIN mat m ON m.sel = cand.sel
+    LEFT JOIN catl l ON l.sid = cand.sid AND l.k = m.k
+)
+SELECT chk.sel, chk.sid FROM chk LEFT JOIN rx ON rx.k = chk.k AND rx.pat = chk.val AND rx.v = chk.lv
+GROUP BY chk.sel, chk.sid
+HAVING bool_and(CASE
+    WHEN chk.op IS NULL THEN TRUE
+    WHEN chk.op = '=' THEN chk.lv = chk.val
+    WHEN chk.op = '!=' THEN chk.lv <> chk.val
+    WHEN chk.op = '=~' THEN coalesce(rx.ok, FALSE)
+    ELSE NOT coalesce(rx.ok, FALSE) END)
+"""
+
+_ENGINES: weakref.WeakKeyDictionary[Any, SQLEngine] = weakref.WeakKeyDictionary()
+
+
+def evaluate_many(
+    exprs: Sequence[Expr | str], lake: Any, t: datetime, *, engine: SQLEngine | None = None
+) -> list[float | Vector | Exception]:
+    """Evaluate many rule expressions at ``t`` over ``lake`` (same values as ``evaluate``).
+
+    An expression that fails yields its exception in its slot and never sinks the others. The
+    engine (and its caches) is kept per lake unless one is given; ``engine.last_stats`` says what
+    the tick did.
+    """
+    if engine is None:
+        engine = _ENGINES.get(lake)
+        if engine is None:
+            engine = _ENGINES[lake] = SQLEngine(lake)
+    return engine.evaluate_many(exprs, t)
