@@ -113,9 +113,9 @@ _MACROS = (
     "CREATE OR REPLACE MACRO p_lt(a, b) AS (a < b AND NOT isnan(a) AND NOT isnan(b))",
     "CREATE OR REPLACE MACRO p_ge(a, b) AS (a >= b AND NOT isnan(a) AND NOT isnan(b))",
     "CREATE OR REPLACE MACRO p_le(a, b) AS (a <= b AND NOT isnan(a) AND NOT isnan(b))",
-    # Go's math.Mod (sign of the dividend); NaN where the reference says so.
+    # Go's math.Mod (sign of the dividend; DuckDB's fmod floors); NaN where the reference says so.
     "CREATE OR REPLACE MACRO p_mod(a, b) AS (CASE WHEN b = 0 OR isinf(a) OR isnan(a) OR isnan(b) "
-    "THEN 'nan'::DOUBLE ELSE fmod(a, b) END)",
+    "THEN 'nan'::DOUBLE WHEN a < 0 THEN -fmod(-a, abs(b)) ELSE fmod(a, abs(b)) END)",
     # The reference's pow: 0^negative → +Inf; an overflow from finite operands → +Inf, NaN for a < 0.
     "CREATE OR REPLACE MACRO p_pow(a, b) AS (CASE WHEN a = 0 AND b < 0 THEN 'inf'::DOUBLE "
     "WHEN isinf(pow(a, b)) AND isfinite(a) AND isfinite(b) THEN (CASE WHEN a < 0 THEN 'nan'::DOUBLE "
