@@ -68,6 +68,7 @@ ParamKind = Literal["number", "selector", "range_ms", "grouping", "labels"]
 LBL_TYPE = pl.List(pl.Struct({"k": pl.String, "v": pl.String}))
 _LOOKBACK_MS = int(LOOKBACK.total_seconds() * 1000)
 _EMPTY_LBL = "[]::STRUCT(k VARCHAR, v VARCHAR)[]"
+_MAX_CACHED = 200_000  # compiled expressions kept between ticks
 
 
 class NotCompilable(ValueError):
@@ -346,15 +347,19 @@ def compile_expr(expr: Expr) -> Compiled:
     if expr.type == "scalar":
         value = comp.scalar(expr)
         body = (
-            f"SELECT p.rid, NULL::VARCHAR AS name, {_EMPTY_LBL} AS lbl, ({value})::DOUBLE AS v, FALSE AS bad FROM P p"
+            f"SELECT p.rid, NULL::VARCHAR AS name, map_from_entries({_EMPTY_LBL}) AS lbl, ({value})::DOUBLE AS v, "
+            "FALSE AS bad FROM P p"
         )
         result: Literal["scalar", "vector"] = "scalar"
     else:
         final = comp.vector(expr)
-        body = f"SELECT rid, name, lbl, v::DOUBLE AS v, FALSE AS bad FROM {final}"
+        body = f"SELECT rid, name, map_from_entries(lbl) AS lbl, v::DOUBLE AS v, FALSE AS bad FROM {final}"
         if comp.bad:
             bad = " UNION ".join(f"SELECT rid FROM {n}" for n in comp.bad)
-            body += f" UNION ALL SELECT DISTINCT rid, NULL::VARCHAR, {_EMPTY_LBL}, NULL::DOUBLE, TRUE FROM ({bad})"
+            body += (
+                f" UNION ALL SELECT DISTINCT rid, NULL::VARCHAR, map_from_entries({_EMPTY_LBL}), NULL::DOUBLE, TRUE "
+                f"FROM ({bad})"
+            )
         result = "vector"
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.ctes)
     sql = f"WITH {ctes} {body}" if ctes else body
@@ -403,8 +408,17 @@ class SQLEngine:
         for m in _MACROS:
             self.con.execute(m)
         self._compiled: dict[Expr, Compiled | NotCompilable] = {}
+        self._by_id: dict[int, tuple[Expr, Compiled | NotCompilable]] = {}
+        # keyed by id() of a Compiled: safe because self._compiled keeps every Compiled alive
+        self._sel_of: dict[int, tuple[tuple[int, Selector], ...]] = {}
+        self._p_cache: dict[str, tuple[list[int], list[int], pl.DataFrame]] = {}
+        self._last_sels: frozenset[int] = frozenset()
+        self._matched_for: pl.DataFrame | None = None
+        self._sel_frame = pl.DataFrame(schema={"sel": pl.Int64, "sid": pl.Int64})
+        self._sel_ids_wanted: list[int] = []
         self._sel_ids: dict[Selector, int] = {}
         self._cat_key: object = None
+        self._n_series = 0
         self._values: dict[str, list[str]] = {}
         self._matched = pl.DataFrame(schema={"sel": pl.Int64, "sid": pl.Int64})
         self._matched_sels: set[int] = set()
@@ -445,6 +459,7 @@ class SQLEngine:
         )
         self._values = {k: sorted(v | {""}) for k, v in values.items()}
         self._cat_key = cat
+        self._n_series = cat.height
         self._matched = self._matched.clear()
         self._matched_sels = set()
 
@@ -514,6 +529,11 @@ class SQLEngine:
         shapes: dict[str, list[int]] = {}
         compiled: dict[int, Compiled] = {}
         fallback: list[int] = []
+        if len(self._compiled) > _MAX_CACHED:  # rules keep changing: start the caches afresh
+            self._compiled.clear()
+            self._by_id.clear()
+            self._sel_of.clear()
+            self._p_cache.clear()
         for i, e in enumerate(exprs):
             try:
                 node = parse(e) if isinstance(e, str) else e
@@ -521,13 +541,19 @@ class SQLEngine:
                 out[i] = exc
                 continue
             nodes[i] = node
-            c = self._compiled.get(node)
-            if c is None:
-                try:
-                    c = compile_expr(node)
-                except NotCompilable as exc:
-                    c = exc
-                self._compiled[node] = c
+            hit = self._by_id.get(id(node))  # rules are the same objects tick after tick: skip hashing
+            if hit is not None and hit[0] is node:
+                c = hit[1]
+            else:
+                found = self._compiled.get(node)
+                if found is None:
+                    try:
+                        found = compile_expr(node)
+                    except NotCompilable as exc:
+                        found = exc
+                    self._compiled[node] = found
+                c = found
+                self._by_id[id(node)] = (node, c)
             if isinstance(c, NotCompilable):
                 fallback.append(i)
                 continue
@@ -541,27 +567,38 @@ class SQLEngine:
             self._refresh_catalogue()
             sels: dict[int, Selector] = {}
             for c in compiled.values():
-                for s in c.selectors:
-                    sels[self._sel_id(s)] = s
+                known = self._sel_of.get(id(c))
+                if known is None:
+                    known = self._sel_of[id(c)] = tuple((self._sel_id(s), s) for s in c.selectors)
+                sels.update(known)
             self._match(sels, stats)
-            matched = self._matched.filter(pl.col("sel").is_in(list(sels)))
-            self.con.register("sel_match", matched)
+            key = frozenset(sels)
+            if key != self._last_sels or self._matched_for is not self._matched:
+                self._sel_frame = self._matched.filter(pl.col("sel").is_in(list(sels)))
+                self._sel_ids_wanted = self._sel_frame.get_column("sid").unique().to_list()
+                self.con.register("sel_match", self._sel_frame)
+                self._last_sels, self._matched_for = key, self._matched
+            ids = self._sel_ids_wanted
             stats.seconds["match"] = time.perf_counter() - t1
 
             t2 = time.perf_counter()
             max_ms = max(c.max_range_ms for c in compiled.values())
-            ids = matched.get_column("sid").unique().to_list()
             start = datetime.fromtimestamp((t_ms - max_ms) / 1000, UTC)
             end = datetime.fromtimestamp((t_ms + 1) / 1000, UTC)
-            win = self.lake.window_samples(ids, start, end) if max_ms and ids else None
+            # Most series wanted (the usual case with many rules): read them all, unfiltered; the
+            # joins through sel_match ignore the rest.
+            wanted: list[int] | None = None if len(ids) * 2 > self._n_series else ids
+            win = self.lake.window_samples(wanted, start, end) if max_ms and ids else None
             if win is None:
                 win = pl.DataFrame(schema={"series_id": pl.Int64, "ts": pl.Int64, "value": pl.Float64})
             stats.queries += 1 if max_ms and ids else 0
             stats.series, stats.samples = len(ids), win.height
             win = win.rename({"series_id": "sid", "value": "v"})
             if any(c.needs_prev for c in compiled.values()):
+                same = pl.col("sid").shift(1) == pl.col("sid")  # predecessor within the same series
                 win = win.sort("sid", "ts").with_columns(
-                    pl.col("v").shift(1).over("sid").alias("pv"), pl.col("ts").shift(1).over("sid").alias("pts")
+                    pl.when(same).then(pl.col("v").shift(1)).alias("pv"),
+                    pl.when(same).then(pl.col("ts").shift(1)).alias("pts"),
                 )
             else:
                 win = win.with_columns(pl.lit(None, pl.Float64).alias("pv"), pl.lit(None, pl.Int64).alias("pts"))
@@ -600,6 +637,39 @@ class SQLEngine:
     ) -> list[int]:
         """One query for every rule of a shape; returns the rules the reference must evaluate."""
         first = compiled[rids[0]]
+        members = [id(compiled[i]) for i in rids]
+        cached = self._p_cache.get(sql)
+        if cached is not None and cached[0] == rids and cached[1] == members:
+            params = cached[2]  # the same rules as last tick: the parameter table is unchanged
+        else:
+            params = self._param_table(first, rids, compiled)
+            self._p_cache[sql] = (rids, members, params)
+        self.con.register("P", params)
+        try:
+            rows = self.con.execute(sql, {"t": t_ms} if "$t" in sql else None).fetchall()
+        except duckdb.Error:
+            return list(rids)
+        finally:
+            stats.queries += 1
+        scalar = first.result == "scalar"
+        results: dict[int, Any] = {i: (None if scalar else []) for i in rids}
+        bad: list[int] = []
+        for rid, name, labels, v, is_bad in rows:
+            if is_bad:
+                bad.append(rid)
+            elif scalar:
+                results[rid] = v
+            else:
+                if name is not None:
+                    labels[NAME] = name
+                results[rid].append((labels, v))
+        for rid, r in results.items():
+            out[rid] = r if scalar or len(r) < 2 else sorted(r, key=lambda x: tuple(sorted(x[0].items())))
+        stats.reference_rechecks += len(bad)
+        return bad
+
+    def _param_table(self, first: Compiled, rids: list[int], compiled: dict[int, Compiled]) -> pl.DataFrame:
+        """The table ``P`` of a shape: ``rid`` and one typed column per parameter."""
         cols: dict[str, pl.Series] = {"rid": pl.Series("rid", rids, dtype=pl.Int64)}
         for j, p in enumerate(first.params):
             values = [compiled[i].params[j].value for i in rids]
@@ -613,30 +683,7 @@ class SQLEngine:
                 cols[p.name] = pl.Series(p.name, values, dtype=pl.List(pl.String))
             else:
                 cols[p.name] = pl.Series(p.name, [[{"k": k, "v": v} for k, v in x] for x in values], dtype=LBL_TYPE)
-        self.con.register("P", pl.DataFrame(cols))
-        try:
-            rows = self.con.execute(sql, {"t": t_ms} if "$t" in sql else None).fetchall()
-        except duckdb.Error:
-            return list(rids)
-        finally:
-            stats.queries += 1
-        scalar = first.result == "scalar"
-        results: dict[int, Any] = {i: (None if scalar else []) for i in rids}
-        bad: list[int] = []
-        for rid, name, lbl, v, is_bad in rows:
-            if is_bad:
-                bad.append(rid)
-            elif scalar:
-                results[rid] = v
-            else:
-                labels = {e["k"]: e["v"] for e in lbl}
-                if name is not None:
-                    labels[NAME] = name
-                results[rid].append((labels, v))
-        for rid, r in results.items():
-            out[rid] = r if scalar else sorted(r, key=lambda x: tuple(sorted(x[0].items())))
-        stats.reference_rechecks += len(bad)
-        return bad
+        return pl.DataFrame(cols)
 
 
 _MATCH_SQL = """
