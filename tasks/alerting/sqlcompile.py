@@ -178,6 +178,7 @@ class _Compiler:
         self.bad: list[str] = []  # CTEs of rule ids with a many-to-many match (→ reference)
         self.max_range_ms = 0
         self.needs_prev = False
+        self.table = "P"  # the parameter table in scope (a de-duplicated one under an aggregation)
 
     def param(self, kind: ParamKind, value: Any) -> str:
         name = f"c{len(self.params)}"
@@ -223,9 +224,9 @@ class _Compiler:
         sel = self.selector(vs)
         self.max_range_ms = max(self.max_range_ms, _LOOKBACK_MS)
         return self.cte(
-            "SELECT p.rid, s.name, s.lbl, x.v FROM P p JOIN ("
+            f"SELECT p.rid, s.name, s.lbl, x.v FROM {self.table} p JOIN ("
             "SELECT m.sel, m.sid, arg_max(w.v, w.ts) AS v FROM sel_match m JOIN win w ON w.sid = m.sid "
-            f"WHERE w.ts >= $t - {_LOOKBACK_MS} AND m.sel IN (SELECT {sel} FROM P) GROUP BY m.sel, m.sid"
+            f"WHERE w.ts >= $t - {_LOOKBACK_MS} AND m.sel IN (SELECT {sel} FROM {self.table}) GROUP BY m.sel, m.sid"
             f") x ON x.sel = p.{sel} JOIN cat s ON s.sid = x.sid"
         )
 
@@ -239,7 +240,7 @@ class _Compiler:
     def _per_series(self, sel: str, rng: str, aggs: str, having: str = "") -> str:
         """Per distinct (selector, window) and series: ``aggs`` over the window's samples."""
         return (
-            f"SELECT k.sel, k.rng, m.sid, {aggs} FROM (SELECT DISTINCT {sel} AS sel, {rng} AS rng FROM P) k "
+            f"SELECT k.sel, k.rng, m.sid, {aggs} FROM (SELECT DISTINCT {sel} AS sel, {rng} AS rng FROM {self.table}) k "
             "JOIN sel_match m ON m.sel = k.sel JOIN win w ON w.sid = m.sid AND w.ts >= $t - k.rng "
             f"GROUP BY k.sel, k.rng, m.sid{having}"
         )
@@ -250,7 +251,7 @@ class _Compiler:
             sel, rng = self.range_leaf(c.args[0])
             inner = self._per_series(sel, rng, f"{_OVER_TIME_SQL[name]} AS v")
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, x.v FROM P p JOIN ({inner}) x "
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, x.v FROM {self.table} p JOIN ({inner}) x "
                 f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
             )
         if name == "quantile_over_time":
@@ -258,7 +259,8 @@ class _Compiler:
             sel, rng = self.range_leaf(c.args[1])
             inner = self._per_series(sel, rng, "list_sort(list(w.v)) AS vals")
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, p_quantile({q}, x.vals) AS v FROM P p JOIN ({inner}) x "
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, p_quantile({q}, x.vals) AS v "
+                f"FROM {self.table} p JOIN ({inner}) x "
                 f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
             )
         if name in ("rate", "increase"):
@@ -277,7 +279,7 @@ class _Compiler:
             if name == "rate":
                 value = f"({value} / (x.rng / 1000.0))"
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, {value} AS v FROM P p JOIN ({inner}) x "
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, {value} AS v FROM {self.table} p JOIN ({inner}) x "
                 f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
             )
         if name == "absent":
@@ -289,14 +291,37 @@ class _Compiler:
             else:
                 lbl = _EMPTY_LBL
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, {lbl} AS lbl, 1.0::DOUBLE AS v FROM P p "
+                f"SELECT p.rid, NULL::VARCHAR AS name, {lbl} AS lbl, 1.0::DOUBLE AS v FROM {self.table} p "
                 f"WHERE p.rid NOT IN (SELECT rid FROM {inner})"
             )
         raise NotCompilable(f"function {name!r}")
 
     def aggregate(self, a: Aggregate) -> str:
+        """An aggregation computed once per distinct parameter set, then joined back to its rules.
+
+        Why: many rules aggregate the same thing (``sum by (job) (rate(x[5m]))``) and differ only
+        in their threshold; the grouping is the costly part, so it runs over a de-duplicated
+        parameter table (one representative rule per distinct combination of the parameters of
+        this subtree) and the result is expanded to every rule by an equi-join on those columns.
+        """
         if a.op not in _AGG_SQL:
             raise NotCompilable(f"aggregation {a.op!r}")
+        outer, first_param, first_cte, first_bad = self.table, len(self.params), len(self.ctes), len(self.bad)
+        dedup = f"d{first_cte}"
+        self.table = dedup
+        inner = self._aggregate(a)
+        self.table = outer
+        cols = [p.name for p in self.params[first_param:]]
+        listed = ", ".join(cols)
+        self.ctes.insert(first_cte, (dedup, f"SELECT min(rid) AS rid, {listed} FROM {outer} GROUP BY {listed}"))
+        on = " AND ".join(f"p.{c} IS NOT DISTINCT FROM k.{c}" for c in cols)
+        expand = f"{outer} p JOIN {dedup} k ON {on}"
+        self.bad[first_bad:] = [
+            self.cte(f"SELECT p.rid FROM {expand} WHERE k.rid IN (SELECT rid FROM {b})") for b in self.bad[first_bad:]
+        ]
+        return self.cte(f"SELECT p.rid, x.name, x.lbl, x.v FROM {expand} JOIN {inner} x ON x.rid = k.rid")
+
+    def _aggregate(self, a: Aggregate) -> str:
         child = self.vector(a.expr)
         g = "p." + self.param("grouping", list(a.grouping))
         if a.without:
@@ -308,7 +333,7 @@ class _Compiler:
             )
         return self.cte(
             f"SELECT rid, name, lbl, {_AGG_SQL[a.op]} AS v FROM "
-            f"(SELECT c.rid, {key}, c.v FROM {child} c JOIN P p ON p.rid = c.rid) GROUP BY rid, name, lbl"
+            f"(SELECT c.rid, {key}, c.v FROM {child} c JOIN {self.table} p ON p.rid = c.rid) GROUP BY rid, name, lbl"
         )
 
     def binary(self, b: Binary) -> str:
@@ -331,7 +356,7 @@ class _Compiler:
             swap = b.lhs.type == "scalar"
             vec = self.vector(b.rhs if swap else b.lhs)
             scal = self.scalar(b.lhs if swap else b.rhs)
-            src = f"{vec} c JOIN P p ON p.rid = c.rid"
+            src = f"{vec} c JOIN {self.table} p ON p.rid = c.rid"
             x, y = (scal, "c.v") if swap else ("c.v", scal)
         if cmp and not b.bool_modifier:
             return self.cte(f"SELECT c.rid, c.name, c.lbl, c.v FROM {src} WHERE {_cmp_sql(op, x, y)}")
