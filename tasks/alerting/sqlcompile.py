@@ -447,6 +447,7 @@ class SQLEngine:
         self._values: dict[str, list[str]] = {}
         self._matched = pl.DataFrame(schema={"sel": pl.Int64, "sid": pl.Int64})
         self._matched_sels: set[int] = set()
+        self._bad_sels: set[int] = set()  # selectors whose regex polars refuses (→ reference)
         self.last_stats = TickStats()
 
     # catalogue-derived tables, rebuilt only when the lake's catalogue changes
@@ -487,6 +488,7 @@ class SQLEngine:
         self._n_series = cat.height
         self._matched = self._matched.clear()
         self._matched_sels = set()
+        self._bad_sels = set()
 
     def _sel_id(self, sel: Selector) -> int:
         sid = self._sel_ids.get(sel)
@@ -517,12 +519,23 @@ class SQLEngine:
         rx_pat: list[str] = []
         rx_v: list[str] = []
         rx_ok: list[bool] = []
+        broken: set[tuple[str, str]] = set()
         for k, pat in regexes:
             vals = self._values.get(k, [""])
+            try:
+                ok = _regex_matches(pat, vals)
+            except pl.exceptions.PolarsError:
+                # Valid for Python's re (the parser's check) but not for the Rust/RE2 syntax
+                # selector.py matches with: the reference raises its own error for these rules.
+                broken.add((k, pat))
+                continue
+            rx_ok += ok
             rx_k += [k] * len(vals)
             rx_pat += [pat] * len(vals)
             rx_v += vals
-            rx_ok += _regex_matches(pat, vals)
+        for i, s in todo.items():
+            if any((m.name, m.value) in broken for m in s.matchers if m.op in ("=~", "!~")):
+                self._bad_sels.add(i)
         self.con.register(
             "sels",
             pl.DataFrame(
@@ -597,6 +610,14 @@ class SQLEngine:
                     known = self._sel_of[id(c)] = tuple((self._sel_id(s), s) for s in c.selectors)
                 sels.update(known)
             self._match(sels, stats)
+            if self._bad_sels:
+                for i, c in list(compiled.items()):
+                    if any(sid in self._bad_sels for sid, _ in self._sel_of[id(c)]):
+                        shapes[c.sql].remove(i)
+                        del compiled[i]
+                        fallback.append(i)
+                shapes = {sql: rids for sql, rids in shapes.items() if rids}
+                stats.shapes = len(shapes)
             key = frozenset(sels)
             if key != self._last_sels or self._matched_for is not self._matched:
                 self._sel_frame = self._matched.filter(pl.col("sel").is_in(list(sels)))
@@ -607,7 +628,7 @@ class SQLEngine:
             stats.seconds["match"] = time.perf_counter() - t1
 
             t2 = time.perf_counter()
-            max_ms = max(c.max_range_ms for c in compiled.values())
+            max_ms = max((c.max_range_ms for c in compiled.values()), default=0)
             start = datetime.fromtimestamp((t_ms - max_ms) / 1000, UTC)
             end = datetime.fromtimestamp((t_ms + 1) / 1000, UTC)
             # Most series wanted (the usual case with many rules): read them all, unfiltered; the

@@ -340,3 +340,23 @@ def test_arithmetic_edges_match_reference(lake: Lake) -> None:
     ]
     for e, g in zip(exprs, evaluate_many(exprs, lake, T), strict=True):
         assert_same(g, evaluate(e, lake, T), e)
+
+
+def test_regex_polars_refuses_falls_back_alone(lake: Lake) -> None:
+    put(lake, "g", {"instance": "a"}, [(-10 * S, 1.0)])
+    engine = SQLEngine(lake)
+    exprs = ['g{instance=~"(?=a)a"}', 'g{instance=~"a"}', 'absent(g{instance=~"(?=a)a"})']
+    got = engine.evaluate_many(exprs, T)
+    # Python's re accepts a lookahead (so the parser does), the Rust regex syntax of the lake's
+    # matcher does not: the reference raises, and so does the rule's slot; the others are unaffected
+    for e, g in zip(exprs, got, strict=True):
+        assert_same(g, reference(e, lake, T), e)
+    assert isinstance(got[0], Exception) and isinstance(got[2], Exception)
+    assert got[1] == [({"__name__": "g", "instance": "a"}, 1.0)]
+    assert engine.last_stats.fallbacks == 2
+
+
+def test_bad_call_arguments_are_named(lake: Lake) -> None:
+    assert evaluate_many([], lake, T) == []
+    with pytest.raises(ValueError, match="t: evaluation time must be timezone-aware"):
+        evaluate_many(["up"], lake, datetime(2026, 11, 27, 12, 0))
