@@ -360,3 +360,19 @@ def test_bad_call_arguments_are_named(lake: Lake) -> None:
     assert evaluate_many([], lake, T) == []
     with pytest.raises(ValueError, match="t: evaluation time must be timezone-aware"):
         evaluate_many(["up"], lake, datetime(2026, 11, 27, 12, 0))
+
+
+def test_lake_window_samples(lake: Lake) -> None:
+    put(lake, "g", {"k": "a"}, [(-60 * S, 1.0), (-30 * S, 2.0), (0 * S, 3.0)])
+    put(lake, "g", {"k": "b"}, [(-30 * S, 5.0)])
+    put(lake, "g", {"k": "b"}, [(-30 * S, 6.0)])  # a later batch rewrites (b, t-30s): last write kept
+    cat = lake.catalogue()
+    a = cat.filter(cat["labels"] == '{"k":"a"}').item(0, "series_id")
+    every = lake.window_samples(None, T - 60 * S, T)  # [start, end): t itself excluded
+    ms = lambda dt: int((T + dt).timestamp() * 1000)  # noqa: E731
+    assert sorted(r[1:] for r in every.rows() if r[0] == a) == [(ms(-60 * S), 1.0), (ms(-30 * S), 2.0)]
+    assert [r[1:] for r in every.rows() if r[0] != a] == [(ms(-30 * S), 6.0)]
+    only_a = lake.window_samples([a], T - 30 * S, T + S)
+    assert sorted(only_a.get_column("value").to_list()) == [2.0, 3.0]
+    assert lake.window_samples([], T - 60 * S, T).height == 0
+    assert lake.window_samples(None, T - 3600 * S, T - 3000 * S).schema == every.schema
