@@ -633,6 +633,10 @@ from flows.cli_rules import rules_app  # noqa: E402
 
 app.add_typer(rules_app, name="rules")
 
+from flows.cli_alerts import alerts_app  # noqa: E402
+
+app.add_typer(alerts_app, name="alerts")
+
 
 def main() -> None:
     """Console-script entry point (``cortex-perf``)."""

@@ -1,6 +1,6 @@
-"""``cortex-perf rules …``: check alerting and recording rule files like ``promtool check rules``.
-Parsing and printing only; the work is in ``tasks.alerting.rules``. Mounted on the main app by
-``flows.cli``."""
+"""``cortex-perf rules …``: check rule files like ``promtool check rules`` and run rule unit tests like
+``promtool test rules``. Parsing and printing only; the work is in ``tasks.alerting.rules`` and
+``tasks.alerting.rule_tests``. Mounted on the main app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from flows.cli import console, err_console, handle_errors
 
 rules_app = typer.Typer(
-    help="Alerting rule files in the Prometheus rule-file format (validate; unit tests to come).",
+    help="Alerting rule files in the Prometheus rule-file format: validate them, run their promtool unit tests.",
     no_args_is_help=True,
 )
 
@@ -42,4 +42,30 @@ def rules_check(
             console.print(f"  SUCCESS: {n_rules} rules found", markup=False, highlight=False, soft_wrap=True)
         console.print("", soft_wrap=True)
     if failed:
+        raise typer.Exit(1)
+
+
+@rules_app.command("test")
+@handle_errors
+def rules_test(
+    files: Annotated[
+        list[Path], typer.Argument(help="Unit-test files in promtool's format (YAML).", show_default=False)
+    ],
+) -> None:
+    """Run rule unit tests written for `promtool test rules`, with our engine over a temporary lake.
+
+    Each file names its `rule_files` (relative to it) and `tests` with `input_series` (promtool's
+    notation: `1+2x10`, `_`, `stale`), `alert_rule_test` (firing alerts at `eval_time`) and
+    `promql_expr_test`. Prints `Unit Testing:  FILE` then `  SUCCESS`, or `  FAILED:` with each
+    failure showing expected and got; exit code 1 if any test fails. Example:
+    `cortex-perf rules test data/examples/alerting/rules_test.yml`."""
+    from tasks.alerting.rule_tests import run_test_files
+
+    def out(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def err(line: str) -> None:
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    if run_test_files(files, out=out, err=err):
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly.
+"""The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly → alerts.
 
 Later stages (forecast, decide, alerts, report) append themselves to ``STAGES``. Stages run as
 plain calls of the stage flows' functions inside this one flow run, so their tasks, logs and
@@ -9,8 +9,10 @@ collector must not stop maintenance — and the run fails at the end, naming the
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from prefect import flow, get_run_logger, task
@@ -18,6 +20,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._common import load
+from flows.alerts import alerts
 from flows.anomaly import anomaly
 from flows.collect import collect
 from flows.forecast import forecast
@@ -26,7 +29,10 @@ from tasks.demo import DEMO_INCIDENTS, seed_demo
 from tasks.lake import Lake
 from tasks.timeparse import format_duration
 
-__all__ = ["PipelineFailed", "PipelineSummary", "StageSummary", "pipeline"]
+__all__ = ["DEMO_RULES", "PipelineFailed", "PipelineSummary", "StageSummary", "pipeline"]
+
+#: Rules the demo evaluates when ``alerting.rule_files`` is empty.
+DEMO_RULES = Path(__file__).resolve().parents[1] / "data" / "examples" / "alerting" / "demo-rules.yml"
 
 ARTIFACT_KEY = "pipeline-summary"
 
@@ -122,6 +128,18 @@ def _detail_anomaly(r: dict[str, Any]) -> tuple[str, str]:
     return "ok", text
 
 
+def _detail_alerts(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    text = (
+        f"{r.get('rules', 0)} rule(s), {r.get('evaluations', 0)} evaluation(s): {r.get('firing', 0)} firing, "
+        f"{r.get('pending', 0)} pending; {r.get('notifications', 0)} notification(s)"
+    )
+    if r.get("errors"):
+        text += f"; {len(r['errors'])} rule error(s)"
+    return "ok", text
+
+
 def _run_stage(
     name: str,
     fn: Callable[[], dict[str, Any]],
@@ -162,6 +180,10 @@ def pipeline(
     stages.append(_run_stage("maintain", lambda: dict(maintain.fn(config_path, overrides)), _detail_maintain))
     stages.append(_run_stage("forecast", lambda: dict(forecast.fn(config_path, overrides)), _detail_forecast))
     stages.append(_run_stage("anomaly", lambda: dict(anomaly.fn(config_path, overrides)), _detail_anomaly))
+    alert_overrides = list(overrides or [])
+    if demo and not _settings.alerting.rule_files:
+        alert_overrides.append(f"alerting.rule_files={json.dumps([str(DEMO_RULES)])}")
+    stages.append(_run_stage("alerts", lambda: dict(alerts.fn(config_path, alert_overrides)), _detail_alerts))
     try:
         tables = lake_stats(lake)
     except Exception as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,30 @@ def emit(
     if to_prefect if to_prefect is not None else prefect_api_reachable():
         emit_prefect(ev)
     return ev
+
+
+def emit_many(
+    lake: Any,
+    items: Sequence[tuple[str, str, Mapping[str, Any], datetime | None]],
+    *,
+    to_prefect: bool | None = None,
+) -> list[Event]:
+    """Record many events ``(name, resource, payload, ts)`` as ONE lake batch (one file, not one each).
+
+    Why: a tick can produce hundreds of alert transitions; a file per event would swamp the lake
+    with tiny files until the next compaction."""
+    events = []
+    for name, resource, payload, ts in items:
+        if name not in EVENT_NAMES:
+            raise SchemaError(f"event name: unknown event {name!r} (known: {', '.join(sorted(EVENT_NAMES))})")
+        events.append(Event(name=name, resource=_resource(resource), payload=dict(payload), ts=ts or now_utc()))
+    if not events:
+        return []
+    lake.write_events(events)
+    if to_prefect if to_prefect is not None else prefect_api_reachable():
+        for ev in events:
+            emit_prefect(ev)
+    return events
 
 
 def emit_prefect(ev: Event) -> bool:

@@ -60,7 +60,10 @@ def transaction(
             # One thread at a time per process: DuckDB's file lock is per process, so threads
             # would otherwise share (and trip over) one writer.
             with _thread_lock:
-                con = duckdb.connect(str(p), read_only=read_only and p.exists())
+                # read-only only once this process has created every registered table: a read-only
+                # connection cannot run the CREATE TABLE IF NOT EXISTS of a table new to this file
+                ensured = all((str(p), name) in _ensured for name in _SCHEMAS)
+                con = duckdb.connect(str(p), read_only=read_only and ensured and p.exists())
                 try:
                     _ensure(con, str(p))
                     con.execute("BEGIN TRANSACTION")

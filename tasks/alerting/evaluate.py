@@ -6,7 +6,8 @@ Semantics (the oracle is Prometheus 2.42, the version Debian ships with ``promto
   both ends, as in 2.x; 3.x made it left-open). A series whose newest sample is older than 5 minutes
   gives nothing. ``__name__`` is kept.
 - A range selector ``m[w]`` takes every sample in ``[t - w, t]`` (closed on both ends, 2.x).
-- ``*_over_time``, ``rate``, ``increase``, arithmetic, unary minus and aggregations drop ``__name__``;
+- ``*_over_time`` (except ``last_over_time``, which keeps it in 2.x), ``rate``, ``increase``,
+  arithmetic, unary minus and aggregations drop ``__name__``;
   comparisons without ``bool`` filter and keep the series (with ``__name__``) and its value; with
   ``bool`` they return 0/1 and drop ``__name__``.
 - ``rate``/``increase`` follow 2.42's ``extrapolatedRate`` exactly: at least two samples; counter
@@ -14,6 +15,14 @@ Semantics (the oracle is Prometheus 2.42, the version Debian ships with ``promto
   is within 1.1× the average sample interval of the edge, else by half an interval; the start-side
   extrapolation never goes past the counter's zero point.
 - Vector–vector binary operations match one-to-one on all labels except ``__name__``.
+- ``sum_over_time``/``avg_over_time`` use 2.42's compensated (Kahan–Neumaier) summation; the
+  ``sum``/``avg`` aggregations do not (plain sum, incremental mean), exactly as 2.42.
+- ``sum``/``avg`` accumulate in order: samples in time order, series in
+  label order. Prometheus accumulates series in the order its TSDB created them, so with series
+  created out of label order the two can differ in the last bit (avg's incremental mean, 2.42).
+
+Staleness markers (promtool's ``stale``, Prometheus's ``StaleNaN``) are handed to :func:`evaluate` as a
+:class:`StaleMarkers` set beside the lake, not stored in it; see that class for why and how they act.
 
 Values are fetched with ``Lake.raw`` (parameterised DuckDB inside the lake; no user text becomes SQL)
 and computed in Python. The result of ``evaluate`` is a ``float`` for a scalar expression and a list
@@ -22,9 +31,10 @@ of ``(labels, value)`` for an instant vector, sorted by labels.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -44,11 +54,24 @@ from tasks.alerting.promql import (
     parse,
 )
 
+__all__ = [
+    "LOOKBACK",
+    "EvalError",
+    "Labels",
+    "StaleMarkers",
+    "Vector",
+    "evaluate",
+    "extrapolated_rate",
+    "format_value",
+    "quantile",
+]
+
 LOOKBACK = timedelta(minutes=5)
 NAME = "__name__"
 
 Labels = dict[str, str]
 Vector = list[tuple[Labels, float]]
+LabelKey = tuple[tuple[str, str], ...]
 
 
 class EvalError(ValueError):
@@ -60,6 +83,53 @@ class _Series:
     labels: Labels
     ts: list[int]  # epoch milliseconds, ascending
     values: list[float]
+
+
+class StaleMarkers:
+    """Prometheus staleness markers: per series (``__name__`` included), the times it was marked ended.
+
+    Semantics (2.42 ``promql/engine.go``): a marker is a sample whose value is the special
+    ``StaleNaN``. An instant selector takes the newest sample in the lookback window; when that
+    newest sample is a marker the series gives nothing, so a marker ends the series at once
+    instead of 5 minutes later. Range selectors drop markers (``*_over_time``, ``rate`` and
+    ``increase`` only ever see real samples), so a marker never changes their result.
+
+    Why a separate set of times, not a value in the lake: the lake stores finite floats only
+    (NaN and ±Inf are refused on write, which keeps rollups, compaction and every aggregate
+    honest), and a marker is not a value but the *end* of a series — the same fact a scrape source
+    knows when a target disappears. Kept apart, markers cost nothing when there are none, cannot
+    leak into ``sum``/``avg`` or rollups, and give exactly the two rules above: only the instant
+    lookback consults them (is there a marker newer than the newest sample, at or before ``t``?),
+    and range functions ignore them because they read the lake alone. promtool's ``stale`` values
+    and the ``ALERTS`` series a rule test writes both arrive here as ``(labels, time)`` pairs.
+    """
+
+    __slots__ = ("_times",)
+
+    def __init__(self, markers: Iterable[tuple[Mapping[str, str], datetime]] = ()) -> None:
+        self._times: dict[LabelKey, list[int]] = {}
+        for labels, t in markers:
+            self.add(labels, t)
+
+    def add(self, labels: Mapping[str, str], t: datetime) -> None:
+        """Mark the series ``labels`` (with ``__name__``) stale at ``t``."""
+        if NAME not in labels or not labels[NAME]:
+            raise ValueError(f"stale marker: labels {dict(labels)} need a metric name (__name__)")
+        bisect.insort(self._times.setdefault(_key(dict(labels)), []), _ms(t))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._times.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._times)
+
+    def ends(self, labels: Labels, newest_sample_ms: int, t_ms: int) -> bool:
+        """True if a marker lies after the newest sample and at or before ``t`` (the series is stale)."""
+        times = self._times.get(_key(labels))
+        if not times:
+            return False
+        i = bisect.bisect_right(times, t_ms)  # markers at or before t: times[:i]
+        return i > 0 and times[i - 1] > newest_sample_ms
 
 
 def _ms(t: datetime) -> int:
@@ -116,6 +186,39 @@ def _avg(vals: list[float]) -> float:
     return mean
 
 
+def _kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
+    """2.42 ``kahanSumInc``: Neumaier's compensated addition (``c`` collects the lost low bits)."""
+    t = total + inc
+    if abs(total) >= abs(inc):
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+def _sum_over_time(vals: list[float]) -> float:
+    # 2.42 funcSumOverTime: compensated sum (the ``sum`` aggregation is a plain sum)
+    total, c = 0.0, 0.0
+    for v in vals:
+        total, c = _kahan_inc(v, total, c)
+    return total if math.isinf(total) else total + c
+
+
+def _avg_over_time(vals: list[float]) -> float:
+    # 2.42 funcAvgOverTime: incremental mean with compensated steps (the ``avg`` aggregation is not
+    # compensated); found by the promtool differential test: 10, 7.87, 3.5, 4.5 → 6.467499999999999
+    mean, count, c = 0.0, 0.0, 0.0
+    for v in vals:
+        count += 1
+        if math.isinf(mean):
+            if math.isinf(v) and (mean > 0) == (v > 0):
+                continue
+            if not math.isinf(v) and not math.isnan(v):
+                continue
+        mean, c = _kahan_inc(v / count - mean / count, mean, c)
+    return mean if math.isinf(mean) else mean + c
+
+
 def _min(vals: list[float]) -> float:
     out = vals[0]
     for v in vals:
@@ -157,10 +260,10 @@ def quantile(q: float, vals: list[float]) -> float:
 
 
 _OVER_TIME: dict[str, Callable[[list[float]], float]] = {
-    "avg_over_time": _avg,
+    "avg_over_time": _avg_over_time,
     "min_over_time": _min,
     "max_over_time": _max,
-    "sum_over_time": _sum,
+    "sum_over_time": _sum_over_time,
     "count_over_time": lambda v: float(len(v)),
     "last_over_time": lambda v: v[-1],
 }
@@ -190,10 +293,12 @@ def extrapolated_rate(
     interval = sampled
     interval += duration_to_start if duration_to_start < threshold else avg_between / 2
     interval += duration_to_end if duration_to_end < threshold else avg_between / 2
-    result = result * (interval / sampled)
+    # 2.42 scales by one factor (interval/sampled, divided by the range for rate): (23 * (1/120)) is
+    # 0.19166666666666665 where 23 / 120 is ...68 — the promtool differential test tells them apart
+    factor = interval / sampled
     if is_rate:
-        result = result / range_s
-    return result
+        factor /= range_s
+    return result * factor
 
 
 # ---- binary operators -----------------------------------------------------------------------------
@@ -244,9 +349,10 @@ def _compare(op: str, a: float, b: float) -> bool:
 
 
 class _Evaluator:
-    def __init__(self, lake: Any, t_ms: int) -> None:
+    def __init__(self, lake: Any, t_ms: int, stale: StaleMarkers | None = None) -> None:
         self.lake = lake
         self.t = t_ms
+        self.stale = stale
 
     def eval(self, e: Expr) -> float | Vector:
         if isinstance(e, NumberLiteral):
@@ -272,6 +378,8 @@ class _Evaluator:
         lookback = int(LOOKBACK.total_seconds() * 1000)
         out: Vector = []
         for s in _fetch(self.lake, vs, self.t - lookback, self.t):
+            if self.stale and self.stale.ends(s.labels, s.ts[-1], self.t):
+                continue  # the newest point in the lookback is a staleness marker: the series ended
             out.append((s.labels, s.values[-1]))
         return out
 
@@ -284,7 +392,9 @@ class _Evaluator:
             arg = c.args[0]
             assert isinstance(arg, MatrixSelector)
             fn = _OVER_TIME[name]
-            return [(_drop_name(s.labels), fn(s.values)) for s in self.matrix(arg) if s.values]
+            # 2.42 keeps __name__ for last_over_time only (engine.go: dropName unless last_over_time)
+            keep = name == "last_over_time"
+            return [(s.labels if keep else _drop_name(s.labels), fn(s.values)) for s in self.matrix(arg) if s.values]
         if name == "quantile_over_time":
             q = self.eval(c.args[0])
             assert isinstance(q, float)
@@ -412,10 +522,12 @@ def _absent_labels(arg: Expr) -> Labels:
     return out
 
 
-def evaluate(expr: Expr | str, lake: Any, t: datetime) -> float | Vector:
-    """Evaluate ``expr`` at ``t``: a float for a scalar expression, else ``[(labels, value)]`` sorted by labels."""
+def evaluate(expr: Expr | str, lake: Any, t: datetime, *, stale: StaleMarkers | None = None) -> float | Vector:
+    """Evaluate ``expr`` at ``t``: a float for a scalar expression, else ``[(labels, value)]`` sorted by labels.
+
+    ``stale`` holds staleness markers that end series for instant selectors (see :class:`StaleMarkers`)."""
     node = parse(expr) if isinstance(expr, str) else expr
-    result = _Evaluator(lake, _ms(t)).eval(node)
+    result = _Evaluator(lake, _ms(t), stale).eval(node)
     if isinstance(result, list):
         return sorted(result, key=lambda r: _key(r[0]))
     return result

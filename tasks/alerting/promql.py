@@ -113,7 +113,14 @@ FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
     "rate": ("matrix",),
     "increase": ("matrix",),
     "absent": ("vector",),
+    # ours (cortex-perf, not Prometheus): read what the anomaly and forecast stages wrote to the lake
+    "anomaly": ("matrix",),
+    "forecast": ("vector", "scalar"),
+    "forecast_quantile": ("scalar", "vector", "scalar"),
 }
+#: Functions whose scalar arguments may be written as durations (``forecast(m, 30m)``): the
+#: duration becomes its number of seconds. Prometheus has no duration literals outside ranges.
+DURATION_ARGS = {"forecast": 1, "forecast_quantile": 2}
 AGGREGATIONS = ("sum", "avg", "min", "max", "count")
 UNSUPPORTED_AGGREGATIONS = ("topk", "bottomk", "quantile", "count_values", "stddev", "stdvar", "group")
 COMPARISONS = ("==", "!=", ">", "<", ">=", "<=")
@@ -470,7 +477,14 @@ class _Parser:
         arg_toks: list[Token] = []
         while self.tok.kind != ")":
             arg_toks.append(self.tok)
-            args.append(self.expr(0))
+            if self.tok.kind == "DURATION" and DURATION_ARGS.get(name) == len(args):
+                dur = self.advance()
+                try:
+                    args.append(NumberLiteral(parse_duration(dur.text)))
+                except ValueError as e:
+                    raise self.error(str(e), dur) from None
+            else:
+                args.append(self.expr(0))
             if self.tok.kind == ",":
                 self.advance()
                 if self.tok.kind == ")":
@@ -487,6 +501,13 @@ class _Parser:
             if arg.type != typ:
                 raise self.error(
                     f"expected type {_TYPE_NAMES[typ]} in call to function {name!r}, got {_TYPE_NAMES[arg.type]}", tok
+                )
+        if name in DURATION_ARGS:
+            i = DURATION_ARGS[name] - 1
+            if not isinstance(args[i], VectorSelector):
+                raise self.error(
+                    f'{name}() reads stored forecasts: its argument must be a metric selector like m{{l="v"}}',
+                    arg_toks[i],
                 )
         return Call(name, tuple(args))
 

@@ -100,7 +100,7 @@ class Rule:
     annotations: dict[str, str] = field(default_factory=dict)
     resolve_expr: str | None = None
     resolve_ast: Expr | None = None
-    no_data: NoData = "nodata"
+    no_data: NoData = "ok"
     severity: str | None = None
     runbook_url: str | None = None
     file: str = ""
@@ -404,7 +404,7 @@ class _FileChecker:
         annotations: dict[str, str] = {}
         if "annotations" in f and is_alert:
             annotations = self.string_map(f["annotations"][1], f"{where}: annotations", "annotation", True)
-        no_data: str = "nodata"
+        no_data: str = "ok"
         if "no_data" in f and is_alert:
             v = self.string(f["no_data"][1], f"{where}: no_data")
             if v is not None and v not in NO_DATA_MODES:

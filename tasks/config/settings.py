@@ -205,6 +205,29 @@ class AnomalySettings(_Section):
         return _check_duration(v)
 
 
+class AlertingSettings(_Section):
+    """The alerts flow: rule files evaluated over the lake, notifications routed and delivered."""
+
+    enabled: bool = Field(True, description="Run the alerting stage (rules, notifications) in the alerts flow.")
+    rule_files: list[str] = Field(
+        default_factory=list,
+        description="Rule files or globs in the Prometheus rule-file format (relative to the working directory).",
+    )
+    notify_config: str | None = Field(
+        None,
+        description="Notification config (Alertmanager-shaped route/inhibit_rules/time_intervals, Apprise receivers).",
+    )
+    max_catch_up: str = Field(
+        "1h", description="After downtime, evaluate missed rule intervals up to this far back (older ones are skipped)."
+    )
+    ack_timeout: str = Field("30m", description="How long an acknowledgement holds before the alert re-triggers.")
+
+    @field_validator("max_catch_up", "ack_timeout")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        return _check_duration(v)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
@@ -227,6 +250,7 @@ class Settings(BaseSettings):
     collect: CollectSettings = Field(default_factory=CollectSettings)
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     api_token: SecretStr | None = Field(None, description="Bearer token for the REST API.")
 

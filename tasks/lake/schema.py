@@ -33,9 +33,10 @@ SERIES = "series"
 EVENTS = "events"
 FORECASTS = "forecasts"
 ANOMALIES = "anomalies"
+NOTIFICATIONS = "notifications"
 ROLLUP_TABLES = {"1m": "rollup_1m", "5m": "rollup_5m", "1h": "rollup_1h"}
 ROLLUP_SECONDS = {"rollup_1m": 60, "rollup_5m": 300, "rollup_1h": 3600}
-APPEND_TABLES = (SAMPLES, SERIES, EVENTS, FORECASTS, ANOMALIES)
+APPEND_TABLES = (SAMPLES, SERIES, EVENTS, FORECASTS, ANOMALIES, NOTIFICATIONS)
 
 TS_TYPE = pa.timestamp("ms", tz="UTC")
 POLARS_TS = pl.Datetime("ms", "UTC")
@@ -111,12 +112,35 @@ ANOMALIES_SCHEMA = pa.schema(
         pa.field("reason", pa.string(), nullable=False),
     ]
 )
+#: One row per delivery step of an alert notification (pending → sending → sent | failed | dead),
+#: written by ``tasks.alerting.delivery``: the long-term history reports and retention work on.
+#: ``notification_id`` is the outbox entry; (id, attempt, status) identifies a row, so re-writing a
+#: batch is harmless.
+NOTIFICATIONS_SCHEMA = pa.schema(
+    [
+        pa.field("notification_id", pa.string(), nullable=False),
+        pa.field("attempt", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),
+        pa.field("receiver", pa.string(), nullable=False),
+        pa.field("group_key", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("possible_duplicate", pa.bool_(), nullable=False),
+        pa.field("firing", pa.int32(), nullable=False),
+        pa.field("resolved", pa.int32(), nullable=False),
+        pa.field("fingerprints", pa.string(), nullable=False),  # JSON list of alert fingerprints
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=True),
+        pa.field("next_attempt_at", TS_TYPE, nullable=True),
+    ]
+)
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     SAMPLES: SAMPLES_SCHEMA,
     SERIES: SERIES_SCHEMA,
     EVENTS: EVENTS_SCHEMA,
     FORECASTS: FORECASTS_SCHEMA,
     ANOMALIES: ANOMALIES_SCHEMA,
+    NOTIFICATIONS: NOTIFICATIONS_SCHEMA,
     **{t: ROLLUP_SCHEMA for t in ROLLUP_TABLES.values()},
 }
 #: Columns that identify a row: compaction keeps the last write per identity.
@@ -126,6 +150,7 @@ IDENTITY: dict[str, tuple[str, ...]] = {
     EVENTS: ("event_id",),
     FORECASTS: ("series_id", "issued_at", "ts", "model"),
     ANOMALIES: ("series_id", "ts"),
+    NOTIFICATIONS: ("notification_id", "attempt", "status"),
     **{t: ("series_id", "ts") for t in ROLLUP_TABLES.values()},
 }
 #: The timestamp column that picks a row's day partition.

@@ -75,3 +75,54 @@ def test_check_missing_file_fails(tmp_path: Path) -> None:
 def test_check_needs_a_file() -> None:
     code, _, _ = _run("rules", "check")
     assert code == 2
+
+
+# ---- rules test ------------------------------------------------------------------------------------
+
+EXAMPLE_TEST = Path(__file__).resolve().parents[2] / "data" / "examples" / "alerting" / "rules_test.yml"
+
+FAILING_TEST = """\
+rule_files: [rules.yml]
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'cpu_usage{instance="a"}'
+        values: '0.95x10'
+    alert_rule_test:
+      - eval_time: 6m
+        alertname: HighCPU
+        exp_alerts: []
+"""
+
+
+def test_rules_test_passes_the_example() -> None:
+    code, out, err = _run("rules", "test", str(EXAMPLE_TEST))
+    assert code == 0, (out, err)
+    assert out == f"Unit Testing:  {EXAMPLE_TEST}\n  SUCCESS\n\n"
+    assert err == ""
+
+
+def test_rules_test_failure_exits_1_and_shows_expected_and_got(tmp_path: Path) -> None:
+    (tmp_path / "rules.yml").write_text(GOOD)
+    failing = tmp_path / "failing_test.yml"
+    failing.write_text(FAILING_TEST)
+    code, out, err = _run("rules", "test", str(EXAMPLE_TEST), str(failing))
+    assert code == 1
+    assert f"Unit Testing:  {EXAMPLE_TEST}\n  SUCCESS\n\nUnit Testing:  {failing}\n" in out
+    assert err.splitlines()[:2] == ["  FAILED:", "    alertname: HighCPU, time: 6m, "]
+    assert 'Labels:{alertname="HighCPU", instance="a"}' in err
+    assert 'Annotations:{summary="a at 95%"}' in err
+
+
+def test_rules_test_bad_file_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad_test.yml"
+    bad.write_text("rule_files: []\ntests:\n  - interval: soon\n")
+    code, _, err = _run("rules", "test", str(bad))
+    assert code == 1
+    assert f"{bad}:3:15: tests[0].interval: not a valid duration string" in err
+
+
+def test_rules_test_help_explains_the_format() -> None:
+    code, out, _ = _run("rules", "test", "--help")
+    assert code == 0
+    assert "promtool" in out and "input_series" in out and "exit code 1" in out

@@ -88,10 +88,12 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
 
     first = pipeline(demo=True, overrides=lake_overrides, demo_days=1)
     stages = {s["stage"]: s for s in first["stages"]}
-    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly"]
+    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "alerts"]
     assert first["ok"] is True
     assert stages["seed-demo"]["status"] == "ok"
     assert stages["seed-demo"]["result"]["rows"] == 34 * 1440
+    assert stages["alerts"]["status"] == "ok", stages["alerts"]["detail"]
+    assert stages["alerts"]["result"]["firing"] >= 1  # the demo rules' Watchdog is always firing
     assert first["incidents"]
     lake = Lake(_root(lake_overrides))
     rows_after_first = lake.stats()["tables"]["samples"]["rows"]
@@ -197,3 +199,57 @@ def test_stale_scheduled_run_skips_itself(monkeypatch: pytest.MonkeyPatch, lake_
     assert summary["skipped"] is True and "900s" in summary["reason"]
     assert not Path(_root(lake_overrides)).exists()  # nothing collected, nothing written
     assert collect_mod.collect(overrides=lake_overrides, max_lateness_s=1000)["accepted"] > 0
+
+
+def test_alerts_flow_fires_records_events_and_honours_dry_run(lake_overrides: list[str], tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.client.orchestration import get_client
+
+    from flows.alerts import ARTIFACT_KEY, alerts
+    from tasks.lake import Sample
+
+    now = datetime.now(UTC)
+    lake = Lake(_root(lake_overrides))
+    lake.write_samples(
+        [Sample("queue_depth", 500.0, now - timedelta(seconds=s), {"queue": "jobs"}) for s in (0, 30, 60, 90)]
+    )
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        "groups:\n  - name: q\n    rules:\n      - alert: QueueDeep\n        expr: queue_depth > 100\n"
+        "        annotations: {summary: 'depth {{ $value }}'}\n"
+    )
+    overrides = [*lake_overrides, f'alerting.rule_files=["{rules}"]']
+
+    dry = alerts(overrides=overrides, dry_run=True)
+    assert dry["firing"] == 1 and dry["dry_run"] is True
+    assert lake.events(name="alert.firing").height == 0  # a dry run records nothing
+
+    summary = alerts(overrides=overrides)
+    assert summary["firing"] == 1 and summary["errors"] == []
+    events = lake.events(name="alert.firing")
+    assert events.height == 1
+    payload = json.loads(events["payload"][0])
+    assert payload["labels"] == {"alertname": "QueueDeep", "queue": "jobs"}
+    assert payload["annotations"] == {"summary": "depth 500"}
+
+    again = alerts(overrides=overrides)  # same minute: nothing new, nothing re-recorded
+    assert again["firing"] == 1 and lake.events(name="alert.firing").height == 1
+
+    async def artifact() -> str:
+        async with get_client() as client:
+            art = await client.read_latest_artifacts()
+            return next(a.data for a in art if a.key == ARTIFACT_KEY)
+
+    import asyncio
+
+    text = asyncio.run(artifact())
+    assert "QueueDeep" in text and "1 firing" in text
+
+
+def test_alerts_flow_bad_rule_path_fails_with_the_setting_named(lake_overrides: list[str]) -> None:
+    from flows.alerts import alerts
+    from tasks.alerting.rules import RuleFileError
+
+    with pytest.raises(RuleFileError, match="alerting.rule_files: '/nope/rules.yml' matches no file"):
+        alerts(overrides=[*lake_overrides, 'alerting.rule_files=["/nope/rules.yml"]'])

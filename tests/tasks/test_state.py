@@ -66,3 +66,19 @@ def test_gives_up_after_the_timeout_with_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_read_only_first_use_creates_missing_tables(tmp_path):
+    """A fresh process's first read of a file that predates a table must not fail on read-only DDL."""
+    import duckdb
+
+    from tasks.state import register_schema, transaction
+
+    path = tmp_path / "old.duckdb"
+    duckdb.connect(str(path)).close()  # an existing state DB without our tables
+    register_schema("test_ro_table", "CREATE TABLE IF NOT EXISTS test_ro_table (x INTEGER)")
+    with transaction(path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM test_ro_table").fetchall() == [(0,)]
+    # now ensured: a real read-only connection
+    with transaction(path, read_only=True) as con, pytest.raises(duckdb.Error):
+        con.execute("INSERT INTO test_ro_table VALUES (1)")

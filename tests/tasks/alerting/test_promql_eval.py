@@ -52,7 +52,8 @@ def test_range_functions_window_closed_on_both_ends(lake):
     assert evaluate("avg_over_time(s[5m])", lake, T) == [(lab, 7.5)]
     assert evaluate("min_over_time(s[5m])", lake, T) == [(lab, 5.0)]
     assert evaluate("max_over_time(s[5m])", lake, T) == [(lab, 10.0)]
-    assert evaluate("last_over_time(s[5m])", lake, T) == [(lab, 10.0)]
+    # 2.42 keeps the metric name for last_over_time only (promtool agrees; found by the differential test)
+    assert evaluate("last_over_time(s[5m])", lake, T) == [({"__name__": "s", **lab}, 10.0)]
     assert evaluate("quantile_over_time(0.5, s[5m])", lake, T) == [(lab, 7.5)]
     assert evaluate("quantile_over_time(0.25, s[5m])", lake, T) == [(lab, 6.25)]  # rank 1.25: 6*.75 + 7*.25
     assert evaluate("quantile_over_time(2, s[5m])", lake, T) == [(lab, math.inf)]
@@ -212,3 +213,47 @@ def test_absent(jobs):
 )
 def test_format_value_like_go(v, text):
     assert format_value(v) == text
+
+
+def test_over_time_sums_are_compensated_like_prometheus_242(lake):
+    # promtool 2.42 answers avg_over_time = 6.467499999999999 here (a plain incremental mean gives
+    # 6.4675, and humanize then prints 6.468 instead of 6.467): found by the differential test
+    put(lake, "g", {"k": "v"}, [(-90 * S, 10.0), (-60 * S, 7.87), (-30 * S, 3.5), (0 * S, 4.5)])
+    assert evaluate("avg_over_time(g[2m])", lake, T) == [({"k": "v"}, 6.467499999999999)]
+    # sum_over_time is compensated (promtool: 1e16, 1, 1 → 1.0000000000000002e16); the sum
+    # aggregation is a plain sum (promtool: 1e16 + 1 + 1 → 1e16)
+    put(lake, "h", {"k": "1"}, [(-60 * S, 1e16), (-30 * S, 1.0), (0 * S, 1.0)])
+    put(lake, "i", {"k": "1"}, [(0 * S, 1e16)])
+    put(lake, "i", {"k": "2"}, [(0 * S, 1.0)])
+    put(lake, "i", {"k": "3"}, [(0 * S, 1.0)])
+    assert evaluate("sum_over_time(h[2m])", lake, T) == [({"k": "1"}, 1.0000000000000002e16)]
+    assert evaluate("sum(i)", lake, T) == [({}, 1e16)]
+
+
+def test_rate_scales_by_one_factor_like_prometheus_242(lake):
+    # 29 → 52 over exactly the 2m window: promtool 2.42 answers 23 * ((120/120) / 120) =
+    # 0.19166666666666665, not 23 / 120 = 0.19166666666666668 (found by the differential test)
+    put(
+        lake,
+        "c_total",
+        {"i": "b"},
+        [(timedelta(seconds=15 * k - 120), v) for k, v in enumerate([29.0, 32, 35, 40, 42, 46, 46, 52, 52])],
+    )
+    assert evaluate("increase(c_total[2m])", lake, T) == [({"i": "b"}, 23.0)]
+    assert evaluate("rate(c_total[2m])", lake, T) == [({"i": "b"}, 0.19166666666666665)]
+
+
+def test_stale_markers_end_instant_selectors_but_not_ranges(lake):
+    from tasks.alerting.evaluate import StaleMarkers
+
+    put(lake, "g", {"k": "v"}, [(-120 * S, 1.0), (-60 * S, 2.0)])
+    stale = StaleMarkers([({"__name__": "g", "k": "v"}, T - 30 * S)])
+    assert evaluate("g", lake, T) == [({"__name__": "g", "k": "v"}, 2.0)]  # no markers: 5m lookback
+    assert evaluate("g", lake, T, stale=stale) == []  # the marker is newer than the newest sample
+    assert evaluate("g", lake, T - 45 * S, stale=stale) == [({"__name__": "g", "k": "v"}, 2.0)]  # before it
+    assert evaluate("absent(g)", lake, T, stale=stale) == [({}, 1.0)]
+    assert evaluate("count_over_time(g[5m])", lake, T, stale=stale) == [({"k": "v"}, 2.0)]  # ranges skip it
+    put(lake, "g", {"k": "v"}, [(-10 * S, 3.0)])  # a sample after the marker brings the series back
+    assert evaluate("g", lake, T, stale=stale) == [({"__name__": "g", "k": "v"}, 3.0)]
+    with pytest.raises(ValueError, match="__name__"):
+        StaleMarkers([({"k": "v"}, T)])

@@ -73,7 +73,7 @@ def test_good_file_loads_with_typed_models(tmp_path: Path) -> None:
     assert cpu.annotations["summary"].startswith("{{ $labels.instance }}")
     assert (cpu.no_data, cpu.severity, cpu.runbook_url) == ("keep_last", "page", "https://runbooks.example/cpu")
     assert cpu.file == str(p) and cpu.line == 5
-    assert rec.record == "instance:cpu:avg" and not rec.is_alert and rec.no_data == "nodata"
+    assert rec.record == "instance:cpu:avg" and not rec.is_alert and rec.no_data == "ok"
     assert other.rules[0].expr == 'absent(up{job="api"})\n'
     assert len(rs.rules) == 3 and len(rs.alerts) == 2
     assert check_rule_files([p]) == []

@@ -1,0 +1,296 @@
+"""``cortex-perf alerts …``: list alerts, run a tick, acknowledge, resolve, silence, test receivers.
+Parsing and printing only; the work is in ``tasks.alerting``. Mounted on the main app by ``flows.cli``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flows.cli import _print_json, _state, console, handle_errors
+
+alerts_app = typer.Typer(
+    help="Alerts from the rule files: list, evaluate now, acknowledge, resolve, silence, test receivers.",
+    no_args_is_help=True,
+)
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
+
+
+def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
+    from tasks.alerting.lifecycle import AlertState
+    from tasks.alerting.model import fingerprint
+    from tasks.alerting.ruler import RuleStore
+    from tasks.state import State
+
+    rows: list[dict[str, Any]] = []
+    for stored in RuleStore(State.from_settings(settings)).load().values():
+        for a in stored.instances:
+            if a.state is AlertState.INACTIVE and not include_resolved:
+                continue
+            state = "resolved" if a.state is AlertState.INACTIVE else a.state.value
+            rows.append(
+                {
+                    "id": fingerprint(a.labels),
+                    "alertname": a.labels.get("alertname", ""),
+                    "state": state,
+                    "labels": dict(a.labels),
+                    "annotations": dict(a.annotations),
+                    "active_at": a.active_at.isoformat(),
+                    "fired_at": a.fired_at.isoformat() if a.fired_at else None,
+                    "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+                    "value": a.last_value,
+                    "rule": stored.rule_key,
+                }
+            )
+    order = {"firing": 0, "pending": 1, "resolved": 2}
+    rows.sort(key=lambda r: (order[r["state"]], r["alertname"], sorted(r["labels"].items())))
+    from datetime import UTC, datetime
+
+    from tasks.alerting.acks import AckStore
+
+    acks_store = AckStore(State.from_settings(settings))
+    acks = {a.fingerprint: a for a in acks_store.acks(t=datetime.now(UTC))}
+    resolves = {r.fingerprint: r for r in acks_store.resolves()}
+    for r in rows:
+        ack, m = acks.get(r["id"]), resolves.get(r["id"])
+        r["ack"] = {"by": ack.by, "until": ack.expires_at.isoformat(), "comment": ack.comment} if ack else None
+        r["manual_resolve"] = (
+            {"by": m.by, "reason": m.reason, "at": m.at.isoformat()}
+            if m and r["state"] != "resolved" and m.at.isoformat() >= r["active_at"]
+            else None
+        )
+    return rows
+
+
+def _find(settings: Any, alert_id: str) -> dict[str, Any]:
+    """The live alert whose ID is ``alert_id`` or starts with it (at least 6 characters, unique)."""
+    from flows.cli import CliError
+
+    if len(alert_id) < 6:
+        raise CliError(f"alert ID {alert_id!r}: give at least 6 characters (see `alerts list`)")
+    hits = [r for r in _rows(settings, False) if r["id"].startswith(alert_id)]
+    if not hits:
+        raise CliError(f"alert ID {alert_id!r}: no firing or pending alert has it (see `alerts list`)")
+    if len(hits) > 1:
+        raise CliError(f"alert ID {alert_id!r} is ambiguous: " + ", ".join(r["id"] for r in hits))
+    return hits[0]
+
+
+@alerts_app.command("list")
+@handle_errors
+def alerts_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include recently resolved alerts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Current alerts (firing first, then pending) as the alerts flow last left them."""
+    rows = _rows(_state(ctx).settings(), all_)
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("No alert is firing or pending.")
+        return
+    firing = sum(r["state"] == "firing" for r in rows)
+    t = Table(title=f"{firing} firing, {sum(r['state'] == 'pending' for r in rows)} pending")
+    for col in ("id", "state", "alert", "labels", "since", "value", "summary"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        state = r["state"]
+        if r["ack"]:
+            state += f" (acked by {r['ack']['by']} until {r['ack']['until'][11:16]})"
+        if r["manual_resolve"]:
+            state += f" (resolved by hand by {r['manual_resolve']['by']})"
+        t.add_row(
+            r["id"],
+            state,
+            r["alertname"],
+            _labels(r["labels"]),
+            r["active_at"][:16].replace("T", " "),
+            f"{r['value']:g}",
+            r["annotations"].get("summary", ""),
+        )
+    console.print(t)
+
+
+@alerts_app.command("run")
+@handle_errors
+def alerts_run(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Evaluate and show what would change; store, record and send nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a summary.")] = False,
+) -> None:
+    """Run one alerting tick now (what the `alerts` flow does every minute), without Prefect."""
+    from tasks.alerting.service import run_alerts
+
+    st = _state(ctx)
+    settings = st.settings()
+    if not settings.alerting.rule_files:
+        console.print("alerting.rule_files is empty: no rules to evaluate (set it in the config or with --set).")
+        raise typer.Exit(1)
+    res = run_alerts(settings, st.lake(), dry_run=dry_run)
+    if as_json:
+        _print_json(res.to_dict())
+        return
+    console.print(res.markdown(), markup=False, highlight=False, soft_wrap=True)
+
+
+# ---- silences ---------------------------------------------------------------------------------------
+
+silence_app = typer.Typer(help="Silences: mute matching alerts' notifications for a while (Alertmanager-style).")
+alerts_app.add_typer(silence_app, name="silence")
+
+
+def _silences(ctx: typer.Context) -> Any:
+    from tasks.alerting.silences import SilenceStore
+    from tasks.state import State
+
+    return SilenceStore(State.from_settings(_state(ctx).settings()))
+
+
+@silence_app.command("add")
+@handle_errors
+def silence_add(
+    ctx: typer.Context,
+    matchers: Annotated[
+        str, typer.Argument(help='Matchers, e.g. \'alertname="HighCPU", instance=~"web-.*"\'.', show_default=False)
+    ],
+    for_: Annotated[str, typer.Option("--for", help="How long the silence lasts (e.g. 30m, 2h, 1d).")] = "1h",
+    author: Annotated[str, typer.Option("--author", help="Who silences (default: $USER).")] = "",
+    comment: Annotated[str, typer.Option("--comment", help="Why.")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the silence; store nothing.")] = False,
+) -> None:
+    """Silence alerts matching MATCHERS for a while (`--for 2h`); prints the silence's ID."""
+    import getpass
+    from datetime import UTC, datetime
+
+    from tasks.alerting.silences import new_silence
+    from tasks.timeparse import parse_duration
+
+    now = datetime.now(UTC)
+    who = author or getpass.getuser()
+    s = new_silence(matchers, ends_at=now + parse_duration(for_), created_by=who, comment=comment, now=now)
+    if not dry_run:
+        _silences(ctx).add(s)
+    verb = "would add" if dry_run else "added"
+    console.print(f"{verb} silence {s.id}: {s.matchers_text} until {s.ends_at:%Y-%m-%d %H:%M} UTC", highlight=False)
+
+
+@silence_app.command("list")
+@handle_errors
+def silence_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include expired silences.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Silences: active and pending (and expired with --all)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    states = None if all_ else ("active", "pending")
+    rows = [s.to_dict(now) for s in _silences(ctx).list(now, states=states)]
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        console.print("No silences.")
+        return
+    t = Table(title=f"{len(rows)} silence(s)")
+    for col in ("id", "state", "matchers", "ends", "by", "comment"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["id"], r["state"], r["matchers"], str(r["ends_at"])[:16], r["created_by"], r["comment"])
+    console.print(t)
+
+
+@silence_app.command("expire")
+@handle_errors
+def silence_expire(
+    ctx: typer.Context,
+    silence_id: Annotated[
+        str, typer.Argument(help="The silence's ID (see `alerts silence list`).", show_default=False)
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the silence exists; change nothing.")] = False,
+) -> None:
+    """End a silence now."""
+    store = _silences(ctx)
+    if dry_run:
+        s = store.get(silence_id)
+        console.print(f"would expire silence {s.id}: {s.matchers_text}", highlight=False)
+        return
+    s = store.expire(silence_id)
+    console.print(f"expired silence {s.id}: {s.matchers_text}", highlight=False)
+
+
+# ---- acknowledgement and manual resolve ---------------------------------------------------------------
+
+
+def _who(author: str) -> str:
+    import getpass
+
+    return author or getpass.getuser()
+
+
+@alerts_app.command("ack")
+@handle_errors
+def alerts_ack(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="Alert ID or its first 6+ characters.", show_default=False)],
+    for_: Annotated[
+        str | None, typer.Option("--for", help="How long the ack holds (default: alerting.ack_timeout).")
+    ] = None,
+    author: Annotated[str, typer.Option("--author", help="Who acknowledges (default: $USER).")] = "",
+    comment: Annotated[str, typer.Option("--comment", help="What is being done.")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Find the alert and show the ack; store nothing.")] = False,
+) -> None:
+    """Acknowledge an alert: no repeats or escalation until it resolves or the ack expires (then it re-triggers)."""
+    from datetime import UTC, datetime
+
+    from tasks.alerting.acks import AckStore
+    from tasks.state import State
+    from tasks.timeparse import parse_duration
+
+    settings = _state(ctx).settings()
+    row = _find(settings, alert_id)
+    hold = parse_duration(for_ or settings.alerting.ack_timeout)
+    now = datetime.now(UTC)
+    if dry_run:
+        console.print(f"would ack {row['id']} ({row['alertname']}) until {now + hold:%H:%M} UTC", highlight=False)
+        return
+    a = AckStore(State.from_settings(settings)).ack(row["id"], _who(author), at=now, comment=comment, for_=hold)
+    console.print(
+        f"acked {a.fingerprint} ({row['alertname']}) until {a.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False
+    )
+
+
+@alerts_app.command("resolve")
+@handle_errors
+def alerts_resolve(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="Alert ID or its first 6+ characters.", show_default=False)],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is resolved (required).", show_default=False)],
+    author: Annotated[str, typer.Option("--author", help="Who resolves (default: $USER).")] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Find the alert; store nothing.")] = False,
+) -> None:
+    """Resolve an alert by hand: notified once as resolved, then quiet until a new episode starts."""
+    from datetime import UTC, datetime
+
+    from flows.cli import CliError
+    from tasks.alerting.acks import AckStore
+    from tasks.state import State
+
+    if not reason.strip():
+        raise CliError("--reason: say why the alert is resolved")
+    settings = _state(ctx).settings()
+    row = _find(settings, alert_id)
+    if dry_run:
+        console.print(f"would resolve {row['id']} ({row['alertname']}): {reason}", highlight=False)
+        return
+    r = AckStore(State.from_settings(settings)).resolve(row["id"], _who(author), reason, at=datetime.now(UTC))
+    console.print(f"resolved {r.fingerprint} ({row['alertname']}) by hand: {r.reason}", highlight=False)

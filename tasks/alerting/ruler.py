@@ -1,0 +1,407 @@
+"""The rule manager: evaluates rule groups over the lake at their interval, keeps alert state in the
+state DB, catches up on missed evaluations, and applies our extensions to Prometheus's lifecycle.
+
+Why a separate module from :mod:`tasks.alerting.lifecycle`: ``lifecycle.step`` is Prometheus 2.42's
+state machine and nothing else (promtool checks it); what Prometheus does not have lives here, on
+top of it, so the compatible core stays provable:
+
+* **Catch-up.** Each rule remembers its last evaluation time. A tick evaluates every due time on the
+  group's grid (epoch-aligned multiples of ``interval``) since then, oldest first, against the lake's
+  history — so a ``for: 10m`` that straddles a 20-minute outage is judged on the data, not restarted —
+  and only the final state goes on to notification, so a missed window is neither lost nor double
+  sent. More than ``max_catch_up`` behind, the oldest due times are skipped (and counted): an alert
+  engine down for a day should not replay the day before telling anyone about now.
+* **Hysteresis** (``resolve_expr``): a *firing* alert whose series left ``expr`` stays firing until
+  ``resolve_expr`` returns its series (matched on the alert's labels), e.g. fire above 90 %, resolve
+  below 80 %. Pending alerts behave as in Prometheus.
+* **No data** (``no_data``), when every selector of ``expr`` returns no samples at all (as opposed
+  to data that does not cross the threshold):
+
+  - ``ok`` (default, Prometheus): an empty result; alerts resolve.
+  - ``keep_last``: nothing changes: alerts keep their state and their ``for`` clock stops.
+  - ``alerting``: live alerts stay as they are; with none, one alert with label ``nodata="true"``
+    goes through the normal pending/``for``/firing path.
+  - ``nodata``: live alerts stay as they are and a separate ``nodata="true"`` alert fires, so
+    people see "no data" explicitly instead of a silent recovery.
+
+* ``severity`` and ``runbook_url`` become the ``severity`` label and ``runbook_url`` annotation
+  (explicit ``labels``/``annotations`` win).
+* **Recording rules** write their result back to the lake at the evaluation time, before the next
+  rule of the group runs, as Prometheus does within a group.
+
+A failing rule (an expression error, duplicate alert label sets) leaves its state untouched and is
+reported; it never stops the other rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tasks.alerting.evaluate import Vector, evaluate
+from tasks.alerting.lifecycle import (
+    AlertInstance,
+    AlertState,
+    LifecycleError,
+    Transition,
+    alert_labels,
+    dump_instances,
+    load_instances,
+    step,
+)
+from tasks.alerting.model import Alert
+from tasks.alerting.promql import Aggregate, Binary, Call, Expr, MatrixSelector, Unary, VectorSelector
+from tasks.alerting.rules import Rule, RuleGroup, RuleSet
+from tasks.state import State, register_schema
+
+__all__ = [
+    "NODATA_LABEL",
+    "Evaluator",
+    "RuleOutcome",
+    "RuleStore",
+    "StoredRule",
+    "TickOutcome",
+    "due_times",
+    "effective_rule",
+    "evaluate_rule",
+    "instances_to_alerts",
+    "rule_key",
+    "run_rules",
+]
+
+Evaluator = Callable[[Expr, Any, datetime], "float | Vector"]
+NODATA_LABEL = "nodata"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+register_schema(
+    "alert_rules",
+    "CREATE TABLE IF NOT EXISTS alert_rules ("
+    " rule_key VARCHAR PRIMARY KEY, grp VARCHAR, alert VARCHAR, last_eval TIMESTAMPTZ,"
+    " instances JSON, updated_at TIMESTAMPTZ)",
+)
+
+
+# ---- rules ----------------------------------------------------------------------------------------
+
+
+def effective_rule(rule: Rule) -> Rule:
+    """The rule with ``severity``/``runbook_url`` folded into its labels/annotations."""
+    labels, annotations = dict(rule.labels), dict(rule.annotations)
+    if rule.severity is not None:
+        labels.setdefault("severity", rule.severity)
+    if rule.runbook_url is not None:
+        annotations.setdefault("runbook_url", rule.runbook_url)
+    if labels == rule.labels and annotations == rule.annotations:
+        return rule
+    return replace(rule, labels=labels, annotations=annotations)
+
+
+def rule_key(group: RuleGroup, rule: Rule) -> str:
+    """A stable id for a rule's state: its group and its definition.
+
+    Changing a rule's expression or labels starts it afresh (as reloading Prometheus does for a
+    changed rule); moving it within its group does not."""
+    definition = json.dumps(
+        [group.file, group.name, rule.name, rule.expr, sorted(rule.labels.items()), rule.for_s], sort_keys=True
+    )
+    return f"{group.name}/{rule.name}/" + hashlib.sha256(definition.encode()).hexdigest()[:12]
+
+
+def due_times(
+    last_eval: datetime | None, now: datetime, interval_s: float, max_catch_up: timedelta
+) -> tuple[list[datetime], int]:
+    """Evaluation times on the group's grid in ``(last_eval, now]``, oldest first, and how many were skipped.
+
+    The grid is epoch-aligned multiples of the interval, so every process agrees on it. A first
+    evaluation (no ``last_eval``) is the newest grid point only."""
+    if interval_s <= 0:
+        raise ValueError("interval must be positive")
+    step_us = round(interval_s * 1_000_000)
+    k_now = int((now - _EPOCH) / timedelta(microseconds=1)) // step_us
+    if last_eval is None:
+        return [_EPOCH + timedelta(microseconds=k_now * step_us)], 0
+    k_last = int((last_eval - _EPOCH) / timedelta(microseconds=1)) // step_us
+    if k_now <= k_last:
+        return [], 0
+    max_n = max(1, int(max_catch_up.total_seconds() // interval_s) + 1)
+    first = k_last + 1
+    skipped = max(0, (k_now - first + 1) - max_n)
+    first += skipped
+    return [_EPOCH + timedelta(microseconds=k * step_us) for k in range(first, k_now + 1)], skipped
+
+
+# ---- one rule at one time ---------------------------------------------------------------------------
+
+
+def _selectors(e: Expr) -> Iterable[Expr]:
+    """The selectors an expression reads, as instant-vector expressions that return their data."""
+    if isinstance(e, VectorSelector):
+        yield e
+    elif isinstance(e, MatrixSelector):
+        yield Call("count_over_time", (e,))
+    elif isinstance(e, Call):
+        if e.func == "absent":
+            return  # absent() exists to turn no data into a result: its input is not "the data"
+        for a in e.args:
+            yield from _selectors(a)
+    elif isinstance(e, Aggregate | Unary):
+        yield from _selectors(e.expr)
+    elif isinstance(e, Binary):
+        yield from _selectors(e.lhs)
+        yield from _selectors(e.rhs)
+
+
+def has_data(expr: Expr, lake: Any, t: datetime, evaluator: Evaluator = evaluate) -> bool:
+    """Whether any selector of ``expr`` has samples at ``t`` (an expression without selectors always has)."""
+    sels = list(_selectors(expr))
+    if not sels:
+        return True
+    for s in sels:
+        r = evaluator(s, lake, t)
+        if not isinstance(r, float) and r:
+            return True
+    return False
+
+
+def _as_vector(result: float | Vector) -> list[tuple[Mapping[str, str], float]]:
+    return [({}, result)] if isinstance(result, float) else list(result)
+
+
+@dataclass
+class RuleOutcome:
+    instances: list[AlertInstance]
+    transitions: list[Transition] = field(default_factory=list)
+    no_data: bool = False
+    error: str | None = None
+
+
+def evaluate_rule(
+    rule: Rule,
+    lake: Any,
+    t: datetime,
+    instances: Sequence[AlertInstance],
+    evaluator: Evaluator = evaluate,
+) -> RuleOutcome:
+    """One evaluation of an alerting rule at ``t`` with our extensions (see the module docstring)."""
+    rule = effective_rule(rule)
+    try:
+        vector = _as_vector(evaluator(rule.expr_ast, lake, t))
+        no_data = False
+        live = [a for a in instances if a.state is not AlertState.INACTIVE]
+        if not vector and rule.no_data != "ok" and not has_data(rule.expr_ast, lake, t, evaluator):
+            no_data = True
+            if rule.no_data == "keep_last":
+                return RuleOutcome(list(instances), [], no_data=True)
+            vector = [(a.labels, a.last_value) for a in live]
+            has_marker = any(a.labels.get(NODATA_LABEL) == "true" for a in live)
+            if (rule.no_data == "nodata" or not live) and not has_marker:
+                vector.append(({NODATA_LABEL: "true"}, math.nan))
+        elif rule.resolve_ast is not None:
+            vector = _hold_until_resolved(rule, lake, t, vector, live, evaluator)
+        new, transitions = step(rule, vector, t, instances)
+        return RuleOutcome(new, transitions, no_data=no_data)
+    except (LifecycleError, ValueError, ArithmeticError) as exc:
+        return RuleOutcome(list(instances), [], error=f"{type(exc).__name__}: {exc}")
+
+
+def _hold_until_resolved(
+    rule: Rule,
+    lake: Any,
+    t: datetime,
+    vector: list[tuple[Mapping[str, str], float]],
+    live: Sequence[AlertInstance],
+    evaluator: Evaluator,
+) -> list[tuple[Mapping[str, str], float]]:
+    """Keep firing alerts that left ``expr`` in the result until ``resolve_expr`` returns their series."""
+    assert rule.resolve_ast is not None
+    present = {tuple(sorted(alert_labels(rule, s, v)[0].items())) for s, v in vector}
+    missing = [a for a in live if a.state is AlertState.FIRING and a.key not in present]
+    if not missing:
+        return vector
+    resolving = {
+        tuple(sorted(alert_labels(rule, s, v)[0].items())) for s, v in _as_vector(evaluator(rule.resolve_ast, lake, t))
+    }
+    held = [(a.labels, a.last_value) for a in missing if a.key not in resolving]
+    return vector + held
+
+
+# ---- state ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StoredRule:
+    rule_key: str
+    group: str
+    alert: str
+    last_eval: datetime | None
+    instances: list[AlertInstance]
+
+
+class RuleStore:
+    """Alert state per rule in the state DB: one row per rule, written in one transaction per tick."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def load(self) -> dict[str, StoredRule]:
+        with self.state.transaction() as con:
+            rows = con.execute("SELECT rule_key, grp, alert, last_eval, instances FROM alert_rules").fetchall()
+        out: dict[str, StoredRule] = {}
+        for key, grp, alert, last_eval, inst in rows:
+            le = last_eval.astimezone(UTC) if last_eval is not None else None
+            out[key] = StoredRule(key, grp, alert, le, load_instances(json.loads(inst) if inst else []))
+        return out
+
+    def save(self, rows: Iterable[StoredRule], *, prune_except: set[str] | None = None) -> None:
+        """Upsert ``rows``; with ``prune_except``, delete rules no longer configured (their alerts end)."""
+        data = [
+            (r.rule_key, r.group, r.alert, r.last_eval, json.dumps(dump_instances(r.instances)), datetime.now(UTC))
+            for r in rows
+        ]
+        with self.state.transaction() as con:
+            if data:
+                con.executemany(
+                    "INSERT INTO alert_rules VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (rule_key) DO UPDATE SET "
+                    "grp = excluded.grp, alert = excluded.alert, last_eval = excluded.last_eval, "
+                    "instances = excluded.instances, updated_at = excluded.updated_at",
+                    data,
+                )
+            if prune_except is not None:
+                keep = sorted(prune_except)
+                if keep:
+                    con.execute("DELETE FROM alert_rules WHERE NOT list_contains(?, rule_key)", [keep])
+                else:
+                    con.execute("DELETE FROM alert_rules")
+
+
+# ---- a tick over every group --------------------------------------------------------------------------
+
+
+def instances_to_alerts(rule: Rule, key: str, instances: Iterable[AlertInstance]) -> list[Alert]:
+    """The alerts the notifier sees: firing ones and resolved ones still in retention (not pending)."""
+    out = []
+    for a in instances:
+        if a.state is AlertState.FIRING:
+            status = "firing"
+        elif a.resolved:
+            status = "resolved"
+        else:
+            continue
+        out.append(
+            Alert(
+                labels=dict(a.labels),
+                annotations=dict(a.annotations),
+                status=status,  # type: ignore[arg-type]
+                starts_at=a.active_at,
+                ends_at=a.resolved_at if status == "resolved" else None,
+                value=None if math.isnan(a.last_value) else a.last_value,
+                generator=key,
+            )
+        )
+    return out
+
+
+@dataclass
+class TickOutcome:
+    """What one tick did: the alerts to notify, every transition (catch-up included), counts, errors."""
+
+    now: datetime
+    alerts: list[Alert] = field(default_factory=list)
+    pending: list[AlertInstance] = field(default_factory=list)
+    transitions: list[tuple[str, Transition]] = field(default_factory=list)
+    evaluations: int = 0
+    skipped: int = 0
+    recorded_samples: int = 0
+    no_data: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run_rules(
+    ruleset: RuleSet,
+    lake: Any,
+    store: RuleStore,
+    now: datetime,
+    *,
+    evaluator: Evaluator = evaluate,
+    max_catch_up: timedelta = timedelta(hours=1),
+    dry_run: bool = False,
+) -> TickOutcome:
+    """Evaluate every rule group's due times up to ``now`` and persist the new state (unless ``dry_run``)."""
+    from tasks.lake.schema import Sample
+
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    stored = store.load()
+    out = TickOutcome(now=now)
+    rows: list[StoredRule] = []
+    configured: set[str] = set()
+    for group in ruleset.groups:
+        keys = [rule_key(group, r) for r in group.rules]
+        configured.update(keys)
+        prev = [stored.get(k) for k in keys]
+        # a group is evaluated as a whole: its due times come from its least recently evaluated rule
+        lasts = [p.last_eval if p else None for p in prev]
+        known = [x for x in lasts if x is not None]
+        last = min(known) if known else None
+        times, skipped = due_times(last, now, group.interval_s, max_catch_up)
+        out.skipped += skipped
+        state = {k: (p.instances if p else []) for k, p in zip(keys, prev, strict=True)}
+        done = {k: (p.last_eval if p else None) for k, p in zip(keys, prev, strict=True)}
+        for t in times:
+            for rule, k in zip(group.rules, keys, strict=True):
+                last_k = done[k]
+                if last_k is not None and last_k >= t:
+                    continue  # this rule already ran at t
+                if last_k is None and t != times[-1]:
+                    continue  # a rule new to the group starts now, as a new rule does in Prometheus
+                out.evaluations += 1
+                if not rule.is_alert:
+                    n, err = _record(rule, lake, t, evaluator, Sample, dry_run)
+                    out.recorded_samples += n
+                    if err:
+                        out.errors.append((k, err))
+                else:
+                    res = evaluate_rule(rule, lake, t, state[k], evaluator)
+                    state[k] = res.instances
+                    out.transitions.extend((k, tr) for tr in res.transitions)
+                    if res.no_data and t == times[-1]:
+                        out.no_data.append(k)
+                    if res.error:
+                        out.errors.append((k, res.error))
+                done[k] = t
+        for rule, k in zip(group.rules, keys, strict=True):
+            if rule.is_alert:
+                out.alerts.extend(instances_to_alerts(effective_rule(rule), k, state[k]))
+                out.pending.extend(a for a in state[k] if a.state is AlertState.PENDING)
+            rows.append(StoredRule(k, group.name, rule.name, done[k], state[k]))
+    if not dry_run:
+        store.save(rows, prune_except=configured)
+    out.alerts.sort(key=lambda a: (a.name, sorted(a.labels.items())))
+    return out
+
+
+def _record(rule: Rule, lake: Any, t: datetime, evaluator: Evaluator, sample: Any, dry_run: bool) -> tuple[int, str]:
+    """A recording rule: its result becomes samples of ``record`` at ``t`` (labels: result's + rule's)."""
+    try:
+        vector = _as_vector(evaluator(rule.expr_ast, lake, t))
+    except (ValueError, ArithmeticError) as exc:
+        return 0, f"{type(exc).__name__}: {exc}"
+    samples = []
+    for labels, v in vector:
+        lab = {k: v2 for k, v2 in labels.items() if k != "__name__"}
+        lab.update(rule.labels)
+        if not math.isnan(v):
+            samples.append(sample(metric=rule.name, value=float(v), ts=t, labels=lab))
+    if samples and not dry_run:
+        res = lake.write_samples(samples)
+        if res.rejected:
+            return res.accepted, f"recording rule wrote {res.accepted}, rejected {res.rejected}: " + "; ".join(
+                res.reasons[:2]
+            )
+        return res.accepted, ""
+    return len(samples), ""

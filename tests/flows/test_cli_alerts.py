@@ -1,0 +1,149 @@
+"""``cortex-perf alerts …`` over a tmp lake and state DB (no Prefect needed: the CLI calls tasks directly)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.lake import Lake, Sample
+
+runner = CliRunner()
+
+RULES = """\
+groups:
+  - name: q
+    rules:
+      - alert: QueueDeep
+        expr: queue_depth > 100
+        annotations: {summary: "depth {{ $value }}"}
+      - alert: QueueSlow
+        expr: queue_depth > 100
+        for: 1h
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> list[str]:
+    lake = Lake(str(tmp_path / "lake"))
+    now = datetime.now(UTC)
+    lake.write_samples(
+        [Sample("queue_depth", 500.0, now - timedelta(seconds=s), {"queue": "jobs"}) for s in (0, 30, 60, 90)]
+    )
+    rules = tmp_path / "rules.yml"
+    rules.write_text(RULES)
+    return [
+        "--set",
+        f"lake.root={tmp_path / 'lake'}",
+        "--set",
+        f"state.path={tmp_path / 'state.duckdb'}",
+        "--set",
+        f'alerting.rule_files=["{rules}"]',
+    ]
+
+
+def _run(*args: str) -> tuple[int, str]:
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.stdout + res.stderr
+
+
+def test_run_dry_run_then_list(env: list[str]) -> None:
+    code, out = _run(*env, "alerts", "run", "--dry-run", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["dry_run"] is True and [a["labels"]["alertname"] for a in data["firing"]] == ["QueueDeep"]
+    code, out = _run(*env, "alerts", "list", "--json")
+    assert code == 0 and json.loads(out) == []  # the dry run stored nothing
+
+    code, out = _run(*env, "alerts", "run")
+    assert code == 0, out
+    assert "1 firing, 1 pending" in out and "QueueDeep" in out
+    code, out = _run(*env, "alerts", "list", "--json")
+    rows = json.loads(out)
+    assert [(r["alertname"], r["state"]) for r in rows] == [("QueueDeep", "firing"), ("QueueSlow", "pending")]
+    assert rows[0]["annotations"] == {"summary": "depth 500"} and len(rows[0]["id"]) == 16
+    code, out = _run(*env, "alerts", "list")
+    assert code == 0 and "QueueDeep" in out and "1 firing, 1 pending" in out
+
+
+def test_run_without_rule_files_says_so(tmp_path: Path) -> None:
+    code, out = _run("--set", f"state.path={tmp_path / 's.duckdb'}", "alerts", "run")
+    assert code == 1 and "alerting.rule_files is empty" in out
+
+
+def test_help_on_every_alerts_command() -> None:
+    for cmd in (["alerts"], ["alerts", "list"], ["alerts", "run"]):
+        code, out = _run(*cmd, "--help")
+        assert code == 0 and "Usage" in out
+
+
+def test_silence_add_list_expire(tmp_path: Path) -> None:
+    base = ["--set", f"state.path={tmp_path / 'state.duckdb'}", "alerts", "silence"]
+    code, out = _run(*base, "add", 'alertname="QueueDeep"', "--for", "2h", "--dry-run")
+    assert code == 0 and "would add silence" in out
+    code, out = _run(*base, "list", "--json")
+    assert code == 0 and json.loads(out) == []
+    code, out = _run(
+        *base, "add", 'alertname="QueueDeep", queue=~"jo.*"', "--for", "2h", "--author", "ana", "--comment", "deploy"
+    )
+    assert code == 0, out
+    sid = out.split("silence ", 1)[1].split(":", 1)[0]
+    (row,) = json.loads(_run(*base, "list", "--json")[1])
+    assert row["id"] == sid and row["state"] == "active" and row["created_by"] == "ana" and row["comment"] == "deploy"
+    assert row["matchers"] == '{alertname="QueueDeep",queue=~"jo.*"}'  # amtool's form
+    code, out = _run(*base, "expire", sid)
+    assert code == 0 and "expired silence" in out
+    assert json.loads(_run(*base, "list", "--json")[1]) == []
+    assert [r["state"] for r in json.loads(_run(*base, "list", "--all", "--json")[1])] == ["expired"]
+    code, out = _run(*base, "expire", sid)
+    assert code == 2 and "already expired" in out
+
+
+def test_silence_bad_input_names_the_problem(tmp_path: Path) -> None:
+    base = ["--set", f"state.path={tmp_path / 'state.duckdb'}", "alerts", "silence", "add"]
+    code, out = _run(*base, 'foo=~".*"')
+    assert code == 2 and "must not match the empty string" in out
+    code, out = _run(*base, 'alertname="X', "--for", "1h")
+    assert code == 2 and "matchers" in out
+    code, out = _run(*base, 'alertname="X"', "--for", "soon")
+    assert code == 2 and "soon" in out
+
+
+def test_ack_and_resolve_by_id_prefix(env: list[str]) -> None:
+    assert _run(*env, "alerts", "run")[0] == 0
+    rows = json.loads(_run(*env, "alerts", "list", "--json")[1])
+    deep = next(r for r in rows if r["alertname"] == "QueueDeep")
+    assert deep["ack"] is None and deep["manual_resolve"] is None
+
+    code, out = _run(*env, "alerts", "ack", deep["id"][:8], "--for", "1h", "--dry-run")
+    assert code == 0 and "would ack" in out
+    assert json.loads(_run(*env, "alerts", "list", "--json")[1])[0]["ack"] is None
+
+    code, out = _run(*env, "alerts", "ack", deep["id"][:8], "--for", "1h", "--author", "ana", "--comment", "on it")
+    assert code == 0 and f"acked {deep['id']}" in out, out
+    row = next(r for r in json.loads(_run(*env, "alerts", "list", "--json")[1]) if r["id"] == deep["id"])
+    assert row["ack"]["by"] == "ana" and row["ack"]["comment"] == "on it"
+    until = datetime.fromisoformat(row["ack"]["until"])
+    assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1)
+
+    code, out = _run(*env, "alerts", "resolve", deep["id"], "--reason", "drained by hand", "--author", "bo")
+    assert code == 0 and "resolved" in out
+    row = next(r for r in json.loads(_run(*env, "alerts", "list", "--json")[1]) if r["id"] == deep["id"])
+    assert row["manual_resolve"]["by"] == "bo" and row["manual_resolve"]["reason"] == "drained by hand"
+
+
+def test_ack_and_resolve_refuse_unknown_short_or_reasonless(env: list[str]) -> None:
+    assert _run(*env, "alerts", "run")[0] == 0
+    code, out = _run(*env, "alerts", "ack", "abc")
+    assert code == 2 and "at least 6 characters" in out
+    code, out = _run(*env, "alerts", "ack", "ffffffffff")
+    assert code == 2 and "no firing or pending alert" in out
+    rows = json.loads(_run(*env, "alerts", "list", "--json")[1])
+    code, out = _run(*env, "alerts", "resolve", rows[0]["id"], "--reason", "  ")
+    assert code == 2 and "--reason" in out
+    code, out = _run(*env, "alerts", "resolve", rows[0]["id"])
+    assert code == 2 and "reason" in out.lower()
