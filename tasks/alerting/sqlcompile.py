@@ -37,7 +37,7 @@ from typing import Any, Literal
 import duckdb
 import polars as pl
 
-from tasks.alerting.evaluate import LOOKBACK, NAME, Vector, _absent_labels, evaluate
+from tasks.alerting.evaluate import LOOKBACK, NAME, StaleMarkers, Vector, _absent_labels, evaluate
 from tasks.alerting.promql import (
     ARITHMETIC,
     COMPARISONS,
@@ -130,14 +130,33 @@ _MACROS = (
     "s[floor(q * (len(s) - 1))::BIGINT + 1] * (1 - (q * (len(s) - 1) - floor(q * (len(s) - 1)))) + "
     "s[least(len(s) - 1, floor(q * (len(s) - 1))::BIGINT + 1) + 1] * (q * (len(s) - 1) - floor(q * (len(s) - 1))) "
     "END)",
+    # 2.42 kahanSumInc's compensation term for total += inc (Neumaier).
+    "CREATE OR REPLACE MACRO p_kc(total, inc) AS (CASE WHEN abs(total) >= abs(inc) "
+    "THEN (total - (total + inc)) + inc ELSE (inc - (total + inc)) + total END)",
+    # Sequential folds over a list in the reference's order, so results agree to the last bit:
+    # sum_over_time (compensated), avg_over_time (compensated incremental mean), the sum
+    # aggregation (plain) and the avg aggregation (plain incremental mean, with 2.42's Inf rule).
+    "CREATE OR REPLACE MACRO p_ksum(l) AS (SELECT CASE WHEN isinf(r.t) THEN r.t ELSE r.t + r.c END FROM "
+    "(SELECT list_reduce(l, lambda a, x: {'t': a.t + x, 'c': a.c + p_kc(a.t, x)}, "
+    "{'t': 0.0::DOUBLE, 'c': 0.0::DOUBLE}) AS r))",
+    "CREATE OR REPLACE MACRO p_kavg(l) AS (SELECT CASE WHEN isinf(r.m) THEN r.m ELSE r.m + r.c END FROM "
+    "(SELECT list_reduce(l, lambda a, x: CASE WHEN isinf(a.m) AND ((isinf(x) AND (a.m > 0) = (x > 0)) "
+    "OR (NOT isinf(x) AND NOT isnan(x))) THEN {'m': a.m, 'n': a.n + 1, 'c': a.c} "
+    "ELSE {'m': a.m + (x / (a.n + 1) - a.m / (a.n + 1)), 'n': a.n + 1, "
+    "'c': a.c + p_kc(a.m, x / (a.n + 1) - a.m / (a.n + 1))} END, "
+    "{'m': 0.0::DOUBLE, 'n': 0.0::DOUBLE, 'c': 0.0::DOUBLE}) AS r))",
+    "CREATE OR REPLACE MACRO p_sum(l) AS list_reduce(l, lambda a, x: a + x, 0.0::DOUBLE)",
+    "CREATE OR REPLACE MACRO p_avg(l) AS (list_reduce(l, lambda a, x: CASE WHEN isinf(a.m) AND "
+    "((isinf(x) AND (a.m > 0) = (x > 0)) OR (NOT isinf(x) AND NOT isnan(x))) THEN {'m': a.m, 'n': a.n + 1} "
+    "ELSE {'m': a.m + (x / (a.n + 1) - a.m / (a.n + 1)), 'n': a.n + 1} END, "
+    "{'m': 0.0::DOUBLE, 'n': 0.0::DOUBLE})).m",
     # Prometheus 2.42 extrapolatedRate; dts: seconds from window start to the first sample, clipped
     # at the counter's zero point.
-    "CREATE OR REPLACE MACRO p_dts(n, v0, v1, t0, t1, corr, start_ms) AS (CASE "
-    "WHEN (v1 - v0 + corr) > 0 AND v0 >= 0 "
-    "AND ((t1 - t0) / 1000.0) * (v0 / (v1 - v0 + corr)) < (t0 - start_ms) / 1000.0 "
-    "THEN ((t1 - t0) / 1000.0) * (v0 / (v1 - v0 + corr)) ELSE (t0 - start_ms) / 1000.0 END)",
-    "CREATE OR REPLACE MACRO p_extra(n, v0, v1, t0, t1, corr, start_ms, end_ms, dts) AS ("
-    "(v1 - v0 + corr) * (((t1 - t0) / 1000.0 "
+    "CREATE OR REPLACE MACRO p_dts(res, v0, t0, t1, start_ms) AS (CASE "
+    "WHEN res > 0 AND v0 >= 0 AND ((t1 - t0) / 1000.0) * (v0 / res) < (t0 - start_ms) / 1000.0 "
+    "THEN ((t1 - t0) / 1000.0) * (v0 / res) ELSE (t0 - start_ms) / 1000.0 END)",
+    "CREATE OR REPLACE MACRO p_factor(n, t0, t1, end_ms, dts) AS ("
+    "(((t1 - t0) / 1000.0 "
     "+ (CASE WHEN dts < ((t1 - t0) / 1000.0 / (n - 1)) * 1.1 THEN dts ELSE ((t1 - t0) / 1000.0 / (n - 1)) / 2 END) "
     "+ (CASE WHEN (end_ms - t1) / 1000.0 < ((t1 - t0) / 1000.0 / (n - 1)) * 1.1 THEN (end_ms - t1) / 1000.0 "
     "ELSE ((t1 - t0) / 1000.0 / (n - 1)) / 2 END)) / ((t1 - t0) / 1000.0)))",
@@ -145,14 +164,20 @@ _MACROS = (
 
 _CMP_MACRO = {"==": "p_eq", "!=": "p_ne", ">": "p_gt", "<": "p_lt", ">=": "p_ge", "<=": "p_le"}
 _OVER_TIME_SQL = {
-    "avg_over_time": "avg(w.v)",
+    "avg_over_time": "p_kavg(list(w.v ORDER BY w.ts))",
     "min_over_time": "p_min(w.v)",
     "max_over_time": "p_max(w.v)",
-    "sum_over_time": "sum(w.v)",
+    "sum_over_time": "p_ksum(list(w.v ORDER BY w.ts))",
     "count_over_time": "count(*)::DOUBLE",
     "last_over_time": "arg_max(w.v, w.ts)",
 }
-_AGG_SQL = {"sum": "sum(v)", "avg": "avg(v)", "min": "p_min(v)", "max": "p_max(v)", "count": "count(*)::DOUBLE"}
+_AGG_SQL = {
+    "sum": "p_sum(list(v ORDER BY o))",
+    "avg": "p_avg(list(v ORDER BY o))",
+    "min": "p_min(v)",
+    "max": "p_max(v)",
+    "count": "count(*)::DOUBLE",
+}
 
 
 def _arith_sql(op: str, a: str, b: str) -> str:
@@ -170,7 +195,11 @@ def _cmp_sql(op: str, a: str, b: str) -> str:
 
 
 class _Compiler:
-    """Walks the AST; each vector node becomes a CTE yielding (rid, name, lbl, v)."""
+    """Walks the AST; each vector node becomes a CTE yielding (rid, name, lbl, o, v).
+
+    ``o`` is the row's position in the reference's vector order (series in text order, groups in
+    order of first appearance): ``sum``/``avg`` fold in that order so values agree to the bit.
+    """
 
     def __init__(self) -> None:
         self.params: list[Param] = []
@@ -178,6 +207,7 @@ class _Compiler:
         self.bad: list[str] = []  # CTEs of rule ids with a many-to-many match (→ reference)
         self.max_range_ms = 0
         self.needs_prev = False
+        self.dedups = 0
         self.table = "P"  # the parameter table in scope (a de-duplicated one under an aggregation)
 
     def param(self, kind: ParamKind, value: Any) -> str:
@@ -212,7 +242,7 @@ class _Compiler:
             return self.aggregate(e)
         if isinstance(e, Unary):
             c = self.vector(e.expr)
-            return self.cte(f"SELECT rid, NULL::VARCHAR AS name, lbl, -v AS v FROM {c}")
+            return self.cte(f"SELECT rid, NULL::VARCHAR AS name, lbl, o, -v AS v FROM {c}")
         if isinstance(e, Binary):
             return self.binary(e)
         raise NotCompilable(f"vector node {type(e).__name__}")
@@ -224,9 +254,10 @@ class _Compiler:
         sel = self.selector(vs)
         self.max_range_ms = max(self.max_range_ms, _LOOKBACK_MS)
         return self.cte(
-            f"SELECT p.rid, s.name, s.lbl, x.v FROM {self.table} p JOIN ("
+            f"SELECT p.rid, s.name, s.lbl, s.o, x.v FROM {self.table} p JOIN ("
             "SELECT m.sel, m.sid, arg_max(w.v, w.ts) AS v FROM sel_match m JOIN win w ON w.sid = m.sid "
-            f"WHERE w.ts >= $t - {_LOOKBACK_MS} AND m.sel IN (SELECT {sel} FROM {self.table}) GROUP BY m.sel, m.sid"
+            f"WHERE w.ts >= $t - {_LOOKBACK_MS} AND m.sel IN (SELECT {sel} FROM {self.table}) "
+            "AND m.sid NOT IN (SELECT sid FROM stale_sids) GROUP BY m.sel, m.sid"
             f") x ON x.sel = p.{sel} JOIN cat s ON s.sid = x.sid"
         )
 
@@ -250,8 +281,9 @@ class _Compiler:
         if name in _OVER_TIME_SQL:
             sel, rng = self.range_leaf(c.args[0])
             inner = self._per_series(sel, rng, f"{_OVER_TIME_SQL[name]} AS v")
+            keep = "s.name" if name == "last_over_time" else "NULL::VARCHAR"  # 2.42 keeps it there only
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, x.v FROM {self.table} p JOIN ({inner}) x "
+                f"SELECT p.rid, {keep} AS name, s.lbl, s.o, x.v FROM {self.table} p JOIN ({inner}) x "
                 f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
             )
         if name == "quantile_over_time":
@@ -259,7 +291,7 @@ class _Compiler:
             sel, rng = self.range_leaf(c.args[1])
             inner = self._per_series(sel, rng, "list_sort(list(w.v)) AS vals")
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, p_quantile({q}, x.vals) AS v "
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, s.o, p_quantile({q}, x.vals) AS v "
                 f"FROM {self.table} p JOIN ({inner}) x "
                 f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
             )
@@ -269,17 +301,19 @@ class _Compiler:
             inner = self._per_series(
                 sel,
                 rng,
-                "count(*) AS n, arg_min(w.v, w.ts) AS v0, arg_max(w.v, w.ts) AS v1, min(w.ts) AS t0, "
-                "max(w.ts) AS t1, coalesce(sum(w.pv) FILTER (WHERE w.pts >= $t - k.rng AND w.v < w.pv), 0) AS corr",
+                # result = last - first, then each reset's pre-drop value added in time order
+                "count(*) AS n, arg_min(w.v, w.ts) AS v0, min(w.ts) AS t0, max(w.ts) AS t1, "
+                "list_reduce(coalesce(list(w.pv ORDER BY w.ts) FILTER (WHERE w.pts >= $t - k.rng AND w.v < w.pv), "
+                "[]::DOUBLE[]), lambda a, x: a + x, arg_max(w.v, w.ts) - arg_min(w.v, w.ts)) AS res",
                 " HAVING count(*) >= 2",
             )
             start = "($t - x.rng)"
-            dts = f"p_dts(x.n, x.v0, x.v1, x.t0, x.t1, x.corr, {start})"
-            value = f"p_extra(x.n, x.v0, x.v1, x.t0, x.t1, x.corr, {start}, $t, {dts})"
+            factor = f"p_factor(x.n, x.t0, x.t1, $t, p_dts(x.res, x.v0, x.t0, x.t1, {start}))"
             if name == "rate":
-                value = f"({value} / (x.rng / 1000.0))"
+                factor = f"({factor} / (x.rng / 1000.0))"
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, {value} AS v FROM {self.table} p JOIN ({inner}) x "
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, s.o, x.res * {factor} AS v "
+                f"FROM {self.table} p JOIN ({inner}) x "
                 f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
             )
         if name == "absent":
@@ -291,7 +325,7 @@ class _Compiler:
             else:
                 lbl = _EMPTY_LBL
             return self.cte(
-                f"SELECT p.rid, NULL::VARCHAR AS name, {lbl} AS lbl, 1.0::DOUBLE AS v FROM {self.table} p "
+                f"SELECT p.rid, NULL::VARCHAR AS name, {lbl} AS lbl, 0 AS o, 1.0::DOUBLE AS v FROM {self.table} p "
                 f"WHERE p.rid NOT IN (SELECT rid FROM {inner})"
             )
         raise NotCompilable(f"function {name!r}")
@@ -307,7 +341,8 @@ class _Compiler:
         if a.op not in _AGG_SQL:
             raise NotCompilable(f"aggregation {a.op!r}")
         outer, first_param, first_cte, first_bad = self.table, len(self.params), len(self.ctes), len(self.bad)
-        dedup = f"d{first_cte}"
+        dedup = f"d{self.dedups}"
+        self.dedups += 1
         self.table = dedup
         inner = self._aggregate(a)
         self.table = outer
@@ -319,7 +354,7 @@ class _Compiler:
         self.bad[first_bad:] = [
             self.cte(f"SELECT p.rid FROM {expand} WHERE k.rid IN (SELECT rid FROM {b})") for b in self.bad[first_bad:]
         ]
-        return self.cte(f"SELECT p.rid, x.name, x.lbl, x.v FROM {expand} JOIN {inner} x ON x.rid = k.rid")
+        return self.cte(f"SELECT p.rid, x.name, x.lbl, x.o, x.v FROM {expand} JOIN {inner} x ON x.rid = k.rid")
 
     def _aggregate(self, a: Aggregate) -> str:
         child = self.vector(a.expr)
@@ -332,8 +367,9 @@ class _Compiler:
                 f"list_filter(c.lbl, lambda e: list_contains({g}, e.k) AND e.v <> '') AS lbl"
             )
         return self.cte(
-            f"SELECT rid, name, lbl, {_AGG_SQL[a.op]} AS v FROM "
-            f"(SELECT c.rid, {key}, c.v FROM {child} c JOIN {self.table} p ON p.rid = c.rid) GROUP BY rid, name, lbl"
+            f"SELECT rid, name, lbl, min(o) AS o, {_AGG_SQL[a.op]} AS v FROM "
+            f"(SELECT c.rid, {key}, c.o, c.v FROM {child} c JOIN {self.table} p ON p.rid = c.rid) "
+            "GROUP BY rid, name, lbl"
         )
 
     def binary(self, b: Binary) -> str:
@@ -359,9 +395,9 @@ class _Compiler:
             src = f"{vec} c JOIN {self.table} p ON p.rid = c.rid"
             x, y = (scal, "c.v") if swap else ("c.v", scal)
         if cmp and not b.bool_modifier:
-            return self.cte(f"SELECT c.rid, c.name, c.lbl, c.v FROM {src} WHERE {_cmp_sql(op, x, y)}")
+            return self.cte(f"SELECT c.rid, c.name, c.lbl, c.o, c.v FROM {src} WHERE {_cmp_sql(op, x, y)}")
         value = f"(CASE WHEN {_cmp_sql(op, x, y)} THEN 1.0 ELSE 0.0 END)" if cmp else _arith_sql(op, x, y)
-        return self.cte(f"SELECT c.rid, NULL::VARCHAR AS name, c.lbl, {value} AS v FROM {src}")
+        return self.cte(f"SELECT c.rid, NULL::VARCHAR AS name, c.lbl, c.o, {value} AS v FROM {src}")
 
 
 def compile_expr(expr: Expr) -> Compiled:
@@ -444,6 +480,7 @@ class SQLEngine:
         self._sel_ids: dict[Selector, int] = {}
         self._cat_key: object = None
         self._n_series = 0
+        self._labels: dict[int, dict[str, str]] = {}  # series id → labels with __name__
         self._values: dict[str, list[str]] = {}
         self._matched = pl.DataFrame(schema={"sel": pl.Int64, "sid": pl.Int64})
         self._matched_sels: set[int] = set()
@@ -462,9 +499,11 @@ class SQLEngine:
         long_k: list[str] = []
         long_v: list[str] = []
         values: dict[str, set[str]] = {NAME: set(names)}
-        for sid, text in zip(sids, cat.get_column("labels").to_list(), strict=True):
+        full: dict[int, dict[str, str]] = {}
+        for sid, name, text in zip(sids, names, cat.get_column("labels").to_list(), strict=True):
             labels = json.loads(text) if text else {}
             lbls.append([{"k": k, "v": v} for k, v in sorted(labels.items())])
+            full[sid] = {**labels, NAME: name}
             for k, v in labels.items():
                 long_sid.append(sid)
                 long_k.append(k)
@@ -473,10 +512,17 @@ class SQLEngine:
         self.con.register(
             "cat",
             pl.DataFrame(
-                {"sid": sids, "name": names, "lbl": pl.Series(lbls, dtype=LBL_TYPE)},
+                {
+                    "sid": sids,
+                    "name": names,
+                    "lbl": pl.Series(lbls, dtype=LBL_TYPE),
+                    # the reference's vector order: series by their text form (Lake.raw's order)
+                    "o": cat.get_column("series").rank("ordinal").cast(pl.Int64),
+                },
                 schema_overrides={"sid": pl.Int64, "name": pl.String},
             ),
         )
+        self._labels = full
         self.con.register(
             "catl",
             pl.DataFrame(
@@ -557,8 +603,13 @@ class SQLEngine:
         self._matched = pl.concat([self._matched, df])
         self._matched_sels |= set(todo)
 
-    def evaluate_many(self, exprs: Sequence[Expr | str], t: datetime) -> list[float | Vector | Exception]:
-        """Evaluate every expression at ``t``; a failing one yields its exception in its slot."""
+    def evaluate_many(
+        self, exprs: Sequence[Expr | str], t: datetime, *, stale: StaleMarkers | None = None
+    ) -> list[float | Vector | Exception]:
+        """Evaluate every expression at ``t``; a failing one yields its exception in its slot.
+
+        ``stale``: staleness markers that end series for instant selectors, as in ``evaluate``.
+        """
         t0 = time.perf_counter()
         t_ms = _ms(t)
         stats = TickStats(rules=len(exprs))
@@ -649,6 +700,7 @@ class SQLEngine:
             else:
                 win = win.with_columns(pl.lit(None, pl.Float64).alias("pv"), pl.lit(None, pl.Int64).alias("pts"))
             self.con.register("win", win)
+            self.con.register("stale_sids", self._stale_sids(win, stale, t_ms))
             stats.seconds["window"] = time.perf_counter() - t2
 
             t3 = time.perf_counter()
@@ -662,7 +714,7 @@ class SQLEngine:
             ref_node = nodes[i]
             assert ref_node is not None
             try:
-                out[i] = evaluate(ref_node, self.lake, t)
+                out[i] = evaluate(ref_node, self.lake, t, stale=stale)
             except Exception as exc:
                 out[i] = exc
         stats.fallbacks = len(fallback) - stats.reference_rechecks
@@ -671,6 +723,16 @@ class SQLEngine:
         self.last_stats = stats
         assert all(r is not None for r in out)
         return [r for r in out if r is not None]
+
+    def _stale_sids(self, win: pl.DataFrame, stale: StaleMarkers | None, t_ms: int) -> pl.DataFrame:
+        """Series whose newest sample in the lookback is followed by a marker at or before ``t``."""
+        ended: list[int] = []
+        if stale:
+            newest = win.filter(pl.col("ts") >= t_ms - _LOOKBACK_MS).group_by("sid").agg(pl.col("ts").max())
+            for sid, ts in newest.iter_rows():
+                if stale.ends(self._labels[sid], ts, t_ms):
+                    ended.append(sid)
+        return pl.DataFrame({"sid": ended}, schema={"sid": pl.Int64})
 
     def _run_shape(
         self,
@@ -761,7 +823,12 @@ _ENGINES: weakref.WeakKeyDictionary[Any, SQLEngine] = weakref.WeakKeyDictionary(
 
 
 def evaluate_many(
-    exprs: Sequence[Expr | str], lake: Any, t: datetime, *, engine: SQLEngine | None = None
+    exprs: Sequence[Expr | str],
+    lake: Any,
+    t: datetime,
+    *,
+    stale: StaleMarkers | None = None,
+    engine: SQLEngine | None = None,
 ) -> list[float | Vector | Exception]:
     """Evaluate many rule expressions at ``t`` over ``lake`` (same values as ``evaluate``).
 
@@ -773,4 +840,4 @@ def evaluate_many(
         engine = _ENGINES.get(lake)
         if engine is None:
             engine = _ENGINES[lake] = SQLEngine(lake)
-    return engine.evaluate_many(exprs, t)
+    return engine.evaluate_many(exprs, t, stale=stale)
