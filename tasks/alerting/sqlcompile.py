@@ -20,8 +20,13 @@ A tick:
 4. run one query per shape; rules whose query fails, or which hit a many-to-many match, and
    expressions that cannot be compiled, go to the reference evaluator one by one (counted).
 
-Semantics are those of the reference (Prometheus 2.42): read its docstring. Values come back in the
-reference's types: ``float`` for a scalar expression, ``[(labels, value)]`` sorted by labels.
+Semantics are those of the reference (Prometheus 2.42): read its docstring. Values agree to the
+bit, not only approximately: sums and means fold with ``list_reduce`` in the reference's order
+(samples by time, series by their text form) and with its compensation, so ``$value`` prints the
+same. Staleness markers (``StaleMarkers``) end instant selectors as in the reference. Our own
+functions (``anomaly``, ``forecast``…) and anything else the compiler does not know go to the
+reference (``TickStats.fallbacks``). Values come back in the reference's types: ``float`` for a
+scalar expression, ``[(labels, value)]`` sorted by labels.
 """
 
 from __future__ import annotations

@@ -418,3 +418,16 @@ def test_compensated_and_ordered_sums_agree_to_the_bit(lake: Lake) -> None:
     assert got[0] == [({"k": "x"}, 6.467499999999999)]
     for e, g in zip(exprs, got, strict=True):
         assert_same(g, evaluate(e, lake, T), e, exact=True)
+
+
+def test_our_own_functions_go_to_the_reference(lake: Lake) -> None:
+    put(lake, "g", {"k": "a"}, [(-10 * S, 1.0)])
+    engine = SQLEngine(lake)
+    exprs = ["anomaly(g[5m]) > 0.9", "forecast(g, 30m) > 1", "g > 0"]
+    for e in exprs[:2]:
+        with pytest.raises(NotCompilable):
+            compile_expr(parse(e))
+    got = engine.evaluate_many(exprs, T)
+    for e, g in zip(exprs, got, strict=True):
+        assert_same(g, reference(e, lake, T), e, exact=True)
+    assert engine.last_stats.fallbacks == 2 and got[2] == [({"__name__": "g", "k": "a"}, 1.0)]
