@@ -60,6 +60,7 @@ def rules_test(
     failure showing expected and got; exit code 1 if any test fails. Example:
     `cortex-perf rules test data/examples/alerting/rules_test.yml`."""
     from tasks.alerting.rule_tests import run_test_files
+    from tasks.alerting.sqlcompile import evaluate_one  # the engine the alerts flow runs
 
     def out(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -67,5 +68,5 @@ def rules_test(
     def err(line: str) -> None:
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    if run_test_files(files, out=out, err=err):
+    if run_test_files(files, out=out, err=err, evaluate_fn=evaluate_one):
         raise typer.Exit(1)

@@ -75,6 +75,8 @@ __all__ = [
 ]
 
 Evaluator = Callable[[Expr, Any, datetime], "float | Vector"]
+#: Many expressions at one time, each slot a value or the exception it raised (``sqlcompile.evaluate_many``).
+BatchEvaluator = Callable[[Sequence[Expr], Any, datetime], "list[float | Vector | Exception]"]
 NODATA_LABEL = "nodata"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -186,11 +188,18 @@ def evaluate_rule(
     t: datetime,
     instances: Sequence[AlertInstance],
     evaluator: Evaluator = evaluate,
+    *,
+    result: float | Vector | Exception | None = None,
 ) -> RuleOutcome:
-    """One evaluation of an alerting rule at ``t`` with our extensions (see the module docstring)."""
+    """One evaluation of an alerting rule at ``t`` with our extensions (see the module docstring).
+
+    ``result``: the expression's value when it was already evaluated in a batch (or the exception
+    it raised); otherwise ``evaluator`` computes it."""
     rule = effective_rule(rule)
     try:
-        vector = _as_vector(evaluator(rule.expr_ast, lake, t))
+        if isinstance(result, Exception):
+            raise result
+        vector = _as_vector(evaluator(rule.expr_ast, lake, t) if result is None else result)
         no_data = False
         live = [a for a in instances if a.state is not AlertState.INACTIVE]
         if not vector and rule.no_data != "ok" and not has_data(rule.expr_ast, lake, t, evaluator):
@@ -328,10 +337,15 @@ def run_rules(
     now: datetime,
     *,
     evaluator: Evaluator = evaluate,
+    batch: BatchEvaluator | None = None,
     max_catch_up: timedelta = timedelta(hours=1),
     dry_run: bool = False,
 ) -> TickOutcome:
-    """Evaluate every rule group's due times up to ``now`` and persist the new state (unless ``dry_run``)."""
+    """Evaluate every rule group's due times up to ``now`` and persist the new state (unless ``dry_run``).
+
+    With ``batch`` (the SQL engine's ``evaluate_many``), the alerting rules between two recording
+    rules of a group are evaluated together, one query per expression shape, instead of one by one;
+    ``evaluator`` still serves ``resolve_expr``, no-data checks and recording rules."""
     from tasks.lake.schema import Sample
 
     if now.tzinfo is None:
@@ -353,12 +367,10 @@ def run_rules(
         state = {k: (p.instances if p else []) for k, p in zip(keys, prev, strict=True)}
         done = {k: (p.last_eval if p else None) for k, p in zip(keys, prev, strict=True)}
         for t in times:
-            for rule, k in zip(group.rules, keys, strict=True):
-                last_k = done[k]
-                if last_k is not None and last_k >= t:
-                    continue  # this rule already ran at t
-                if last_k is None and t != times[-1]:
-                    continue  # a rule new to the group starts now, as a new rule does in Prometheus
+            due = [i for i, k in enumerate(keys) if _is_due(done[k], t, times[-1])]
+            batches = _Batches(group, due, lake, t, batch) if batch is not None else None
+            for i in due:
+                rule, k = group.rules[i], keys[i]
                 out.evaluations += 1
                 if not rule.is_alert:
                     n, err = _record(rule, lake, t, evaluator, Sample, dry_run)
@@ -366,7 +378,8 @@ def run_rules(
                     if err:
                         out.errors.append((k, err))
                 else:
-                    res = evaluate_rule(rule, lake, t, state[k], evaluator)
+                    pre = batches.get(i) if batches is not None else None
+                    res = evaluate_rule(rule, lake, t, state[k], evaluator, result=pre)
                     state[k] = res.instances
                     out.transitions.extend((k, tr) for tr in res.transitions)
                     if res.no_data and t == times[-1]:
@@ -383,6 +396,46 @@ def run_rules(
         store.save(rows, prune_except=configured)
     out.alerts.sort(key=lambda a: (a.name, sorted(a.labels.items())))
     return out
+
+
+def _is_due(last: datetime | None, t: datetime, newest: datetime) -> bool:
+    """Whether a rule last evaluated at ``last`` runs at ``t`` (``newest``: the tick's last grid point).
+
+    Not when it already ran at ``t``; a rule new to its group (never evaluated) starts at the newest
+    grid point only, as a new rule does in Prometheus, while its group's other rules catch up."""
+    if last is None:
+        return t == newest
+    return last < t
+
+
+class _Batches:
+    """The group's due alerting rules' results at one time, computed per *segment* on first use.
+
+    A segment is a run of alerting rules between recording rules: a recording rule writes samples
+    the rules after it may read, so a segment is evaluated (one batch call) only when its first rule
+    asks — after the recording rules before it have run."""
+
+    def __init__(self, group: RuleGroup, due: Sequence[int], lake: Any, t: datetime, batch: BatchEvaluator) -> None:
+        self.segment_of: dict[int, list[int]] = {}
+        current: list[int] = []
+        wanted = set(due)
+        for i, r in enumerate(group.rules):
+            if not r.is_alert:
+                current = []
+            elif i in wanted:
+                current.append(i)
+                self.segment_of[i] = current
+        self.group, self.lake, self.t, self.batch = group, lake, t, batch
+        self.results: dict[int, float | Vector | Exception] = {}
+
+    def get(self, i: int) -> float | Vector | Exception | None:
+        seg = self.segment_of.get(i)
+        if seg is None:
+            return None
+        if i not in self.results:
+            exprs = [self.group.rules[j].expr_ast for j in seg]
+            self.results.update(zip(seg, self.batch(exprs, self.lake, self.t), strict=True))
+        return self.results[i]
 
 
 def _record(rule: Rule, lake: Any, t: datetime, evaluator: Evaluator, sample: Any, dry_run: bool) -> tuple[int, str]:

@@ -24,6 +24,7 @@ from typing import Any
 from tasks.alerting.model import Alert, fingerprint, labels_text
 from tasks.alerting.ruler import RuleStore, TickOutcome, run_rules
 from tasks.alerting.rules import RuleFileError, RuleSet, load_rule_files
+from tasks.alerting.sqlcompile import evaluate_many
 from tasks.events import emit_many
 from tasks.state import State
 from tasks.timeparse import parse_duration
@@ -238,6 +239,7 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
         lake,
         store,
         now,
+        batch=evaluate_many,
         max_catch_up=parse_duration(settings.alerting.max_catch_up),
         dry_run=dry_run,
     )

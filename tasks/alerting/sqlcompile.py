@@ -67,6 +67,7 @@ __all__ = [
     "TickStats",
     "compile_expr",
     "evaluate_many",
+    "evaluate_one",
 ]
 
 ParamKind = Literal["number", "selector", "range_ms", "grouping", "labels"]
@@ -846,3 +847,14 @@ def evaluate_many(
         if engine is None:
             engine = _ENGINES[lake] = SQLEngine(lake)
     return engine.evaluate_many(exprs, t, stale=stale)
+
+
+def evaluate_one(expr: Expr | str, lake: Any, t: datetime, *, stale: StaleMarkers | None = None) -> float | Vector:
+    """``evaluate``'s signature on the SQL engine: one expression, its exception raised.
+
+    For callers that step rules one at a time (``rules test``, the promtool differential test), so
+    they exercise the engine the alerts flow runs."""
+    (result,) = evaluate_many([expr], lake, t, stale=stale)
+    if isinstance(result, Exception):
+        raise result
+    return result

@@ -27,6 +27,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -46,6 +47,9 @@ from tasks.alerting.rules import load_rule_files
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 SEED = int(os.environ.get("ALERT_DIFF_SEED", "20261127"))
 CASES = int(os.environ.get("ALERT_DIFF_CASES", "100"))
+#: The engine checked against promtool: the SQL engine the alerts flow runs (default), or the
+#: Python reference evaluator (``ALERT_DIFF_ENGINE=reference``).
+ENGINE_NAME = os.environ.get("ALERT_DIFF_ENGINE", "sql")
 #: Replay only these case numbers of the seed, e.g. ``ALERT_DIFF_ONLY=45,48`` (as a failure lists them).
 ONLY = [int(x) for x in os.environ.get("ALERT_DIFF_ONLY", "").split(",") if x.strip()]
 
@@ -190,6 +194,18 @@ def make_case(seed: int, index: int) -> Case:
 # ---- our side: expected results -------------------------------------------------------------------
 
 
+def _engine() -> Any:
+    if ENGINE_NAME == "reference":
+        from tasks.alerting.evaluate import evaluate
+
+        return evaluate
+    if ENGINE_NAME != "sql":
+        raise ValueError(f"ALERT_DIFF_ENGINE: {ENGINE_NAME!r} is not sql or reference")
+    from tasks.alerting.sqlcompile import evaluate_one
+
+    return evaluate_one
+
+
 def write_case(case: Case, root: Path) -> Path:
     """Rule file and promtool test file for ``case``, with OUR engine's alerts as the expectations."""
     d = root / f"case_{case.index:04d}"
@@ -201,7 +217,7 @@ def write_case(case: Case, root: Path) -> Path:
     alert_tests: list[dict[str, object]] = []
     promql_tests: list[dict[str, object]] = []
     name = str(case.rule["alert"])
-    with Simulation(groups, expand_input_series(case.series), case.interval_s) as sim:
+    with Simulation(groups, expand_input_series(case.series), case.interval_s, evaluate_fn=_engine()) as sim:
         for t in eval_times(case.horizon_s, case.evaluation_interval_s):
             errors = sim.step(t)
             assert not errors, f"case {case.index}: our engine failed: {errors}"
@@ -302,7 +318,7 @@ def run_promtool(paths: list[Path]) -> dict[str, str]:
 @pytest.mark.timeout(300)
 def test_promtool_agrees_with_our_engine_on_random_rules(tmp_path: Path) -> None:
     assert Path(PROMTOOL).exists(), "promtool (Debian package prometheus) is required: see .ci/run"
-    print(f"\nALERT_DIFF_SEED={SEED} ALERT_DIFF_CASES={CASES}")
+    print(f"\nALERT_DIFF_SEED={SEED} ALERT_DIFF_CASES={CASES} ALERT_DIFF_ENGINE={ENGINE_NAME}")
     started = time.perf_counter()
     cases = [make_case(SEED, i) for i in (ONLY or range(CASES))]
     paths = [write_case(c, tmp_path) for c in cases]

@@ -9,13 +9,30 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tasks.alerting.lifecycle import AlertState
-from tasks.alerting.ruler import RuleStore, due_times, run_rules
+from tasks.alerting.ruler import RuleStore, due_times
+from tasks.alerting.ruler import run_rules as _run_rules
+from tasks.alerting.sqlcompile import evaluate_many
 from tasks.alerting.rules import load_rule_files
 from tasks.lake import Lake, Sample
 from tasks.state import State
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
+
+
+_ENGINE: dict[str, object] = {"batch": None}
+
+
+@pytest.fixture(autouse=True, params=["reference", "sql"])
+def engine(request):
+    """Every test runs with the reference evaluator and with the SQL engine's batches."""
+    _ENGINE["batch"] = evaluate_many if request.param == "sql" else None
+    yield request.param
+    _ENGINE["batch"] = None
+
+
+def run_rules(*args, **kwargs):
+    return _run_rules(*args, batch=_ENGINE["batch"], **kwargs)
 
 
 @pytest.fixture
@@ -264,3 +281,32 @@ def test_rule_added_to_a_group_starts_now_while_the_others_catch_up(tmp_path, la
     out = run_rules(rules(tmp_path, both), lake, store, T0 + 5 * M)
     assert out.evaluations == 5 + 1  # HighCPU: minutes 1..5; Also: minute 5 only
     assert sorted(a.name for a in out.alerts) == ["Also", "HighCPU"]
+
+
+def test_batches_are_one_call_per_segment_between_recording_rules(tmp_path, lake, store, engine):
+    write(lake, [0.95] * 3)
+    calls = []
+
+    def batch(exprs, lake_, t):
+        calls.append((len(exprs), t))
+        return evaluate_many(exprs, lake_, t)
+
+    rs = rules(
+        tmp_path,
+        """\
+        groups:
+          - name: node
+            rules:
+              - alert: A
+                expr: cpu > 0.9
+              - alert: B
+                expr: cpu > 0.5
+              - record: cpu:doubled
+                expr: cpu * 2
+              - alert: C
+                expr: cpu:doubled > 1.8
+        """,
+    )
+    out = _run_rules(rs, lake, store, T0 + M, batch=batch)
+    assert calls == [(2, T0 + M), (1, T0 + M)]  # A+B together; C after the recording rule wrote
+    assert sorted(a.name for a in out.alerts) == ["A", "B", "C"]
