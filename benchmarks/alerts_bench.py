@@ -11,9 +11,13 @@ evaluator at the same time: the agreement count and the speed ratio are reported
     uv run python benchmarks/alerts_bench.py              # 10,000 rules x 10,000 series
     uv run python benchmarks/alerts_bench.py --quick      # smoke: 300 x 300, a few seconds
     options: --rules N --series N --ticks N --sample N --dir PARENT --json
+             --promtool-cases N   also run the promtool differential test with N random cases
+                                  (tests/alerting/test_promtool_differential.py: the same oracle,
+                                  Prometheus 2.42's promtool) and report its agreement count
 
 ``--json``: the last output line is one JSON object (keys ``rules``, ``series``, ``tick_s``,
-``rules_per_s``, ``peak_rss_mb``, and the other figures).
+``rules_per_s``, ``peak_rss_mb``, and the other figures; ``promtool_agreement`` and
+``promtool_cases`` with ``--promtool-cases``).
 """
 
 from __future__ import annotations
@@ -229,6 +233,34 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         }
 
 
+def promtool_agreement(cases: int, seed: int | None = None) -> tuple[int, int, float]:
+    """Run the promtool differential test (our SQL engine vs promtool 2.42 on random rules and series)
+    with ``cases`` cases; returns (agreeing, cases, seconds). One oracle, kept in one place: the test."""
+    import re
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("promtool") is None:
+        raise SystemExit("--promtool-cases: promtool is not installed (Debian: apt-get install prometheus)")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "ALERT_DIFF_CASES": str(cases)}
+    if seed is not None:
+        env["ALERT_DIFF_SEED"] = str(seed)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         "tests/alerting/test_promtool_differential.py", "-k", "agrees"],
+        cwd=root, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    m = re.search(r"(\d+)/(\d+) cases agree", proc.stdout)
+    if m is None:
+        raise SystemExit(
+            f"promtool differential test gave no agreement line:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
+    return int(m.group(1)), int(m.group(2)), time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rules", type=int, default=None, help="number of rules (default 10000; quick 300)")
@@ -239,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default=None, help="parent directory of the temporary lake")
     ap.add_argument("--quick", action="store_true", help="small sizes: the CI smoke run")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
+    ap.add_argument(
+        "--promtool-cases", type=int, default=0, help="also check N random cases against promtool (0: skip)"
+    )
     args = ap.parse_args(argv)
     args.rules = args.rules or (300 if args.quick else 10_000)
     args.series = args.series or (300 if args.quick else 10_000)
@@ -249,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name} must be positive")
     console = Console(stderr=True)
     r = run(args, console)
+    if args.promtool_cases > 0:
+        with console.status(f"promtool differential test, {args.promtool_cases} cases"):
+            agree, n, secs = promtool_agreement(args.promtool_cases)
+        r["promtool_agreement"], r["promtool_cases"], r["promtool_s"] = agree, n, round(secs, 1)
 
     table = Table(title=f"Alert rule evaluation: {r['rules']} rules over {r['series']} series")
     table.add_column("figure")
@@ -275,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         f"all {ok if r['agreement'] == r['agreement_sample'] else bad}",
     )
     table.add_row("speed vs the reference (same rules)", f"{r['speedup_vs_reference']}x", "")
+    if "promtool_agreement" in r:
+        table.add_row(
+            "agreement with promtool 2.42 (random rules)",
+            f"{r['promtool_agreement']}/{r['promtool_cases']}",
+            f"all {ok if r['promtool_agreement'] == r['promtool_cases'] else bad}",
+        )
     table.add_row("window read", f"{r['window_samples']:,} samples of {r['window_series']:,} series", "")
     table.add_row("rules with a result", f"{r['rules_with_results']:,}", "")
     table.add_row("lake", f"{r['lake_samples']:,} samples, built in {r['build_s']} s", "")

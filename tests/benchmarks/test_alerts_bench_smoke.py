@@ -39,3 +39,16 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert figures["agreement_sample"] > 0 and figures["agreement"] == figures["agreement_sample"]
     assert figures["rules_with_results"] > 0
     assert list(tmp_path.iterdir()) == [], "the temporary lake is removed"
+
+
+def test_promtool_option_reports_the_oracles_agreement(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--json", "--dir", str(tmp_path), "--promtool-cases", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["promtool_cases"] == 3 and figures["promtool_agreement"] == 3
