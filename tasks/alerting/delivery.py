@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -276,7 +276,7 @@ def _prepare(n: Notification, receiver: Receiver) -> Notification | None:
     firing = tuple(a for a in n.alerts if not a.resolved)
     if not firing:
         return None
-    return Notification(n.receiver, n.group_key, n.group_labels, firing, n.reason, n.notes, n.external_url)
+    return replace(n, alerts=firing)
 
 
 def enqueue_many(

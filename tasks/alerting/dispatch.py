@@ -46,14 +46,14 @@ import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from tasks.alerting.acks import Ack, ManualResolve, active_acks, covering_resolves, utc
 from tasks.alerting.escalation import EscalationPolicy, due_steps, parse_policies
 from tasks.alerting.flapping import FlapEvent, FlapSettings, FlapState, observe
-from tasks.alerting.model import Alert, labels_text
+from tasks.alerting.model import REASONS, Alert, Notification, Reason, labels_text, sorted_alerts
 from tasks.alerting.promql import parse_duration
 from tasks.alerting.ratelimit import RateLimit, SendWindow, parse_rate_limits
 from tasks.state import State, register_schema
@@ -75,8 +75,7 @@ __all__ = [
     "group_labels",
 ]
 
-Reason = Literal["initial", "update", "repeat", "escalation", "flapping"]
-_REASONS: tuple[str, ...] = get_args(Reason)
+_REASONS = REASONS
 
 #: How long a per-group notification log entry is kept (Alertmanager's ``--data.retention``).
 DEFAULT_NFLOG_RETENTION = timedelta(hours=120)
@@ -136,67 +135,6 @@ def group_key(match: RouteMatchLike, glabels: Mapping[str, str]) -> str:
 
 
 # ---- notifications ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Notification:
-    """One message to one receiver about one group: what the delivery stage sends."""
-
-    receiver: str
-    group_key: str
-    group_labels: dict[str, str]
-    alerts: list[Alert]
-    reason: Reason
-    notes: list[str] = field(default_factory=list)
-    t: datetime | None = None
-
-    @property
-    def firing(self) -> list[Alert]:
-        return [a for a in self.alerts if not a.resolved]
-
-    @property
-    def resolved(self) -> list[Alert]:
-        return [a for a in self.alerts if a.resolved]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "receiver": self.receiver,
-            "group_key": self.group_key,
-            "group_labels": dict(self.group_labels),
-            "alerts": [a.to_dict() for a in self.alerts],
-            "reason": self.reason,
-            "notes": list(self.notes),
-            "t": self.t.isoformat() if self.t else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Notification:
-        reason = d.get("reason")
-        if reason not in _REASONS:
-            raise ValueError(f"notification.reason: {reason!r} is not one of {', '.join(_REASONS)}")
-        return cls(
-            receiver=str(d["receiver"]),
-            group_key=str(d["group_key"]),
-            group_labels={str(k): str(v) for k, v in dict(d.get("group_labels") or {}).items()},
-            alerts=[Alert.from_dict(a) for a in d.get("alerts") or []],
-            reason=reason,
-            notes=[str(n) for n in d.get("notes") or []],
-            t=datetime.fromisoformat(d["t"]) if d.get("t") else None,
-        )
-
-    def merged_into(self, newer: Notification) -> Notification:
-        """``newer`` carrying this (deferred) message's content too: alerts by fingerprint with the
-        newer version winning, notes of both — so a deferral loses nothing."""
-        by_fp = {a.fingerprint: a for a in self.alerts}
-        by_fp.update({a.fingerprint: a for a in newer.alerts})
-        notes = list(self.notes) + [n for n in newer.notes if n not in self.notes]
-        reason = self.reason if self.reason == "initial" and newer.reason in ("update", "repeat") else newer.reason
-        return replace(newer, alerts=_sorted_alerts(by_fp.values()), notes=notes, reason=reason)
-
-
-def _sorted_alerts(alerts: Iterable[Alert]) -> list[Alert]:
-    """Firing before resolved, then by label set — Alertmanager's ``AlertSlice`` order, roughly."""
-    return sorted(alerts, key=lambda a: (a.resolved, labels_text(a.labels)))
 
 
 # ---- settings ---------------------------------------------------------------------------------------
@@ -648,7 +586,7 @@ class _Tick:
             notes.append(f"{n_sup} alert(s) suppressed (silenced or inhibited)")
         if n_held:
             notes.append(f"{n_held} alert(s) held (flapping)")
-        return Notification(recv, gk, dict(g.labels), _sorted_alerts(body), reason, notes, t)
+        return Notification(recv, gk, dict(g.labels), sorted_alerts(body), reason, notes, t)
 
     def _escalate(
         self,
@@ -678,7 +616,7 @@ class _Tick:
         start = datetime.fromisoformat(g.escalation["start"])
         steps, pos = due_steps(policy, start, int(g.escalation["pos"]), self.t)
         g.escalation["pos"] = pos
-        alerts = _sorted_alerts(live[fp] for fp in unacked)
+        alerts = sorted_alerts(live[fp] for fp in unacked)
         waited = format_duration(self.t - start)
         return [
             Notification(
@@ -723,13 +661,13 @@ class _Tick:
                 f"{window}; its notifications are held until it settles"
                 for fp in quiet
             ]
-            alerts = _sorted_alerts(cur[fp] for fp in quiet)
+            alerts = sorted_alerts(cur[fp] for fp in quiet)
             out.append(Notification(g.receiver, gk, dict(g.labels), alerts, "flapping", notes, self.t))
         calm = [fp for fp in stopped if fp not in self.suppressed]
         if calm:
             notes = [f"flapping: settled — {settled[fp].name} {fp} is {settled[fp].status}; notifications resume"
                      for fp in calm]  # fmt: skip
-            alerts = _sorted_alerts(settled[fp] for fp in calm)
+            alerts = sorted_alerts(settled[fp] for fp in calm)
             out.append(Notification(g.receiver, gk, dict(g.labels), alerts, "flapping", notes, self.t))
         return out
 

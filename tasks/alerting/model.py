@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-__all__ = ["Alert", "AlertStatus", "fingerprint", "labels_text"]
+__all__ = ["REASONS", "Alert", "AlertStatus", "Notification", "Reason", "fingerprint", "labels_text", "sorted_alerts"]
 
 AlertStatus = Literal["firing", "resolved"]
+#: Why a notification goes out: the dispatcher's reasons, and ``test`` for ``alerts test-notify``.
+Reason = Literal["initial", "update", "repeat", "escalation", "flapping", "test"]
+REASONS: tuple[str, ...] = get_args(Reason)
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
@@ -95,3 +98,70 @@ class Alert:
             value=None if d.get("value") is None else float(d["value"]),
             generator=str(d.get("generator") or ""),
         )
+
+
+def sorted_alerts(alerts: Iterable[Alert]) -> list[Alert]:
+    """Firing before resolved, then by label set — Alertmanager's ``AlertSlice`` order, roughly."""
+    return sorted(alerts, key=lambda a: (a.resolved, labels_text(a.labels)))
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message to one receiver about one group: what the dispatcher decides and delivery sends.
+
+    One type from decision to wire (the dispatcher builds it, the outbox stores ``to_dict``, the
+    templates render it), so nothing is lost converting between stages."""
+
+    receiver: str
+    group_key: str
+    group_labels: Mapping[str, str]
+    alerts: Sequence[Alert]
+    reason: str = "initial"
+    notes: Sequence[str] = ()
+    t: datetime | None = None
+    external_url: str = ""
+
+    @property
+    def firing(self) -> list[Alert]:
+        return [a for a in self.alerts if not a.resolved]
+
+    @property
+    def resolved(self) -> list[Alert]:
+        return [a for a in self.alerts if a.resolved]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "receiver": self.receiver,
+            "group_key": self.group_key,
+            "group_labels": dict(self.group_labels),
+            "alerts": [a.to_dict() for a in self.alerts],
+            "reason": self.reason,
+            "notes": list(self.notes),
+            "t": self.t.isoformat() if self.t else None,
+            "external_url": self.external_url,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Notification:
+        reason = d.get("reason") or "initial"
+        if reason not in REASONS:
+            raise ValueError(f"notification.reason: {reason!r} is not one of {', '.join(REASONS)}")
+        return cls(
+            receiver=str(d["receiver"]),
+            group_key=str(d["group_key"]),
+            group_labels={str(k): str(v) for k, v in dict(d.get("group_labels") or {}).items()},
+            alerts=[Alert.from_dict(a) for a in d.get("alerts") or []],
+            reason=reason,
+            notes=[str(n) for n in d.get("notes") or []],
+            t=datetime.fromisoformat(d["t"]) if d.get("t") else None,
+            external_url=str(d.get("external_url") or ""),
+        )
+
+    def merged_into(self, newer: Notification) -> Notification:
+        """``newer`` carrying this (deferred) message's content too: alerts by fingerprint with the
+        newer version winning, notes of both — so a deferral loses nothing."""
+        by_fp = {a.fingerprint: a for a in self.alerts}
+        by_fp.update({a.fingerprint: a for a in newer.alerts})
+        notes = list(self.notes) + [n for n in newer.notes if n not in self.notes]
+        reason = self.reason if self.reason == "initial" and newer.reason in ("update", "repeat") else newer.reason
+        return replace(newer, alerts=sorted_alerts(by_fp.values()), notes=notes, reason=reason)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from tasks.alerting.model import Alert
+from tasks.alerting.model import Alert, Notification
 
 if TYPE_CHECKING:
     from tasks.alerting.receivers import Receiver
@@ -88,42 +88,6 @@ class NotificationLike(Protocol):
     def alerts(self) -> Sequence[Alert]: ...
     @property
     def reason(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One group notification for one receiver (see module docstring)."""
-
-    receiver: str
-    group_key: str
-    group_labels: Mapping[str, str]
-    alerts: tuple[Alert, ...]
-    reason: str = "initial"
-    notes: tuple[str, ...] = ()
-    external_url: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "receiver": self.receiver,
-            "group_key": self.group_key,
-            "group_labels": dict(self.group_labels),
-            "alerts": [a.to_dict() for a in self.alerts],
-            "reason": self.reason,
-            "notes": list(self.notes),
-            "external_url": self.external_url,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Notification:
-        return as_notification(d)
-
-    @property
-    def firing(self) -> list[Alert]:
-        return [a for a in self.alerts if not a.resolved]
-
-    @property
-    def resolved(self) -> list[Alert]:
-        return [a for a in self.alerts if a.resolved]
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -174,6 +138,7 @@ def as_notification(obj: NotificationLike | Mapping[str, Any] | Notification) ->
         alerts=tuple(alerts),
         reason=reason,
         notes=notes,
+        t=_get(obj, "t"),
         external_url=str(ext),
     )
 

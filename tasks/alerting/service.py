@@ -158,7 +158,6 @@ def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_
     from tasks.alerting.dispatch import Dispatcher, DispatchStore
     from tasks.alerting.inhibit import inhibited
     from tasks.alerting.notify_config import load_notify_config
-    from tasks.alerting.notify_templates import as_notification
     from tasks.alerting.silences import SilenceStore, silenced_by
     from tasks.alerting.timeintervals import muted
 
@@ -200,7 +199,7 @@ def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_
     if dry_run:
         return out
     enqueue_many(
-        [(as_notification(n), receivers[n.receiver]) for n in notifications],
+        [(n, receivers[n.receiver]) for n in notifications],
         now,
         state=state,
         dedupe_window_s=DEDUPE_WINDOW_S,

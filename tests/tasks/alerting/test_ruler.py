@@ -11,8 +11,8 @@ import pytest
 from tasks.alerting.lifecycle import AlertState
 from tasks.alerting.ruler import RuleStore, due_times
 from tasks.alerting.ruler import run_rules as _run_rules
-from tasks.alerting.sqlcompile import evaluate_many
 from tasks.alerting.rules import load_rule_files
+from tasks.alerting.sqlcompile import evaluate_many
 from tasks.lake import Lake, Sample
 from tasks.state import State
 
