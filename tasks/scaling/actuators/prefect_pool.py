@@ -47,6 +47,12 @@ class PrefectPoolActuator(Actuator):
 
         settings = {"timeout": self.config.timeout_s}
         if self.config.api_url is None:
+            from prefect.settings import PREFECT_API_URL
+
+            # Without a URL Prefect would start a throwaway ephemeral server, and we would scale
+            # a pool nobody uses: refuse instead.
+            if not PREFECT_API_URL.value():
+                raise ActuatorError(f"{self.name}: no Prefect API configured (set api_url or PREFECT_API_URL)")
             return get_client(sync_client=True, httpx_settings=settings)
         key = self.config.api_key.get_secret_value() if self.config.api_key else None
         return SyncPrefectClient(self.config.api_url, api_key=key, httpx_settings=settings)
