@@ -10,6 +10,7 @@ ActionResult`` sets ``decision.to`` at most once per decision id (see ``base`` f
 - ``process_pool`` (N local worker processes, tracked by pid files).
 
 Build one from config with ``build_actuator({"kind": "webhook", ...}, ledger=Ledger(state_path))``;
+``record_result(lake, result)`` appends ``action.applied``/``action.failed`` to the lake;
 ``register_actuator`` adds a kind (plug-ins). Bad config raises ``ActuatorConfigError`` naming the
 field (``unknown actuator`` lists the known kinds).
 """
@@ -28,6 +29,7 @@ from tasks.scaling.actuators.base import (
     ActuatorError,
     Decision,
     Ledger,
+    record_result,
     validate_config,
 )
 from tasks.scaling.actuators.command import CommandActuator, CommandConfig
@@ -61,6 +63,7 @@ __all__ = [
     "WebhookConfig",
     "build_actuator",
     "parse_actuator_config",
+    "record_result",
     "register_actuator",
 ]
 

@@ -37,6 +37,7 @@ __all__ = [
     "ActuatorError",
     "Decision",
     "Ledger",
+    "record_result",
     "validate_config",
 ]
 
@@ -354,6 +355,18 @@ class Actuator(ABC):
         if row is None or row.observed is None:
             raise ActuatorError(f"{self.name}: cannot read the count of {target!r}: {missing}")
         return row.observed
+
+
+def record_result(lake: Any, result: ActionResult, *, to_prefect: bool | None = None) -> Any:
+    """Append ``action.applied`` / ``action.failed`` for ``result`` to the lake (and Prefect, if reachable).
+
+    Dry runs and skips are not actions and record nothing (returns ``None``); the resource is
+    ``cortex.scaling.<target>`` so one target's history reads as one stream."""
+    if result.event_name is None:
+        return None
+    from tasks.events import emit
+
+    return emit(lake, result.event_name, f"scaling.{result.target}", result.to_dict(), to_prefect=to_prefect)
 
 
 def _describe(exc: BaseException) -> str:

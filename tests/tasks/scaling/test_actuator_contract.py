@@ -6,6 +6,7 @@ and config errors that do not say which field is wrong (or that print a secret).
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
+from tasks.lake import Lake
 from tasks.scaling.actuators import (
     ACTUATORS,
     Actuator,
@@ -24,6 +26,7 @@ from tasks.scaling.actuators import (
     LogActuator,
     build_actuator,
     parse_actuator_config,
+    record_result,
     register_actuator,
 )
 
@@ -237,3 +240,20 @@ def test_decision_validation_names_the_field() -> None:
         Decision.model_validate({"id": "x", "target": "api", "to": -1})
     d = _decision()
     assert d.payload()["from"] == 1 and d.payload()["to"] == 3 and d.mode == "dry-run"
+
+
+def test_results_become_action_events_in_the_lake(ledger: Ledger, tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    ok = FlakyActuator(FlakyConfig(kind="flaky"), ledger=ledger)
+    bad = FlakyActuator(FlakyConfig(kind="flaky", name="flaky-b"), ledger=ledger, failures=1)
+    applied = ok.apply(_decision(id="e1", to=2), dry_run=False)
+    failed = bad.apply(_decision(id="e2", to=4, target="db"), dry_run=False)
+    assert record_result(lake, ok.apply(_decision(id="e1", to=2)), to_prefect=False) is None  # dry run
+    assert record_result(lake, ok.apply(_decision(id="e1", to=2), dry_run=False), to_prefect=False) is None  # skip
+    record_result(lake, applied, to_prefect=False)
+    record_result(lake, failed, to_prefect=False)
+    events = lake.events()
+    assert events["name"].to_list() == ["action.applied", "action.failed"]
+    assert events["resource"].to_list() == ["cortex.scaling.api", "cortex.scaling.db"]
+    payload = json.loads(events["payload"][1])
+    assert (payload["status"], payload["error"], payload["to"]) == ("failed", "ConnectionError: backend down", 4)
