@@ -282,6 +282,16 @@ class Actuator(ABC):
     def name(self) -> str:
         return self.config.label
 
+    def close(self) -> None:
+        """Release clients this actuator opened (a no-op for most)."""
+        return None
+
+    def __enter__(self) -> Actuator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def lease_s(self) -> float:
         """How long a claim may stay ``applying`` before another process may take it over."""

@@ -51,6 +51,12 @@ class KubernetesActuator(Actuator):
     def __init__(self, config: KubernetesConfig, *, ledger: Any, api_client: Any = None) -> None:
         super().__init__(config, ledger=ledger)
         self._api_client = api_client  # injectable: a kubernetes.client.ApiClient
+        self._owns_client = api_client is None
+
+    def close(self) -> None:
+        if self._owns_client and self._api_client is not None:
+            self._api_client.close()
+            self._api_client = None
 
     def _api(self) -> Any:
         from kubernetes import client

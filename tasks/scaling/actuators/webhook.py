@@ -89,7 +89,12 @@ class WebhookActuator(Actuator):
     def __init__(self, config: WebhookConfig, *, ledger: Any, client: httpx.Client | None = None) -> None:
         super().__init__(config, ledger=ledger)
         #: injectable (httpx transports), as the project's sources take theirs
+        self._owns_client = client is None
         self.client = client or httpx.Client(timeout=config.timeout_s, follow_redirects=False)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
 
     def _read(self, target: str) -> int:
         if self.config.current_url is None:

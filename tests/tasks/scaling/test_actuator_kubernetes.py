@@ -156,6 +156,8 @@ def test_reads_and_patches_a_deployments_scale_subresource(api: ApiServer, ledge
     patches = sum(1 for r in api.requests if r[0] == "PATCH")
     assert act.apply(_d("d1", 7), dry_run=False).status == "skipped"
     assert sum(1 for r in api.requests if r[0] == "PATCH") == patches
+    act.close()  # releases its ApiClient; a later call opens a new one
+    assert act.current("api") == 7
 
 
 def test_statefulset_and_a_workload_name_other_than_the_target(api: ApiServer, ledger: Ledger) -> None:

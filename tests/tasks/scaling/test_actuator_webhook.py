@@ -110,6 +110,9 @@ def test_posts_the_signed_decision_and_reads_the_count(receiver: Receiver, ledge
     assert (decision["from"], decision["to"], decision["policy"]) == (3, 6, "hybrid")
     assert delivery["payload"]["sent_at"].endswith("+00:00")
     assert act.current("api") == 6
+    with act:
+        pass
+    assert act.client.is_closed  # the client it opened is released
 
 
 def test_the_same_decision_is_delivered_once(receiver: Receiver, ledger: Ledger) -> None:
