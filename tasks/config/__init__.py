@@ -7,6 +7,7 @@ directory, or the file ``CORTEX_PERF_CONFIG`` names), environment variables ``CO
 """
 
 from tasks.config.settings import (
+    AlertingSettings,
     AnomalySettings,
     CollectSettings,
     ConfigError,
@@ -21,11 +22,13 @@ from tasks.config.settings import (
     Settings,
     SourcesSettings,
     StateSettings,
+    format_validation_error,
     load_settings,
     redacted,
 )
 
 __all__ = [
+    "AlertingSettings",
     "AnomalySettings",
     "CollectSettings",
     "ConfigError",
@@ -40,6 +43,7 @@ __all__ = [
     "Settings",
     "SourcesSettings",
     "StateSettings",
+    "format_validation_error",
     "load_settings",
     "redacted",
 ]

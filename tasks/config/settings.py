@@ -311,7 +311,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
-def _format_validation_error(err: ValidationError, origin: str) -> str:
+def format_validation_error(err: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if p != "__root__") or "(root)"
@@ -374,7 +374,7 @@ def load_settings(
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin + " + environment")) from None
+        raise ConfigError(format_validation_error(exc, origin + " + environment")) from None
     except SettingsError as exc:
         # e.g. CORTEX_PERF_LAKE='{not json' : pydantic-settings fails before validation.
         raise ConfigError(f"invalid configuration (environment): {exc} (complex values must be JSON)") from None
@@ -387,7 +387,7 @@ def load_settings(
         try:
             settings = _ResolvedSettings(**merged)
         except ValidationError as exc:
-            raise ConfigError(_format_validation_error(exc, "command-line overrides")) from None
+            raise ConfigError(format_validation_error(exc, "command-line overrides")) from None
     return settings
 
 

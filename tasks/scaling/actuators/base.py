@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tasks import state as state_db
-from tasks.config.settings import _format_validation_error
+from tasks.config import format_validation_error
 
 __all__ = [
     "ActionResult",
@@ -258,7 +258,7 @@ def validate_config(cls: type[ActuatorConfig], data: Mapping[str, Any], origin: 
     try:
         return cls.model_validate(dict(data))
     except ValidationError as err:
-        raise ActuatorConfigError(_format_validation_error(err, origin)) from None
+        raise ActuatorConfigError(format_validation_error(err, origin)) from None
 
 
 class Actuator(ABC):
