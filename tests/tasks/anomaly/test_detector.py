@@ -160,8 +160,8 @@ def test_value_beyond_the_range_ever_seen_is_found_by_the_range_detector() -> No
     at = 2500
     v[at] = v[:at].max() + 0.5 * (v[:at].max() - v[:at].min())
     res = score_series(ts, v, config=CFG)
-    # 50 % of the range beyond it = 10x the 5 % tolerance -> 10 / (10 + r_half)
-    assert res.score[at] == pytest.approx(10 / 10.5) and res.detector[at] == "range"
+    # 50 % of the range beyond it = 25x the 2 % tolerance -> 25 / (25 + r_half)
+    assert res.score[at] == pytest.approx(25 / 25.5) and res.detector[at] == "range"
     assert res.expected[at] == v[:at].max()
     assert "above the highest" in res.reason[at]
     inside = v.copy()
