@@ -1206,8 +1206,10 @@ def _index(item: Any, *indexes: Any) -> Any:
                 raise _FuncError("cannot index slice/array with nil")
             if isinstance(ix, bool) or not isinstance(ix, int):
                 raise _FuncError(f"cannot index slice/array with type {_type_name(ix)}")
-            if ix < 0 or ix >= len(b):
+            if ix < 0 or ix > len(b):
                 raise _FuncError(f"index out of range: {ix}")
+            if ix == len(b):  # Go checks x > len, then reflect panics on x == len
+                raise _FuncError("reflect: string index out of range")
             item = GoByte(b[ix])
         elif isinstance(item, Mapping):
             if ix is None:
@@ -1521,7 +1523,7 @@ class _Lexer:
                     raise self.error(j, "comment ends before closing delimiter")
                 continue
             self.toks.append(_Tok("left", "{{", j))
-            i, trim_left = self.inside(pos)
+            i, trim_left = self.inside(pos, j)
 
     def at_right(self, i: int) -> tuple[bool, bool]:
         src = self.src
@@ -1535,8 +1537,9 @@ class _Lexer:
         c = self.src[i]
         return c in _SPACE or c in ".,|:()" or self.src.startswith("}}", i)
 
-    def inside(self, i: int) -> tuple[int, bool]:
-        """Lex one action starting at ``i``; returns the index after ``}}`` and whether it trims."""
+    def inside(self, i: int, left: int) -> tuple[int, bool]:
+        """Lex one action starting at ``i`` (its ``{{`` at ``left``); returns the index after ``}}``
+        and whether it trims the following text."""
         src, n = self.src, len(self.src)
         paren = 0
         while True:
@@ -1549,7 +1552,7 @@ class _Lexer:
                 self.toks.append(_Tok("right", "}}", i))
                 return i + 2, trim
             if i >= n:
-                raise self.error(i, "unclosed action")
+                raise self.error(left, "unclosed action")
             c = src[i]
             if c in _SPACE:
                 k = i
