@@ -875,8 +875,11 @@ def _humanize_duration(x: object) -> str:
         sign = ""
         if v < 0:
             sign, v = "-", -v
-        whole = int(v)
-        seconds, minutes, hours, days = whole % 60, (whole // 60) % 60, (whole // 3600) % 24, whole // 86400
+        whole = _go_int64(v)
+        seconds = _go_rem(whole, 60)
+        minutes = _go_rem(_go_quo(whole, 60), 60)
+        hours = _go_rem(_go_quo(_go_quo(whole, 60), 60), 24)
+        days = _go_quo(_go_quo(_go_quo(whole, 60), 60), 24)
         if days:
             return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
         if hours:
@@ -891,6 +894,23 @@ def _humanize_duration(x: object) -> str:
         prefix = p
         v *= 1000
     return f"{go_g4(v)}{prefix}s"
+
+
+def _go_int64(v: float) -> int:
+    """Go's ``int64(v)`` on amd64: truncation, and MinInt64 when ``v`` does not fit (1e21 → -2^63)."""
+    if math.isnan(v) or not -(2.0**63) <= v < 2.0**63:
+        return -(2**63)
+    return int(v)
+
+
+def _go_quo(a: int, b: int) -> int:
+    """Go's integer division (truncates toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _go_rem(a: int, b: int) -> int:
+    return a - _go_quo(a, b) * b
 
 
 def _humanize_percentage(x: object) -> str:

@@ -78,7 +78,7 @@ _LABEL_NAMES = ["instance", "job", "env", "team", "path", "code", "zone"]
 _VALUE_EXPRS = [
     "$value",
     ".Value",
-    "(parseDuration \"1m30s\")",
+    '(parseDuration "1m30s")',
     "1.5",
     "0.0",
 ]
@@ -131,7 +131,7 @@ def _printf(rng: random.Random) -> str:
             ("%d %d", "1"),
             ("%d", "1 2"),
             ("%c%c", "72 105"),
-            ("%q", "(index $labels \"instance\")"),
+            ("%q", '(index $labels "instance")'),
             ("%v", "(toTime $value)"),
         ]
     )
@@ -159,7 +159,7 @@ def _string_fn(rng: random.Random) -> str:
             f"{{{{ urlquery {ref} }}}}",
             f"{{{{ len {ref} }}}}",
             f'{{{{ graphLink (printf "up{{job=%q}}" {ref}) }}}}',
-            f'{{{{ tableLink "rate(x[5m])" }}}}',
+            '{{ tableLink "rate(x[5m])" }}',
             f"{{{{ print {ref} 1 2 }}}}",
             f"{{{{ println {ref} }}}}",
             f"{{{{ slice {ref} 0 1 }}}}",
@@ -182,7 +182,7 @@ def _condition(rng: random.Random) -> str:
             f"ne {ref} {lv}",
             "$value",
             ref,
-            f"and (gt $value 1.0) (ne {ref} \"dev\")",
+            f'and (gt $value 1.0) (ne {ref} "dev")',
             f"or {ref} $value",
             f"not {ref}",
             f"lt {ref} {lv}",
@@ -242,12 +242,14 @@ def _fragment(rng: random.Random, depth: int = 0) -> str:
         return f"{{{{ with {_label_ref(rng)} }}}}on {{{{ . }}}}{inner}{{{{ else }}}}{other}{{{{ end }}}}"
     if kind == "var":
         return (
-            f"{{{{ $x := {_label_ref(rng)} }}}}{{{{ if {_condition(rng)} }}}}{{{{ $x = \"changed\" }}}}"
+            f'{{{{ $x := {_label_ref(rng)} }}}}{{{{ if {_condition(rng)} }}}}{{{{ $x = "changed" }}}}'
             f"{{{{ $y := 1 }}}}{{{{ end }}}}[{{{{ $x }}}}]{inner}"
         )
     if kind == "define":
         name = f"t{rng.randrange(1000)}"
-        return f'{{{{ define "{name}" }}}}<{{{{ . }}}}>{{{{ end }}}}{{{{ template "{name}" {_label_ref(rng)} }}}}{inner}'
+        return (
+            f'{{{{ define "{name}" }}}}<{{{{ . }}}}>{{{{ end }}}}{{{{ template "{name}" {_label_ref(rng)} }}}}{inner}'
+        )
     name = f"b{rng.randrange(1000)}"
     return f'{{{{ block "{name}" .Labels }}}}{{{{ .job }}}}/{{{{ len . }}}}{{{{ end }}}}{inner}'
 
@@ -256,9 +258,7 @@ def make_case(seed: int, index: int) -> tuple[dict[str, str], str, list[str]]:
     """(labels, value as written in the series, templates) of case ``index``."""
     rng = random.Random(seed * 1_000_003 + index)
     labels = {
-        name: rng.choice(_LABEL_VALUES)
-        for name in rng.sample(_LABEL_NAMES, rng.randint(0, 4))
-        if rng.random() < 0.9
+        name: rng.choice(_LABEL_VALUES) for name in rng.sample(_LABEL_NAMES, rng.randint(0, 4)) if rng.random() < 0.9
     }
     labels = {k: v for k, v in labels.items() if v != ""}  # an empty label value is no label
     value = rng.choice(_VALUES)
@@ -348,8 +348,23 @@ def test_generator_covers_control_structures_and_errors(tmp_path: Path) -> None:
     including templates that fail the way Go fails."""
     texts = [t for i in range(CASES) for t in make_case(SEED, i)[2]]
     joined = "\n".join(texts)
-    for needle in ("{{ if ", "{{ else if ", "{{ range ", "{{ with ", "{{ define ", "{{ block ", ":= ", "{{ break }}",
-                   "{{ continue }}", "printf", "reReplaceAll", "humanizeTimestamp", "toTime", "and (", "eq "):
+    for needle in (
+        "{{ if ",
+        "{{ else if ",
+        "{{ range ",
+        "{{ with ",
+        "{{ define ",
+        "{{ block ",
+        ":= ",
+        "{{ break }}",
+        "{{ continue }}",
+        "printf",
+        "reReplaceAll",
+        "humanizeTimestamp",
+        "toTime",
+        "and (",
+        "eq ",
+    ):
         assert needle in joined, needle
     rendered = []
     for i in range(CASES):
