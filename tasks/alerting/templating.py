@@ -36,7 +36,7 @@ import math
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -2893,10 +2893,3 @@ def expand(
     except TemplateError as exc:
         msg = exc.go_message or str(exc)
         return f"<error expanding template: {msg.replace(_NAME, tname)}>"
-
-
-def _iter_nodes(node: _Node) -> Iterator[_Node]:  # pragma: no cover - debugging helper
-    yield node
-    if isinstance(node, _List):
-        for n in node.nodes:
-            yield from _iter_nodes(n)
