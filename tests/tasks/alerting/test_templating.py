@@ -10,9 +10,12 @@ import math
 import pytest
 
 from tasks.alerting.templating import (
+    HTML,
     Template,
     TemplateError,
     check_template,
+    expand,
+    go_sprintf,
     humanize,
     humanize1024,
     humanize_duration,
@@ -110,12 +113,16 @@ def test_humanize_values(value: float, expected: str) -> None:
         ("{{ nope $value }}", (1, 4), 'function "nope" not defined'),
         ("ok\n  {{ $value", (2, 3), "unclosed action"),
         ("{{ $bogus }}", (1, 4), 'undefined variable "$bogus"'),
-        ("{{ if $value }}x{{ end }}", (1, 4), "{{if}} actions are not supported"),
-        ("{{ $x := 1 }}", (1, 7), "variable declarations are not supported"),
-        ("{{ }}", (1, 3), "missing value for command"),
-        ("{{ $value | }}", (1, 3), "missing value for command"),
-        ("{{ $value $value }}", (1, 11), "can't give argument to non-function $value"),
-        ("{{ humanize | $value }}", (1, 15), "non executable command in pipeline stage 2"),
+        ("{{ if $value }}x", (1, 17), "unexpected EOF"),
+        ("{{ $x }}", (1, 4), 'undefined variable "$x"'),
+        ("{{ if 1 }}{{ $x := 1 }}{{ end }}{{ $x }}", (1, 36), 'undefined variable "$x"'),
+        ("{{ end }}", (1, 4), "unexpected {{end}}"),
+        ("{{ break }}", (1, 4), "{{break}} outside {{range}}"),
+        ('{{ if 1 }}{{ define "x" }}{{ end }}{{ end }}', (1, 14), "unexpected <define> in command"),
+        ("{{ (1 }}", (1, 7), "unclosed left paren"),
+        ("{{ 1.2.3 }}", (1, 7), 'unexpected ".3" in operand'),  # promtool: the same words
+        ("{{ }}", (1, 4), "missing value for command"),
+        ("{{ humanize | 3 }}", (1, 15), "non executable command in pipeline stage 2"),
     ],
 )
 def test_parse_errors_carry_line_and_column(template: str, pos: tuple[int, int], message: str) -> None:
@@ -132,4 +139,156 @@ def test_execution_errors() -> None:
         render("{{ $value.x }}", LABELS, 0.0)
     with pytest.raises(TemplateError, match="wrong number of args for humanize: want 1 got 2"):
         render("{{ humanize 1 2 }}", LABELS, 0.0)
+    with pytest.raises(TemplateError, match=r"can't give argument to non-function \$value"):
+        render("{{ $value $value }}", LABELS, 0.0)
     check_template("{{ humanize $labels.word }}")  # parsing only, like promtool
+    check_template("{{ $value $value }}")
+    assert render("{{ $value | }}", LABELS, 2.0) == "2"  # Go accepts an empty last stage
+
+
+# Expected strings below were produced by promtool 2.42 (Go 1.19) for the same template, labels and value.
+GO = {"instance": "db-1:9100", "job": "node", "__name__": "m"}
+
+
+@pytest.mark.parametrize(
+    ("template", "value", "expected"),
+    [
+        ("{{ if gt $value 2.0 }}critical{{ else if gt $value 1.0 }}warning{{ else }}info{{ end }}", 1.5, "warning"),
+        ("{{ if gt $value 2.0 }}critical{{ else if gt $value 1.0 }}warning{{ else }}info{{ end }}", 0.5, "info"),
+        ("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0, "__name__=m;instance=db-1:9100;job=node;"),
+        ("{{ range $labels }}{{ . }},{{ end }}", 0.0, "m,db-1:9100,node,"),
+        ("{{ range .ExternalLabels }}X{{ else }}empty{{ end }}", 0.0, "empty"),
+        (
+            '{{ range $k, $v := $labels }}{{ if eq $k "__name__" }}{{ continue }}{{ end }}'
+            '{{ if eq $k "job" }}{{ break }}{{ end }}{{ $k }} {{ end }}',
+            0.0,
+            "instance ",
+        ),
+        ("{{ with $labels.instance }}on {{ . }}{{ else }}nowhere{{ end }}", 0.0, "on db-1:9100"),
+        ("{{ with $labels.nothing }}on {{ . }}{{ else }}nowhere{{ end }}", 0.0, "nowhere"),
+        ("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}", 0.0, "2"),
+        ("{{ $x := 1 }}{{ if true }}{{ $x := 2 }}{{ $x }}{{ end }}{{ $x }}", 0.0, "21"),
+        (
+            '{{ define "t" }}T{{ .Labels.job }}{{ end }}{{ template "t" . }}|{{ template "t" }}',
+            0.0,
+            "Tnode|T<no value>",
+        ),
+        ('{{ block "b" $labels }}{{ .job }}{{ end }}', 0.0, "node"),
+        ('{{ if and (gt $value 1.0) (ne $labels.job "dev") }}Y{{ end }}', 1.5, "Y"),
+        (
+            "{{ if $value }}T{{ end }}{{ if 0.0 }}T{{ else }}F{{ end }}{{ if .Labels.nope }}{{ else }}E{{ end }}",
+            1.0,
+            "TFE",
+        ),
+        ('{{ and 1 0 }}|{{ or "" "x" }}|{{ not 0 }}|{{ and 1 2 }}', 0.0, "0|x|true|2"),
+        ('{{ eq $labels.job "a" "b" "node" }}|{{ eq nil nil }}|{{ lt "a" "b" }}', 0.0, "true|true|true"),
+        (
+            '{{ len $labels }}|{{ index $labels "job" }}|[{{ index $labels "zzz" }}]|{{ len "h\u00e9llo" }}',
+            0.0,
+            "3|node|[]|6",
+        ),
+        (
+            '{{ printf "%.2f" $value }}|{{ $value | printf "%5.1f" }}|{{ printf "%d" $value }}',
+            1.5,
+            "1.50|  1.5|%!d(float64=1.5)",
+        ),
+        (
+            '{{ printf "%d %d" 1 }}|{{ printf "%d" 1 2 }}|{{ printf "%s" nil }}|{{ printf "%T" $labels }}',
+            0.0,
+            "1 %!d(MISSING)|1%!(EXTRA int=2)|%!s(<nil>)|map[string]string",
+        ),
+        (
+            '{{ printf "%q|%x|%-6s|%06.2f|%+d|%e|%c|%U" "q\\"" "hi" "ab" 3.14159 5 1234567.0 65 65 }}',
+            0.0,
+            '"q\\""|6869|ab    |003.14|+5|1.234567e+06|A|U+0041',
+        ),
+        ('{{ print 1 2 "a" 3 "b" "c" 4.5 nil }}|{{ println 1 "a" }}', 0.0, "1 2a3bc4.5 <nil>|1 a\n"),
+        ("{{ 0x1F }} {{ 1e3 }} {{ 'a' }} {{ 1_000 }} {{ -0.0 }} {{ 1.50 }}", 0.0, "31 1000 97 1000 -0 1.5"),
+        ('{{ reReplaceAll "(.*):.*" "$1" $labels.instance }}|{{ reReplaceAll "x*" "-" "abxd" }}', 0.0, "db-1|-a-b-d-"),
+        (
+            '{{ $labels.instance | stripPort }}|{{ stripDomain "foo.bar.com:80" }}|{{ stripPort "[::1]:80" }}',
+            0.0,
+            "db-1|foo:80|::1",
+        ),
+        (
+            '{{ match "n.*" $labels.job }}|{{ title "o\'neil wORLD" }}|{{ toUpper "\u00dfa" }}',
+            0.0,
+            "true|O'Neil WORLD|\u00dfA",
+        ),
+        (
+            '{{ safeHtml "<b>" }}|{{ html "<a&\'\\"" }}|{{ js "a&b=c<>" }}|{{ urlquery "a b&c/\u00e9" }}',
+            0.0,
+            "<b>|&lt;a&amp;&#39;&#34;|a\\u0026b\\u003Dc\\u003C\\u003E|a+b%26c%2F%C3%A9",
+        ),
+        (
+            "{{ toTime $value }}|{{ humanizeTimestamp 1234567890.123 }}|{{ (toTime $value).Unix }}",
+            1.5,
+            "1970-01-01 00:00:01.5 +0000 UTC|2009-02-13 23:31:30.122 +0000 UTC|1",
+        ),
+        (
+            '{{ parseDuration "1h30m" }}|{{ args 1 "a" }}|{{ (args 1).missing }}|{{ humanizeDuration 1e21 }}',
+            0.0,
+            "5400|map[arg0:1 arg1:a]|<no value>|-106751991167300d -15h -30m -8s",
+        ),
+        ('{{ graphLink "up{a=\\"b\\"}" }}', 0.0, "/graph?g0.expr=up%7Ba%3D%22b%22%7D&g0.tab=0"),
+        ("{{ . }}", 1.5, "{map[__name__:m instance:db-1:9100 job:node] map[]  1.5}"),
+    ],
+)
+def test_go_semantics_match_promtool(template: str, value: float, expected: str) -> None:
+    assert render(template, GO, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (
+            "{{ if gt $value 1 }}big{{ end }}",
+            "<error expanding template: error executing template __alert_A1: template: __alert_A1:1:118: "
+            'executing "__alert_A1" at <gt $value 1>: error calling gt: incompatible types for comparison>',
+        ),
+        (
+            '{{ safeHtml "x" | toUpper }}',
+            "<error expanding template: error executing template __alert_A1: template: __alert_A1:1:130: "
+            'executing "__alert_A1" at <toUpper>: wrong type for value; expected string; got template.HTML>',
+        ),
+        (
+            "x\n  {{ .Nope }}",
+            "<error expanding template: error executing template __alert_A1: template: __alert_A1:2:5: "
+            'executing "__alert_A1" at <.Nope>: can\'t evaluate field Nope in type struct { Labels '
+            "map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }>",
+        ),
+        (
+            "{{ externalURL }}",
+            "<error expanding template: error executing template __alert_A1: template: __alert_A1:1:115: "
+            'executing "__alert_A1" at <externalURL>: error calling externalURL: runtime error: invalid memory '
+            "address or nil pointer dereference>",
+        ),
+    ],
+)
+def test_expand_reproduces_prometheus_error_text(template: str, expected: str) -> None:
+    assert expand(template, GO, 1.5, name="A1", external_url=None) == expected
+
+
+def test_external_url_and_path_prefix() -> None:
+    assert render("{{ externalURL }}|{{ pathPrefix }}", GO, 0.0, external_url="https://prom.example/sub") == (
+        "https://prom.example/sub|/sub"
+    )
+
+
+def test_query_is_rejected_at_check_time_and_run_time() -> None:
+    with pytest.raises(TemplateError) as ei:
+        check_template('{{ with query "up" }}{{ . | first | value }}{{ end }}')
+    assert (ei.value.line, ei.value.column) == (1, 9)
+    assert "not supported" in ei.value.message
+    with pytest.raises(TemplateError, match="error calling query: query is not supported"):
+        render('{{ query "up" }}', GO, 0.0)
+    with pytest.raises(TemplateError) as ei:
+        check_template("{{ tmpl }}")  # only Prometheus's HTML console templates have tmpl
+    assert ei.value.message == 'function "tmpl" not defined'
+
+
+def test_template_value_types_in_printf() -> None:
+    assert go_sprintf("%v|%s|%.3v|%10v|%-4v|", [1.5, HTML("x"), 1.23456, 2.5, True]) == "1.5|x|1.23|       2.5|true|"
+    assert go_sprintf("%[2]d %[1]d", [1, 2]) == "2 1"
+    assert go_sprintf("%*d|%.*f|%-*d|", [5, 7, 2, 3.14159, 3, 1]) == "    7|3.14|1  |"
+    assert go_sprintf("%d%%|%!|%z", [1, 2]) == "1%|%!!(int=2)|%!z(MISSING)"
