@@ -40,7 +40,7 @@ from typing import Any
 
 from tasks.alerting.evaluate import Labels, evaluate
 from tasks.alerting.rules import Rule
-from tasks.alerting.templating import Template, TemplateError
+from tasks.alerting.templating import Template, TemplateError, expansion_error
 
 __all__ = [
     "RESOLVED_RETENTION",
@@ -182,7 +182,7 @@ def load_instances(data: Iterable[Mapping[str, Any]]) -> list[AlertInstance]:
 _TEMPLATES: dict[str, Template | TemplateError] = {}
 
 
-def _expand(text: str, labels: Labels, value: float) -> str:
+def _expand(text: str, labels: Labels, value: float, name: str) -> str:
     if "{{" not in text:
         return text
     tmpl = _TEMPLATES.get(text)
@@ -195,11 +195,11 @@ def _expand(text: str, labels: Labels, value: float) -> str:
             _TEMPLATES.clear()
         _TEMPLATES[text] = tmpl
     if isinstance(tmpl, TemplateError):
-        return f"<error expanding template: {tmpl}>"
+        return expansion_error(tmpl, name)
     try:
         return tmpl.render(labels, value)
     except TemplateError as exc:
-        return f"<error expanding template: {exc}>"
+        return expansion_error(exc, name)
 
 
 def alert_labels(rule: Rule, series: Mapping[str, str], value: float) -> tuple[dict[str, str], dict[str, str]]:
@@ -207,13 +207,13 @@ def alert_labels(rule: Rule, series: Mapping[str, str], value: float) -> tuple[d
     tmpl_labels = dict(series)
     out = {k: v for k, v in series.items() if k != NAME}
     for name, text in rule.labels.items():
-        v = _expand(text, tmpl_labels, value)
+        v = _expand(text, tmpl_labels, value, rule.name)
         if v == "":
             out.pop(name, None)
         else:
             out[name] = v
     out[ALERTNAME] = rule.name
-    annotations = {name: _expand(text, tmpl_labels, value) for name, text in rule.annotations.items()}
+    annotations = {name: _expand(text, tmpl_labels, value, rule.name) for name, text in rule.annotations.items()}
     return out, annotations
 
 

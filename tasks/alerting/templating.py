@@ -51,6 +51,7 @@ __all__ = [
     "TemplateError",
     "check_template",
     "expand",
+    "expansion_error",
     "go_g4",
     "go_sprintf",
     "humanize",
@@ -2887,9 +2888,14 @@ def expand(
 ) -> str:
     """What Prometheus writes for a label/annotation template of alerting rule ``name``: the
     expansion, or ``<error expanding template: …>`` with Go's error text (template ``__alert_NAME``)."""
-    tname = "__alert_" + name
     try:
         return render(src, labels, value, external_labels=external_labels, external_url=external_url)
     except TemplateError as exc:
-        msg = exc.go_message or str(exc)
-        return f"<error expanding template: {msg.replace(_NAME, tname)}>"
+        return expansion_error(exc, name)
+
+
+def expansion_error(exc: TemplateError, name: str) -> str:
+    """``<error expanding template: …>`` with Go's error text for alerting rule ``name``, as Prometheus
+    writes it in place of a label or annotation whose template failed."""
+    msg = exc.go_message or str(exc)
+    return f"<error expanding template: {msg.replace(_NAME, '__alert_' + name)}>"
