@@ -154,7 +154,7 @@ def _vector(rng: random.Random) -> tuple[str, float]:
                 (f"g * on (instance, job) rate(c_total[{w}])", 0.2),
                 (f"g > ignoring (job) group_left max by (instance) (c_total{_offset(rng)})", 5),
                 (f"g - on (job) group_left avg by (job) (g{_offset(rng)})", 0),
-                ("c_total / ignoring (job) group_left (job) max by (instance) (g)", 2),
+                ("c_total / ignoring (job) group_left max by (instance) (g)", 2),
                 ("g > bool on (instance, job) c_total", 0.5),
                 ("max by (job) (g) + on (job) group_right min by (instance, job) (c_total)", 10),
             ]
