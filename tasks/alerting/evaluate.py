@@ -14,7 +14,15 @@ Semantics (the oracle is Prometheus 2.42, the version Debian ships with ``promto
   resets add the value before the drop; extrapolate to the window's edges when the first/last sample
   is within 1.1× the average sample interval of the edge, else by half an interval; the start-side
   extrapolation never goes past the counter's zero point.
-- Vector–vector binary operations match one-to-one on all labels except ``__name__``.
+- Vector–vector operations match as 2.42's ``VectorBinop``: one-to-one on all labels but
+  ``__name__`` by default, ``on``/``ignoring`` choose the labels, ``group_left``/``group_right`` allow
+  many-to-one (copying the listed labels from the one side), with 2.42's errors for duplicate
+  matches; ``and``/``or``/``unless`` are many-to-many and keep samples as they are. A result with two
+  equal label sets is 2.42's "vector cannot contain metrics with the same labelset" error.
+- ``offset`` moves the lookback and range windows back (negative: forward).
+- Functions follow 2.42's ``functions.go``; ``exp``/``ln``/``log2``/``log10`` are Go's algorithms
+  (not the C library's, which differ in the last bit), ``stddev_over_time``/``stdvar_over_time``/
+  ``deriv``/``predict_linear`` use its compensated sums, ``topk``/``bottomk`` replay Go's heap.
 - ``sum_over_time``/``avg_over_time`` use 2.42's compensated (Kahan–Neumaier) summation; the
   ``sum``/``avg`` aggregations do not (plain sum, incremental mean), exactly as 2.42.
 - ``sum``/``avg`` accumulate in order: samples in time order, series in

@@ -23,10 +23,22 @@ A tick:
 Semantics are those of the reference (Prometheus 2.42): read its docstring. Values agree to the
 bit, not only approximately: sums and means fold with ``list_reduce`` in the reference's order
 (samples by time, series by their text form) and with its compensation, so ``$value`` prints the
-same. Staleness markers (``StaleMarkers``) end instant selectors as in the reference. Our own
-functions (``anomaly``, ``forecast``…) and anything else the compiler does not know go to the
-reference (``TickStats.fallbacks``). Values come back in the reference's types: ``float`` for a
-scalar expression, ``[(labels, value)]`` sorted by labels.
+same. Staleness markers (``StaleMarkers``) end instant selectors as in the reference (as of
+``t - offset`` for offset selectors).
+
+Compiled: selectors with positive ``offset``; ``*_over_time`` (avg min max sum count last quantile
+present), ``absent_over_time``, ``rate increase changes resets``; ``sum avg min max count group``;
+arithmetic and comparisons (``bool``) with scalars and between vectors one-to-one, with
+``on``/``ignoring``; ``and or unless`` (with ``on``/``ignoring``); ``abs ceil floor sqrt sgn round
+clamp clamp_min clamp_max vector time absent``. Left to the reference (``TickStats.fallbacks``):
+negative offsets (they read past the tick's window), ``group_left``/``group_right``, ``on
+(__name__)``, ``topk bottomk quantile stddev stdvar count_values``, ``exp ln log2 log10`` (the C
+library's differ from Go's in the last bit), ``scalar timestamp sort sort_desc label_replace
+label_join histogram_quantile delta idelta irate deriv predict_linear stddev_over_time
+stdvar_over_time``, and our own functions (``anomaly``, ``forecast``…).
+
+Values come back in the reference's types: ``float`` for a scalar expression, ``[(labels, value)]``
+sorted by labels.
 """
 
 from __future__ import annotations
