@@ -2,10 +2,15 @@
 
 Supported (Prometheus 2.x syntax): number literals (``1``, ``1.5e3``, ``0x1f``, ``Inf``, ``NaN``),
 instant selectors ``m{l="v", l!="v", l=~"re", l!~"re"}``, range selectors ``m[1h30m]``, calls of the
-functions in ``FUNCTIONS``, aggregations ``sum avg min max count`` with ``by (…)`` / ``without (…)``
-(before or after the argument), unary ``+``/``-``, binary ``^ * / % + - == != > < >= <=`` with the
-``bool`` modifier, and parentheses. Everything else (``offset``, ``@``, subqueries, ``on``/
-``ignoring``/``group_left``, ``and``/``or``/``unless``, ``topk``…) is refused with a clear error.
+functions in ``FUNCTIONS`` (fixed or variadic arity, as 2.42's ``parser/functions.go``),
+aggregations ``sum avg min max count group stddev stdvar topk bottomk quantile count_values`` with
+``by (…)`` / ``without (…)`` (before or after the arguments), unary ``+``/``-``, binary
+``^ * / % + - == != > < >= <= and unless or`` with Prometheus's precedence (``or`` lowest, then
+``and``/``unless``, comparisons, ``+ -``, ``* / %``, ``^`` right-associative), the ``bool`` modifier,
+vector matching ``on (…)`` / ``ignoring (…)`` with ``group_left (…)`` / ``group_right (…)``, the
+``offset`` modifier (negative offsets too: stable since Prometheus 2.33, no feature flag in 2.42),
+and parentheses. Keywords are case-insensitive, as Prometheus's lexer makes them. ``@`` and
+subqueries are refused with a clear error.
 
 Every error is a ``PromQLError`` whose message starts with ``line:column`` (1-based) of the problem.
 Vector selectors are handed to ``tasks.lake.selector.parse_selector`` so that there is one selector
@@ -51,6 +56,7 @@ class StringLiteral:
 @dataclass(frozen=True, slots=True)
 class VectorSelector:
     selector: Selector
+    offset_s: float = 0.0  # ``offset``: read as of ``t - offset_s`` (negative: later)
     type: ValueType = field(default="vector", init=False)
 
 
@@ -65,7 +71,10 @@ class MatrixSelector:
 class Call:
     func: str
     args: tuple[Expr, ...]
-    type: ValueType = field(default="vector", init=False)
+
+    @property
+    def type(self) -> ValueType:
+        return "scalar" if self.func in SCALAR_FUNCTIONS else "vector"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +83,24 @@ class Aggregate:
     expr: Expr
     grouping: tuple[str, ...] = ()
     without: bool = False
+    param: Expr | None = None  # topk/bottomk k, quantile q (scalars), count_values's label (string)
     type: ValueType = field(default="vector", init=False)
+
+
+Cardinality = Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorMatching:
+    """How a vector–vector operation pairs its sides (Prometheus's ``parser.VectorMatching``).
+
+    ``on``: match on ``labels`` only (else on every label but ``labels`` and ``__name__``);
+    ``include``: the labels ``group_left``/``group_right`` copy from the "one" side."""
+
+    card: Cardinality = "one-to-one"
+    on: bool = False
+    labels: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +119,9 @@ class Binary:
     lhs: Expr
     rhs: Expr
     bool_modifier: bool = False
+    # None: one-to-one on all labels but __name__ (the default, and always for scalar operands);
+    # set operators always carry a many-to-many matching
+    matching: VectorMatching | None = None
 
     @property
     def type(self) -> ValueType:
@@ -101,7 +130,9 @@ class Binary:
 
 Expr = NumberLiteral | StringLiteral | VectorSelector | MatrixSelector | Call | Aggregate | Unary | Binary
 
-# name → argument types; the result of every supported function is an instant vector.
+# name → argument types (2.42 parser/functions.go); a result is an instant vector unless the name
+# is in SCALAR_FUNCTIONS. VARIADIC: how many trailing arguments may be left out (-1: the last type
+# repeats without limit, at least one fewer than listed), as 2.42's ``Variadic``.
 FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
     "avg_over_time": ("matrix",),
     "min_over_time": ("matrix",),
@@ -109,25 +140,68 @@ FUNCTIONS: dict[str, tuple[ValueType, ...]] = {
     "sum_over_time": ("matrix",),
     "count_over_time": ("matrix",),
     "last_over_time": ("matrix",),
+    "stddev_over_time": ("matrix",),
+    "stdvar_over_time": ("matrix",),
+    "present_over_time": ("matrix",),
+    "absent_over_time": ("matrix",),
     "quantile_over_time": ("scalar", "matrix"),
     "rate": ("matrix",),
     "increase": ("matrix",),
+    "delta": ("matrix",),
+    "irate": ("matrix",),
+    "idelta": ("matrix",),
+    "changes": ("matrix",),
+    "resets": ("matrix",),
+    "deriv": ("matrix",),
+    "predict_linear": ("matrix", "scalar"),
     "absent": ("vector",),
+    "abs": ("vector",),
+    "ceil": ("vector",),
+    "floor": ("vector",),
+    "exp": ("vector",),
+    "ln": ("vector",),
+    "log2": ("vector",),
+    "log10": ("vector",),
+    "sqrt": ("vector",),
+    "sgn": ("vector",),
+    "round": ("vector", "scalar"),
+    "clamp": ("vector", "scalar", "scalar"),
+    "clamp_min": ("vector", "scalar"),
+    "clamp_max": ("vector", "scalar"),
+    "scalar": ("vector",),
+    "vector": ("scalar",),
+    "time": (),
+    "timestamp": ("vector",),
+    "label_replace": ("vector", "string", "string", "string", "string"),
+    "label_join": ("vector", "string", "string", "string"),
+    "sort": ("vector",),
+    "sort_desc": ("vector",),
+    "histogram_quantile": ("scalar", "vector"),
     # ours (cortex-perf, not Prometheus): read what the anomaly and forecast stages wrote to the lake
     "anomaly": ("matrix",),
     "forecast": ("vector", "scalar"),
     "forecast_quantile": ("scalar", "vector", "scalar"),
 }
+VARIADIC: dict[str, int] = {"round": 1, "label_join": -1}
+SCALAR_FUNCTIONS = frozenset({"scalar", "time"})
 #: Functions whose scalar arguments may be written as durations (``forecast(m, 30m)``): the
 #: duration becomes its number of seconds. Prometheus has no duration literals outside ranges.
 DURATION_ARGS = {"forecast": 1, "forecast_quantile": 2}
-AGGREGATIONS = ("sum", "avg", "min", "max", "count")
-UNSUPPORTED_AGGREGATIONS = ("topk", "bottomk", "quantile", "count_values", "stddev", "stdvar", "group")
+AGGREGATIONS = ("sum", "avg", "min", "max", "count", "group", "stddev", "stdvar")
+#: Aggregations with a parameter before the vector, and its type.
+PARAM_AGGREGATIONS: dict[str, ValueType] = {
+    "topk": "scalar",
+    "bottomk": "scalar",
+    "quantile": "scalar",
+    "count_values": "string",
+}
 COMPARISONS = ("==", "!=", ">", "<", ">=", "<=")
 ARITHMETIC = ("+", "-", "*", "/", "%", "^")
+SET_OPERATORS = ("and", "or", "unless")
 # binary precedence, lowest first (Prometheus: or < and/unless < comparisons < +- < */% < ^)
-PRECEDENCE: tuple[tuple[str, ...], ...] = (COMPARISONS, ("+", "-"), ("*", "/", "%"), ("^",))
-KEYWORDS_UNSUPPORTED = ("offset", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "atan2")
+PRECEDENCE: tuple[tuple[str, ...], ...] = (("or",), ("and", "unless"), COMPARISONS, ("+", "-"), ("*", "/", "%"), ("^",))
+KEYWORDS = ("offset", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "by", "without")
+KEYWORDS_UNSUPPORTED = ("atan2",)
 _TYPE_NAMES = {"scalar": "scalar", "vector": "instant vector", "matrix": "range vector", "string": "string"}
 
 # ---- lexer ----------------------------------------------------------------------------------------
@@ -268,6 +342,13 @@ class _Parser:
     def is_op(self, *ops: str) -> bool:
         return self.tok.kind == "OP" and self.tok.text in ops
 
+    def is_keyword(self, *words: str) -> bool:
+        """Keywords are case-insensitive (Prometheus's lexer lower-cases them)."""
+        return self.tok.kind == "IDENT" and self.tok.text.lower() in words
+
+    def is_binop(self, ops: tuple[str, ...]) -> bool:
+        return self.is_op(*ops) or self.is_keyword(*ops)
+
     # grammar
     def parse(self) -> Expr:
         if self.tok.kind == "EOF":
@@ -275,7 +356,7 @@ class _Parser:
         expr = self.expr(0)
         if self.tok.kind != "EOF":
             t = self.tok
-            if t.kind == "IDENT" and t.text.lower() in KEYWORDS_UNSUPPORTED:
+            if self.is_keyword(*KEYWORDS_UNSUPPORTED):
                 raise self.error(f"{t.text!r} is not supported")
             raise self.error(f"unexpected {self.describe(t)} after the expression")
         return expr
@@ -288,25 +369,45 @@ class _Parser:
             lhs = self.unary_operand()
             if self.is_op("^"):
                 op_tok = self.advance()
+                bool_mod, matching = self.modifiers(op_tok)
                 rhs = self.expr(level)
-                return self.binary(op_tok, lhs, rhs, False)
+                return self.binary(op_tok, lhs, rhs, bool_mod, matching)
             return lhs
         lhs = self.expr(level + 1)
-        while self.is_op(*ops):
+        while self.is_binop(ops):
             op_tok = self.advance()
-            bool_mod = False
-            if self.tok.kind == "IDENT" and self.tok.text == "bool":
-                if op_tok.text not in COMPARISONS:
-                    raise self.error("bool modifier can only be used on comparison operators")
-                self.advance()
-                bool_mod = True
-            if self.tok.kind == "IDENT" and self.tok.text in ("on", "ignoring"):
-                raise self.error(f"vector matching with {self.tok.text!r} is not supported")
+            bool_mod, matching = self.modifiers(op_tok)
             rhs = self.expr(level + 1)
-            lhs = self.binary(op_tok, lhs, rhs, bool_mod)
+            lhs = self.binary(op_tok, lhs, rhs, bool_mod, matching)
         return lhs
 
-    def binary(self, op_tok: Token, lhs: Expr, rhs: Expr, bool_mod: bool) -> Binary:
+    def modifiers(self, op_tok: Token) -> tuple[bool, VectorMatching | None]:
+        """``bool``, ``on``/``ignoring (…)`` and ``group_left``/``group_right [(…)]`` after an operator."""
+        bool_mod = False
+        if self.is_keyword("bool"):
+            if op_tok.text not in COMPARISONS:
+                raise self.error("bool modifier can only be used on comparison operators")
+            self.advance()
+            bool_mod = True
+        if self.is_keyword("group_left", "group_right"):
+            raise self.error(f"{self.tok.text!r} must follow on (…) or ignoring (…)")
+        if not self.is_keyword("on", "ignoring"):
+            return bool_mod, None
+        on = self.advance().text.lower() == "on"
+        labels = self.grouping()
+        card: Cardinality = "one-to-one"
+        include: tuple[str, ...] = ()
+        if self.is_keyword("group_left", "group_right"):
+            card = "many-to-one" if self.advance().text.lower() == "group_left" else "one-to-many"
+            if self.tok.kind == "(":
+                include = self.grouping()
+        return bool_mod, VectorMatching(card, on, labels, include)
+
+    def binary(
+        self, op_tok: Token, lhs: Expr, rhs: Expr, bool_mod: bool, matching: VectorMatching | None = None
+    ) -> Binary:
+        """The checks of 2.42's ``checkAST`` for a binary expression, with its messages."""
+        op = op_tok.text.lower()
         for side in (lhs, rhs):
             if side.type not in ("scalar", "vector"):
                 raise self.error(
@@ -314,9 +415,24 @@ class _Parser:
                     f"got {_TYPE_NAMES[side.type]}",
                     op_tok,
                 )
-        if op_tok.text in COMPARISONS and lhs.type == "scalar" and rhs.type == "scalar" and not bool_mod:
+        if op in COMPARISONS and lhs.type == "scalar" and rhs.type == "scalar" and not bool_mod:
             raise self.error("comparisons between scalars must use BOOL modifier", op_tok)
-        return Binary(op_tok.text, lhs, rhs, bool_mod)
+        if matching is not None and matching.on:
+            for label in matching.include:
+                if label in matching.labels:
+                    raise self.error(f"label {label!r} must not occur in ON and GROUP clause at once", op_tok)
+        if op in SET_OPERATORS and "scalar" in (lhs.type, rhs.type):
+            raise self.error(f"set operator {op!r} not allowed in binary scalar expression", op_tok)
+        if "scalar" in (lhs.type, rhs.type):
+            if matching is not None and matching.labels:
+                raise self.error("vector matching only allowed between instant vectors", op_tok)
+            matching = None
+        elif op in SET_OPERATORS:
+            matching = matching or VectorMatching()
+            if matching.card != "one-to-one":
+                raise self.error(f"no grouping allowed for {op!r} operation", op_tok)
+            matching = VectorMatching("many-to-many", matching.on, matching.labels)
+        return Binary(op, lhs, rhs, bool_mod, matching)
 
     def unary(self) -> Expr:
         return self.expr(len(PRECEDENCE) - 1)
@@ -339,12 +455,13 @@ class _Parser:
         return self.postfix()
 
     def postfix(self) -> Expr:
+        parenthesised = self.tok.kind == "("
         expr = self.primary()
         if self.tok.kind == "[":
-            if not isinstance(expr, VectorSelector):
+            if not isinstance(expr, VectorSelector) or parenthesised:
                 raise self.error(
                     "ranges only allowed for vector selectors (subqueries are not supported)"
-                    if isinstance(expr, Call | Aggregate | Binary | Unary)
+                    if isinstance(expr, Call | Aggregate | Binary | Unary) or parenthesised
                     else "ranges only allowed for vector selectors"
                 )
             self.advance()
@@ -362,8 +479,31 @@ class _Parser:
                 raise self.error("subqueries are not supported")
             self.expect("]", "']'")
             expr = MatrixSelector(expr, range_s)
-        if self.tok.kind == "IDENT" and self.tok.text == "offset":
-            raise self.error("'offset' is not supported")
+        if self.is_keyword("offset"):
+            off_tok = self.advance()
+            if parenthesised or not isinstance(expr, VectorSelector | MatrixSelector):
+                raise self.error(
+                    "offset modifier must be preceded by an instant vector selector or range vector selector",
+                    off_tok,
+                )
+            sign = 1.0
+            if self.is_op("-"):
+                self.advance()
+                sign = -1.0
+            dur = self.tok
+            self.expect("DURATION", "a duration like 5m after offset")
+            try:
+                offset_s = sign * parse_duration(dur.text)
+            except ValueError as e:
+                raise self.error(str(e), dur) from None
+            if isinstance(expr, MatrixSelector):
+                expr = MatrixSelector(VectorSelector(expr.vector.selector, offset_s), expr.range_s)
+            else:
+                expr = VectorSelector(expr.selector, offset_s)
+            if self.is_keyword("offset"):
+                raise self.error("offset may not be set multiple times")
+            if self.tok.kind == "[":
+                raise self.error("no offset modifiers allowed before range")
         return expr
 
     def primary(self) -> Expr:
@@ -389,16 +529,16 @@ class _Parser:
             name = t.text
             low = name.lower()
             nxt = self.peek()
-            if name in AGGREGATIONS and (nxt.kind == "(" or (nxt.kind == "IDENT" and nxt.text in ("by", "without"))):
+            if (low in AGGREGATIONS or low in PARAM_AGGREGATIONS) and (
+                nxt.kind == "(" or (nxt.kind == "IDENT" and nxt.text.lower() in ("by", "without"))
+            ):
                 return self.aggregation()
-            if name in UNSUPPORTED_AGGREGATIONS and nxt.kind == "(":
-                raise self.error(f"aggregation {name!r} is not supported")
             if nxt.kind == "(":
                 return self.call()
             if low in ("inf", "nan") and nxt.kind not in ("{", "["):
                 self.advance()
                 return NumberLiteral(float(low))
-            if low in KEYWORDS_UNSUPPORTED or name in ("by", "without", "bool"):
+            if low in KEYWORDS or low in KEYWORDS_UNSUPPORTED:
                 raise self.error(f"unexpected keyword {name!r}")
             return self.selector(t)
         raise self.error(f"unexpected {self.describe(t)}, expected an expression")
@@ -427,7 +567,7 @@ class _Parser:
         return VectorSelector(sel)
 
     def grouping(self) -> tuple[str, ...]:
-        self.expect("(", "'(' after by/without")
+        self.expect("(", "'(' before a list of label names")
         labels: list[str] = []
         while self.tok.kind != ")":
             t = self.expect("IDENT", "a label name")
@@ -443,29 +583,49 @@ class _Parser:
 
     def aggregation(self) -> Aggregate:
         op_tok = self.advance()
+        op = op_tok.text.lower()
         grouping: tuple[str, ...] | None = None
         without = False
-        if self.tok.kind == "IDENT" and self.tok.text in ("by", "without"):
-            without = self.advance().text == "without"
+        if self.is_keyword("by", "without"):
+            without = self.advance().text.lower() == "without"
             grouping = self.grouping()
         self.expect("(", f"'(' after {op_tok.text!r}")
         if self.tok.kind == ")":
-            raise self.error(f"no arguments for aggregate expression {op_tok.text!r} provided")
-        arg_tok = self.tok
-        arg = self.expr(0)
-        if self.tok.kind == ",":
-            raise self.error(f"wrong number of arguments for aggregate expression {op_tok.text!r}: expected 1")
+            raise self.error(f"no arguments for aggregate expression {op!r} provided")
+        want = 2 if op in PARAM_AGGREGATIONS else 1
+        arg_toks: list[Token] = []
+        args: list[Expr] = []
+        while True:
+            arg_toks.append(self.tok)
+            args.append(self.expr(0))
+            if self.tok.kind != ",":
+                break
+            self.advance()
+        if len(args) != want:
+            raise self.error(
+                f"wrong number of arguments for aggregate expression {op!r}: expected {want}, got {len(args)}",
+                arg_toks[min(len(args), want) - 1] if len(args) > want else self.tok,
+            )
         self.expect(")", "')'")
-        if self.tok.kind == "IDENT" and self.tok.text in ("by", "without"):
+        if self.is_keyword("by", "without"):
             if grouping is not None:
                 raise self.error("grouping given twice")
-            without = self.advance().text == "without"
+            without = self.advance().text.lower() == "without"
             grouping = self.grouping()
+        arg, arg_tok = args[-1], arg_toks[-1]
         if arg.type != "vector":
             raise self.error(
                 f"expected type instant vector in aggregation expression, got {_TYPE_NAMES[arg.type]}", arg_tok
             )
-        return Aggregate(op_tok.text, arg, grouping or (), without)
+        param: Expr | None = None
+        if op in PARAM_AGGREGATIONS:
+            param, want_type = args[0], PARAM_AGGREGATIONS[op]
+            if param.type != want_type:
+                raise self.error(
+                    f"expected type {_TYPE_NAMES[want_type]} in aggregation parameter, got {_TYPE_NAMES[param.type]}",
+                    arg_toks[0],
+                )
+        return Aggregate(op, arg, grouping or (), without, param)
 
     def call(self) -> Call:
         name_tok = self.advance()
@@ -493,22 +653,33 @@ class _Parser:
                 raise self.error(f"unexpected {self.describe(self.tok)} in call to {name!r}, expected ',' or ')'")
         close = self.advance()
         want = FUNCTIONS[name]
-        if len(args) != len(want):
+        variadic = VARIADIC.get(name, 0)
+        where = arg_toks[0] if args else close
+        if variadic == 0 and len(args) != len(want):
+            raise self.error(f"expected {len(want)} argument(s) in call to {name!r}, got {len(args)}", where)
+        if variadic != 0 and len(args) < len(want) - 1:
             raise self.error(
-                f"expected {len(want)} argument(s) in call to {name!r}, got {len(args)}", arg_toks[0] if args else close
+                f"expected at least {len(want) - 1} argument(s) in call to {name!r}, got {len(args)}", where
             )
-        for arg, tok, typ in zip(args, arg_toks, want, strict=True):
+        if variadic > 0 and len(args) > len(want) - 1 + variadic:
+            raise self.error(
+                f"expected at most {len(want) - 1 + variadic} argument(s) in call to {name!r}, got {len(args)}", where
+            )
+        for k, (arg, tok) in enumerate(zip(args, arg_toks, strict=True)):
+            typ = want[min(k, len(want) - 1)]
             if arg.type != typ:
                 raise self.error(
                     f"expected type {_TYPE_NAMES[typ]} in call to function {name!r}, got {_TYPE_NAMES[arg.type]}", tok
                 )
         if name in DURATION_ARGS:
             i = DURATION_ARGS[name] - 1
-            if not isinstance(args[i], VectorSelector):
+            if not isinstance(args[i], VectorSelector) or args[i].offset_s:  # type: ignore[union-attr]
                 raise self.error(
                     f'{name}() reads stored forecasts: its argument must be a metric selector like m{{l="v"}}',
                     arg_toks[i],
                 )
+        if name == "anomaly" and isinstance(args[0], MatrixSelector) and args[0].vector.offset_s:
+            raise self.error("anomaly() reads stored scores: offset is not supported in its argument", arg_toks[0])
         return Call(name, tuple(args))
 
 

@@ -23,10 +23,22 @@ A tick:
 Semantics are those of the reference (Prometheus 2.42): read its docstring. Values agree to the
 bit, not only approximately: sums and means fold with ``list_reduce`` in the reference's order
 (samples by time, series by their text form) and with its compensation, so ``$value`` prints the
-same. Staleness markers (``StaleMarkers``) end instant selectors as in the reference. Our own
-functions (``anomaly``, ``forecast``…) and anything else the compiler does not know go to the
-reference (``TickStats.fallbacks``). Values come back in the reference's types: ``float`` for a
-scalar expression, ``[(labels, value)]`` sorted by labels.
+same. Staleness markers (``StaleMarkers``) end instant selectors as in the reference (as of
+``t - offset`` for offset selectors).
+
+Compiled: selectors with positive ``offset``; ``*_over_time`` (avg min max sum count last quantile
+present), ``absent_over_time``, ``rate increase changes resets``; ``sum avg min max count group``;
+arithmetic and comparisons (``bool``) with scalars and between vectors one-to-one, with
+``on``/``ignoring``; ``and or unless`` (with ``on``/``ignoring``); ``abs ceil floor sqrt sgn round
+clamp clamp_min clamp_max vector time absent``. Left to the reference (``TickStats.fallbacks``):
+negative offsets (they read past the tick's window), ``group_left``/``group_right``, ``on
+(__name__)``, ``topk bottomk quantile stddev stdvar count_values``, ``exp ln log2 log10`` (the C
+library's differ from Go's in the last bit), ``scalar timestamp sort sort_desc label_replace
+label_join histogram_quantile delta idelta irate deriv predict_linear stddev_over_time
+stdvar_over_time``, and our own functions (``anomaly``, ``forecast``…).
+
+Values come back in the reference's types: ``float`` for a scalar expression, ``[(labels, value)]``
+sorted by labels.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from tasks.alerting.evaluate import LOOKBACK, NAME, StaleMarkers, Vector, _absen
 from tasks.alerting.promql import (
     ARITHMETIC,
     COMPARISONS,
+    SET_OPERATORS,
     Aggregate,
     Binary,
     Call,
@@ -54,6 +67,7 @@ from tasks.alerting.promql import (
     NumberLiteral,
     StringLiteral,
     Unary,
+    VectorMatching,
     VectorSelector,
     parse,
 )
@@ -70,7 +84,7 @@ __all__ = [
     "evaluate_one",
 ]
 
-ParamKind = Literal["number", "selector", "range_ms", "grouping", "labels"]
+ParamKind = Literal["number", "selector", "range_ms", "offset_ms", "grouping", "labels"]
 LBL_TYPE = pl.List(pl.Struct({"k": pl.String, "v": pl.String}))
 _LOOKBACK_MS = int(LOOKBACK.total_seconds() * 1000)
 _EMPTY_LBL = "[]::STRUCT(k VARCHAR, v VARCHAR)[]"
@@ -112,7 +126,7 @@ class Compiled:
 
 # ---- SQL building blocks (fixed text: macros created once per connection) ------------------------
 
-_MACROS = (
+_MACROS: tuple[str, ...] = (
     # Comparisons as Go/Python do them: NaN compares false (true for !=). DuckDB orders NaN last.
     "CREATE OR REPLACE MACRO p_eq(a, b) AS (a = b AND NOT isnan(a) AND NOT isnan(b))",
     "CREATE OR REPLACE MACRO p_ne(a, b) AS (a <> b OR isnan(a) OR isnan(b))",
@@ -168,6 +182,22 @@ _MACROS = (
     "ELSE ((t1 - t0) / 1000.0 / (n - 1)) / 2 END)) / ((t1 - t0) / 1000.0)))",
 )
 
+_MACROS += (
+    # Go's math.Max / math.Min (clamp): +Inf / -Inf win, then NaN.
+    "CREATE OR REPLACE MACRO p_gmax(a, b) AS (CASE WHEN a = 'inf'::DOUBLE OR b = 'inf'::DOUBLE THEN 'inf'::DOUBLE "
+    "WHEN isnan(a) OR isnan(b) THEN 'nan'::DOUBLE WHEN a > b THEN a ELSE b END)",
+    "CREATE OR REPLACE MACRO p_gmin(a, b) AS (CASE WHEN a = '-inf'::DOUBLE OR b = '-inf'::DOUBLE THEN '-inf'::DOUBLE "
+    "WHEN isnan(a) OR isnan(b) THEN 'nan'::DOUBLE WHEN a < b THEN a ELSE b END)",
+)
+#: Functions of one instant vector computed per row (Go's results; exp/ln/log2/log10 are not here:
+#: the C library's differ from Go's in the last bit, so the reference computes those).
+_SIMPLE_SQL = {
+    "abs": "abs({x})",
+    "ceil": "ceil({x})",
+    "floor": "floor({x})",
+    "sqrt": "(CASE WHEN {x} < 0 THEN 'nan'::DOUBLE ELSE sqrt({x}) END)",
+    "sgn": "(CASE WHEN {x} < 0 THEN -1.0 WHEN {x} > 0 THEN 1.0 ELSE {x} END)",
+}
 _CMP_MACRO = {"==": "p_eq", "!=": "p_ne", ">": "p_gt", "<": "p_lt", ">=": "p_ge", "<=": "p_le"}
 _OVER_TIME_SQL = {
     "avg_over_time": "p_kavg(list(w.v ORDER BY w.ts))",
@@ -176,6 +206,7 @@ _OVER_TIME_SQL = {
     "sum_over_time": "p_ksum(list(w.v ORDER BY w.ts))",
     "count_over_time": "count(*)::DOUBLE",
     "last_over_time": "arg_max(w.v, w.ts)",
+    "present_over_time": "1.0::DOUBLE",
 }
 _AGG_SQL = {
     "sum": "p_sum(list(v ORDER BY o))",
@@ -183,6 +214,7 @@ _AGG_SQL = {
     "min": "p_min(v)",
     "max": "p_max(v)",
     "count": "count(*)::DOUBLE",
+    "group": "1.0::DOUBLE",
 }
 
 
@@ -214,6 +246,7 @@ class _Compiler:
         self.max_range_ms = 0
         self.needs_prev = False
         self.dedups = 0
+        self.range_off: str | None = None  # the offset parameter of the last range_leaf, if any
         self.table = "P"  # the parameter table in scope (a de-duplicated one under an aggregation)
 
     def param(self, kind: ParamKind, value: Any) -> str:
@@ -232,6 +265,8 @@ class _Compiler:
             return f"p.{self.param('number', float(e.value))}"
         if isinstance(e, Unary) and e.expr.type == "scalar":
             return f"(-{self.scalar(e.expr)})"
+        if isinstance(e, Call) and e.func == "time":
+            return "($t / 1000.0)"
         if isinstance(e, Binary) and e.type == "scalar":
             a, b = self.scalar(e.lhs), self.scalar(e.rhs)
             if e.op in COMPARISONS:
@@ -256,9 +291,28 @@ class _Compiler:
     def selector(self, vs: VectorSelector) -> str:
         return self.param("selector", vs.selector)
 
+    def offset(self, vs: VectorSelector) -> int:
+        """A selector's offset in ms; negative offsets read past ``t`` (beyond the tick's window): reference."""
+        off = round(vs.offset_s * 1000)
+        if off < 0:
+            raise NotCompilable("negative offset")
+        return off
+
     def instant(self, vs: VectorSelector) -> str:
         sel = self.selector(vs)
-        self.max_range_ms = max(self.max_range_ms, _LOOKBACK_MS)
+        off_ms = self.offset(vs)
+        self.max_range_ms = max(self.max_range_ms, _LOOKBACK_MS + off_ms)
+        if off_ms:
+            off = self.param("offset_ms", off_ms)
+            return self.cte(
+                f"SELECT p.rid, s.name, s.lbl, s.o, x.v FROM {self.table} p JOIN ("
+                "SELECT k.sel, k.off, m.sid, arg_max(w.v, w.ts) AS v FROM "
+                f"(SELECT DISTINCT {sel} AS sel, {off} AS off FROM {self.table}) k "
+                "JOIN sel_match m ON m.sel = k.sel JOIN win w ON w.sid = m.sid "
+                f"WHERE w.ts >= $t - k.off - {_LOOKBACK_MS} AND w.ts <= $t - k.off "
+                "AND NOT EXISTS (SELECT 1 FROM stale_off z WHERE z.sid = m.sid AND z.off = k.off) "
+                f"GROUP BY k.sel, k.off, m.sid) x ON x.sel = p.{sel} AND x.off = p.{off} JOIN cat s ON s.sid = x.sid"
+            )
         return self.cte(
             f"SELECT p.rid, s.name, s.lbl, s.o, x.v FROM {self.table} p JOIN ("
             "SELECT m.sel, m.sid, arg_max(w.v, w.ts) AS v FROM sel_match m JOIN win w ON w.sid = m.sid "
@@ -268,19 +322,36 @@ class _Compiler:
         )
 
     def range_leaf(self, ms: Expr) -> tuple[str, str]:
+        """The selector and window parameters of a range selector; an offset becomes part of the
+        window parameter's shape (``k.off``), so rules without one keep the plain SQL."""
         if not isinstance(ms, MatrixSelector):
             raise NotCompilable("range function argument is not a range selector")
         range_ms = round(ms.range_s * 1000)
-        self.max_range_ms = max(self.max_range_ms, range_ms)
+        off_ms = self.offset(ms.vector)
+        self.max_range_ms = max(self.max_range_ms, range_ms + off_ms)
+        self.range_off = self.param("offset_ms", off_ms) if off_ms else None
         return self.selector(ms.vector), self.param("range_ms", range_ms)
 
     def _per_series(self, sel: str, rng: str, aggs: str, having: str = "") -> str:
         """Per distinct (selector, window) and series: ``aggs`` over the window's samples."""
+        off = self.range_off
+        if off is None:
+            return (
+                f"SELECT k.sel, k.rng, m.sid, {aggs} FROM (SELECT DISTINCT {sel} AS sel, {rng} AS rng "
+                f"FROM {self.table}) k JOIN sel_match m ON m.sel = k.sel JOIN win w ON w.sid = m.sid "
+                f"AND w.ts >= $t - k.rng GROUP BY k.sel, k.rng, m.sid{having}"
+            )
+        aggs = aggs.replace("$t", "($t - k.off)")
         return (
-            f"SELECT k.sel, k.rng, m.sid, {aggs} FROM (SELECT DISTINCT {sel} AS sel, {rng} AS rng FROM {self.table}) k "
-            "JOIN sel_match m ON m.sel = k.sel JOIN win w ON w.sid = m.sid AND w.ts >= $t - k.rng "
-            f"GROUP BY k.sel, k.rng, m.sid{having}"
+            f"SELECT k.sel, k.rng, k.off, m.sid, {aggs} FROM (SELECT DISTINCT {sel} AS sel, {rng} AS rng, "
+            f"{off} AS off FROM {self.table}) k JOIN sel_match m ON m.sel = k.sel JOIN win w ON w.sid = m.sid "
+            f"AND w.ts >= $t - k.off - k.rng AND w.ts <= $t - k.off GROUP BY k.sel, k.rng, k.off, m.sid{having}"
         )
+
+    def _on(self, sel: str, rng: str) -> str:
+        """The join of a per-series result ``x`` back to its rules (offset included when there is one)."""
+        on = f"x.sel = p.{sel} AND x.rng = p.{rng}"
+        return on if self.range_off is None else f"{on} AND x.off = p.{self.range_off}"
 
     def call(self, c: Call) -> str:
         name = c.func
@@ -290,7 +361,17 @@ class _Compiler:
             keep = "s.name" if name == "last_over_time" else "NULL::VARCHAR"  # 2.42 keeps it there only
             return self.cte(
                 f"SELECT p.rid, {keep} AS name, s.lbl, s.o, x.v FROM {self.table} p JOIN ({inner}) x "
-                f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
+                f"ON {self._on(sel, rng)} JOIN cat s ON s.sid = x.sid"
+            )
+        if name in ("changes", "resets"):
+            # pairs of consecutive samples inside the window: each sample with its predecessor
+            sel, rng = self.range_leaf(c.args[0])
+            self.needs_prev = True
+            cond = "w.v <> w.pv" if name == "changes" else "w.v < w.pv"
+            inner = self._per_series(sel, rng, f"count(*) FILTER (WHERE w.pts >= $t - k.rng AND {cond})::DOUBLE AS v")
+            return self.cte(
+                f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, s.o, x.v FROM {self.table} p JOIN ({inner}) x "
+                f"ON {self._on(sel, rng)} JOIN cat s ON s.sid = x.sid"
             )
         if name == "quantile_over_time":
             q = self.scalar(c.args[0])
@@ -299,7 +380,7 @@ class _Compiler:
             return self.cte(
                 f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, s.o, p_quantile({q}, x.vals) AS v "
                 f"FROM {self.table} p JOIN ({inner}) x "
-                f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
+                f"ON {self._on(sel, rng)} JOIN cat s ON s.sid = x.sid"
             )
         if name in ("rate", "increase"):
             sel, rng = self.range_leaf(c.args[0])
@@ -313,14 +394,25 @@ class _Compiler:
                 "[]::DOUBLE[]), lambda a, x: a + x, arg_max(w.v, w.ts) - arg_min(w.v, w.ts)) AS res",
                 " HAVING count(*) >= 2",
             )
-            start = "($t - x.rng)"
-            factor = f"p_factor(x.n, x.t0, x.t1, $t, p_dts(x.res, x.v0, x.t0, x.t1, {start}))"
+            end = "$t" if self.range_off is None else "($t - x.off)"
+            start = f"({end} - x.rng)"
+            factor = f"p_factor(x.n, x.t0, x.t1, {end}, p_dts(x.res, x.v0, x.t0, x.t1, {start}))"
             if name == "rate":
                 factor = f"({factor} / (x.rng / 1000.0))"
             return self.cte(
                 f"SELECT p.rid, NULL::VARCHAR AS name, s.lbl, s.o, x.res * {factor} AS v "
                 f"FROM {self.table} p JOIN ({inner}) x "
-                f"ON x.sel = p.{sel} AND x.rng = p.{rng} JOIN cat s ON s.sid = x.sid"
+                f"ON {self._on(sel, rng)} JOIN cat s ON s.sid = x.sid"
+            )
+        if name == "absent_over_time":
+            ms = c.args[0]
+            sel, rng = self.range_leaf(ms)
+            assert isinstance(ms, MatrixSelector)
+            inner = self._per_series(sel, rng, "1 AS v")
+            lbl = "p." + self.param("labels", sorted(_absent_labels(ms.vector).items()))
+            return self.cte(
+                f"SELECT p.rid, NULL::VARCHAR AS name, {lbl} AS lbl, 0 AS o, 1.0::DOUBLE AS v FROM {self.table} p "
+                f"WHERE NOT EXISTS (SELECT 1 FROM ({inner}) x WHERE {self._on(sel, rng)})"
             )
         if name == "absent":
             arg = c.args[0]
@@ -334,6 +426,29 @@ class _Compiler:
                 f"SELECT p.rid, NULL::VARCHAR AS name, {lbl} AS lbl, 0 AS o, 1.0::DOUBLE AS v FROM {self.table} p "
                 f"WHERE p.rid NOT IN (SELECT rid FROM {inner})"
             )
+        if name == "vector":
+            x = self.scalar(c.args[0])
+            return self.cte(
+                f"SELECT p.rid, NULL::VARCHAR AS name, {_EMPTY_LBL} AS lbl, 0 AS o, {x} AS v FROM {self.table} p"
+            )
+        if name in _SIMPLE_SQL or name in ("round", "clamp", "clamp_min", "clamp_max"):
+            child = self.vector(c.args[0])
+            where = ""
+            if name in _SIMPLE_SQL:
+                value = _SIMPLE_SQL[name].format(x="c.v")
+            elif name == "round":
+                inv = f"(1.0 / {self.scalar(c.args[1]) if len(c.args) > 1 else '1.0'})"
+                value = f"(floor(c.v * {inv} + 0.5) / {inv})"
+            elif name == "clamp":
+                lo, hi = self.scalar(c.args[1]), self.scalar(c.args[2])
+                value, where = f"p_gmax({lo}, p_gmin({hi}, c.v))", f" WHERE NOT ({hi} < {lo})"
+            else:
+                bound = self.scalar(c.args[1])
+                value = f"p_gmax({bound}, c.v)" if name == "clamp_min" else f"p_gmin({bound}, c.v)"
+            return self.cte(
+                f"SELECT c.rid, NULL::VARCHAR AS name, c.lbl, c.o, {value} AS v "
+                f"FROM {child} c JOIN {self.table} p ON p.rid = c.rid{where}"
+            )
         raise NotCompilable(f"function {name!r}")
 
     def aggregate(self, a: Aggregate) -> str:
@@ -344,7 +459,7 @@ class _Compiler:
         parameter table (one representative rule per distinct combination of the parameters of
         this subtree) and the result is expanded to every rule by an equi-join on those columns.
         """
-        if a.op not in _AGG_SQL:
+        if a.op not in _AGG_SQL or a.param is not None:
             raise NotCompilable(f"aggregation {a.op!r}")
         outer, first_param, first_cte, first_bad = self.table, len(self.params), len(self.ctes), len(self.bad)
         dedup = f"d{self.dedups}"
@@ -378,32 +493,85 @@ class _Compiler:
             "GROUP BY rid, name, lbl"
         )
 
+    def matching(self, m: VectorMatching | None) -> tuple[str | None, bool]:
+        """The ``on``/``ignoring`` label list as a parameter (None: match on all labels) and whether it is ``on``.
+
+        ``lbl`` never holds ``__name__`` (it is ``name``), so matching on it, and ``group_left``/
+        ``group_right`` (label copying, many-to-one checks), are left to the reference."""
+        if m is None or (not m.on and not m.labels):
+            return None, False
+        if m.card in ("many-to-one", "one-to-many"):
+            raise NotCompilable("group_left/group_right")
+        if m.on and NAME in m.labels:
+            raise NotCompilable("on (__name__)")
+        return "p." + self.param("grouping", sorted(set(m.labels))), m.on
+
+    @staticmethod
+    def signature(alias: str, g: str | None, on: bool) -> str:
+        if g is None:
+            return f"{alias}.lbl"
+        neg = "" if on else "NOT "
+        return f"list_filter({alias}.lbl, lambda e: {neg}list_contains({g}, e.k))"
+
+    def set_operation(self, b: Binary) -> str:
+        """``and``/``unless``: the left rows with / without a match; ``or``: all left rows, then the
+        right rows without one (their order after the left's, as the reference folds them)."""
+        lhs, rhs = self.vector(b.lhs), self.vector(b.rhs)
+        g, on = self.matching(b.matching)
+        sl, sr = self.signature("c", g, on), self.signature("r", g, on)
+        cols = "c.rid, c.name, c.lbl, c.o, c.v"
+        if b.op in ("and", "unless"):
+            pj = f" JOIN {self.table} p ON p.rid = c.rid" if g else ""
+            how = "SEMI" if b.op == "and" else "ANTI"
+            return self.cte(f"SELECT {cols} FROM {lhs} c{pj} {how} JOIN {rhs} r ON r.rid = c.rid AND {sl} = {sr}")
+        pj = f" JOIN {self.table} p ON p.rid = r.rid" if g else ""
+        return self.cte(
+            f"SELECT {cols} FROM {lhs} c UNION ALL SELECT r.rid, r.name, r.lbl, "
+            f"r.o + (SELECT coalesce(max(o), 0) FROM {lhs}) AS o, r.v FROM {rhs} r{pj} "
+            f"ANTI JOIN {lhs} c ON c.rid = r.rid AND {sl} = {sr}"
+        )
+
     def binary(self, b: Binary) -> str:
         op = b.op
+        if op in SET_OPERATORS:
+            return self.set_operation(b)
         if op not in COMPARISONS and op not in ARITHMETIC:
             raise NotCompilable(f"operator {op!r}")
         cmp = op in COMPARISONS
+        name = "c.name"
         if b.lhs.type == "vector" and b.rhs.type == "vector":
             lhs, rhs = self.vector(b.lhs), self.vector(b.rhs)
+            g, on = self.matching(b.matching)
+            sl, sr = self.signature("c", g, on), self.signature("r", g, on)
+            pl_, pr = (
+                (f" JOIN {self.table} p ON p.rid = c.rid", f" JOIN {self.table} p ON p.rid = r.rid") if g else ("", "")
+            )
+            # duplicates on the right, or two left rows matching one right row: the reference's error
             self.bad.append(
                 self.cte(
-                    f"SELECT rid FROM {rhs} GROUP BY rid, lbl HAVING count(*) > 1 UNION "
-                    f"SELECT l.rid FROM {lhs} l SEMI JOIN {rhs} r ON r.rid = l.rid AND r.lbl = l.lbl "
-                    "GROUP BY l.rid, l.lbl HAVING count(*) > 1"
+                    f"SELECT r.rid FROM {rhs} r{pr} GROUP BY r.rid, {sr} HAVING count(*) > 1 UNION "
+                    f"SELECT c.rid FROM {lhs} c{pl_} SEMI JOIN {rhs} r ON r.rid = c.rid AND {sr} = {sl} "
+                    f"GROUP BY c.rid, {sl} HAVING count(*) > 1"
                 )
             )
-            src = f"{lhs} c JOIN {rhs} r ON r.rid = c.rid AND r.lbl = c.lbl"
+            src = f"{lhs} c{pl_} JOIN {rhs} r ON r.rid = c.rid AND {sr} = {sl}"
             x, y = "c.v", "r.v"
+            lbl = sl  # one-to-one: only the on labels, or all but the ignored ones (2.42 resultMetric)
+            if on:
+                name = "NULL::VARCHAR"
         else:
             swap = b.lhs.type == "scalar"
             vec = self.vector(b.rhs if swap else b.lhs)
             scal = self.scalar(b.lhs if swap else b.rhs)
             src = f"{vec} c JOIN {self.table} p ON p.rid = c.rid"
             x, y = (scal, "c.v") if swap else ("c.v", scal)
+            lbl = "c.lbl"
         if cmp and not b.bool_modifier:
-            return self.cte(f"SELECT c.rid, c.name, c.lbl, c.o, c.v FROM {src} WHERE {_cmp_sql(op, x, y)}")
+            return self.cte(
+                f"SELECT c.rid, {name} AS name, {lbl} AS lbl, c.o, c.v FROM {src} WHERE {_cmp_sql(op, x, y)}"
+            )
         value = f"(CASE WHEN {_cmp_sql(op, x, y)} THEN 1.0 ELSE 0.0 END)" if cmp else _arith_sql(op, x, y)
-        return self.cte(f"SELECT c.rid, NULL::VARCHAR AS name, c.lbl, c.o, {value} AS v FROM {src}")
+        return self.cte(f"SELECT c.rid, NULL::VARCHAR AS name, {lbl} AS lbl, c.o, {value} AS v FROM {src}")
 
 
 def compile_expr(expr: Expr) -> Compiled:
@@ -707,6 +875,8 @@ class SQLEngine:
                 win = win.with_columns(pl.lit(None, pl.Float64).alias("pv"), pl.lit(None, pl.Int64).alias("pts"))
             self.con.register("win", win)
             self.con.register("stale_sids", self._stale_sids(win, stale, t_ms))
+            offsets = {p.value for c in compiled.values() for p in c.params if p.kind == "offset_ms"}
+            self.con.register("stale_off", self._stale_offsets(win, stale, t_ms, offsets))
             stats.seconds["window"] = time.perf_counter() - t2
 
             t3 = time.perf_counter()
@@ -729,6 +899,18 @@ class SQLEngine:
         self.last_stats = stats
         assert all(r is not None for r in out)
         return [r for r in out if r is not None]
+
+    def _stale_offsets(
+        self, win: pl.DataFrame, stale: StaleMarkers | None, t_ms: int, offsets: set[int]
+    ) -> pl.DataFrame:
+        """``_stale_sids`` as of ``t - offset`` for every offset the tick's rules use: (sid, off)."""
+        sids: list[int] = []
+        offs: list[int] = []
+        for off in sorted(offsets) if stale else ():
+            ended = self._stale_sids(win.filter(pl.col("ts") <= t_ms - off), stale, t_ms - off)
+            sids += ended.get_column("sid").to_list()
+            offs += [off] * ended.height
+        return pl.DataFrame({"sid": sids, "off": offs}, schema={"sid": pl.Int64, "off": pl.Int64})
 
     def _stale_sids(self, win: pl.DataFrame, stale: StaleMarkers | None, t_ms: int) -> pl.DataFrame:
         """Series whose newest sample in the lookback is followed by a marker at or before ``t``."""
@@ -791,7 +973,7 @@ class SQLEngine:
                 cols[p.name] = pl.Series(p.name, values, dtype=pl.Float64)
             elif p.kind == "selector":
                 cols[p.name] = pl.Series(p.name, [self._sel_ids[s] for s in values], dtype=pl.Int64)
-            elif p.kind == "range_ms":
+            elif p.kind in ("range_ms", "offset_ms"):
                 cols[p.name] = pl.Series(p.name, values, dtype=pl.Int64)
             elif p.kind == "grouping":
                 cols[p.name] = pl.Series(p.name, values, dtype=pl.List(pl.String))

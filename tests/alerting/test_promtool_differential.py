@@ -2,9 +2,16 @@
 
 For each case a seeded generator writes random input series (a few label sets; gaps ``_``, counter
 resets, ``stale`` markers) and one random alerting rule within our subset (selectors with
-``= != =~ !~``, ``*_over_time`` incl. ``quantile_over_time``, ``rate``/``increase``, aggregations
-with ``by``/``without``, arithmetic and comparisons with scalars, ``bool``, ``absent()``, ``for``,
-``keep_firing_for``, templated labels and annotations). OUR engine steps the rule (the same
+``= != =~ !~`` and ``offset``, ``*_over_time`` incl. ``quantile``/``stddev``/
+``stdvar``/``present``/``absent_over_time``, ``rate increase delta idelta irate deriv changes
+resets``, math functions (``abs ceil floor round sqrt sgn exp ln clamp*``), ``label_replace``/
+``label_join``, ``scalar vector time timestamp``, aggregations with ``by``/``without`` incl. ``group``,
+``quantile``, ``count_values``, set operators ``and or unless`` and vector matching
+``on``/``ignoring``/``group_left``/``group_right``, arithmetic and comparisons, ``bool``,
+``absent()``, ``for``, ``keep_firing_for``, templated labels and annotations). Left out on purpose:
+``topk``/``bottomk`` and ``stddev``/``stdvar`` aggregations — promtool loads its input series in
+Go map order, so ties (topk) and the last bit of order-dependent sums differ from run to run of
+promtool itself; the hand-written tests cover them. OUR engine steps the rule (the same
 :class:`~tasks.alerting.rule_tests.Simulation` that ``cortex-perf rules test`` uses) and its results
 become a promtool test file: the firing set at every evaluation as ``exp_alerts``, the pending set
 as ``ALERTS{alertstate="pending"}`` and every active alert's start as ``ALERTS_FOR_STATE`` in
@@ -20,6 +27,7 @@ takes 1970 timestamps, so nothing is shifted.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -109,12 +117,48 @@ def _selector(rng: random.Random, metric: str) -> str:
     return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 
 
+def _offset(rng: random.Random) -> str:
+    """Mostly none; else a past offset. Not negative ones: promtool feeds its input lazily (samples up
+    to the evaluation time, as a live Prometheus sees them) while a Simulation holds them all."""
+    return rng.choice(["", "", "", "", " offset 1m", " offset 2m30s", " offset 4m"])
+
+
 def _vector(rng: random.Random) -> tuple[str, float]:
     """A vector expression and a threshold that makes a comparison on it interesting."""
     w = rng.choice(["1m", "2m", "3m", "5m"])
-    kind = rng.choice(["instant", "instant", "over_time", "over_time", "quantile", "rate", "increase"])
+    kind = rng.choice(
+        ["instant", "instant", "over_time", "over_time", "quantile", "rate", "increase", "range2", "match"]
+    )
     if kind == "instant":
-        e, k = _selector(rng, "g"), rng.choice([2, 4.5, 5, 7])
+        e, k = _selector(rng, "g") + _offset(rng), rng.choice([2, 4.5, 5, 7])
+    elif kind == "range2":
+        fn, k = rng.choice(
+            [
+                ("stddev_over_time", 2),
+                ("stdvar_over_time", 4),
+                ("present_over_time", 0.5),
+                ("changes", 1),
+                ("resets", 0.5),
+                ("delta", 1),
+                ("idelta", 0),
+                ("irate", 0.05),
+                ("deriv", 0),
+            ]
+        )
+        metric = "c_total" if fn in ("resets", "irate") else "g"
+        e = f"{fn}({_selector(rng, metric)}[{w}]{_offset(rng)})"
+    elif kind == "match":
+        # one-to-one or many-to-one matching that is unique by construction (no rule errors)
+        e, k = rng.choice(
+            [
+                (f"g * on (instance, job) rate(c_total[{w}])", 0.2),
+                (f"g > ignoring (job) group_left max by (instance) (c_total{_offset(rng)})", 5),
+                (f"g - on (job) group_left avg by (job) (g{_offset(rng)})", 0),
+                ("c_total / ignoring (job) group_left max by (instance) (g)", 2),
+                ("g > bool on (instance, job) c_total", 0.5),
+                ("max by (job) (g) + on (job) group_right min by (instance, job) (c_total)", 10),
+            ]
+        )
     elif kind == "over_time":
         fn = rng.choice(["avg", "min", "max", "sum", "count", "last"])
         e = f"{fn}_over_time({_selector(rng, 'g')}[{w}])"
@@ -123,15 +167,42 @@ def _vector(rng: random.Random) -> tuple[str, float]:
         q = rng.choice([0, 0.25, 0.5, 0.9, 1])
         e, k = f"quantile_over_time({q}, {_selector(rng, 'g')}[{w}])", rng.choice([3, 5, 7])
     else:
-        e = f"{kind}({_selector(rng, 'c_total')}[{w}])"
+        e = f"{kind}({_selector(rng, 'c_total')}[{w}]{_offset(rng)})"
         k = rng.choice([0.02, 0.05, 0.1]) if kind == "rate" else rng.choice([2, 5, 10])
+    if rng.random() < 0.25:
+        fn, arg = rng.choice(
+            [
+                ("abs", ""),
+                ("ceil", ""),
+                ("floor", ""),
+                ("round", ""),
+                ("round", ", 0.5"),
+                ("sqrt", ""),
+                ("sgn", ""),
+                ("exp", ""),
+                ("ln", ""),
+                ("clamp_max", ", 6"),
+                ("clamp_min", ", 1"),
+                ("clamp", ", 1, 6"),
+            ]
+        )
+        e = f"{fn}({e}{arg})"
+        k = {"sgn": 0, "exp": math.exp(k), "ln": math.log(k) if k > 0 else 0, "sqrt": math.sqrt(max(k, 0))}.get(fn, k)
+    if rng.random() < 0.1:
+        e = rng.choice(
+            [
+                f'label_replace({e}, "host", "h-$1", "instance", "(.*)")',
+                f'label_join({e}, "where", "/", "instance", "job")',
+            ]
+        )
     if rng.random() < 0.5:
-        op = rng.choice(["sum", "avg", "min", "max", "count"])
+        op = rng.choice(["sum", "avg", "min", "max", "count", "group", "quantile"])
         how = rng.choice(["by (job)", "by (instance)", "without (instance)", "without (job)", ""])
-        e = f"{op} {how} ({e})" if how else f"{op}({e})"
+        arg = f"0.75, {e}" if op == "quantile" else e
+        e = f"{op} {how} ({arg})" if how else f"{op}({arg})"
         if op == "sum":
             k *= 2
-        elif op == "count":
+        elif op in ("count", "group"):
             k = rng.choice([1, 2])
     if rng.random() < 0.35:
         op, c = rng.choice([("*", 2), ("+", 1), ("-", 1), ("/", 2)])
@@ -148,10 +219,25 @@ def _expr(rng: random.Random) -> str:
         return rng.choice(['absent(g{job="z"})', 'absent(g{instance="a", job="x"})', "absent(nothing_here)"])
     if r < 0.15:
         return rng.choice(['absent(rate(c_total{instance="a"}[1m]))', 'absent(g{instance="b"} > 5)'])
+    if r < 0.2:
+        return rng.choice(
+            [
+                f'absent_over_time(g{{job="z"}}[{rng.choice(["1m", "5m"])}]{_offset(rng)})',
+                'absent_over_time(c_total{instance="a", job="x"}[2m])',
+                'count_values("v", round(g)) > 1',
+                "scalar(count(g)) * g > 9",
+                "timestamp(g) > time() - 40",
+                "vector(time()) > 400",
+            ]
+        )
     e, k = _vector(rng)
     cmp = rng.choice([">", ">", "<", ">=", "<=", "!=", "=="])
-    if r < 0.25:
+    if r < 0.3:
         return f"{e} {cmp} bool {k}"
+    if r < 0.45:
+        e2, k2 = _vector(rng)
+        setop = rng.choice(["and", "or", "unless", "and on (job)", "unless ignoring (instance)", "or on (instance)"])
+        return f"({e} {cmp} {k}) {setop} ({e2} > {k2})"
     return f"{e} {cmp} {k}"
 
 

@@ -257,3 +257,104 @@ def test_stale_markers_end_instant_selectors_but_not_ranges(lake):
     assert evaluate("g", lake, T, stale=stale) == [({"__name__": "g", "k": "v"}, 3.0)]
     with pytest.raises(ValueError, match="__name__"):
         StaleMarkers([({"k": "v"}, T)])
+
+
+# ---- set operators, vector matching, offset, functions (values checked against promtool 2.42) -----
+
+
+@pytest.fixture
+def fleet(lake):
+    put(lake, "g", {"instance": "a", "job": "x"}, [(-60 * S, 1.0), (0 * S, 2.0)])
+    put(lake, "g", {"instance": "b", "job": "x"}, [(-60 * S, 4.0), (0 * S, 4.0)])
+    put(lake, "g", {"instance": "c", "job": "y"}, [(-60 * S, 0.5), (0 * S, 30.0)])
+    put(lake, "info", {"job": "x", "team": "t1"}, [(0 * S, 1.0)])
+    put(lake, "info", {"job": "y", "team": "t2"}, [(0 * S, 1.0)])
+    return lake
+
+
+def test_set_operators_keep_samples_and_match_many_to_many(fleet):
+    g = lambda i, j, v: ({"__name__": "g", "instance": i, "job": j}, v)  # noqa: E731
+    assert evaluate('g and g{instance="a"}', fleet, T) == [g("a", "x", 2.0)]
+    assert evaluate('g unless on (job) info{team="t2"}', fleet, T) == [g("a", "x", 2.0), g("b", "x", 4.0)]
+    assert evaluate('g and on (job) info{team="t1"}', fleet, T) == [g("a", "x", 2.0), g("b", "x", 4.0)]
+    got = evaluate('info or on (job) g{instance="c"}', fleet, T)
+    assert [lab["__name__"] for lab, _ in got] == ["info", "info"]  # c's job is on the left already
+    assert evaluate("g > 3 or g < 1", fleet, T) == [g("b", "x", 4.0), g("c", "y", 30.0)]
+
+
+def test_vector_matching_on_ignoring_group_left_right(fleet):
+    assert evaluate("g * on (job) group_left (team) info", fleet, T) == [
+        ({"instance": "a", "job": "x", "team": "t1"}, 2.0),
+        ({"instance": "b", "job": "x", "team": "t1"}, 4.0),
+        ({"instance": "c", "job": "y", "team": "t2"}, 30.0),
+    ]
+    # group_right: the many side's labels, and for a comparison the LEFT value (Prometheus's quirk)
+    assert evaluate("info < on (job) group_right g", fleet, T) == [
+        ({"__name__": "g", "instance": "a", "job": "x"}, 1.0),
+        ({"__name__": "g", "instance": "b", "job": "x"}, 1.0),
+        ({"__name__": "g", "instance": "c", "job": "y"}, 1.0),
+    ]
+    # one-to-one with on(): only the on labels are kept
+    assert evaluate('g{instance="c"} + on (job) info', fleet, T) == [({"job": "y"}, 31.0)]
+    with pytest.raises(EvalError, match="multiple matches for labels: many-to-one matching must be explicit"):
+        evaluate("g + on (job) info", fleet, T)
+    with pytest.raises(EvalError, match=r'found duplicate series for the match group \{job="x"\} on the right'):
+        evaluate("info + on (job) group_left g", fleet, T)
+    assert evaluate("nothing + on (job) group_left g", fleet, T) == []  # empty side: no duplicate check (2.42)
+
+
+def test_offset_shifts_lookback_and_ranges(fleet):
+    assert evaluate('g{instance="c"} offset 1m', fleet, T) == [({"__name__": "g", "instance": "c", "job": "y"}, 0.5)]
+    assert evaluate('g{instance="c"} offset -1m', fleet, T - 60 * S) == [
+        ({"__name__": "g", "instance": "c", "job": "y"}, 30.0)
+    ]
+    assert evaluate('timestamp(g{instance="c"} offset 30s)', fleet, T) == [
+        ({"instance": "c", "job": "y"}, (T - 60 * S).timestamp())  # the sample's own time
+    ]
+    assert evaluate('delta(g{instance="c"}[1m])', fleet, T) == [({"instance": "c", "job": "y"}, 29.5)]
+    assert evaluate('delta(g{instance="c"}[1m] offset 1m)', fleet, T) == []  # one sample in [t-2m, t-1m]
+
+
+def test_math_functions_follow_go(fleet):
+    c = {"instance": "c", "job": "y"}
+    assert evaluate('exp(g{instance="c"})', fleet, T) == [(c, 10686474581524.46)]  # Go's Exp, not glibc's ...463
+    assert evaluate('log10(g{instance="c"})', fleet, T) == [(c, 1.4771212547196624)]  # promtool's bits
+    assert evaluate('round(-g{instance="c"} / 12, 0.5)', fleet, T) == [(c, -2.5)]  # ties round up
+    assert evaluate("clamp(g, 1.5, 3)", fleet, T)[0][1] == 2.0
+    assert evaluate("clamp(g, 3, 1)", fleet, T) == []
+    assert evaluate('sgn(g{instance="a"} - 2)', fleet, T) == [({"instance": "a", "job": "x"}, 0.0)]
+    assert evaluate("scalar(g)", fleet, T) != evaluate("scalar(g)", fleet, T)  # NaN: three series
+    assert evaluate('scalar(g{instance="a"}) * 2', fleet, T) == 4.0
+    assert evaluate("time()", fleet, T) == T.timestamp()
+    assert evaluate("vector(1)", fleet, T) == [({}, 1.0)]
+
+
+def test_new_aggregations(fleet):
+    assert evaluate("topk(1, g)", fleet, T) == [({"__name__": "g", "instance": "c", "job": "y"}, 30.0)]
+    assert evaluate("bottomk by (job) (1, g)", fleet, T) == [
+        ({"__name__": "g", "instance": "a", "job": "x"}, 2.0),
+        ({"__name__": "g", "instance": "c", "job": "y"}, 30.0),
+    ]
+    assert evaluate("quantile(0.5, g)", fleet, T) == [({}, 4.0)]
+    assert evaluate("stdvar by (job) (g)", fleet, T) == [({"job": "x"}, 1.0), ({"job": "y"}, 0.0)]
+    assert evaluate('count_values("v", g)', fleet, T) == [({"v": "2"}, 1.0), ({"v": "30"}, 1.0), ({"v": "4"}, 1.0)]
+    assert evaluate("group by (job) (g)", fleet, T) == [({"job": "x"}, 1.0), ({"job": "y"}, 1.0)]
+    assert evaluate("topk(0, g)", fleet, T) == []
+
+
+def test_label_functions_and_histogram_quantile(lake):
+    put(lake, "m", {"instance": "host-1:9100"}, [(0 * S, 1.0)])
+    got = evaluate('label_replace(m, "host", "$1 ${2}$$", "instance", "(.*)-(\\\\d+):.*")', lake, T)
+    assert got == [({"__name__": "m", "instance": "host-1:9100", "host": "host 1$"}, 1.0)]
+    assert evaluate('label_join(m, "i", "/", "instance", "nope", "instance")', lake, T)[0][0]["i"] == (
+        "host-1:9100//host-1:9100"
+    )
+    with pytest.raises(EvalError, match="invalid destination label name in label_replace"):
+        evaluate('label_replace(m, "1x", "", "instance", ".*")', lake, T)
+    with pytest.raises(EvalError, match="same labelset"):
+        put(lake, "m", {"instance": "host-2:9100"}, [(0 * S, 2.0)])
+        evaluate('label_replace(m, "instance", "x", "instance", ".*")', lake, T)
+    for le, v in (("0.1", 1.0), ("0.5", 3.0), ("1", 4.0), ("+Inf", 5.0)):
+        put(lake, "h_bucket", {"le": le, "job": "x"}, [(0 * S, v)])
+    assert evaluate("histogram_quantile(0.5, h_bucket)", lake, T) == [({"job": "x"}, 0.1 + (0.5 - 0.1) * (1.5 / 2))]
+    assert evaluate("histogram_quantile(0.99, h_bucket)", lake, T) == [({"job": "x"}, 1.0)]

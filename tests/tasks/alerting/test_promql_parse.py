@@ -9,7 +9,9 @@ from tasks.alerting.promql import (
     MatrixSelector,
     NumberLiteral,
     PromQLError,
+    StringLiteral,
     Unary,
+    VectorMatching,
     VectorSelector,
     parse,
     parse_duration,
@@ -98,7 +100,24 @@ def test_precedence_and_associativity():
         ("rate(m)", 1, 6, "expected type range vector"),
         ("avg_over_time(m[5m]", 1, 20, "expected ',' or ')'"),
         ("foo(m)", 1, 1, "unknown function with name 'foo'"),
-        ("topk(3, m)", 1, 1, "not supported"),
+        ("topk(m)", 1, 7, "expected 2, got 1"),
+        ("count_values(1, m)", 1, 14, "expected type string in aggregation parameter"),
+        ("quantile(m, m)", 1, 10, "expected type scalar in aggregation parameter, got instant vector"),
+        ("round(m, 1, 2)", 1, 7, "at most 2 argument(s)"),
+        ('label_join(m, "a")', 1, 12, "at least 3 argument(s)"),
+        ("time(m)", 1, 6, "expected 0 argument(s)"),
+        ("m and 1", 1, 3, "set operator 'and' not allowed in binary scalar expression"),
+        ("m or on(a) group_left n", 1, 3, "no grouping allowed for 'or' operation"),
+        ("m + on(a) group_left(a) n", 1, 3, "must not occur in ON and GROUP clause"),
+        ("m + group_left n", 1, 5, "must follow on"),
+        ("m and bool n", 1, 7, "bool modifier can only be used on comparison"),
+        ("1 + on(a) m", 1, 3, "vector matching only allowed between instant vectors"),
+        ("(m) offset 5m", 1, 5, "offset modifier must be preceded by"),
+        ("sum(m) offset 5m", 1, 8, "offset modifier must be preceded by"),
+        ("m offset 1m offset 2m", 1, 13, "may not be set multiple times"),
+        ("m offset 1m [5m]", 1, 13, "no offset modifiers allowed before range"),
+        ("m offset 5", 1, 10, "a duration like 5m after offset"),
+        ("m atan2 n", 1, 3, "'atan2' is not supported"),
         ("m[5]", 1, 3, "missing unit"),
         ("m[5x]", 1, 3, "bad number or duration"),
         ("sum(m)[5m]", 1, 7, "subqueries are not supported"),
@@ -106,11 +125,9 @@ def test_precedence_and_associativity():
         ("1 > 2", 1, 3, "BOOL modifier"),
         ("m + bool 1", 1, 5, "bool modifier can only be used on comparison"),
         ("m\n  + {}", 2, 5, "matches nothing"),
-        ('m\n  and {a=""}', 2, 3, "'and' is not supported"),
-        ("m offset 5m", 1, 3, "'offset' is not supported"),
+        ('m\n  and {a=""}', 2, 7, "at least one non-empty matcher"),
         ("m @ 100", 1, 3, "'@' modifier is not supported"),
-        ("m on(a) + n", 1, 3, "'on' is not supported"),
-        ("m + on(a) n", 1, 5, "vector matching with 'on'"),
+        ("m on(a) + n", 1, 3, "unexpected 'on' after the expression"),
         ('{a=""}', 1, 1, "at least one non-empty matcher"),
         ('m{1a="x"}', 1, 3, "bad number"),
         ('m{a="x", ="y"}', 1, 10, "expected a label name"),
@@ -132,3 +149,57 @@ def test_errors_name_line_and_column(src, line, col, words):
     assert words in str(err)
     assert (err.line, err.column) == (line, col), str(err)
     assert str(err).startswith(f"{line}:{col}: ")
+
+
+def test_set_operators_precedence_and_case():
+    a, b, c, d = vs("a"), vs("b"), vs("c"), vs("d")
+    mm = VectorMatching("many-to-many")
+    # or < and/unless < comparisons (Prometheus's precedence), all left-associative
+    assert parse("a and b or c unless d") == Binary(
+        "or", Binary("and", a, b, matching=mm), Binary("unless", c, d, matching=mm), matching=mm
+    )
+    assert parse("a > 1 and b") == Binary("and", Binary(">", a, NumberLiteral(1.0)), b, matching=mm)
+    assert parse("a unless b and c") == Binary("and", Binary("unless", a, b, matching=mm), c, matching=mm)
+    # keywords are case-insensitive, as in Prometheus's lexer
+    assert parse("a AND ON (x) b") == Binary("and", a, b, matching=VectorMatching("many-to-many", True, ("x",)))
+    assert parse("SUM BY (x) (a)") == Aggregate("sum", a, ("x",))
+
+
+def test_vector_matching_modifiers():
+    a, b = vs("a"), vs("b")
+    assert parse("a + on (x, y) b").matching == VectorMatching("one-to-one", True, ("x", "y"))
+    assert parse("a > bool ignoring (x) b") == Binary(
+        ">", a, b, bool_modifier=True, matching=VectorMatching("one-to-one", False, ("x",))
+    )
+    assert parse("a * on (x) group_left (y, z) b").matching == VectorMatching("many-to-one", True, ("x",), ("y", "z"))
+    assert parse("a / ignoring (x) group_right b").matching == VectorMatching("one-to-many", False, ("x",))
+    assert parse("a - on () b").matching == VectorMatching("one-to-one", True, ())
+    # with a scalar operand an empty matching is dropped, as 2.42 does
+    assert parse("a + on () 1") == Binary("+", a, NumberLiteral(1.0))
+
+
+def test_offset_modifier_on_instant_and_range_selectors():
+    assert parse("m offset 5m") == VectorSelector(parse_selector("m"), 300.0)
+    assert parse("m OFFSET -1m30s") == VectorSelector(parse_selector("m"), -90.0)  # stable since 2.33
+    assert parse("rate(m[5m] offset 1h)") == Call(
+        "rate", (MatrixSelector(VectorSelector(parse_selector("m"), 3600.0), 300),)
+    )
+    assert parse("-m offset 1m") == Unary("-", VectorSelector(parse_selector("m"), 60.0))
+
+
+def test_new_functions_and_aggregations_parse():
+    m = vs("m")
+    assert parse("topk(3, m)") == Aggregate("topk", m, param=NumberLiteral(3.0))
+    assert parse('count_values by (a) ("v", m)') == Aggregate("count_values", m, ("a",), param=StringLiteral("v"))
+    assert parse("quantile without (a) (0.9, m)") == Aggregate("quantile", m, ("a",), True, NumberLiteral(0.9))
+    assert parse("stddev(m)") == Aggregate("stddev", m)
+    assert parse("group(m)") == Aggregate("group", m)
+    assert parse("round(m)") == Call("round", (m,))
+    assert parse("round(m, 0.5)") == Call("round", (m, NumberLiteral(0.5)))
+    assert parse('label_join(m, "d", ",", "a", "b", "c")').args[3:] == tuple(map(StringLiteral, "abc"))
+    assert parse("time()").type == "scalar" and parse("scalar(m)").type == "scalar"
+    assert parse("vector(1)").type == "vector"
+    assert parse("scalar(m) * 2").type == "scalar"
+    assert parse("predict_linear(m[1h], 3600)") == Call(
+        "predict_linear", (MatrixSelector(m, 3600), NumberLiteral(3600))
+    )

@@ -120,16 +120,21 @@ def random_number(rng: random.Random) -> str:
     return rng.choice(["0", "1", "2", "10", "0.5", "-3", "50", "100"])
 
 
+def random_offset(rng: random.Random) -> str:
+    return rng.choice(["", "", "", " offset 1m", " offset 2m30s", " offset 7m"])
+
+
 def random_vector(rng: random.Random, depth: int) -> str:
-    k = rng.randint(0, 9 if depth > 0 else 3)
+    k = rng.randint(0, 14 if depth > 0 else 3)
     if k == 0:
-        return random_selector(rng)
+        return random_selector(rng) + random_offset(rng)
     if k == 1:
-        fn = rng.choice(["avg", "min", "max", "sum", "count", "last"])
-        return f"{fn}_over_time({random_selector(rng)}[{random_range(rng)}])"
+        fn = rng.choice(["avg", "min", "max", "sum", "count", "last", "present"])
+        return f"{fn}_over_time({random_selector(rng)}[{random_range(rng)}]{random_offset(rng)})"
     if k == 2:
-        fn = rng.choice(["rate", "increase"])
-        return f"{fn}({random_selector(rng, rng.choice(['c_total', 'c_total', 'g1']))}[{random_range(rng)}])"
+        fn = rng.choice(["rate", "increase", "changes", "resets"])
+        sel = random_selector(rng, rng.choice(["c_total", "c_total", "g1"]))
+        return f"{fn}({sel}[{random_range(rng)}]{random_offset(rng)})"
     if k == 3:
         q = rng.choice(["0", "0.25", "0.5", "0.9", "1", "-1", "2"])
         return f"quantile_over_time({q}, {random_selector(rng)}[{random_range(rng)}])"
@@ -152,8 +157,35 @@ def random_vector(rng: random.Random, depth: int) -> str:
         op = rng.choice(["+", "-", "/", ">", "<", "> bool"])
         return f"({random_selector(rng, m1)} {op} {random_selector(rng, m2)})"
     if k == 8:
-        inner = random_selector(rng) if rng.random() < 0.7 else random_vector(rng, depth - 1)
+        inner = random_selector(rng) + random_offset(rng) if rng.random() < 0.7 else random_vector(rng, depth - 1)
         return f"absent({inner})"
+    if k == 10:
+        op = rng.choice(["and", "or", "unless"])
+        mod = rng.choice(["", "", " on (instance)", " ignoring (job)", " on ()", " on (job, path)"])
+        return f"({random_vector(rng, depth - 1)} {op}{mod} {random_vector(rng, depth - 1)})"
+    if k == 11:
+        m1, m2 = rng.sample(["g1", "g2", "c_total"], 2)
+        op = rng.choice(["+", "-", "/", ">", "<", "> bool", "== bool"])
+        mod = rng.choice([" on (instance, job)", " ignoring (path)", " on (instance)", " ignoring (job)"])
+        return f"({random_selector(rng, m1)} {op}{mod} {random_selector(rng, m2)})"
+    if k == 12:
+        fn = rng.choice(["abs", "ceil", "floor", "sqrt", "sgn", "round"])
+        return f"{fn}({random_vector(rng, depth - 1)})"
+    if k == 13:
+        return rng.choice(
+            [
+                f"round({random_vector(rng, depth - 1)}, {rng.choice(['0.5', '3', '0.1', '-2'])})",
+                f"clamp({random_vector(rng, depth - 1)}, {random_number(rng)}, {random_number(rng)})",
+                f"clamp_min({random_vector(rng, depth - 1)}, {random_number(rng)})",
+                f"clamp_max({random_vector(rng, depth - 1)}, {random_number(rng)})",
+                f"absent_over_time({random_selector(rng)}[{random_range(rng)}]{random_offset(rng)})",
+                f"vector({random_number(rng)})",
+                "vector(time())",
+                f"group by (job) ({random_vector(rng, depth - 1)})",
+            ]
+        )
+    if k == 14:
+        return f"({random_vector(rng, depth - 1)} {rng.choice(['>', '<', '-'])} time() / 1e7)"
     return f"-({random_vector(rng, depth - 1)})"
 
 
@@ -301,12 +333,14 @@ def test_a_failing_rule_fails_alone(lake: Lake) -> None:
     ]
     got = engine.evaluate_many(exprs, T)
     assert got[0] == [({"x": "1"}, 6.0)]
-    assert isinstance(got[1], ValueError) and "not supported" in str(got[1])  # parse error, in its slot
+    # two left series match one right series on (x): the reference's error, in its slot
+    assert isinstance(got[1], EvalError) and "multiple matches for labels" in str(got[1])
     assert isinstance(got[2], EvalError) and "duplicate series" in str(got[2])  # many-to-many: reference says
     assert_same(got[2], reference(exprs[2], lake, T), "many-to-many")
     assert isinstance(got[3], EvalError)  # a range vector is not a rule: reference fallback
     assert got[4] == [({"__name__": "a", "x": "1", "y": "2"}, 2.0)]
-    assert engine.last_stats.fallbacks == 1 and engine.last_stats.reference_rechecks == 1
+    assert engine.last_stats.fallbacks == 1 and engine.last_stats.reference_rechecks == 2
+    assert isinstance(engine.evaluate_many(["a +"], T)[0], ValueError)  # a parse error, in its slot
     with pytest.raises(NotCompilable):
         compile_expr(parse("a[5m]"))
 
@@ -431,3 +465,58 @@ def test_our_own_functions_go_to_the_reference(lake: Lake) -> None:
     for e, g in zip(exprs, got, strict=True):
         assert_same(g, reference(e, lake, T), e, exact=True)
     assert engine.last_stats.fallbacks == 2 and got[2] == [({"__name__": "g", "k": "a"}, 1.0)]
+
+
+FALLBACK_EXPRS = [
+    "topk(2, g1)",
+    "bottomk by (job) (1, g1)",
+    "quantile(0.5, g1)",
+    "stddev(g1)",
+    'count_values("v", round(g1))',
+    "g1 * on (instance) group_left (path) g2",
+    "g1 offset -1m",
+    "exp(g1 / 100)",
+    "ln(g1)",
+    'label_replace(g1, "inst", "$1", "instance", "(.*)")',
+    'label_join(g1, "ij", "-", "instance", "job")',
+    "histogram_quantile(0.9, g1)",
+    "scalar(sum(g1)) * g2",
+    "timestamp(g1)",
+    "deriv(g1[5m])",
+    "predict_linear(g1[5m], 600)",
+    "stddev_over_time(g1[5m])",
+    "irate(c_total[5m])",
+    "delta(g1[5m] offset 1m)",
+    "sort_desc(g1)",
+    "g1 + on (__name__, instance, job, path) g1",
+]
+
+
+def test_constructs_the_compiler_leaves_to_the_reference_are_counted_and_agree(lake: Lake) -> None:
+    """What the SQL engine does not compile goes to the reference, one rule at a time, and is counted."""
+    rng = random.Random(SEED)
+    stale = build_random_lake(lake, rng)
+    engine = SQLEngine(lake)
+    for e in FALLBACK_EXPRS:
+        with pytest.raises(NotCompilable):
+            compile_expr(parse(e))
+    got = engine.evaluate_many([*FALLBACK_EXPRS, "g1 > 10"], T, stale=stale)
+    assert engine.last_stats.fallbacks == len(FALLBACK_EXPRS)
+    assert engine.last_stats.shapes == 1  # the compiled one
+    for e, g in zip(FALLBACK_EXPRS, got, strict=False):
+        assert_same(g, reference(e, lake, T, stale), f"seed {SEED} {e}", exact=True)
+    assert sum(bool(g) and not isinstance(g, Exception) for g in got) > len(FALLBACK_EXPRS) // 2
+
+
+def test_offset_reads_the_past_and_staleness_as_of_then(lake: Lake) -> None:
+    put(lake, "g", {"h": "a"}, [(-600 * S, 1.0), (-400 * S, 2.0), (-10 * S, 3.0)])
+    put(lake, "g", {"h": "b"}, [(-430 * S, 5.0)])
+    stale = StaleMarkers([({"__name__": "g", "h": "b"}, T - 350 * S)])
+    exprs = ["g offset 5m", "g offset 3m", "rate(g[5m] offset 5m)", "sum_over_time(g[4m] offset 6m)", "g"]
+    got = evaluate_many(exprs, lake, T, stale=stale)
+    assert got[0] == [({"__name__": "g", "h": "a"}, 2.0)]  # b ended (marker at t-350s) before t-300s
+    assert got[1] == [({"__name__": "g", "h": "a"}, 2.0)]  # [t-8m, t-3m]: a at t-400s; b ended at t-350s
+    assert got[4] == [({"__name__": "g", "h": "a"}, 3.0)]
+    for e, g in zip(exprs, got, strict=True):
+        assert_same(g, reference(e, lake, T, stale), e, exact=True)
+    assert got[3] == [({"h": "a"}, 3.0), ({"h": "b"}, 5.0)]  # [t-10m, t-6m], closed: a at -600s and -400s
