@@ -283,7 +283,8 @@ def test_load_metric_rate_and_combine(tmp_path: Path) -> None:
     samples = []
     for job, per_s in (("a", 2.0), ("b", 3.0)):
         for i in range(31):
-            samples.append(Sample("reqs_total", per_s * 15 * i, end - timedelta(seconds=15 * (30 - i)) - timedelta(seconds=1), {"job": job}))  # fmt: skip
+            ts = end - timedelta(seconds=15 * (30 - i) + 1)
+            samples.append(Sample("reqs_total", per_s * 15 * i, ts, {"job": job}))
     lk.write_samples(samples)
     from tasks.config.settings import ScalingMetricSettings
 
@@ -341,7 +342,8 @@ def test_unknown_target_name_lists_the_known_ones(tmp_path: Path, lake: Lake, th
         ({"actuator": {"kind": "teleport"}}, "scaling.targets[0].actuator.kind", "unknown actuator 'teleport'"),
         ({"actuator": {"kind": "webhook", "url": "ftp://x", "secret": SECRET}}, "scaling.targets[0].actuator",
          "url: Value error, must be an http:// or https:// URL"),
-        ({"rails": {"min_units": 5, "max_units": 2}}, "scaling.targets.0.rails", "min_units (5) must not exceed max_units (2)"),
+        ({"rails": {"min_units": 5, "max_units": 2}}, "scaling.targets.0.rails",
+         "min_units (5) must not exceed max_units (2)"),
         ({"policy": "magic"}, "scaling.targets.0.policy", "'reactive', 'predictive', 'hybrid' or 'static'"),
         ({"metric": {"selector": "x", "agg": "median-ish"}}, "scaling.targets.0.metric.agg", "unknown aggregation"),
         ({"metric": {"selector": "x{"}}, "scaling.targets.0.metric.selector", ""),
