@@ -48,16 +48,18 @@ CREATE TABLE IF NOT EXISTS scaling_policy_state (
 state_db.register_schema("scaling_records", DDL)
 
 
-def decision_id(target: str, tick: datetime) -> str:
+def decision_id(target: str, tick: datetime, mode: str = "apply") -> str:
     """The idempotency key of ``target``'s decision at ``tick`` (whole seconds, UTC).
 
     Deterministic, so a retried flow run or task for the same tick carries the same id and the
     actuators' ledger applies it once: ``<target>@<YYYYmmddTHHMMSSZ>-<8 hex of a hash>`` (the hash
-    keeps ids distinct for target names that differ only in characters the readable part drops)."""
+    keeps ids distinct for target names that differ only in characters the readable part drops).
+    A dry run's id ends in ``-dry``: a dry run and a real run in the same second are two decisions,
+    so the real one is never a replay of a decision that was only ever meant to be shown."""
     t = tick.astimezone(UTC).replace(microsecond=0)
     stamp = t.strftime("%Y%m%dT%H%M%SZ")
-    digest = hashlib.sha256(f"{target}\0{t.isoformat()}".encode()).hexdigest()[:8]
-    return f"{target[:150]}@{stamp}-{digest}"
+    digest = hashlib.sha256(f"{target}\0{t.isoformat()}\0{mode}".encode()).hexdigest()[:8]
+    return f"{target[:150]}@{stamp}-{digest}" + ("-dry" if mode == "dry-run" else "")
 
 
 def state_to_json(st: PolicyState) -> dict[str, Any]:

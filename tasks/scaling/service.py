@@ -48,6 +48,7 @@ __all__ = [
     "TargetOutcome",
     "load_forecast",
     "load_metric",
+    "recommend",
     "run_scaling",
 ]
 
@@ -303,7 +304,7 @@ def _one(
     mode: Mode,
     record: bool,
 ) -> TargetOutcome:
-    did = decision_id(t.name, now)
+    did = decision_id(t.name, now, mode)
     stored = records.get_decision(did) if record else None
     if stored is not None:
         rec = stored.to_dict()
@@ -401,3 +402,108 @@ def run_scaling(
             log.exception("scaling %s failed", t.name)
             run.outcomes.append(TargetOutcome(t.name, "failed", error=f"{type(exc).__name__}: {exc}"))
     return run
+
+
+# ---- recommendations ------------------------------------------------------------------------------
+
+
+def recommend(
+    settings: Any,
+    lake: Any,
+    now: datetime | None = None,
+    *,
+    lookback: timedelta = timedelta(days=1),
+    horizon: timedelta = timedelta(hours=6),
+) -> list[dict[str, Any]]:
+    """Right-sizing advice per target, with the numbers behind it (``cortex-perf scale recommend``).
+
+    Deliberately simple and honest: from the load over ``lookback`` it computes the units needed
+    per bucket, ``ceil(load / (capacity × target_utilisation))``, and reports
+
+    * ``idle``: ``min_units`` is above what the load needed most of the time (unit-hours and money
+      that the floor alone costs per day);
+    * ``night``: hours of the day whose busiest bucket still needed fewer than ``min_units`` (a
+      lower floor for those hours, and what it saves per day);
+    * ``saturated``: buckets that needed more than ``max_units`` (the SLO was missed there);
+    * ``slo_risk``: the forecast flow's p90 for the next ``horizon`` needs more than ``max_units``;
+    * ``ok`` when none applies, ``no_data`` when the lake has no load for the target.
+
+    It sees the load, not the counts the target actually ran at, so "idle" means "the floor
+    was higher than needed", not "the units were unused"."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    out: list[dict[str, Any]] = []
+    for t in settings.scaling.targets:
+        per_unit = t.capacity_per_unit * t.target_utilisation
+        lo, hi, cost = t.rails.min_units, t.rails.max_units, t.cost_per_unit_hour
+        base = {"target": t.name, "min_units": lo, "max_units": hi}
+        hist = load_metric(lake, t.metric, now, lookback=lookback)
+        if not hist.height:
+            out.append({**base, "kind": "no_data", "message": f"no load in the lake over the last {lookback}"})
+            continue
+        step_h = parse_duration(t.metric.step).total_seconds() / 3600
+        load = hist["value"].to_numpy().astype(float)
+        need = np.ceil(np.maximum(load, 0) / per_unit - 1e-9).astype(int)
+        hours = np.array([(ts - timedelta(hours=step_h)).hour for ts in hist["ts"].to_list()])
+        found: list[dict[str, Any]] = []
+        idle_share = float((need < lo).mean())
+        if idle_share >= 0.5:
+            p95 = int(np.percentile(need, 95))
+            spare = float(np.maximum(lo - need, 0).sum() * step_h)
+            per_day = spare * (24 / (len(need) * step_h))
+            found.append({**base, "kind": "idle", "idle_share": round(idle_share, 3), "p95_needed": p95,
+                          "spare_unit_hours_per_day": round(per_day, 2), "cost_per_day": round(per_day * cost, 2),
+                          "message": f"min_units {lo} is above the need {idle_share:.0%} of the time (p95 needs "
+                                     f"{p95}): the floor costs {per_day:.1f} unit-hours ≈ {per_day * cost:.2f}/day; "
+                                     f"min_units {max(p95, 0)} would do"})  # fmt: skip
+        night = sorted({int(h) for h in set(hours.tolist()) if need[hours == h].max() < lo})
+        if night and len(night) < 24:
+            floor = {h: int(need[hours == h].max()) for h in night}
+            saving = sum(lo - v for v in floor.values())
+            found.append({**base, "kind": "night", "hours": night, "needed_max": floor,
+                          "unit_hours_saved_per_day": saving, "saved_per_day": round(saving * cost, 2),
+                          "message": f"in hours {_hour_ranges(night)} UTC the load never needed {lo} units "
+                                     f"(at most {max(floor.values())}): a lower min there saves {saving} "
+                                     f"unit-hours ≈ {saving * cost:.2f}/day"})  # fmt: skip
+        over = need > hi
+        if over.any():
+            short = float(np.maximum(need - hi, 0).sum() * step_h)
+            found.append({**base, "kind": "saturated", "saturated_share": round(float(over.mean()), 4),
+                          "peak_needed": int(need.max()), "short_unit_hours": round(short, 2),
+                          "message": f"{over.mean():.1%} of the time the load needed more than max_units {hi} "
+                                     f"(peak {int(need.max())}): raise max_units or expect SLO misses"})  # fmt: skip
+        risk = _forecast_risk(lake, t, now, horizon, per_unit)
+        if risk is not None:
+            found.append({**base, **risk})
+        ok = f"needs {int(need.min())}–{int(need.max())} units within [{lo}, {hi}] over the last {lookback}"
+        out.extend(found or [{**base, "kind": "ok", "message": ok}])
+    return out
+
+
+def _hour_ranges(hours: list[int]) -> str:
+    """[0, 1, 2, 5] → '00–03, 05–06'."""
+    spans: list[tuple[int, int]] = []
+    for h in hours:
+        if spans and spans[-1][1] == h:
+            spans[-1] = (spans[-1][0], h + 1)
+        else:
+            spans.append((h, h + 1))
+    return ", ".join(f"{a:02d}–{b:02d}" for a, b in spans)
+
+
+def _forecast_risk(lake: Any, t: Any, now: datetime, horizon: timedelta, per_unit: float) -> dict[str, Any] | None:
+    from tasks.forecasting.data import latest_forecasts
+
+    rows = latest_forecasts(lake, t.metric.selector, since=now - parse_duration(t.metric.forecast_max_age),
+                            until=now + timedelta(seconds=1))  # fmt: skip
+    rows = rows.filter((pl.col("ts") >= now) & (pl.col("ts") < now + horizon)) if rows.height else rows
+    if not rows.height:
+        return None
+    how = {"sum": "sum", "avg": "mean", "max": "max"}[t.metric.combine]
+    p90 = rows.group_by("ts").agg(getattr(pl.col("p90"), how)().alias("p90")).sort("ts")
+    peak = p90.row(int(p90["p90"].arg_max() or 0), named=True)
+    need = math.ceil(peak["p90"] / per_unit - 1e-9)
+    if need <= t.rails.max_units:
+        return None
+    return {"kind": "slo_risk", "at": peak["ts"].isoformat(), "p90_load": round(float(peak["p90"]), 3),
+            "needed": need, "message": f"forecast p90 load {peak['p90']:.4g} at {peak['ts']:%H:%M} UTC needs "
+                                       f"{need} units > max_units {t.rails.max_units}: SLO at risk"}  # fmt: skip

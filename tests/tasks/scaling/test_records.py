@@ -34,6 +34,8 @@ def test_decision_id_is_deterministic_per_target_and_whole_second() -> None:
     assert a.startswith("api@20250301T120000Z-")
     assert a != decision_id("api", T0 + timedelta(seconds=1)) and a != decision_id("api2", T0)
     assert decision_id("a/b", T0) != decision_id("a-b", T0)
+    dry = decision_id("api", T0, "dry-run")
+    assert dry != a and dry.endswith("-dry")  # a dry run never collides with the real tick
 
 
 def test_state_round_trip_and_malformed_state() -> None:
