@@ -191,7 +191,8 @@ class ScalingRecords:
         where, params = ("WHERE target = ?", [target]) if target else ("", [])
         with self.state.transaction() as con:
             rows = con.execute(
-                f"SELECT {self._COLS} FROM scaling_decisions {where} ORDER BY tick DESC, created_at DESC, target LIMIT ?",
+                f"SELECT {self._COLS} FROM scaling_decisions {where} "
+                "ORDER BY tick DESC, created_at DESC, target LIMIT ?",
                 [*params, limit],
             ).fetchall()
         return [self._row(r) for r in rows]
