@@ -637,6 +637,10 @@ from flows.cli_alerts import alerts_app  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 
+from flows.cli_scale import scale_app  # noqa: E402
+
+app.add_typer(scale_app, name="scale")
+
 
 def main() -> None:
     """Console-script entry point (``cortex-perf``)."""

@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
+
+from tasks.scaling.policies import ScalingTarget
 
 DEFAULT_CONFIG_FILE = "cortex-perf.yaml"
 ENV_PREFIX = "CORTEX_PERF_"
@@ -228,6 +230,150 @@ class AlertingSettings(_Section):
         return _check_duration(v)
 
 
+#: Within-bucket aggregations a scaling metric may use: the lake's own (``Lake.query``) plus the
+#: counter functions ``rate`` (per second) and ``increase`` (per bucket).
+COUNTER_AGGS = ("rate", "increase")
+
+
+class ScalingMetricSettings(_Section):
+    """The load a target follows, read from the lake: ``combine(agg(selector) per step bucket)``.
+
+    Why so small a language: ``sum(rate(http_requests_total[1m]))`` is what nearly every scaling
+    metric is; a selector, a bucket aggregation, a step and a cross-series combination say it
+    without a second query engine (the alert rules have the PromQL one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    selector: str = Field(..., min_length=1, description="Series selector, e.g. 'http_requests_total{job=\"api\"}'.")
+    agg: str = Field("avg", description="Per-bucket aggregation: a lake one (avg, max, p95, ...), rate or increase.")
+    combine: Literal["sum", "avg", "max"] = Field("sum", description="How matching series add up to one load.")
+    step: str = Field("1m", description="Bucket size of the load series (the nowcaster wants 1m).")
+    lookback: str = Field("6h", description="History read each tick (the nowcaster needs about 4 h of it).")
+    forecast: Literal["auto", "lake", "nowcast", "none"] = Field(
+        "auto",
+        description="auto: the forecast flow's forecasts when fresh ones exist (agg avg only), else the nowcaster.",
+    )
+    forecast_max_age: str = Field("2h", description="Lake forecasts issued longer ago than this are not used.")
+
+    @field_validator("step", "lookback", "forecast_max_age")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        return _check_duration(v)
+
+    @field_validator("agg")
+    @classmethod
+    def _agg(cls, v: str) -> str:
+        if v in COUNTER_AGGS:
+            return v
+        from tasks.lake.lake import QueryError, parse_agg
+
+        try:
+            parse_agg(v)
+        except QueryError as exc:
+            raise ValueError(f"{exc} or one of {', '.join(COUNTER_AGGS)}") from None
+        return v
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        from tasks.lake.selector import parse_selector
+
+        parse_selector(v)  # raises ValueError naming what is wrong
+        return v
+
+
+class _Located(dict[str, Any]):
+    """A raw actuator config that knows where it sits in the file (a dict, so errors never echo it)."""
+
+    def __init__(self, data: dict[str, Any], origin: str) -> None:
+        super().__init__(data)
+        self.origin = origin
+
+
+def _check_actuator(data: Any, origin: str) -> dict[str, Any]:
+    """Validate an actuator config through the actuators' own models; the typed config as a dict.
+
+    Why a dict and not the typed config: ``tasks.scaling.actuators`` imports this package (for
+    its error formatter), so the settings cannot name its classes at import time. The dict keeps
+    secrets as ``SecretStr`` (shown as ``**********`` by ``config show``)."""
+    from tasks.scaling.actuators import parse_actuator_config
+
+    if data is None:
+        data = {"kind": "log"}
+    return parse_actuator_config(dict(data) if isinstance(data, _Located) else data, origin=origin).model_dump()
+
+
+class ScalingTargetSettings(ScalingTarget):
+    """One scaling target: the policy's ``ScalingTarget`` fields, the load ``metric`` and the ``actuator``.
+
+    ``actuator`` here is the actuator's config (``{kind: log|command|webhook|prefect_pool|kubernetes|
+    process_pool, ...}``); :meth:`policy_target` gives the policy its ``ScalingTarget`` with the
+    actuator's name in its place."""
+
+    metric: ScalingMetricSettings
+    actuator: dict[str, Any] = Field(  # type: ignore[assignment]  # the policy keeps only the name
+        default_factory=lambda: {"kind": "log"}, description="Actuator config, validated by its kind."
+    )
+
+    @field_validator("actuator", mode="before")
+    @classmethod
+    def _actuator(cls, v: Any) -> dict[str, Any]:
+        return _check_actuator(v, v.origin if isinstance(v, _Located) else "actuator")
+
+    @property
+    def actuator_name(self) -> str:
+        """The ledger name of this target's actuator (its ``name``, else its kind)."""
+        return str(self.actuator.get("name") or self.actuator.get("kind") or "log")
+
+    def policy_target(self) -> ScalingTarget:
+        """The target as the policy sees it (no metric; the actuator by name)."""
+        data = {k: getattr(self, k) for k in ScalingTarget.model_fields if k != "actuator"}
+        return ScalingTarget(**data, actuator=self.actuator_name)
+
+
+class ScalingSettings(_Section):
+    """The scale flow: targets, their load metric, policy, guard rails and actuator."""
+
+    enabled: bool = Field(True, description="Run the scaling stage (the scale flow decides for every target).")
+    mode: Literal["dry-run", "apply"] = Field(
+        "dry-run", description="dry-run records decisions only; apply sets counts through the actuators."
+    )
+    targets: list[ScalingTargetSettings] = Field(
+        default_factory=list, description="Scaling targets (policy fields + metric + actuator; see README)."
+    )
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _locate_actuators(cls, v: Any) -> Any:
+        """Tag each target's actuator config with its index, so its errors name the field the way
+        people read it (``scaling.targets[2].actuator.url``)."""
+        if not isinstance(v, list):
+            return v
+        return [
+            {**item, "actuator": _Located(item["actuator"], f"scaling.targets[{i}].actuator")}
+            if isinstance(item, dict) and isinstance(item.get("actuator"), dict)
+            else item
+            for i, item in enumerate(v)
+        ]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ScalingSettings:
+        """Target names key the ledger, the policy state and the events: two alike would share them."""
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"targets: duplicate target name(s) {', '.join(dupes)}")
+        return self
+
+    def target(self, name: str) -> ScalingTargetSettings:
+        """The target called ``name``; a ``LookupError`` listing the known ones otherwise."""
+        for t in self.targets:
+            if t.name == name:
+                return t
+        known = ", ".join(t.name for t in self.targets) or "none configured"
+        raise LookupError(f"scaling target {name!r} is not configured (known: {known})")
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
@@ -251,6 +397,7 @@ class Settings(BaseSettings):
     forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     api_token: SecretStr | None = Field(None, description="Bearer token for the REST API.")
 

@@ -1,0 +1,326 @@
+"""Scaling policies behind one pure function: ``decide(target, current, history, forecast, now, state)``.
+
+Why one pure function: the live scale flow, the CLI's ``scale plan``, the actuators and the trace
+simulator must make *the same* decision from the same inputs. Nothing here reads a clock, the lake
+or an actuator; the caller passes the target's config, the current count (from the actuator), the
+recent metric history, the latest forecast quantiles, the time, and the state the previous call
+returned. The result is a :class:`Decision` record (from → to, policy, reason with the numbers,
+expected cost and risk) plus the next state.
+
+Policies (``ScalingTarget.policy``):
+
+* ``reactive`` — the Kubernetes HPA algorithm with its real defaults: ``desired = ceil(current ×
+  metric / target)`` with ``metric`` the load per current unit and ``target = capacity ×
+  target_utilisation``; no change while ``|metric/target - 1| ≤ tolerance`` (0.1); then the guard
+  rails with the HPA ``behavior`` defaults (``tasks.scaling.guardrails``).
+* ``predictive`` — provisions for a forecast quantile of the demand over ``[now, now + provisioning
+  delay + one interval]``, so the capacity ordered now is ready before the load arrives. The
+  quantile is the newsvendor choice ``penalty / (penalty + cost)`` (:func:`newsvendor_quantile`):
+  the cheapest count under cost + expected shortage penalty. Falls back to ``reactive`` when the
+  forecast is missing, stale (older than ``forecast_max_age_s``) or has been wrong recently (the
+  demand beat the provisioned quantile in ``miss_limit`` of the last ``miss_window`` checks).
+* ``hybrid`` (default) — ``max(predictive, reactive floor)``: the floor is the HPA formula at
+  ``hybrid_floor_utilisation`` (1.0: enough units for the load that is already here), so a
+  forecast that undershoots is corrected at once but the HPA's 30 % headroom is not paid twice.
+* ``static`` — always ``max_units`` (the static-peak reference).
+
+**Emergency path** (any policy): when the load per current unit passes ``emergency_utilisation`` ×
+capacity, or the demand beats the forecast quantile by more than ``emergency_miss_ratio``, the
+count jumps at once to ``ceil(load × emergency_headroom / capacity)`` past stabilisation, step
+limits and cooldowns (never past ``max_units``), and the decision says so (``emergency=True``) so
+the caller can alert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasks.scaling.guardrails import GuardRails, RailState, apply_guardrails
+
+__all__ = [
+    "POLICIES",
+    "Decision",
+    "Forecast",
+    "MetricHistory",
+    "PolicyState",
+    "ScalingTarget",
+    "decide",
+    "hpa_recommendation",
+    "newsvendor_quantile",
+]
+
+POLICIES: tuple[str, ...] = ("reactive", "predictive", "hybrid", "static")
+
+
+class ScalingTarget(BaseModel):
+    """One thing that scales, as configured: capacity, costs, SLO, delay, policy and guard rails."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: Literal["replicas", "memory", "gpu"] = "replicas"
+    capacity_per_unit: float = Field(gt=0, description="load one unit serves at its SLO (metric units)")
+    provisioning_delay_s: float = Field(60.0, ge=0)
+    interval_s: float = Field(15.0, gt=0, description="how often decisions are made")
+    cost_per_unit_hour: float = Field(1.0, gt=0)
+    shortage_penalty_per_unit_hour: float = Field(99.0, gt=0, description="price of one unit-hour short")
+    policy: Literal["reactive", "predictive", "hybrid", "static"] = "hybrid"
+    target_utilisation: float = Field(0.7, gt=0, le=1, description="the HPA's target (0.7 = 70 %)")
+    tolerance: float = Field(0.1, ge=0, lt=1)
+    hybrid_floor_utilisation: float = Field(1.0, gt=0, le=1)
+    forecast_max_age_s: float = Field(120.0, gt=0)
+    miss_window: int = Field(20, ge=1)
+    miss_limit: int = Field(6, ge=1)
+    emergency_utilisation: float | None = Field(1.5, gt=1, description="None: off")
+    emergency_miss_ratio: float | None = Field(1.5, gt=1, description="None: off")
+    emergency_headroom: float = Field(1.2, ge=1)
+    actuator: str = Field("log", min_length=1)
+    rails: GuardRails = GuardRails()
+
+    @model_validator(mode="after")
+    def _checks(self) -> ScalingTarget:
+        if self.miss_limit > self.miss_window:
+            raise ValueError(f"miss_limit ({self.miss_limit}) must not exceed miss_window ({self.miss_window})")
+        return self
+
+
+@dataclass(frozen=True)
+class MetricHistory:
+    """Recent observations of the load metric (oldest first), e.g. requests per minute."""
+
+    times: tuple[float, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.times) != len(self.values):
+            raise ValueError(f"history: {len(self.times)} times but {len(self.values)} values")
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Quantile forecast of the load: step ``k`` (1-based) covers ``(issued_at + (k-1)·step_s, issued_at + k·step_s]``."""
+
+    issued_at: float
+    step_s: float
+    quantiles: Mapping[float, Sequence[float]]
+    model: str = "nowcast"
+
+    def value(self, q: float, start: float, end: float) -> float | None:
+        """The highest ``q`` quantile over the steps overlapping ``[start, end]``; None if not covered."""
+        values = self.quantiles.get(q)
+        if values is None:
+            return None
+        k0 = max(0, int(math.floor((start - self.issued_at) / self.step_s)))
+        k1 = int(math.ceil((end - self.issued_at) / self.step_s))
+        if k1 > len(values) or k1 <= k0:
+            return None
+        chunk = values[k0:k1]
+        if math.isnan(sum(chunk)):  # one NaN step: not covered (sum is the cheap NaN test)
+            return None
+        return float(max(chunk))
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What a target's policy carries from one decision to the next."""
+
+    rails: RailState = RailState()
+    checks: tuple[tuple[float, float], ...] = ()  # (due time, provisioned quantile) to compare with the load
+    outcomes: tuple[bool, ...] = ()  # recent checks, True = the load beat the quantile (a miss)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision record: what, why, and at what expected cost and risk."""
+
+    target: str
+    at: float
+    from_units: int
+    to_units: int
+    policy: str  # what decided: reactive, predictive, hybrid, static, or "<policy> (fallback: reactive)"
+    reason: str
+    proposed: int
+    emergency: bool
+    quantile: float | None
+    forecast_model: str | None
+    expected_cost_per_hour: float
+    risk: float | None  # estimated probability that the load exceeds the new capacity
+    state: PolicyState = field(repr=False, compare=False)
+
+    def as_record(self) -> dict[str, Any]:
+        """The record for the lake / an event (everything but the state)."""
+        return {
+            "target": self.target,
+            "at": self.at,
+            "from": self.from_units,
+            "to": self.to_units,
+            "policy": self.policy,
+            "reason": self.reason,
+            "proposed": self.proposed,
+            "emergency": self.emergency,
+            "quantile": self.quantile,
+            "forecast_model": self.forecast_model,
+            "expected_cost_per_hour": self.expected_cost_per_hour,
+            "risk": self.risk,
+        }
+
+
+def newsvendor_quantile(cost_per_unit_hour: float, penalty_per_unit_hour: float) -> float:
+    """The critical ratio ``penalty / (penalty + cost)``: provisioning to this quantile of the demand
+    minimises cost + expected shortage penalty (one more unit pays off while P(needed) > cost/(cost+penalty))."""
+    if not cost_per_unit_hour > 0:
+        raise ValueError(f"cost_per_unit_hour must be > 0, got {cost_per_unit_hour}")
+    if not penalty_per_unit_hour > 0:
+        raise ValueError(f"shortage_penalty_per_unit_hour must be > 0, got {penalty_per_unit_hour}")
+    return penalty_per_unit_hour / (penalty_per_unit_hour + cost_per_unit_hour)
+
+
+def hpa_recommendation(current: int, load: float, per_unit_target: float, tolerance: float) -> int:
+    """The HPA's raw recommendation: ``ceil(current × (load/current) / target)`` unless within tolerance.
+
+    ``load`` is the total metric (e.g. requests/min over all units); with ``current == 0`` the HPA
+    cannot compute a per-unit value and scales to ``ceil(load / target)``.
+    """
+    if current <= 0:
+        return math.ceil(load / per_unit_target - 1e-9)
+    ratio = load / (current * per_unit_target)
+    if abs(ratio - 1.0) <= tolerance:
+        return current
+    return math.ceil(ratio * current - 1e-9)
+
+
+def _pick_quantile(available: Sequence[float], wanted: float) -> float | None:
+    """The smallest available quantile at or above ``wanted`` (err on the safe side), else the largest."""
+    if not available:
+        return None
+    above = [q for q in available if q >= wanted - 1e-12]
+    return min(above) if above else max(available)
+
+
+def _risk(forecast: Forecast, units: int, capacity: float, start: float, end: float) -> float | None:
+    """P(load > units × capacity) over the window, read off the forecast's quantile grid."""
+    covered = None
+    for q in sorted(forecast.quantiles):
+        v = forecast.value(q, start, end)
+        if v is None:
+            return None
+        if v <= units * capacity:
+            covered = q
+    return 1.0 - covered if covered is not None else 1.0 - min(forecast.quantiles, default=0.0)
+
+
+def decide(
+    target: ScalingTarget,
+    current: int,
+    history: MetricHistory,
+    forecast: Forecast | None,
+    now: float,
+    state: PolicyState | None = None,
+) -> Decision:
+    """The decision for ``target`` at ``now`` (see the module docstring for the policies)."""
+    st = state or PolicyState()
+    if current < 0:
+        raise ValueError(f"current must be >= 0, got {current}")
+    cap = target.capacity_per_unit
+    rails = target.rails
+    if not history.values:
+        return Decision(target.name, now, current, current, target.policy, "no metric: hold", current, False,
+                        None, None, current * target.cost_per_unit_hour, None, st)  # fmt: skip
+    load = float(history.values[-1])
+    parts: list[str] = []
+
+    # Track record of earlier predictive decisions: did the load beat what we provisioned for?
+    checks, outcomes = [], list(st.outcomes)
+    worst_miss = 0.0
+    for due, bound in st.checks:
+        if due <= history.times[-1]:
+            miss = load > bound
+            outcomes.append(miss)
+            if bound > 0:
+                worst_miss = max(worst_miss, load / bound)
+        else:
+            checks.append((due, bound))
+    outcomes = outcomes[-target.miss_window :]
+
+    reactive = hpa_recommendation(current, load, cap * target.target_utilisation, target.tolerance)
+    policy = target.policy
+    proposed = reactive
+    quantile: float | None = None
+    used_model: str | None = None
+    window_end = now + target.provisioning_delay_s + target.interval_s
+    fc_value: float | None = None
+    if policy == "static":
+        proposed = rails.max_units
+        parts.append(f"static at max_units {rails.max_units}")
+    elif policy == "reactive":
+        parts.append(f"HPA: load {load:.4g} on {current} units, target {cap * target.target_utilisation:.4g}/unit → {reactive}")
+    else:
+        wanted = newsvendor_quantile(target.cost_per_unit_hour, target.shortage_penalty_per_unit_hour)
+        fallback = None
+        if forecast is None:
+            fallback = "no forecast"
+        elif now - forecast.issued_at > target.forecast_max_age_s:
+            fallback = f"forecast is {now - forecast.issued_at:.0f}s old > {target.forecast_max_age_s:g}s"
+        else:
+            quantile = _pick_quantile(sorted(forecast.quantiles), wanted)
+            fc_value = forecast.value(quantile, now, window_end) if quantile is not None else None
+            if fc_value is None:
+                fallback = "forecast does not cover the provisioning delay"
+            else:
+                # Checked whether used or not, so a forecast that was set aside can earn its way back.
+                checks.append((now + target.provisioning_delay_s, fc_value))
+                if sum(outcomes) >= target.miss_limit:
+                    fallback = f"forecast missed {sum(outcomes)} of the last {len(outcomes)} checks"
+        if fallback is not None or forecast is None or fc_value is None:
+            policy = f"{policy} (fallback: reactive)"
+            quantile = None
+            fc_value = None
+            parts.append(f"{fallback}; HPA: load {load:.4g} on {current} units → {reactive}")
+        else:
+            used_model = forecast.model
+            predictive = math.ceil(fc_value / cap - 1e-9)
+            parts.append(
+                f"p{quantile * 100:g} (newsvendor {wanted:.3f}) of load over the next "
+                f"{window_end - now:g}s = {fc_value:.4g} ÷ {cap:.4g}/unit → {predictive}"
+            )
+            proposed = predictive
+            if policy == "hybrid":
+                floor = hpa_recommendation(current, load, cap * target.hybrid_floor_utilisation, target.tolerance)
+                if floor > predictive:
+                    parts.append(f"reactive floor (load {load:.4g} at {target.hybrid_floor_utilisation:g}) → {floor}")
+                proposed = max(predictive, floor)
+
+    emergency = False
+    eu, em = target.emergency_utilisation, target.emergency_miss_ratio
+    if eu is not None and current > 0 and load / (current * cap) > eu:
+        emergency = True
+        parts.append(f"EMERGENCY: load is {load / (current * cap):.2f}× the capacity of {current} units")
+    elif em is not None and worst_miss > em:
+        emergency = True
+        parts.append(f"EMERGENCY: load beat the forecast by {worst_miss:.2f}×")
+    if emergency:
+        proposed = max(proposed, math.ceil(load * target.emergency_headroom / cap - 1e-9))
+
+    to, rail_state, notes = apply_guardrails(proposed, current, now, rails, st.rails, emergency=emergency)
+    parts.extend(notes)
+    risk = _risk(forecast, to, cap, now, window_end) if (forecast is not None and used_model) else None
+    return Decision(
+        target=target.name,
+        at=now,
+        from_units=current,
+        to_units=to,
+        policy=policy,
+        reason="; ".join(parts),
+        proposed=proposed,
+        emergency=emergency,
+        quantile=quantile,
+        forecast_model=used_model,
+        expected_cost_per_hour=to * target.cost_per_unit_hour,
+        risk=risk,
+        state=PolicyState(rail_state, tuple(checks), tuple(outcomes)),
+    )
