@@ -1,4 +1,5 @@
-"""The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly → alerts.
+"""The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly
+→ scale → alerts.
 
 Later stages (forecast, decide, alerts, report) append themselves to ``STAGES``. Stages run as
 plain calls of the stage flows' functions inside this one flow run, so their tasks, logs and
@@ -25,11 +26,26 @@ from flows.anomaly import anomaly
 from flows.collect import collect
 from flows.forecast import forecast
 from flows.maintain import maintain
+from flows.scale import scale
 from tasks.demo import DEMO_INCIDENTS, seed_demo
 from tasks.lake import Lake
 from tasks.timeparse import format_duration
 
 __all__ = ["DEMO_RULES", "PipelineFailed", "PipelineSummary", "StageSummary", "pipeline"]
+
+#: The scaling target the demo decides for when ``scaling.targets`` is empty: the demo web tier's
+#: request rate, 40 req/s per replica, dry-run through the ``log`` actuator.
+DEMO_SCALING_TARGET = {
+    "name": "demo-web",
+    "capacity_per_unit": 40,
+    "provisioning_delay_s": 120,
+    "interval_s": 120,
+    "cost_per_unit_hour": 0.1,
+    "policy": "hybrid",
+    "rails": {"min_units": 2, "max_units": 20},
+    "metric": {"selector": 'http_requests_per_second{source="demo"}', "agg": "avg", "combine": "sum", "step": "1m"},
+    "actuator": {"kind": "log"},
+}
 
 #: Rules the demo evaluates when ``alerting.rule_files`` is empty.
 DEMO_RULES = Path(__file__).resolve().parents[1] / "data" / "examples" / "alerting" / "demo-rules.yml"
@@ -128,6 +144,23 @@ def _detail_anomaly(r: dict[str, Any]) -> tuple[str, str]:
     return "ok", text
 
 
+def _detail_scale(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    parts = []
+    for o in r.get("decisions") or []:
+        d = o.get("decision") or {}
+        parts.append(
+            f"{o.get('target')}: {d.get('from')} → {d.get('to')} ({d.get('policy')})"
+            if d
+            else f"{o.get('target')}: {o.get('status')} {o.get('error') or ''}".strip()
+        )
+    text = f"{r.get('targets', 0)} target(s), {r.get('mode', '')}: " + ("; ".join(parts) or "no decision")
+    if r.get("failed"):
+        text += f"; {r['failed']} failed"
+    return ("failed" if r.get("failed") else "ok"), text
+
+
 def _detail_alerts(r: dict[str, Any]) -> tuple[str, str]:
     if r.get("skipped"):
         return "skipped", str(r.get("reason", ""))
@@ -180,6 +213,14 @@ def pipeline(
     stages.append(_run_stage("maintain", lambda: dict(maintain.fn(config_path, overrides)), _detail_maintain))
     stages.append(_run_stage("forecast", lambda: dict(forecast.fn(config_path, overrides)), _detail_forecast))
     stages.append(_run_stage("anomaly", lambda: dict(anomaly.fn(config_path, overrides)), _detail_anomaly))
+    scale_overrides = list(overrides or [])
+    if demo and not _settings.scaling.targets:
+        scale_overrides.append(f"scaling.targets={json.dumps([DEMO_SCALING_TARGET])}")
+    stages.append(
+        _run_stage(
+            "scale", lambda: dict(scale.fn(config_path, scale_overrides, retry_failed_after_s=None)), _detail_scale
+        )
+    )
     alert_overrides = list(overrides or [])
     if demo and not _settings.alerting.rule_files:
         alert_overrides.append(f"alerting.rule_files={json.dumps([str(DEMO_RULES)])}")

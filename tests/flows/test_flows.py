@@ -88,12 +88,14 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
 
     first = pipeline(demo=True, overrides=lake_overrides, demo_days=1)
     stages = {s["stage"]: s for s in first["stages"]}
-    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "alerts"]
+    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "scale", "alerts"]
     assert first["ok"] is True
     assert stages["seed-demo"]["status"] == "ok"
     assert stages["seed-demo"]["result"]["rows"] == 34 * 1440
     assert stages["alerts"]["status"] == "ok", stages["alerts"]["detail"]
     assert stages["alerts"]["result"]["firing"] >= 1  # the demo rules' Watchdog is always firing
+    assert stages["scale"]["status"] == "ok", stages["scale"]["detail"]
+    assert "demo-web" in stages["scale"]["detail"] and "dry-run" in stages["scale"]["detail"]
     assert first["incidents"]
     lake = Lake(_root(lake_overrides))
     rows_after_first = lake.stats()["tables"]["samples"]["rows"]
