@@ -34,7 +34,7 @@ from tasks.timeparse import format_duration
 __all__ = ["DEMO_RULES", "PipelineFailed", "PipelineSummary", "StageSummary", "pipeline"]
 
 #: The scaling target the demo decides for when ``scaling.targets`` is empty: the demo web tier's
-#: request rate, 40 req/s per replica, dry-run through the ``log`` actuator.
+#: request rate, 40 req/s per replica, dry-run through the ``log`` actuator (assumed to run 8 replicas).
 DEMO_SCALING_TARGET = {
     "name": "demo-web",
     "capacity_per_unit": 40,
@@ -44,7 +44,7 @@ DEMO_SCALING_TARGET = {
     "policy": "hybrid",
     "rails": {"min_units": 2, "max_units": 20},
     "metric": {"selector": 'http_requests_per_second{source="demo"}', "agg": "avg", "combine": "sum", "step": "1m"},
-    "actuator": {"kind": "log"},
+    "actuator": {"kind": "log", "initial": 8},
 }
 
 #: Rules the demo evaluates when ``alerting.rule_files`` is empty.
