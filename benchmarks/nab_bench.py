@@ -38,6 +38,8 @@ from tasks.anomaly.detector import DetectorConfig, score_series  # noqa: E402
 from tasks.anomaly.nab import (  # noqa: E402
     PROFILES,
     CorpusFile,
+    FirstDetection,
+    first_detections,
     load_windows,
     optimize_threshold,
     probation_rows,
@@ -93,8 +95,52 @@ def _detect(job: tuple[str, str, dict[str, Any]]) -> tuple[str, np.ndarray, list
     return name, res.score, res.detector, time.perf_counter() - t0
 
 
-def run(nab: Path, files: list[str], overrides: dict[str, Any], workers: int) -> dict[str, Any]:
+def window_view(
+    corpus: list[CorpusFile], detectors: dict[str, list[str]], labels: dict[str, list[int]], threshold: float
+) -> tuple[list[tuple[str, FirstDetection, str]], dict[str, Any]]:
+    """Each window's first detection at ``threshold`` (standard profile), and a summary.
+
+    Why: NAB credits the first detection in a window by its position, so the summary says how much
+    is left to gain by detecting sooner: ``late_gap`` is the credit lost by detections after the
+    labelled anomaly (what a detector reacting at once to the anomaly itself would recover), while
+    ``to_window_start`` is what only a detection before the anomaly — at the window start — can add.
+    """
+    rows: list[tuple[str, FirstDetection, str]] = []
+    for f in corpus:
+        for w in first_detections(f.scores >= threshold, f.bounds, f.probation, PROFILES["standard"], labels[f.name]):
+            rows.append((f.name, w, "" if w.row is None else detectors[f.name][w.row]))
+    lags = [w.lag for _, w, _ in rows if w.lag is not None]
+    first_by: dict[str, int] = {}
+    for _, w, det in rows:
+        if w.row is not None:
+            first_by[det] = first_by.get(det, 0) + 1
+    detected = [w for _, w, _ in rows if w.row is not None]
+    summary = {
+        "detected": len(detected),
+        "missed": sum(w.row is None for _, w, _ in rows),
+        "before_label": sum(lag < 0 for lag in lags),
+        "at_label": sum(lag == 0 for lag in lags),
+        "after_label": sum(lag > 0 for lag in lags),
+        "first_detector": dict(sorted(first_by.items())),
+        "mean_credit": round(sum(w.credit for w in detected) / max(len(detected), 1), 3),
+        "late_gap": round(sum(max(0.0, (w.label_credit or 0.0) - w.credit) for w in detected if (w.lag or 0) > 0), 2),
+        "to_window_start": round(sum(1.0 - w.credit for w in detected), 2),
+    }
+    return rows, summary
+
+
+def label_rows(stamps: list[str], labelled: list[str]) -> list[int]:
+    """Rows of one data file's labelled anomalies (timestamps from ``combined_labels.json``)."""
+    ts = to_datetime64(stamps)
+    return [int(np.searchsorted(ts, to_datetime64([t])[0])) for t in labelled]
+
+
+def run(
+    nab: Path, files: list[str], overrides: dict[str, Any], workers: int, windows_out: list[Any] | None = None
+) -> dict[str, Any]:
+    """Detect, score every profile, and summarise the windows (``windows_out`` receives the per-window rows)."""
     windows = load_windows(nab / "labels" / "combined_windows.json")
+    labelled: dict[str, list[str]] = json.loads((nab / "labels" / "combined_labels.json").read_text())
     jobs = [(f, str(nab / "data" / f), overrides) for f in files]
     t0 = time.perf_counter()
     if workers > 1:
@@ -104,11 +150,15 @@ def run(nab: Path, files: list[str], overrides: dict[str, Any], workers: int) ->
         results = [_detect(j) for j in jobs]
     wall = time.perf_counter() - t0
     corpus: list[CorpusFile] = []
+    detectors: dict[str, list[str]] = {}
+    labels: dict[str, list[int]] = {}
     rows = 0
     det_seconds = 0.0
-    for name, scores, _, secs in results:
+    for name, scores, dets, secs in results:
         stamps, _values = read_nab_csv(nab / "data" / name)
         corpus.append(CorpusFile(name, scores, window_bounds(to_datetime64(stamps), windows.get(name, []))))
+        detectors[name] = dets
+        labels[name] = label_rows(stamps, labelled.get(name, []))
         rows += len(scores)
         det_seconds += secs
     out: dict[str, Any] = {"files": len(corpus), "rows": rows, "windows": sum(len(f.bounds) for f in corpus)}
@@ -120,6 +170,9 @@ def run(nab: Path, files: list[str], overrides: dict[str, Any], workers: int) ->
         out[f"{key}_exact"] = round(exact.score, 2)
         out[f"{key}_exact_threshold"] = exact.threshold
     out["threshold"] = out["standard_threshold"]
+    per_window, out["windows_view"] = window_view(corpus, detectors, labels, out["standard_threshold"])
+    if windows_out is not None:
+        windows_out.extend(per_window)
     out["detect_wall_s"] = round(wall, 2)
     out["detect_us_per_row"] = round(det_seconds / max(rows, 1) * 1e6, 1)
     return out
@@ -132,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="last line: one JSON object of the figures")
     ap.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     ap.add_argument("--config", default="{}", help="JSON object of DetectorConfig overrides (experiments)")
+    ap.add_argument(
+        "--windows", action="store_true", help="print each window's first detection (row, lag to the label, detector)"
+    )
     args = ap.parse_args(argv)
 
     if not (args.nab / "labels" / "combined_windows.json").is_file():
@@ -158,9 +214,27 @@ def main(argv: list[str] | None = None) -> int:
         else sorted(str(p.relative_to(args.nab / "data")) for p in (args.nab / "data").rglob("*.csv"))
     )
     overrides = json.loads(args.config)
-    figures = run(args.nab, files, overrides, args.workers)
+    per_window: list[tuple[str, FirstDetection, str]] = []
+    figures = run(args.nab, files, overrides, args.workers, per_window)
 
     console = Console(stderr=False, highlight=False)
+    if args.windows:
+        wt = Table(title="first detection per window (standard threshold)")
+        wt.add_column("file", overflow="fold")
+        for col in ("window rows", "label", "first detection", "lag", "credit", "detector"):
+            wt.add_column(col)
+        for name, w, det in per_window:
+            wt.add_row(
+                name,
+                f"{w.first}-{w.last}",
+                "" if w.label is None else str(w.label),
+                "missed" if w.row is None else str(w.row),
+                "" if w.lag is None else f"{w.lag:+d}",
+                f"{w.credit:.2f}",
+                det,
+            )
+        console.print(wt)
+        console.print(f"windows: {figures['windows_view']}")
     table = Table(title=f"NAB v1.1 — {figures['files']} files, {figures['rows']:,} rows, {figures['windows']} windows")
     table.add_column("detector")
     table.add_column("standard", justify="right")

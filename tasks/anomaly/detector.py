@@ -44,7 +44,8 @@ person):
   extreme is one deviation, not a new one whenever it creeps up.
 * **quiet period**: after a reported alarm (score >= ``quiet_score``) the next
   ``quiet_fraction`` x ``warmup`` samples score 0, unless a score beats the alarm's by
-  ``quiet_breakthrough`` (so a marginal alarm can still be overtaken by a clear one). Why: one
+  ``quiet_breakthrough`` (so a marginal alarm can still be overtaken by a clear one); an alarm
+  scoring ``quiet_firm_score`` or more is not marginal and cannot be overtaken. Why: one
   incident is one page; NAB likewise credits only the first detection in a window and charges
   every further one outside it. The length is tied to the warm-up, the one time scale every
   series is given (NAB's probationary period, like its windows, grows with the file). The novelty
@@ -80,9 +81,10 @@ P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
 DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range")
-#: Bumped whenever the state or a default it carries changes (6: range_tolerance 0.05 → 0.02), so saved
+#: Bumped whenever the state or a default it carries changes (6: range_tolerance 0.05 → 0.02; 7: quiet_firm_score
+#: 0.65, a clear alarm's quiet period cannot be broken), so saved
 #: detectors restart with the current defaults and live scores stay identical to a replay.
-STATE_VERSION = 6
+STATE_VERSION = 7
 
 
 class Expected(TypedDict, total=False):
@@ -146,6 +148,9 @@ class DetectorConfig:
     quiet_fraction: float = 0.2  # after a reported alarm, this share of ``warmup`` samples stays quiet (0: off)
     quiet_score: float = 0.5  # a score at least this high is a reported alarm (starts the quiet period)
     quiet_breakthrough: float = 1.3  # a quiet-period score above this x the alarm's score (capped at 0.999) reports
+    # an alarm scoring at least this is clear, not marginal: its quiet period admits no breakthrough (1: off).
+    # Breakthroughs after such alarms were all false alarms on NAB (BENCHMARKS.md Round 7)
+    quiet_firm_score: float = 0.65
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
@@ -285,7 +290,8 @@ class Detector:
             return out
         if s.quiet > 0:
             s.quiet -= 1
-            if out.score <= min(0.999, s.quiet_level * c.quiet_breakthrough):
+            firm = s.quiet_level >= c.quiet_firm_score
+            if firm or out.score <= min(0.999, s.quiet_level * c.quiet_breakthrough):
                 if out.score > 0:
                     return Score(
                         0.0, out.detector, out.expected, out.observed, out.reason + "; quiet after an alarm", out.z

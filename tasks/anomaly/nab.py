@@ -40,8 +40,10 @@ __all__ = [
     "CorpusFile",
     "CorpusScore",
     "FileScore",
+    "FirstDetection",
     "Profile",
     "ThresholdResult",
+    "first_detections",
     "load_windows",
     "normalised_score",
     "optimize_threshold",
@@ -173,6 +175,58 @@ def score_file(
         windows_detected=detected,
         windows=len(bounds),
     )
+
+
+@dataclass(frozen=True)
+class FirstDetection:
+    """How one window was (or was not) detected: where its first detection fell and what it earned.
+
+    Why: NAB credits only the first detection in a window, by its position, so "how late" a
+    detector is, relative to the labelled anomaly, says how much an earlier detector could still
+    gain, and which detector fired first says which one to make earlier.
+    """
+
+    first: int  # window rows, inclusive
+    last: int
+    label: int | None  # the labelled anomaly's row (``combined_labels.json``), when it lies in the window
+    row: int | None  # first detection in the window after the probation, None when missed
+    credit: float  # the TP credit earned (``profile.tp`` at the window start), 0 when missed
+    label_credit: float | None  # the credit a detection exactly at the labelled row would earn
+
+    @property
+    def lag(self) -> int | None:
+        """Rows from the labelled anomaly to the first detection (negative: before it)."""
+        return None if self.row is None or self.label is None else self.row - self.label
+
+
+def first_detections(
+    detections: npt.NDArray[np.bool_],
+    bounds: Sequence[tuple[int, int]],
+    probation: int,
+    profile: Profile,
+    labels: Sequence[int] = (),
+) -> list[FirstDetection]:
+    """Per window: its first detection after the probation, the credit earned and the labelled row.
+
+    The credit is :func:`score_file`'s TP term for that window; ``label_credit`` is what a detection
+    at the labelled row would earn, the most a detector that reacts at once to the anomaly itself
+    (and never to what precedes it) can get.
+    """
+    out: list[FirstDetection] = []
+    for first, last in bounds:
+        if last < first:
+            continue
+        length = float(last - first + 1)
+        lab = next((int(r) for r in labels if first <= r <= last), None)
+        lo = max(first, probation)
+        hits = np.flatnonzero(detections[lo : last + 1]) if lo <= last else np.empty(0, dtype=np.int64)
+        row = lo + int(hits[0]) if hits.size else None
+        credit = 0.0 if row is None else scaled_sigmoid(-(last - row + 1) / length) * profile.tp / _MAX_TP
+        at_label = None
+        if lab is not None and lab >= probation:
+            at_label = scaled_sigmoid(-(last - lab + 1) / length) * profile.tp / _MAX_TP
+        out.append(FirstDetection(first, last, lab, row, credit, at_label))
+    return out
 
 
 def _scaled_sigmoid_array(position: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -87,8 +87,12 @@ def test_planted_level_shift_is_found_by_the_level_shift_detector() -> None:
     v = 50 + rng.normal(0, 1, n)
     at = 2500
     v[at:] += 4
-    # the shifted values also leave the range seen so far; switch that detector off to test this one
-    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9))
+    # the shifted values also leave the range seen so far; switch that detector off to test this one.
+    # The shift's first sample is already reported (by `seasonal`, 0.68), and since Round 7 such a clear
+    # alarm's quiet period silences the level test's stronger score two samples later: let it through here
+    default = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9))
+    assert default.score[at] > 0.65 and default.score[at + 1 : at + 20].max() == 0.0
+    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, quiet_firm_score=1.0))
     i = int(np.argmax(res.score))
     assert at <= i <= at + 5 and res.score[i] > 0.6  # reported within a few samples of the shift
     assert res.detector[i] == "level_shift"

@@ -54,11 +54,13 @@ def test_a_much_stronger_deviation_breaks_through() -> None:
     ts, v = spiky_series({1600: 5.5, 1750: 60.0})
     # range at 5 % (its tolerance before Round 6): the 5.5 sd spike is a new record by 5.4 % of the range,
     # 2.7x the 2 % default, a strong range alarm; this test needs a marginal first alarm (1.08x the old 5 %)
-    c = cfg(quiet_fraction=0.5, quiet_breakthrough=1.3, range_tolerance=0.05)
+    # quiet_firm_score 1: the Round 5 rule, where only the 0.999 cap stops a breakthrough (Round 7's
+    # default makes a 0.68 alarm firm: test_detector_round7.py)
+    c = cfg(quiet_fraction=0.5, quiet_breakthrough=1.3, range_tolerance=0.05, quiet_firm_score=1.0)
     res = score_series(ts, v, config=c)
     first, second = res.score[1600], res.score[1750]
     assert 0.5 <= first < 0.75 and second > first * c.quiet_breakthrough
-    never = score_series(ts, v, config=cfg(quiet_fraction=0.5, quiet_breakthrough=math.inf))
+    never = score_series(ts, v, config=cfg(quiet_fraction=0.5, quiet_breakthrough=math.inf, quiet_firm_score=1.0))
     assert never.score[1750] == 0.0
     # after a strong alarm (score ~0.84: 1.3x is past the 0.999 cap) nothing breaks through
     ts, v = spiky_series({1600: 6.0, 1750: 60.0})
