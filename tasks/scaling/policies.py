@@ -103,7 +103,10 @@ class MetricHistory:
 
 @dataclass(frozen=True)
 class Forecast:
-    """Quantile forecast of the load: step ``k`` (1-based) covers ``(issued_at + (k-1)·step_s, issued_at + k·step_s]``."""
+    """Quantile forecast of the load.
+
+    Step ``k`` (1-based) covers ``(issued_at + (k-1)·step_s, issued_at + k·step_s]``.
+    """
 
     issued_at: float
     step_s: float
@@ -115,8 +118,8 @@ class Forecast:
         values = self.quantiles.get(q)
         if values is None:
             return None
-        k0 = max(0, int(math.floor((start - self.issued_at) / self.step_s)))
-        k1 = int(math.ceil((end - self.issued_at) / self.step_s))
+        k0 = max(0, math.floor((start - self.issued_at) / self.step_s))
+        k1 = math.ceil((end - self.issued_at) / self.step_s)
         if k1 > len(values) or k1 <= k0:
             return None
         chunk = values[k0:k1]
@@ -129,7 +132,7 @@ class Forecast:
 class PolicyState:
     """What a target's policy carries from one decision to the next."""
 
-    rails: RailState = RailState()
+    rails: RailState = field(default_factory=RailState)
     checks: tuple[tuple[float, float], ...] = ()  # (due time, provisioned quantile) to compare with the load
     outcomes: tuple[bool, ...] = ()  # recent checks, True = the load beat the quantile (a miss)
 
@@ -248,7 +251,7 @@ def decide(
     outcomes = outcomes[-target.miss_window :]
 
     reactive = hpa_recommendation(current, load, cap * target.target_utilisation, target.tolerance)
-    policy = target.policy
+    policy: str = target.policy
     proposed = reactive
     quantile: float | None = None
     used_model: str | None = None
@@ -258,7 +261,9 @@ def decide(
         proposed = rails.max_units
         parts.append(f"static at max_units {rails.max_units}")
     elif policy == "reactive":
-        parts.append(f"HPA: load {load:.4g} on {current} units, target {cap * target.target_utilisation:.4g}/unit → {reactive}")
+        parts.append(
+            f"HPA: load {load:.4g} on {current} units, target {cap * target.target_utilisation:.4g}/unit → {reactive}"
+        )
     else:
         wanted = newsvendor_quantile(target.cost_per_unit_hour, target.shortage_penalty_per_unit_hour)
         fallback = None
@@ -276,7 +281,7 @@ def decide(
                 checks.append((now + target.provisioning_delay_s, fc_value))
                 if sum(outcomes) >= target.miss_limit:
                     fallback = f"forecast missed {sum(outcomes)} of the last {len(outcomes)} checks"
-        if fallback is not None or forecast is None or fc_value is None:
+        if fallback is not None or forecast is None or fc_value is None or quantile is None:
             policy = f"{policy} (fallback: reactive)"
             quantile = None
             fc_value = None

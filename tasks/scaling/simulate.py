@@ -109,7 +109,7 @@ def nowcasts(
     train_part = t_values[: max(DAY_MIN, min(train_min, len(t_values) // 2))]
     if len(train_part) >= DAY_MIN:
         trained.fit(train_part, (t_start // 60) % DAY_MIN)
-        train_end = t_start + len(train_part) * 60
+        train_end: float = t_start + len(train_part) * 60
     else:  # under a day of data: no profile to learn, the level alone forecasts
         train_end = math.inf
     plain = Nowcaster(base.alpha, base.window, base.min_errors, base.quantiles)
