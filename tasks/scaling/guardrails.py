@@ -13,8 +13,9 @@ are the Kubernetes HPA's own ``behavior`` defaults, so the reactive policy follo
   (``getReplicasChangePerPeriod``): units added within the period do not raise the next step's limit.
 
 Cooldowns and a rate limit on the number of changes are not HPA features; they default to off.
-An emergency decision skips stabilisation, step limits, cooldowns and the rate limit, but never
-min/max: max is a budget, not a pacing rule.
+An emergency *scale-up* skips stabilisation, step limits, cooldowns and the rate limit, but never
+min/max: max is a budget, not a pacing rule. An emergency never speeds up a scale-down: the load
+that caused it is exactly what the stabilisation window is there to remember.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def apply_guardrails(
     then clamp to min/max; cooldowns and the change-rate limit come last and hold the count.
     """
     notes: list[str] = []
+    emergency = emergency and proposed > current
     horizon = max(rails.scale_down_stabilisation_s, rails.scale_up_stabilisation_s)
     recs = tuple(r for r in state.recommendations if r[0] > now - horizon + 1e-9) + ((now, proposed),)
     keep = max(

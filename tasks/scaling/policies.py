@@ -20,8 +20,13 @@ Policies (``ScalingTarget.policy``):
   forecast is missing, stale (older than ``forecast_max_age_s``) or has been wrong recently (the
   demand beat the provisioned quantile in ``miss_limit`` of the last ``miss_window`` checks).
 * ``hybrid`` (default) — ``max(predictive, reactive floor)``: the floor is the HPA formula at
-  ``hybrid_floor_utilisation`` (1.0: enough units for the load that is already here), so a
-  forecast that undershoots is corrected at once but the HPA's 30 % headroom is not paid twice.
+  ``hybrid_floor_utilisation`` (the benchmark uses 0.75), so a ramp the forecast lags behind is
+  caught at once, without paying the HPA's full 30 % headroom all the time.
+
+``predictive_headroom`` multiplies the forecast quantile (a relative margin: the one thing a
+quantile of past errors misses is a ramp steeper than any in its window). After a forecast miss or
+while falling back, the scale-down stabilisation is at least ``hold_after_miss_s`` (the HPA's
+300 s): a forecast that just under-shot is not trusted to scale down fast.
 * ``static`` — always ``max_units`` (the static-peak reference).
 
 **Emergency path** (any policy): when the load per current unit passes ``emergency_utilisation`` ×
@@ -33,6 +38,7 @@ the caller can alert.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +79,8 @@ class ScalingTarget(BaseModel):
     target_utilisation: float = Field(0.7, gt=0, le=1, description="the HPA's target (0.7 = 70 %)")
     tolerance: float = Field(0.1, ge=0, lt=1)
     hybrid_floor_utilisation: float = Field(1.0, gt=0, le=1)
+    predictive_headroom: float = Field(1.0, ge=1, description="capacity ordered = forecast quantile × this")
+    hold_after_miss_s: float = Field(300.0, ge=0, description="scale-down stabilisation after a forecast miss")
     forecast_max_age_s: float = Field(120.0, gt=0)
     miss_window: int = Field(20, ge=1)
     miss_limit: int = Field(6, ge=1)
@@ -197,6 +205,12 @@ def hpa_recommendation(current: int, load: float, per_unit_target: float, tolera
     return math.ceil(ratio * current - 1e-9)
 
 
+@functools.lru_cache(maxsize=64)
+def _with_stabilisation(rails: GuardRails, seconds: float) -> GuardRails:
+    """``rails`` with a longer scale-down stabilisation window (cached: called every decision)."""
+    return rails.model_copy(update={"scale_down_stabilisation_s": seconds})
+
+
 def _pick_quantile(available: Sequence[float], wanted: float) -> float | None:
     """The smallest available quantile at or above ``wanted`` (err on the safe side), else the largest."""
     if not available:
@@ -252,6 +266,7 @@ def decide(
 
     reactive = hpa_recommendation(current, load, cap * target.target_utilisation, target.tolerance)
     policy: str = target.policy
+    fallback_used = False
     proposed = reactive
     quantile: float | None = None
     used_model: str | None = None
@@ -283,12 +298,13 @@ def decide(
                     fallback = f"forecast missed {sum(outcomes)} of the last {len(outcomes)} checks"
         if fallback is not None or forecast is None or fc_value is None or quantile is None:
             policy = f"{policy} (fallback: reactive)"
+            fallback_used = True
             quantile = None
             fc_value = None
             parts.append(f"{fallback}; HPA: load {load:.4g} on {current} units → {reactive}")
         else:
             used_model = forecast.model
-            predictive = math.ceil(fc_value / cap - 1e-9)
+            predictive = math.ceil(fc_value * target.predictive_headroom / cap - 1e-9)
             parts.append(
                 f"p{quantile * 100:g} (newsvendor {wanted:.3f}) of load over the next "
                 f"{window_end - now:g}s = {fc_value:.4g} ÷ {cap:.4g}/unit → {predictive}"
@@ -311,6 +327,9 @@ def decide(
     if emergency:
         proposed = max(proposed, math.ceil(load * target.emergency_headroom / cap - 1e-9))
 
+    if (fallback_used or any(outcomes)) and target.hold_after_miss_s > rails.scale_down_stabilisation_s:
+        # The forecast is absent or has just under-shot: scale down no faster than the HPA would.
+        rails = _with_stabilisation(rails, target.hold_after_miss_s)
     to, rail_state, notes = apply_guardrails(proposed, current, now, rails, st.rails, emergency=emergency)
     parts.extend(notes)
     risk = _risk(forecast, to, cap, now, window_end) if (forecast is not None and used_model) else None

@@ -89,3 +89,12 @@ def test_bad_rails_name_the_field() -> None:
         GuardRails(scale_up_period_s=0)
     with pytest.raises(ValidationError, match="scale_up_percent"):
         GuardRails(scale_up_percent=0, scale_up_units=0)
+
+
+def test_emergency_never_skips_scale_down_stabilisation() -> None:
+    """Found on WorldCup98: a repeating spike flagged an emergency while the count was falling, and the
+    emergency path dropped the count at once; the next spike then found one unit."""
+    rails = GuardRails()
+    st = RailState(recommendations=((0.0, 4),))
+    to, _, notes = apply_guardrails(1, 4, 60.0, rails, st, emergency=True)
+    assert to == 4 and any("stabilised" in n for n in notes)

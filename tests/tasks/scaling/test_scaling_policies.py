@@ -200,3 +200,17 @@ def test_bad_inputs_are_clear() -> None:
         MetricHistory((1.0, 2.0), (1.0,))
     with pytest.raises(ValueError, match="current"):
         decide(_target(), -1, _hist(1.0), None, NOW)
+
+
+def test_headroom_and_hold_after_a_miss() -> None:
+    from tasks.scaling.guardrails import RailState
+
+    t = _target(policy="predictive", predictive_headroom=1.1, rails=GuardRails(scale_down_stabilisation_s=90))
+    fc = Forecast(NOW, 60.0, {0.98: [900.0] * 5})
+    assert decide(t, 10, _hist(500.0), fc, NOW).to_units == 10  # ceil(900 * 1.1 / 100)
+    low = Forecast(NOW, 60.0, {0.98: [150.0] * 5})
+    recs = RailState(recommendations=((NOW - 200, 10),))
+    calm = decide(t, 10, _hist(100.0), low, NOW, PolicyState(rails=recs, outcomes=(False,)))
+    assert calm.to_units == 2  # the 10 is older than the 90 s window: ceil(150 * 1.1 / 100)
+    missed = decide(t, 10, _hist(100.0), low, NOW, PolicyState(rails=recs, outcomes=(True,)))
+    assert missed.to_units == 10 and "300s" in missed.reason  # after a miss: the HPA's 300 s hold
