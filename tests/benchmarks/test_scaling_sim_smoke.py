@@ -30,7 +30,7 @@ def _run(*args: str) -> dict:
 
 
 def _check(report: dict, traces: tuple[str, ...], delays: tuple[str, ...]) -> None:
-    assert report["default_policy"] == "hybrid"
+    assert report["default_policy"] == "predictive"
     assert tuple(report["traces"]) == traces
     for trace in traces:
         assert tuple(report["traces"][trace]) == delays
