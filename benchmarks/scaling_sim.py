@@ -11,7 +11,7 @@ and used only after them; level and error quantiles roll forward).
     uv run python benchmarks/scaling_sim.py --trace FILE.csv --time-col ts --value-col requests
     options: --delay S (one delay), --json, --datasets DIR
 
-``--json``: the last output line is ``{"default_policy": "hybrid", "traces": {TRACE: {"<delay s>":
+``--json``: the last output line is ``{"default_policy": "predictive", "traces": {TRACE: {"<delay s>":
 {POLICY: {"replica_minutes", "cost_ratio", "short_pct", "unserved_pct", "scale_events"}}}}}`` with
 policies ``static``, ``hpa``, ``predictive``, ``hybrid``, ``oracle``, plus ``targets`` (per trace
 and delay: whether the default policy met the issue's target) and ``seconds``.
@@ -43,7 +43,7 @@ from tasks.scaling.traces import BUILTIN_TRACES, Trace, builtin_trace, load_csv_
 
 DELAYS = (60, 120, 180)
 POLICIES = ("static", "hpa", "predictive", "hybrid", "oracle")
-DEFAULT_POLICY = "hybrid"
+DEFAULT_POLICY = "predictive"
 REPLICAS_AT_PEAK = 40
 STEP_S = 15.0
 

@@ -7,14 +7,15 @@ are the Kubernetes HPA's own ``behavior`` defaults, so the reactive policy follo
 *is* the HPA algorithm:
 
 * scale-up: no stabilisation, limit per 15 s period = max(+100 %, +4 units) (``selectPolicy: Max``);
-* scale-down: stabilisation window 300 s (the highest recommendation of the last 5 minutes wins),
-  then at most -100 % per 15 s;
+* scale-down: stabilisation window 300 s (the highest recommendation made strictly after
+  ``now - 300 s`` wins, as the controller's cutoff test), then at most -100 % per 15 s;
 * the limits are relative to the count at the start of the period, as in the HPA controller
   (``getReplicasChangePerPeriod``): units added within the period do not raise the next step's limit.
 
 Cooldowns and a rate limit on the number of changes are not HPA features; they default to off.
-An emergency decision skips stabilisation, step limits, cooldowns and the rate limit, but never
-min/max: max is a budget, not a pacing rule.
+An emergency *scale-up* skips stabilisation, step limits, cooldowns and the rate limit, but never
+min/max: max is a budget, not a pacing rule. An emergency never speeds up a scale-down: the load
+that caused it is exactly what the stabilisation window is there to remember.
 """
 
 from __future__ import annotations
@@ -72,21 +73,28 @@ def apply_guardrails(
     then clamp to min/max; cooldowns and the change-rate limit come last and hold the count.
     """
     notes: list[str] = []
+    emergency = emergency and proposed > current
     horizon = max(rails.scale_down_stabilisation_s, rails.scale_up_stabilisation_s)
-    recs = tuple(r for r in state.recommendations if r[0] > now - horizon - 1e-9) + ((now, proposed),)
-    keep = max(rails.scale_up_period_s, rails.scale_down_period_s, rails.rate_window_s if rails.max_changes else 0.0)
+    recs = tuple(r for r in state.recommendations if r[0] > now - horizon + 1e-9) + ((now, proposed),)
+    keep = max(
+        rails.scale_up_period_s,
+        rails.scale_down_period_s,
+        rails.scale_up_cooldown_s,
+        rails.scale_down_cooldown_s,
+        rails.rate_window_s if rails.max_changes else 0.0,
+    )
     changes = tuple(c for c in state.changes if c[0] > now - keep - 1e-9)
     desired = proposed
     if not emergency:
         if desired < current and rails.scale_down_stabilisation_s > 0:
-            floor = max(r for t, r in recs if t > now - rails.scale_down_stabilisation_s - 1e-9)
+            floor = max(r for t, r in recs if t > now - rails.scale_down_stabilisation_s + 1e-9)
             if floor > desired:
-                notes.append(f"stabilised: highest proposal of the last {rails.scale_down_stabilisation_s:g}s is {floor}")
+                notes.append(f"stabilised: highest proposal in {rails.scale_down_stabilisation_s:g}s is {floor}")
                 desired = min(current, floor)
         if desired > current and rails.scale_up_stabilisation_s > 0:
-            ceiling = min(r for t, r in recs if t > now - rails.scale_up_stabilisation_s - 1e-9)
+            ceiling = min(r for t, r in recs if t > now - rails.scale_up_stabilisation_s + 1e-9)
             if ceiling < desired:
-                notes.append(f"stabilised: lowest proposal of the last {rails.scale_up_stabilisation_s:g}s is {ceiling}")
+                notes.append(f"stabilised: lowest proposal in {rails.scale_up_stabilisation_s:g}s is {ceiling}")
                 desired = max(current, ceiling)
         if desired > current:
             added = sum(c for t, c in changes if c > 0 and t > now - rails.scale_up_period_s + 1e-9)

@@ -16,6 +16,7 @@ filled by linear interpolation.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def regularise(
     segments: list[tuple[int, np.ndarray]] = []
     breaks = np.nonzero(np.diff(uniq) > (max(max_gap_min, spacing) * 60))[0]
     bounds = [0, *(breaks + 1).tolist(), len(uniq)]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         mins = (uniq[a:b] - uniq[a]) // 60
         grid = np.arange(int(mins[-1]) + spacing)
         if spacing > 1:

@@ -1,0 +1,216 @@
+"""Policy maths on hand-checked cases: the HPA, newsvendor, predictive lead time, fallback, emergency, config."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from tasks.scaling.guardrails import GuardRails
+from tasks.scaling.policies import (
+    Forecast,
+    MetricHistory,
+    PolicyState,
+    ScalingTarget,
+    decide,
+    hpa_recommendation,
+    newsvendor_quantile,
+)
+
+NOW = 1_000_000.0
+
+
+def _target(**kw: object) -> ScalingTarget:
+    base: dict[str, object] = {"name": "web", "capacity_per_unit": 100.0, "provisioning_delay_s": 120.0}
+    base.update(kw)
+    return ScalingTarget(**base)  # type: ignore[arg-type]
+
+
+def _hist(load: float) -> MetricHistory:
+    return MetricHistory((NOW - 15,), (load,))
+
+
+def _flat_forecast(
+    level: float, *, issued_at: float = NOW, steps: int = 5, qs: tuple[float, ...] = (0.5, 0.98)
+) -> Forecast:
+    return Forecast(issued_at, 60.0, {q: [level * (1 + q - 0.5)] * steps for q in qs})
+
+
+def test_hpa_formula_hand_checked() -> None:
+    # 400 req/min on 4 units, target 70 per unit: ratio 400/280 = 1.4286 → ceil(5.714) = 6.
+    assert hpa_recommendation(4, 400.0, 70.0, 0.1) == 6
+    # 100 on 10 units at target 70: ratio 0.1429 → ceil(1.43) = 2.
+    assert hpa_recommendation(10, 100.0, 70.0, 0.1) == 2
+    assert hpa_recommendation(0, 100.0, 70.0, 0.1) == 2  # no units: ceil(load / target)
+
+
+def test_hpa_tolerance_edges() -> None:
+    # ratio 1.09 and 0.91: within 0.1, hold; 1.11 and 0.89: act.
+    assert hpa_recommendation(10, 10 * 70 * 1.09, 70.0, 0.1) == 10
+    assert hpa_recommendation(10, 10 * 70 * 0.91, 70.0, 0.1) == 10
+    assert hpa_recommendation(10, 10 * 70 * 1.11, 70.0, 0.1) == 12  # ceil(11.1)
+    assert hpa_recommendation(10, 10 * 70 * 0.89, 70.0, 0.1) == 9  # ceil(8.9)
+
+
+def test_reactive_decision_goes_through_hpa_rails() -> None:
+    t = _target(policy="reactive", emergency_utilisation=None)
+    d = decide(t, 2, _hist(2000.0), None, NOW)  # wants ceil(2000/70) = 29, limit max(4, 6) = 6
+    assert (d.from_units, d.to_units, d.proposed) == (2, 6, 29)
+    assert d.policy == "reactive" and "step limit" in d.reason
+    assert d.expected_cost_per_hour == pytest.approx(6 * t.cost_per_unit_hour)
+    # Scale-down is held by the 5-minute stabilisation window.
+    st = d.state
+    d2 = decide(t, 6, _hist(70.0), None, NOW + 15, st)
+    assert d2.to_units == 6 and "stabilised" in d2.reason
+
+
+def test_newsvendor_quantile_and_choice() -> None:
+    assert newsvendor_quantile(1.0, 49.0) == pytest.approx(0.98)
+    assert newsvendor_quantile(1.0, 1.0) == pytest.approx(0.5)
+    assert newsvendor_quantile(3.0, 1.0) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="shortage_penalty_per_unit_hour"):
+        newsvendor_quantile(1.0, 0.0)
+    t = _target(policy="predictive", shortage_penalty_per_unit_hour=49.0)
+    fc = Forecast(NOW, 60.0, {0.5: [500.0] * 5, 0.98: [900.0] * 5, 0.99: [1200.0] * 5})
+    d = decide(t, 9, _hist(500.0), fc, NOW)
+    assert d.quantile == 0.98 and d.to_units == 9  # ceil(900/100)
+    # p98 missing from the grid: the next one above (the safe side) is used.
+    fc2 = Forecast(NOW, 60.0, {0.5: [500.0] * 5, 0.99: [1200.0] * 5})
+    d2 = decide(t, 12, _hist(500.0), fc2, NOW)
+    assert d2.quantile == 0.99 and d2.to_units == 12
+    assert d2.risk == pytest.approx(0.01)  # 12 units cover p99 and not more
+
+
+def test_predictive_orders_capacity_one_delay_ahead() -> None:
+    """Load jumps from 300 to 1500 in forecast step 4 (180..240 s after issue): with a 120 s delay
+    and 15 s interval the policy reacts once now + 135 s reaches that step, not before."""
+    t = _target(policy="predictive", rails=GuardRails(scale_up_units=100))
+    fc = Forecast(NOW, 60.0, {0.98: [300.0, 300.0, 300.0, 1500.0, 1500.0]})
+    st = PolicyState()
+    seen = {}
+    cur = 3
+    for k in range(0, 8):
+        now = NOW + 15 * k
+        d = decide(t, cur, MetricHistory((now - 15,), (300.0,)), fc, now, st)
+        st, cur = d.state, d.to_units
+        seen[k * 15] = cur
+    assert seen[0] == seen[30] == seen[45] == 3  # window [now, now + 135 s] ends at or before 180 s: not yet
+    assert seen[60] == 15  # window reaches into step 4: 1500/100 ordered at 60 s
+    # ready at 60 + 120 = 180 s, exactly when the load arrives: no earlier (no waste), no later
+
+
+def test_fallback_to_reactive_when_forecast_missing_or_stale() -> None:
+    t = _target(policy="hybrid")
+    hpa = decide(_target(policy="reactive"), 4, _hist(600.0), None, NOW)
+    d = decide(t, 4, _hist(600.0), None, NOW)
+    assert d.policy == "hybrid (fallback: reactive)" and "no forecast" in d.reason
+    assert d.to_units == hpa.to_units == 8  # ceil(600/70) = 9, limited to 4+4
+    stale = _flat_forecast(100.0, issued_at=NOW - 600)
+    d2 = decide(t, 4, _hist(600.0), stale, NOW)
+    assert d2.policy.endswith("(fallback: reactive)") and "old" in d2.reason and d2.to_units == 8
+    short = Forecast(NOW, 60.0, {0.98: [100.0]})  # 1 step: does not cover 135 s
+    d3 = decide(t, 4, _hist(600.0), short, NOW)
+    assert "does not cover" in d3.reason and d3.forecast_model is None
+
+
+def test_fallback_when_forecast_was_recently_wrong_and_recovery() -> None:
+    t = _target(policy="predictive", miss_window=4, miss_limit=2, emergency_miss_ratio=None,
+                emergency_utilisation=None, rails=GuardRails(scale_down_stabilisation_s=0))  # fmt: skip
+    low = _flat_forecast(100.0)  # p98 = 148
+    st = PolicyState()
+    # The forecast's checks fall due after the 120 s delay; the load then is 500 > 148: misses.
+    policies = []
+    for k in range(0, 14):
+        now = NOW + 15 * k
+        fc = Forecast(now, 60.0, low.quantiles)
+        load = 100.0 if k < 8 else 500.0
+        d = decide(t, 5, MetricHistory((now - 15,), (load,)), fc, now, st)
+        st = d.state
+        policies.append(d.policy)
+    assert policies[0] == "predictive"
+    assert policies[-1] == "predictive (fallback: reactive)"
+    assert "missed" in d.reason and d.to_units == math.ceil(500 / 70)
+    # A good forecast earns its way back once its checks come due and pass.
+    good = _flat_forecast(500.0)  # p98 = 740
+    for k in range(14, 40):
+        now = NOW + 15 * k
+        d = decide(t, 8, MetricHistory((now - 15,), (500.0,)), Forecast(now, 60.0, good.quantiles), now, st)
+        st = d.state
+    assert d.policy == "predictive" and d.to_units == 8  # ceil(740/100)
+
+
+def test_hybrid_is_max_of_predictive_and_reactive_floor() -> None:
+    t = _target(policy="hybrid")
+    low = Forecast(NOW, 60.0, {0.98: [200.0] * 5})
+    d = decide(t, 5, _hist(550.0), low, NOW)  # predictive 2; floor at utilisation 1.0: ceil(5.5)=6
+    assert d.to_units == 6 and "reactive floor" in d.reason
+    high = Forecast(NOW, 60.0, {0.98: [950.0] * 5})
+    assert decide(t, 5, _hist(550.0), high, NOW).to_units == 10  # ceil(950/100)
+
+
+def test_emergency_path_jumps_past_step_limits_and_says_why() -> None:
+    t = _target(policy="reactive", rails=GuardRails(max_units=50))
+    d = decide(t, 2, _hist(2000.0), None, NOW)  # 10x the capacity of 2 units
+    assert d.emergency and "EMERGENCY" in d.reason
+    assert d.to_units == 29  # max(HPA ceil(2000/70) = 29, ceil(2000 * 1.2 / 100) = 24), past the +4 step limit
+    capped = decide(_target(policy="reactive", rails=GuardRails(max_units=10)), 2, _hist(2000.0), None, NOW)
+    assert capped.emergency and capped.to_units == 10
+    calm = decide(t, 2, _hist(250.0), None, NOW)  # 1.25x: not past the 1.5 bound
+    assert not calm.emergency
+    # A forecast beaten by more than 1.5x is an emergency too.
+    tp = _target(policy="predictive", emergency_utilisation=None)
+    st = PolicyState(checks=((NOW - 30, 300.0),))  # due before the latest observation (NOW - 15)
+    dm = decide(tp, 10, _hist(900.0), _flat_forecast(900.0), NOW, st)
+    assert dm.emergency and "beat the forecast" in dm.reason
+
+
+def test_decision_record_has_the_numbers() -> None:
+    d = decide(_target(policy="predictive"), 3, _hist(300.0), _flat_forecast(300.0), NOW)
+    rec = d.as_record()
+    assert set(rec) >= {"from", "to", "policy", "reason", "expected_cost_per_hour", "risk", "quantile"}
+    assert rec["from"] == 3 and rec["to"] == d.to_units and "p98" in rec["reason"]
+
+
+def test_static_policy_holds_max_units() -> None:
+    d = decide(_target(policy="static", rails=GuardRails(max_units=7)), 7, _hist(1.0), None, NOW)
+    assert d.to_units == 7 and d.policy == "static"
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"capacity_per_unit": 0}, "capacity_per_unit"),
+        ({"provisioning_delay_s": -1}, "provisioning_delay_s"),
+        ({"policy": "magic"}, "policy"),
+        ({"target_utilisation": 1.5}, "target_utilisation"),
+        ({"miss_limit": 9, "miss_window": 3}, "miss_limit"),
+        ({"rails": {"min_units": 5, "max_units": 1}}, "min_units"),
+        ({"actuator": ""}, "actuator"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_config_names_the_field(kw: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        _target(**kw)
+
+
+def test_bad_inputs_are_clear() -> None:
+    with pytest.raises(ValueError, match="history"):
+        MetricHistory((1.0, 2.0), (1.0,))
+    with pytest.raises(ValueError, match="current"):
+        decide(_target(), -1, _hist(1.0), None, NOW)
+
+
+def test_headroom_and_hold_after_a_miss() -> None:
+    from tasks.scaling.guardrails import RailState
+
+    t = _target(policy="predictive", predictive_headroom=1.1, rails=GuardRails(scale_down_stabilisation_s=90))
+    fc = Forecast(NOW, 60.0, {0.98: [900.0] * 5})
+    assert decide(t, 10, _hist(500.0), fc, NOW).to_units == 10  # ceil(900 * 1.1 / 100)
+    low = Forecast(NOW, 60.0, {0.98: [150.0] * 5})
+    recs = RailState(recommendations=((NOW - 200, 10),))
+    calm = decide(t, 10, _hist(100.0), low, NOW, PolicyState(rails=recs, outcomes=(False,)))
+    assert calm.to_units == 2  # the 10 is older than the 90 s window: ceil(150 * 1.1 / 100)
+    missed = decide(t, 10, _hist(100.0), low, NOW, PolicyState(rails=recs, outcomes=(True,)))
+    assert missed.to_units == 10 and "300s" in missed.reason  # after a miss: the HPA's 300 s hold
