@@ -41,7 +41,6 @@ DEMO_SCALING_TARGET = {
     "provisioning_delay_s": 120,
     "interval_s": 120,
     "cost_per_unit_hour": 0.1,
-    "policy": "hybrid",
     "rails": {"min_units": 2, "max_units": 20},
     "metric": {"selector": 'http_requests_per_second{source="demo"}', "agg": "avg", "combine": "sum", "step": "1m"},
     "actuator": {"kind": "log", "initial": 8},
