@@ -114,8 +114,8 @@ class ScalingRun:
         if not self.outcomes:
             return head + "No scaling targets configured (`scaling.targets`).\n"
         lines = [
-            "| target | status | from → to | policy | cost/h | risk | reason |",
-            "|---|---|---|---|---|---|---|",
+            "| target | status | from → to | policy | cost/h | saved/h vs static peak | vs reactive | risk | reason |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for o in self.outcomes:
             d = o.decision or {}
@@ -124,10 +124,51 @@ class ScalingRun:
             risk = f"{d['risk']:.1%}" if d.get("risk") is not None else "—"
             status = o.status + (" (re-run)" if o.replayed else "") + (" ⚠ EMERGENCY" if d.get("emergency") else "")
             reason = (o.error or d.get("reason", "")).replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {o.target} | {status} | {move} | {d.get('policy', '—')} | {cost} | {risk} | {reason} |")
+            vs_static = _money(d.get("saved_per_hour_vs_static"))
+            vs_reactive = _money(d.get("saved_per_hour_vs_reactive"))
+            lines.append(
+                f"| {o.target} | {status} | {move} | {d.get('policy', '—')} | {cost} | {vs_static} | {vs_reactive} "
+                f"| {risk} | {reason} |"
+            )
+        total_static = sum((o.decision or {}).get("saved_per_hour_vs_static") or 0.0 for o in self.outcomes)
+        total_reactive = sum((o.decision or {}).get("saved_per_hour_vs_reactive") or 0.0 for o in self.outcomes)
+        lines.append(
+            f"\n**Saved per hour at these counts:** {total_static:.2f} vs static peak provisioning, "
+            f"{total_reactive:.2f} vs the reactive policy (HPA) deciding from the same inputs "
+            "(negative: this policy holds more capacity, e.g. ahead of a forecast rise)."
+        )
         n_fail = len(self.failed)
         tail = f"\n\n{len(self.outcomes)} target(s), {n_fail} failed, {len(self.emergencies)} emergency decision(s).\n"
         return head + "\n".join(lines) + tail
+
+
+# ---- money ----------------------------------------------------------------------------------------
+
+
+def _savings(
+    target: Any, d: Any, current: int, history: MetricHistory, forecast: Forecast | None, now: datetime, prev: Any
+) -> dict[str, Any]:
+    """What this decision costs per hour against static peak provisioning (``max_units`` always on)
+    and against the reactive policy (the HPA) deciding at the same tick from the same state — the
+    issue's "money saved vs static peak and vs reactive", per decision so the artifact can sum it."""
+    unit = float(target.cost_per_unit_hour)
+    static = target.rails.max_units * unit
+    chosen = d.to_units * unit
+    out: dict[str, Any] = {
+        "cost_per_hour_static_peak": round(static, 4),
+        "saved_per_hour_vs_static": round(static - chosen, 4),
+    }
+    if target.policy != "reactive":
+        reactive = decide(
+            target.model_copy(update={"policy": "reactive"}), current, history, forecast, now.timestamp(), prev
+        )
+        out["reactive_units"] = reactive.to_units
+        out["saved_per_hour_vs_reactive"] = round((reactive.to_units - d.to_units) * unit, 4)
+    return out
+
+
+def _money(v: Any) -> str:
+    return "—" if v is None else f"{float(v):+.2f}"
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
@@ -324,9 +365,11 @@ def _one(
         )
         forecast, source = load_forecast(lake, t.metric, t, points, now)
         prev = records.load_state(t.name, now)  # read only: a plan starts where a real tick would
-        d = decide(t.policy_target(), current, history, forecast, now.timestamp(), prev)
+        target = t.policy_target()
+        d = decide(target, current, history, forecast, now.timestamp(), prev)
         rec = {
             **d.as_record(),
+            **_savings(target, d, current, history, forecast, now, prev),
             "id": did,
             "tick": now.isoformat(),
             "mode": mode,

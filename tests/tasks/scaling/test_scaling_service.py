@@ -370,3 +370,25 @@ def test_duplicate_target_names_and_bad_mode(tmp_path: Path) -> None:
         settings_for(tmp_path, [t, t])
     with pytest.raises(ConfigError, match=r"scaling\.mode: must be one of 'dry-run' or 'apply'"):
         settings_for(tmp_path, [t], mode="yolo")
+
+
+def test_each_decision_says_what_it_saves_vs_static_peak_and_reactive(tmp_path: Path, lake: Lake) -> None:
+    # 100 rps on 1 unit of 50: the HPA wants ceil(1 × 100 / 35) = 3; a static peak keeps max_units = 10
+    reactive = target("r", "hook", {"kind": "log", "initial": 1}, cost_per_unit_hour=0.5, rails={"max_units": 10})
+    predictive = {
+        **reactive,
+        "name": "p",
+        "policy": "predictive",
+        "metric": {**reactive["metric"], "forecast": "nowcast"},
+    }
+    run = run_scaling(settings_for(tmp_path, [reactive, predictive]), lake, NOW)
+    out = by_target(run)
+    r, p = out["r"].decision, out["p"].decision
+    assert r["to"] == 3 and r["cost_per_hour_static_peak"] == 5.0
+    assert r["saved_per_hour_vs_static"] == pytest.approx((10 - 3) * 0.5)
+    assert "saved_per_hour_vs_reactive" not in r  # the reactive policy is its own baseline
+    assert p["reactive_units"] == 3
+    assert p["saved_per_hour_vs_reactive"] == pytest.approx((3 - p["to"]) * 0.5)
+    assert p["saved_per_hour_vs_static"] == pytest.approx((10 - p["to"]) * 0.5)
+    md = run.markdown()
+    assert "saved/h vs static peak" in md and "+3.50" in md and "Saved per hour at these counts" in md
