@@ -17,7 +17,9 @@ Composition only — the maths is in ``tasks.scaling.policies`` (``decide``), th
    target and the tick, so a re-run of the tick replays the recorded decision and the ledger
    skips what was applied), and ``action.applied`` / ``action.failed`` go to the lake;
 7. an emergency decision also records an ``alert.firing`` event (alertname ``ScalingEmergency``,
-   ``severity: page``) shaped like the alerts flow's, so reports and automations see it.
+   ``severity: page``) shaped like the alerts flow's, so reports and automations see it; and every
+   recorded decision writes ``cortex_perf_scaling_units`` / ``cortex_perf_scaling_emergency``
+   samples, so an alert rule routes emergencies through the notification pipeline like any alert.
 
 ``record=False`` (``cortex-perf scale plan``) decides and returns the decision without writing or
 applying anything.
@@ -305,6 +307,22 @@ def _event_payload(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in record.items()}
 
 
+def _samples(lake: Any, target: str, record: Mapping[str, Any], emergency: bool, now: datetime) -> None:
+    """Decisions as series too, so alert rules route them like any other alert (e.g.
+    ``max_over_time(cortex_perf_scaling_emergency[5m]) > 0`` → the pager through Apprise) and
+    reports can plot the counts: ``cortex_perf_scaling_units`` (the decided count) and
+    ``cortex_perf_scaling_emergency`` (1 for an emergency decision, else 0)."""
+    from tasks.lake import Sample
+
+    labels = {"target": target}
+    lake.write_samples(
+        [
+            Sample("cortex_perf_scaling_units", float(record["to"]), now, labels),
+            Sample("cortex_perf_scaling_emergency", 1.0 if emergency else 0.0, now, labels),
+        ]
+    )
+
+
 def _alert(lake: Any, record: Mapping[str, Any], now: datetime) -> None:
     from tasks.alerting.model import fingerprint
 
@@ -383,6 +401,7 @@ def _one(
         if record:
             emit(lake, "scaling.triggered", f"scaling.{t.name}", _event_payload(rec), ts=now)
             records.commit(did, rec, now, d.state)
+            _samples(lake, t.name, rec, d.emergency, now)
             if d.emergency:
                 _alert(lake, rec, now)
     if not record:

@@ -392,3 +392,15 @@ def test_each_decision_says_what_it_saves_vs_static_peak_and_reactive(tmp_path: 
     assert p["saved_per_hour_vs_static"] == pytest.approx((10 - p["to"]) * 0.5)
     md = run.markdown()
     assert "saved/h vs static peak" in md and "+3.50" in md and "Saved per hour at these counts" in md
+
+
+def test_decisions_are_series_so_alert_rules_route_emergencies(
+    tmp_path: Path, lake: Lake, three: list[dict[str, Any]]
+) -> None:
+    from tasks.alerting.evaluate import evaluate
+
+    run_scaling(settings_for(tmp_path, three), lake, NOW)
+    fired = evaluate("max_over_time(cortex_perf_scaling_emergency[5m]) > 0", lake, NOW)
+    assert [labels["target"] for labels, _ in fired] == ["web"]  # only web's decision was an emergency
+    units = {labels["target"]: v for labels, v in evaluate("cortex_perf_scaling_units", lake, NOW)}
+    assert units == {"web": 9.0, "pool": 2.0, "hook": 3.0}
