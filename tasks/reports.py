@@ -1,0 +1,620 @@
+"""Notebook reports: the data the report notebooks show, and running a notebook into an HTML file.
+
+Two halves, both plain Python (no Prefect):
+
+* **Data prep** (``latency_percentiles``, ``headroom``, ``top_consumers``, ``anomaly_summary``,
+  ``alert_events``, ``alert_durations``, ``alert_review``, ``scaling_decisions``,
+  ``series_with_forecast``): the notebooks only call these and plot, so the numbers are tested
+  here and the same functions give the flow its table artifact of key numbers (``key_numbers``).
+  Heavy aggregation runs in DuckDB through ``tasks.lake.Lake`` (quantiles via ``top_k``), never by
+  loading the lake into memory.
+* **Rendering** (``run_report``): papermill executes the notebook with its parameters injected,
+  in a kernel that runs *this* interpreter (``ensure_kernel``), and nbconvert writes one
+  self-contained HTML file with the code hidden (plots are embedded PNGs: readable offline) to
+  ``<data_dir>/reports/<name>-<YYYY-MM-DD>.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tasks.lake import Lake
+from tasks.timeparse import parse_time
+
+__all__ = [
+    "NOTEBOOKS",
+    "NOTEBOOK_DIR",
+    "ReportError",
+    "ReportResult",
+    "alert_durations",
+    "alert_events",
+    "alert_review",
+    "anomaly_summary",
+    "ensure_kernel",
+    "headroom",
+    "key_numbers",
+    "latency_percentiles",
+    "notebook_path",
+    "report_window",
+    "reports_dir",
+    "run_report",
+    "scaling_decisions",
+    "series_with_forecast",
+    "top_consumers",
+]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+#: The report notebooks the flow and CLI know, with what each is for.
+NOTEBOOKS: dict[str, str] = {
+    "performance_report": "Latency percentiles, headroom, top consumers, anomalies, alerts, scaling.",
+    "alert_review": "Alert volume per rule, firing→resolved durations, MTTA/MTTR, noisy and flapping rules.",
+}
+LATENCY_METRIC = "http_request_duration_seconds_p95"
+KERNEL_NAME = "python3"
+#: Name of the kernelspec ``ensure_kernel`` installs when ``python3`` would run another Python.
+OWN_KERNEL_NAME = "cortex-perf"
+
+
+class ReportError(ValueError):
+    """A bad report request (unknown notebook, bad time range); the message names the field."""
+
+
+# ---- time window -------------------------------------------------------------------------------
+def report_window(
+    since: str | datetime = "7d", until: str | datetime = "now", *, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """``(start, end)`` in UTC from ``since``/``until`` (``7d``, ``now``, ISO 8601)."""
+    try:
+        start = parse_time(since, now=now)
+    except ValueError as exc:
+        raise ReportError(f"since: {exc}") from None
+    try:
+        end = parse_time(until, now=now)
+    except ValueError as exc:
+        raise ReportError(f"until: {exc}") from None
+    if end <= start:
+        raise ReportError(f"since: {start.isoformat()} is not before until {end.isoformat()}")
+    return start, end
+
+
+def _labels(text: str) -> dict[str, str]:
+    return dict(json.loads(text)) if text else {}
+
+
+def _label_col(df: pl.DataFrame, name: str, out: str | None = None) -> pl.DataFrame:
+    """Add one label of the ``labels`` JSON column as its own column (``""`` when absent)."""
+    vals = [_labels(t).get(name, "") for t in df.get_column("labels").to_list()] if df.height else []
+    return df.with_columns(pl.Series(out or name, vals, dtype=pl.String))
+
+
+# ---- performance report ------------------------------------------------------------------------
+def latency_percentiles(
+    lake: Lake, start: datetime, end: datetime, selector: str = LATENCY_METRIC, by: str = "host"
+) -> pl.DataFrame:
+    """p50/p95/p99 (seconds) of the latency series per ``by`` label over the window, slowest first.
+
+    Why ``top_k``: DuckDB computes each quantile per series over the window, so a long window never
+    comes into memory. Columns: ``<by>``, ``p50``, ``p95``, ``p99``, ``metric``.
+    """
+    parts: dict[str, pl.DataFrame] = {}
+    for q in ("p50", "p95", "p99"):
+        df = lake.top_k(selector, start, end, k=10_000, agg=q)
+        parts[q] = df.select("series", "metric", "labels", pl.col("value").alias(q))
+    base = parts["p50"]
+    if not base.height:
+        return pl.DataFrame(schema={by: pl.String, "p50": pl.Float64, "p95": pl.Float64, "p99": pl.Float64})
+    out = base.join(parts["p95"].select("series", "p95"), on="series").join(
+        parts["p99"].select("series", "p99"), on="series"
+    )
+    out = _label_col(out, by)
+    return out.select(by, "p50", "p95", "p99", "metric").sort("p99", descending=True)
+
+
+def headroom(lake: Lake, start: datetime, end: datetime) -> pl.DataFrame:
+    """CPU and memory use per host: average, p95 and the headroom left at p95 (``1 - p95``).
+
+    Memory is a ratio from ``host_memory_utilization_ratio`` when collected, else
+    ``used / total`` bytes; a host with used bytes but no total reports its used GiB and a null
+    headroom (the demo history has no total). Columns: host, resource, avg, p95, headroom, unit.
+    """
+    rows: list[dict[str, Any]] = []
+
+    def add(selector: str, resource: str, scale: float = 1.0, unit: str = "ratio", total: bool = False) -> set[str]:
+        seen: set[str] = set()
+        avg = _label_col(lake.top_k(selector, start, end, k=10_000, agg="avg"), "host")
+        p95 = _label_col(lake.top_k(selector, start, end, k=10_000, agg="p95"), "host")
+        p95_by = dict(zip(p95.get_column("host").to_list(), p95.get_column("value").to_list(), strict=True))
+        for host, a in zip(avg.get_column("host").to_list(), avg.get_column("value").to_list(), strict=True):
+            p = p95_by.get(host, a)
+            rows.append(
+                {
+                    "host": host,
+                    "resource": resource,
+                    "avg": a * scale,
+                    "p95": p * scale,
+                    "headroom": (1.0 - p * scale) if total else None,
+                    "unit": unit,
+                }
+            )
+            seen.add(host)
+        return seen
+
+    add("host_cpu_utilization_ratio", "cpu", total=True)
+    done = add("host_memory_utilization_ratio", "memory", total=True)
+    totals = _label_col(lake.latest("host_memory_total_bytes", at=end), "host")
+    total_by = dict(zip(totals.get_column("host").to_list(), totals.get_column("value").to_list(), strict=True))
+    used_avg = _label_col(lake.top_k("host_memory_used_bytes", start, end, k=10_000, agg="avg"), "host")
+    used_p95 = _label_col(lake.top_k("host_memory_used_bytes", start, end, k=10_000, agg="p95"), "host")
+    p95_by = dict(zip(used_p95.get_column("host").to_list(), used_p95.get_column("value").to_list(), strict=True))
+    for host, a in zip(used_avg.get_column("host").to_list(), used_avg.get_column("value").to_list(), strict=True):
+        if host in done:
+            continue
+        p, tot = p95_by.get(host, a), total_by.get(host)
+        if tot:
+            rows.append(
+                {
+                    "host": host,
+                    "resource": "memory",
+                    "avg": a / tot,
+                    "p95": p / tot,
+                    "headroom": 1.0 - p / tot,
+                    "unit": "ratio",
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "host": host,
+                    "resource": "memory",
+                    "avg": a / 2**30,
+                    "p95": p / 2**30,
+                    "headroom": None,
+                    "unit": "GiB",
+                }
+            )
+    schema: dict[str, Any] = {
+        "host": pl.String,
+        "resource": pl.String,
+        "avg": pl.Float64,
+        "p95": pl.Float64,
+        "headroom": pl.Float64,
+        "unit": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema).sort("resource", "headroom", "host", nulls_last=True)
+
+
+def top_consumers(lake: Lake, start: datetime, end: datetime, k: int = 5) -> pl.DataFrame:
+    """The ``k`` heaviest series per resource (CPU, requests/s, GPU, Redis ops) by average."""
+    wanted = {
+        "cpu": "host_cpu_utilization_ratio",
+        "requests/s": "http_requests_per_second",
+        "gpu": "gpu_utilization_ratio",
+        "redis ops/s": "redis_instantaneous_ops_per_sec",
+    }
+    parts = []
+    for resource, sel in wanted.items():
+        df = lake.top_k(sel, start, end, k=k, agg="avg")
+        if df.height:
+            parts.append(df.select(pl.lit(resource).alias("resource"), "series", pl.col("value").alias("avg")))
+    if not parts:
+        return pl.DataFrame(schema={"resource": pl.String, "series": pl.String, "avg": pl.Float64})
+    return pl.concat(parts)
+
+
+def anomaly_summary(
+    lake: Lake, start: datetime, end: datetime, threshold: float = 0.8, selector: str = '{__name__=~".+"}'
+) -> pl.DataFrame:
+    """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, first/last time."""
+    from tasks.anomaly.stream import anomaly_scores
+
+    scores = anomaly_scores(lake, selector, start, end)
+    schema: dict[str, Any] = {
+        "series": pl.String,
+        "anomalous_points": pl.UInt32,
+        "max_score": pl.Float64,
+        "first": pl.Datetime("ms", "UTC"),
+        "last": pl.Datetime("ms", "UTC"),
+    }
+    if not scores.height:
+        return pl.DataFrame(schema=schema)
+    hot = scores.filter(pl.col("score") >= threshold)
+    if not hot.height:
+        return pl.DataFrame(schema=schema)
+    return (
+        hot.group_by("series")
+        .agg(
+            pl.len().alias("anomalous_points"),
+            pl.col("score").max().alias("max_score"),
+            pl.col("ts").min().alias("first"),
+            pl.col("ts").max().alias("last"),
+        )
+        .cast({"anomalous_points": pl.UInt32})
+        .sort("anomalous_points", descending=True)
+    )
+
+
+def alert_events(lake: Lake, start: datetime, end: datetime) -> pl.DataFrame:
+    """``alert.firing`` / ``alert.resolved`` events as rows: ts, state, alertname, severity, fingerprint, rule."""
+    schema: dict[str, Any] = {
+        "ts": pl.Datetime("ms", "UTC"),
+        "state": pl.String,
+        "alertname": pl.String,
+        "severity": pl.String,
+        "fingerprint": pl.String,
+        "rule": pl.String,
+    }
+    rows = []
+    for name, state in (("alert.firing", "firing"), ("alert.resolved", "resolved")):
+        ev = lake.events(since=start, until=end, name=name)
+        for ts, resource, payload in ev.select("ts", "resource", "payload").iter_rows():
+            p = json.loads(payload or "{}")
+            labels = p.get("labels") or {}
+            rows.append(
+                {
+                    "ts": ts,
+                    "state": state,
+                    "alertname": str(labels.get("alertname", "?")),
+                    "severity": str(labels.get("severity", "")),
+                    "fingerprint": resource.removeprefix("cortex.alert."),
+                    "rule": str(p.get("rule", "")),
+                }
+            )
+    return pl.DataFrame(rows, schema=schema).sort("ts", "fingerprint")
+
+
+def alert_durations(events: pl.DataFrame) -> pl.DataFrame:
+    """Pair each firing with the next resolve of the same alert: alertname, fingerprint, fired, resolved,
+    duration_s (null while still firing at the end of the window)."""
+    out: list[dict[str, Any]] = []
+    open_: dict[str, dict[str, Any]] = {}
+    for r in events.sort("ts").iter_rows(named=True):
+        fp = r["fingerprint"]
+        if r["state"] == "firing":
+            if fp not in open_:  # a repeated firing without a resolve is the same episode
+                open_[fp] = {"alertname": r["alertname"], "fingerprint": fp, "fired": r["ts"]}
+        elif fp in open_:
+            ep = open_.pop(fp)
+            out.append({**ep, "resolved": r["ts"], "duration_s": (r["ts"] - ep["fired"]).total_seconds()})
+    out.extend({**ep, "resolved": None, "duration_s": None} for ep in open_.values())
+    schema: dict[str, Any] = {
+        "alertname": pl.String,
+        "fingerprint": pl.String,
+        "fired": pl.Datetime("ms", "UTC"),
+        "resolved": pl.Datetime("ms", "UTC"),
+        "duration_s": pl.Float64,
+    }
+    return pl.DataFrame(out, schema=schema).sort("fired")
+
+
+def alert_review(
+    events: pl.DataFrame, acks: Mapping[str, datetime] | None = None, flapping_min: int = 3
+) -> pl.DataFrame:
+    """Per rule (alertname): firings, resolves, distinct alerts, mean/max duration, MTTR, MTTA, flapping.
+
+    MTTR is the mean firing→resolved duration; MTTA the mean time from an episode's firing to the
+    acknowledgement of that alert (``acks``: fingerprint → acked_at, from the state DB) when one
+    came during the episode. ``flapping`` is true when one alert fired ``flapping_min`` times or more.
+    Sorted noisiest first (most firings).
+    """
+    durations = alert_durations(events)
+    schema: dict[str, Any] = {
+        "alertname": pl.String,
+        "firings": pl.UInt32,
+        "resolves": pl.UInt32,
+        "alerts": pl.UInt32,
+        "mttr_s": pl.Float64,
+        "max_duration_s": pl.Float64,
+        "mtta_s": pl.Float64,
+        "max_firings_per_alert": pl.UInt32,
+        "flapping": pl.Boolean,
+    }
+    if not events.height:
+        return pl.DataFrame(schema=schema)
+    acks = acks or {}
+    tta: dict[str, list[float]] = {}
+    for r in durations.iter_rows(named=True):
+        at = acks.get(r["fingerprint"])
+        if at is not None and at >= r["fired"] and (r["resolved"] is None or at <= r["resolved"]):
+            tta.setdefault(r["alertname"], []).append((at - r["fired"]).total_seconds())
+    counts = events.group_by("alertname").agg(
+        (pl.col("state") == "firing").sum().cast(pl.UInt32).alias("firings"),
+        (pl.col("state") == "resolved").sum().cast(pl.UInt32).alias("resolves"),
+        pl.col("fingerprint").n_unique().cast(pl.UInt32).alias("alerts"),
+    )
+    per_alert = (
+        events.filter(pl.col("state") == "firing")
+        .group_by("alertname", "fingerprint")
+        .len()
+        .group_by("alertname")
+        .agg(pl.col("len").max().cast(pl.UInt32).alias("max_firings_per_alert"))
+    )
+    dur = durations.group_by("alertname").agg(
+        pl.col("duration_s").mean().alias("mttr_s"), pl.col("duration_s").max().alias("max_duration_s")
+    )
+    mtta = pl.DataFrame(
+        {"alertname": list(tta), "mtta_s": [sum(v) / len(v) for v in tta.values()]},
+        schema={"alertname": pl.String, "mtta_s": pl.Float64},
+    )
+    out = (
+        counts.join(dur, on="alertname", how="left")
+        .join(mtta, on="alertname", how="left")
+        .join(per_alert, on="alertname", how="left")
+        .with_columns(pl.col("max_firings_per_alert").fill_null(0))
+        .with_columns((pl.col("max_firings_per_alert") >= flapping_min).alias("flapping"))
+    )
+    return out.select(list(schema)).sort("firings", "alertname", descending=[True, False])
+
+
+def acks_from_state(state_path: str | None) -> dict[str, datetime]:
+    """fingerprint → acked_at of the acknowledgements in the state DB (empty when there is none)."""
+    if not state_path or not Path(state_path).exists():
+        return {}
+    from tasks.alerting.acks import AckStore
+    from tasks.state import State
+
+    return {a.fingerprint: a.acked_at for a in AckStore(State(state_path)).acks()}
+
+
+def scaling_decisions(lake: Lake, start: datetime, end: datetime) -> pl.DataFrame:
+    """``scaling.triggered`` events: ts, target, from, to, mode, emergency, reason."""
+    schema: dict[str, Any] = {
+        "ts": pl.Datetime("ms", "UTC"),
+        "target": pl.String,
+        "from": pl.Int64,
+        "to": pl.Int64,
+        "mode": pl.String,
+        "emergency": pl.Boolean,
+        "reason": pl.String,
+    }
+    rows = []
+    for ts, payload in (
+        lake.events(since=start, until=end, name="scaling.triggered").select("ts", "payload").iter_rows()
+    ):
+        p = json.loads(payload or "{}")
+        rows.append(
+            {
+                "ts": ts,
+                "target": str(p.get("target", "?")),
+                "from": _int(p.get("from")),
+                "to": _int(p.get("to")),
+                "mode": str(p.get("mode", "")),
+                "emergency": bool(p.get("emergency", False)),
+                "reason": str(p.get("reason", "")),
+            }
+        )
+    return pl.DataFrame(rows, schema=schema).sort("ts")
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def series_with_forecast(
+    lake: Lake, selector: str, start: datetime, end: datetime, step: timedelta = timedelta(minutes=15)
+) -> pl.DataFrame:
+    """Actual values (``step`` averages) and the newest forecast band (p10/p50/p90) per series and time.
+
+    Columns: series, ts, value (null where only a forecast exists), p10, p50, p90 (null where no
+    forecast was issued). Forecasts are looked up over the window plus one day ahead, so the band
+    continues past the last actual value.
+    """
+    from tasks.forecasting.data import latest_forecasts
+
+    actual = lake.query(selector, start, end, step=step, agg="avg").select("series", "ts", "value")
+    fc = latest_forecasts(lake, selector, since=start - timedelta(days=1), until=end + timedelta(days=1))
+    schema: dict[str, Any] = {
+        "series": pl.String,
+        "ts": pl.Datetime("ms", "UTC"),
+        "value": pl.Float64,
+        "p10": pl.Float64,
+        "p50": pl.Float64,
+        "p90": pl.Float64,
+    }
+    if fc.height:
+        names = lake.series(selector).select("series_id", "series")
+        fc = (
+            fc.join(names, on="series_id")
+            .filter(pl.col("ts") >= start)
+            .select("series", pl.col("ts").dt.cast_time_unit("ms"), "p10", "p50", "p90")
+        )
+    else:
+        fc = pl.DataFrame(schema={k: v for k, v in schema.items() if k != "value"})
+    actual = actual.with_columns(pl.col("ts").dt.cast_time_unit("ms"))
+    if not actual.height and not fc.height:
+        return pl.DataFrame(schema=schema)
+    out = actual.join(fc, on=["series", "ts"], how="full", coalesce=True)
+    return out.select(list(schema)).cast(schema).sort("series", "ts")
+
+
+# ---- key numbers (the flow's table artifact) ------------------------------------------------------
+def key_numbers(name: str, lake: Lake, start: datetime, end: datetime, state_path: str | None = None) -> dict[str, Any]:
+    """A handful of headline numbers of notebook ``name`` over the window (for a Prefect table artifact)."""
+    _check_name(name)
+    events = alert_events(lake, start, end)
+    firings = int((events.get_column("state") == "firing").sum()) if events.height else 0
+    if name == "alert_review":
+        review = alert_review(events, acks_from_state(state_path))
+        mttr = durations_mean(alert_durations(events))
+        return {
+            "alert firings": firings,
+            "rules that fired": review.height,
+            "flapping rules": int(review.get_column("flapping").sum()) if review.height else 0,
+            "MTTR (min)": None if mttr is None else round(mttr / 60, 1),
+            "noisiest rule": review.get_column("alertname")[0] if review.height else None,
+        }
+    lat = latency_percentiles(lake, start, end)
+    room = headroom(lake, start, end)
+    cpu = room.filter(pl.col("resource") == "cpu")
+    return {
+        "hosts": lat.height,
+        "worst p99 latency (s)": round(float(lat.get_column("p99").max()), 4) if lat.height else None,  # type: ignore[arg-type]
+        "min CPU headroom": round(float(cpu.get_column("headroom").min()), 3) if cpu.height else None,  # type: ignore[arg-type]
+        "anomalous series": anomaly_summary(lake, start, end).height,
+        "alert firings": firings,
+        "scaling decisions": scaling_decisions(lake, start, end).height,
+    }
+
+
+def durations_mean(durations: pl.DataFrame) -> float | None:
+    """Mean firing→resolved seconds of the resolved episodes (None when none resolved)."""
+    vals = durations.get_column("duration_s").drop_nulls()
+    return float(vals.mean()) if vals.len() else None  # type: ignore[arg-type]
+
+
+# ---- rendering -------------------------------------------------------------------------------------
+def _check_name(name: str) -> None:
+    if name not in NOTEBOOKS:
+        raise ReportError(f"notebook: unknown report {name!r} (known: {', '.join(sorted(NOTEBOOKS))})")
+
+
+def notebook_path(name: str) -> Path:
+    """The source ``.ipynb`` of report ``name``."""
+    _check_name(name)
+    return NOTEBOOK_DIR / f"{name}.ipynb"
+
+
+def reports_dir(settings: Any) -> Path:
+    """``<data_dir>/reports`` of the settings (created): the one place reports are written."""
+    out = Path(settings.data_dir) / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def ensure_kernel() -> str:
+    """The name of a kernelspec that runs this very interpreter (so the notebook sees this venv).
+
+    ``python3`` is ipykernel's spec installed into the venv by ``uv sync``; its ``python`` argv is
+    replaced by ``sys.executable`` by jupyter_client. A user-level ``python3`` spec pointing at
+    another Python would shadow it, so in that case a ``cortex-perf`` spec is installed into
+    ``sys.prefix`` (the venv) and used instead.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    ksm = KernelSpecManager()
+    for name in (KERNEL_NAME, OWN_KERNEL_NAME):
+        try:
+            argv0 = ksm.get_kernel_spec(name).argv[0]
+        except NoSuchKernel:
+            continue
+        if argv0 in {"python", "python3", f"python3.{sys.version_info.minor}"} or (
+            Path(argv0).resolve() == Path(sys.executable).resolve()
+        ):
+            return name
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=OWN_KERNEL_NAME, prefix=sys.prefix, display_name="cortex-perf (venv)")
+    return OWN_KERNEL_NAME
+
+
+@dataclass(slots=True)
+class ReportResult:
+    """One rendered report: where the HTML is, the window it covers, how long it took."""
+
+    name: str
+    html: str
+    since: str
+    until: str
+    seconds: float
+    bytes: int
+    images: int
+    key_numbers: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: nbconvert's lab template without the two scripts it loads from a CDN (require.js, MathJax): the
+#: reports have no widgets or formulas, and a report must read the same offline (CSS is inlined).
+_OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+"""
+
+
+def to_html(notebook: Any) -> str:
+    """Self-contained HTML of an executed notebook with the code cells hidden (``--no-input``)."""
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(
+        extra_loaders=[DictLoader({"cortex_offline.html.j2": _OFFLINE_TEMPLATE})],
+        template_file="cortex_offline.html.j2",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    body, _ = exporter.from_notebook_node(notebook)
+    return body
+
+
+def run_report(
+    name: str,
+    *,
+    lake_root: str,
+    out_dir: Path,
+    since: str | datetime = "7d",
+    until: str | datetime = "now",
+    state_path: str | None = None,
+    now: datetime | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    timeout_s: int = 600,
+    numbers: Callable[[], dict[str, Any]] | None = None,
+) -> ReportResult:
+    """Execute notebook ``name`` with papermill and write ``<out_dir>/<name>-<date>.html``.
+
+    The window is resolved here (``since``/``until`` → ISO UTC) so the notebook and the key numbers
+    see the same one. The executed ``.ipynb`` is kept beside the HTML (``<name>-<date>.ipynb``) for
+    people who want the code. ``numbers`` (optional) is called for the key numbers.
+    """
+    import papermill as pm
+
+    src = notebook_path(name)
+    start, end = report_window(since, until, now=now)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{end:%Y-%m-%d}"
+    executed = out_dir / f"{stem}.ipynb"
+    params = {
+        "lake_root": lake_root,
+        "since": start.isoformat(),
+        "until": end.isoformat(),
+        "state_path": state_path or "",
+        **dict(parameters or {}),
+    }
+    t0 = time.perf_counter()
+    nb = pm.execute_notebook(
+        str(src),
+        str(executed),
+        parameters=params,
+        kernel_name=ensure_kernel(),
+        progress_bar=False,
+        log_output=False,
+        cwd=str(NOTEBOOK_DIR.parent),  # so `import tasks` works whatever the caller's directory
+        execution_timeout=timeout_s,
+    )
+    html = to_html(nb)
+    target = out_dir / f"{stem}.html"
+    tmp = target.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(target)  # readers never see half a report
+    return ReportResult(
+        name=name,
+        html=str(target),
+        since=start.isoformat(),
+        until=end.isoformat(),
+        seconds=round(time.perf_counter() - t0, 2),
+        bytes=target.stat().st_size,
+        images=html.count("<img"),
+        key_numbers=numbers() if numbers else {},
+    )
