@@ -1,0 +1,234 @@
+"""tasks.reports: the numbers behind the report notebooks, and the notebooks run end to end with a real
+kernel (papermill) into offline HTML, on a demo lake with planted alerts/scaling/forecasts and on an
+empty lake."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tasks import reports as R
+from tasks.alerting.acks import AckStore
+from tasks.demo import seed_demo
+from tasks.lake import Lake
+from tasks.lake import schema as S
+from tasks.lake.schema import Event
+from tasks.state import State
+
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+def _alert(lake: Lake, state: str, name: str, fp: str, ts: datetime) -> None:
+    payload = {"rule": f"rules.yaml:{name}", "labels": {"alertname": name, "severity": "page"}}
+    lake.write_events([Event(f"alert.{state}", f"cortex.alert.{fp}", payload, ts=ts)])
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, str]:
+    """One day of demo history plus planted alerts (one flapping rule, one acked), scaling, forecasts."""
+    root = tmp_path_factory.mktemp("reports-lake")
+    lake = Lake(str(root / "lake"))
+    seed_demo(lake, now=NOW, days=1)
+    t0 = NOW - timedelta(hours=6)
+    for i in range(3):  # Flappy fires and resolves three times on the same alert: flapping
+        _alert(lake, "firing", "Flappy", "aaa", t0 + timedelta(minutes=20 * i))
+        _alert(lake, "resolved", "Flappy", "aaa", t0 + timedelta(minutes=20 * i + 5))
+    _alert(lake, "firing", "HighLatency", "bbb", t0)
+    _alert(lake, "resolved", "HighLatency", "bbb", t0 + timedelta(minutes=10))
+    _alert(lake, "firing", "StillFiring", "ccc", NOW - timedelta(minutes=30))
+    state_path = str(root / "state.duckdb")
+    AckStore(State(state_path)).ack("bbb", "oncall", at=t0 + timedelta(minutes=2))
+    for k, (frm, to) in enumerate([(3, 5), (5, 4)]):
+        payload = {"target": "api", "from": frm, "to": to, "mode": "dry-run", "emergency": False, "reason": "load"}
+        lake.write_events([Event("scaling.triggered", "cortex.scaling.api", payload, ts=t0 + timedelta(hours=k))])
+    cpu = lake.series('host_cpu_utilization_ratio{host="web-1"}')
+    sid, labels = cpu.get_column("series_id")[0], cpu.get_column("labels")[0]
+    issued = NOW - timedelta(hours=2)
+    steps = [issued + timedelta(minutes=15 * k) for k in range(1, 17)]
+    fc = pl.DataFrame(
+        {
+            "series_id": [sid] * len(steps),
+            "metric": ["host_cpu_utilization_ratio"] * len(steps),
+            "labels": [labels] * len(steps),
+            "issued_at": [issued] * len(steps),
+            "ts": steps,
+            "step": list(range(1, len(steps) + 1)),
+            "p10": [0.2] * len(steps),
+            "p50": [0.4] * len(steps),
+            "p90": [0.6] * len(steps),
+            "p99": [0.7] * len(steps),
+            "model": ["seasonal_naive"] * len(steps),
+            "version": ["1"] * len(steps),
+        }
+    ).with_columns(pl.col("issued_at", "ts").dt.cast_time_unit("ms"))
+    lake.write_rows(S.FORECASTS, fc)
+    return lake, state_path
+
+
+def _window() -> tuple[datetime, datetime]:
+    return NOW - timedelta(days=2), NOW + timedelta(minutes=1)
+
+
+def test_latency_percentiles_match_the_raw_samples(planted: tuple[Lake, str]) -> None:
+    lake, _ = planted
+    start, end = _window()
+    lat = R.latency_percentiles(lake, start, end)
+    assert sorted(lat.get_column("host").to_list()) == ["web-1", "web-2", "web-3", "worker-1"]
+    raw = lake.raw('http_request_duration_seconds_p95{host="web-1"}', start, end).get_column("value")
+    row = lat.filter(pl.col("host") == "web-1").row(0, named=True)
+    for q in (0.5, 0.95, 0.99):
+        assert row[f"p{round(q * 100)}"] == pytest.approx(raw.quantile(q, "linear"), rel=1e-6)
+    assert row["p50"] <= row["p95"] <= row["p99"]
+    # web-1 carries the planted 8x latency spike: its p99 is the worst
+    assert lat.get_column("host")[0] == "web-1"
+
+
+def test_headroom_and_top_consumers(planted: tuple[Lake, str]) -> None:
+    lake, _ = planted
+    start, end = _window()
+    room = R.headroom(lake, start, end)
+    cpu = room.filter(pl.col("resource") == "cpu")
+    assert cpu.height == 4
+    for r in cpu.iter_rows(named=True):
+        assert r["headroom"] == pytest.approx(1 - r["p95"])
+        assert 0 < r["avg"] <= r["p95"] <= 1
+    mem = room.filter(pl.col("resource") == "memory")
+    # the demo has used bytes but no total: GiB with unknown headroom, never a made-up ratio
+    assert mem.height == 4 and set(mem.get_column("unit")) == {"GiB"} and mem.get_column("headroom").null_count() == 4
+    assert 0 < mem.get_column("p95").max() < 16  # type: ignore[operator]
+    top = R.top_consumers(lake, start, end, k=2)
+    rps = top.filter(pl.col("resource") == "requests/s")
+    assert rps.height == 2 and 'host="web-1"' in rps.get_column("series")[0]  # highest peak RPS host
+    assert rps.get_column("avg").is_sorted(descending=True)
+
+
+def test_alert_review_counts_flapping_mttr_and_mtta(planted: tuple[Lake, str]) -> None:
+    lake, state_path = planted
+    events = R.alert_events(lake, *_window())
+    assert events.height == 9
+    durations = R.alert_durations(events)
+    assert durations.filter(pl.col("alertname") == "Flappy").get_column("duration_s").to_list() == [300.0] * 3
+    still = durations.filter(pl.col("alertname") == "StillFiring").row(0, named=True)
+    assert still["resolved"] is None and still["duration_s"] is None
+    review = R.alert_review(events, R.acks_from_state(state_path))
+    by = {r["alertname"]: r for r in review.iter_rows(named=True)}
+    assert review.get_column("alertname")[0] == "Flappy"  # noisiest first
+    assert by["Flappy"]["firings"] == 3 and by["Flappy"]["flapping"] is True and by["Flappy"]["alerts"] == 1
+    assert by["HighLatency"]["mttr_s"] == 600.0 and by["HighLatency"]["mtta_s"] == 120.0
+    assert by["HighLatency"]["flapping"] is False and by["Flappy"]["mtta_s"] is None
+    assert by["StillFiring"]["mttr_s"] is None
+    assert R.acks_from_state(None) == {} and R.acks_from_state(str(Path(state_path).with_name("nope.duckdb"))) == {}
+
+
+def test_scaling_decisions_and_forecast_band(planted: tuple[Lake, str]) -> None:
+    lake, _ = planted
+    start, end = _window()
+    sc = R.scaling_decisions(lake, start, end)
+    assert sc.select("target", "from", "to").rows() == [("api", 3, 5), ("api", 5, 4)]
+    ts = R.series_with_forecast(lake, 'host_cpu_utilization_ratio{host="web-1"}', start, end)
+    band = ts.filter(pl.col("p50").is_not_null())
+    assert band.height == 16 and set(band.get_column("p10")) == {0.2} and set(band.get_column("p90")) == {0.6}
+    assert band.get_column("ts").max() > NOW  # type: ignore[operator]  # the band runs past the last actual value
+    assert ts.filter(pl.col("value").is_not_null()).height >= 24 * 4  # 15-minute actuals over the day
+
+
+def test_key_numbers(planted: tuple[Lake, str]) -> None:
+    lake, state_path = planted
+    perf = R.key_numbers("performance_report", lake, *_window())
+    assert perf["hosts"] == 4 and perf["alert firings"] == 5 and perf["scaling decisions"] == 2
+    assert 0 < perf["min CPU headroom"] < 1
+    review = R.key_numbers("alert_review", lake, *_window(), state_path)
+    assert review["noisiest rule"] == "Flappy" and review["flapping rules"] == 1
+    assert review["MTTR (min)"] == pytest.approx((300 * 3 + 600) / 4 / 60, abs=0.05)
+
+
+def test_bad_requests_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(R.ReportError, match="notebook: unknown report 'nope'"):
+        R.notebook_path("nope")
+    with pytest.raises(R.ReportError, match="since"):
+        R.report_window("soon")
+    with pytest.raises(R.ReportError, match="until"):
+        R.report_window("1d", "later")
+    with pytest.raises(R.ReportError, match="not before"):
+        R.report_window("1h", "2h")
+    lake = Lake(str(tmp_path / "lake"))
+    start, end = _window()
+    assert R.latency_percentiles(lake, start, end).height == 0
+    assert R.alert_review(R.alert_events(lake, start, end)).height == 0
+    assert R.key_numbers("performance_report", lake, start, end)["hosts"] == 0
+
+
+def test_the_kernel_runs_this_interpreter() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = R.ensure_kernel()
+    argv0 = KernelSpecManager().get_kernel_spec(name).argv[0]
+    assert argv0.startswith("python") or Path(argv0).resolve() == Path(__import__("sys").executable).resolve()
+
+
+def _sections(html: str) -> list[str]:
+    return re.findall(r"<h2[^>]*>([^<]+)", html)
+
+
+def _offline(html: str) -> bool:
+    return not re.search(r"<(?:script|link)[^>]+(?:src|href)=\"https?://", html)
+
+
+def test_performance_report_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
+    lake, state_path = planted
+    res = R.run_report(
+        "performance_report", lake_root=lake.root, out_dir=tmp_path, since="2d", state_path=state_path, now=NOW
+    )
+    html = Path(res.html).read_text()
+    assert Path(res.html).name == f"performance_report-{NOW:%Y-%m-%d}.html"
+    assert _sections(html) == [
+        "Summary",
+        "Latency p50 / p95 / p99 per host",
+        "CPU and memory headroom",
+        "Top consumers",
+        "Anomalies",
+        "Alerts fired",
+        "Scaling decisions",
+    ]
+    assert res.images >= 4 and html.count("<img") == res.images  # latency, headroom, CPU+band, scaling
+    assert "data:image/png;base64," in html and _offline(html)
+    assert "def show" not in html and "R.latency_percentiles" not in html  # inputs hidden
+    assert "Flappy" in html and "web-1" in html and "no data" not in html.lower()
+
+
+def test_alert_review_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
+    lake, state_path = planted
+    res = R.run_report("alert_review", lake_root=lake.root, out_dir=tmp_path, since="2d", state_path=state_path)
+    html = Path(res.html).read_text()
+    assert _sections(html) == [
+        "Summary",
+        "Alert volume per rule",
+        "Durations (firing → resolved)",
+        "MTTA / MTTR",
+        "Noisiest and flapping rules",
+    ]
+    assert res.images >= 2 and _offline(html)
+    assert "HighLatency" in html and "120.0" in html  # its MTTA in seconds
+    nb = json.loads(Path(res.html).with_suffix(".ipynb").read_text())
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+
+
+@pytest.mark.parametrize("name", sorted(R.NOTEBOOKS))
+def test_notebooks_on_an_empty_lake_say_so(name: str, tmp_path: Path) -> None:
+    res = R.run_report(name, lake_root=str(tmp_path / "lake"), out_dir=tmp_path / "out", since="1d")
+    html = Path(res.html).read_text()
+    assert "Summary" in _sections(html) and res.images == 0
+    assert re.search(r"There (is no data|are no alert events) in the lake for this window", html)
+
+
+def test_notebooks_in_git_have_no_outputs() -> None:
+    for name in R.NOTEBOOKS:
+        nb = json.loads(R.notebook_path(name).read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c["outputs"] and c["execution_count"] is None for c in code), name
+        assert "parameters" in code[0]["metadata"]["tags"], name
