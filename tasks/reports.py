@@ -618,3 +618,37 @@ def run_report(
         images=html.count("<img"),
         key_numbers=numbers() if numbers else {},
     )
+
+
+def render_reports(
+    settings: Any,
+    names: list[str] | None = None,
+    *,
+    since: str | datetime = "7d",
+    until: str | datetime = "now",
+    now: datetime | None = None,
+) -> list[ReportResult]:
+    """Render each report ``names`` (default: all) for the lake, state DB and data dir of ``settings``.
+
+    What both the ``report`` flow (per-report task) and ``cortex-perf report`` call. Names are
+    checked before any kernel starts, so a typo fails at once naming the report.
+    """
+    names = list(names or NOTEBOOKS)
+    for n in names:
+        _check_name(n)
+    start, end = report_window(since, until, now=now)
+    lake = Lake.from_settings(settings)
+    out = reports_dir(settings)
+    state_path = str(settings.state.path)
+    return [
+        run_report(
+            n,
+            lake_root=lake.root,
+            out_dir=out,
+            since=start,
+            until=end,
+            state_path=state_path,
+            numbers=lambda n=n: key_numbers(n, lake, start, end, state_path),  # type: ignore[misc]
+        )
+        for n in names
+    ]

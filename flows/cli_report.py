@@ -1,0 +1,46 @@
+"""``cortex-perf report``: render the report notebooks to HTML now (no Prefect server needed).
+
+Parsing and printing only; the work is ``tasks.reports.render_reports`` (the ``report`` flow does the
+same on its schedule and adds Prefect artifacts). Mounted on the main app by ``flows.cli``.
+"""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from flows.cli import _print_json, _state, console, handle_errors
+
+
+@handle_errors
+def report_command(
+    ctx: typer.Context,
+    notebook: Annotated[
+        list[str] | None,
+        typer.Option("--notebook", "-n", help="Report to render (repeatable; default: all).", show_default=False),
+    ] = None,
+    since: Annotated[str, typer.Option(help="Start of the window: a duration ago (7d) or ISO 8601.")] = "7d",
+    until: Annotated[str, typer.Option(help="End of the window.")] = "now",
+    open_: Annotated[bool, typer.Option("--open", help="Open the HTML in a web browser when done.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run the report notebooks over the lake into self-contained HTML under `<data_dir>/reports/`."""
+    from tasks.reports import render_reports
+
+    results = render_reports(_state(ctx).settings(), notebook or None, since=since, until=until)
+    if as_json:
+        _print_json([r.to_dict() for r in results])
+    else:
+        t = Table(title="Reports")
+        for col in ("report", "html", "plots", "seconds"):
+            t.add_column(col)
+        for r in results:
+            t.add_row(r.name, r.html, str(r.images), f"{r.seconds:.1f}")
+        console.print(t)
+    if open_:
+        for r in results:
+            webbrowser.open(Path(r.html).resolve().as_uri())
