@@ -26,12 +26,18 @@ def report_command(
     since: Annotated[str, typer.Option(help="Start of the window: a duration ago (7d) or ISO 8601.")] = "7d",
     until: Annotated[str, typer.Option(help="End of the window.")] = "now",
     open_: Annotated[bool, typer.Option("--open", help="Open the HTML in a web browser when done.")] = False,
+    email: Annotated[
+        str | None,
+        typer.Option("--email", help="Also mail the HTML through Apprise (a `mailto://…` URL).", show_default=False),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run the report notebooks over the lake into self-contained HTML under `<data_dir>/reports/`."""
-    from tasks.reports import render_reports
+    from tasks.reports import mail_reports, render_reports
 
     results = render_reports(_state(ctx).settings(), notebook or None, since=since, until=until)
+    if email:
+        mail_reports(email, results)
     if as_json:
         _print_json([r.to_dict() for r in results])
     else:

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows._common import load, stale_run
 from tasks.config import Settings
-from tasks.reports import NOTEBOOKS, ReportResult, notebook_path, render_reports, report_window
+from tasks.reports import NOTEBOOKS, ReportResult, mail_reports, notebook_path, render_reports, report_window
 
 __all__ = ["ReportSummary", "report"]
 
@@ -33,6 +33,7 @@ class ReportSummary(TypedDict, total=False):
     since: str
     until: str
     seconds: float
+    emailed: int
 
 
 def artifact_key(name: str) -> str:
@@ -43,6 +44,11 @@ def artifact_key(name: str) -> str:
 @task(name="render-report", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def render(settings: Settings, name: str, since: str, until: str) -> ReportResult:
     return render_reports(settings, [name], since=since, until=until)[0]
+
+
+@task(name="mail-reports", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=30)
+def mail(url: str, results: list[ReportResult]) -> int:
+    return mail_reports(url, results)
 
 
 def _markdown(res: ReportResult) -> str:
@@ -70,7 +76,10 @@ def report(
     since: str = "7d",
     until: str = "now",
     max_lateness_s: float | None = None,
+    email_to: str | None = None,
 ) -> ReportSummary:
+    """Render ``notebooks`` (default: all) over [since, until]; ``email_to`` (an Apprise
+    ``mailto://`` URL) also mails the HTML files as attachments."""
     logger = get_run_logger()
     if (skipped := stale_run("report", max_lateness_s)) is not None:
         return ReportSummary(**skipped)  # type: ignore[typeddict-item]
@@ -92,8 +101,10 @@ def report(
         key=TABLE_KEY,
         description="Key numbers of the latest reports",
     )  # fmt: skip
+    emailed = mail(email_to, results) if email_to else 0
     return ReportSummary(
         flow="report",
+        emailed=emailed,
         reports=[r.to_dict() for r in results],
         since=start.isoformat(),
         until=end.isoformat(),
