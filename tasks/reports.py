@@ -39,8 +39,10 @@ __all__ = [
     "alert_events",
     "alert_review",
     "anomaly_summary",
+    "capacity_outlook",
     "ensure_kernel",
     "headroom",
+    "hourly_profile",
     "key_numbers",
     "latency_percentiles",
     "notebook_path",
@@ -57,6 +59,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS: dict[str, str] = {
     "performance_report": "Latency percentiles, headroom, top consumers, anomalies, alerts, scaling.",
     "alert_review": "Alert volume per rule, firing→resolved durations, MTTA/MTTR, noisy and flapping rules.",
+    "capacity_planning": "Forecasts with intervals against capacity, when each series runs out, what scaling did.",
 }
 LATENCY_METRIC = "http_request_duration_seconds_p95"
 KERNEL_NAME = "python3"
@@ -438,12 +441,80 @@ def series_with_forecast(
     return out.select(list(schema)).cast(schema).sort("series", "ts")
 
 
+def capacity_outlook(
+    lake: Lake, selector: str, capacity: float, start: datetime, end: datetime, lookahead: timedelta = timedelta(days=7)
+) -> pl.DataFrame:
+    """Per series: current value, p95 over the window, the newest forecast's peak (p50/p90) over the
+    next ``lookahead``, and the first time the forecast reaches ``capacity`` (``runs_out_p50`` /
+    ``runs_out_p90``; null when it does not within the forecasts). Soonest to run out first.
+
+    Why both quantiles: p90 crossing is "plan now", p50 crossing is "it will happen".
+    """
+    from tasks.forecasting.data import latest_forecasts
+
+    if capacity <= 0:
+        raise ReportError(f"capacity: must be positive, got {capacity}")
+    schema: dict[str, Any] = {
+        "series": pl.String,
+        "current": pl.Float64,
+        "p95": pl.Float64,
+        "headroom": pl.Float64,
+        "forecast_p50_max": pl.Float64,
+        "forecast_p90_max": pl.Float64,
+        "runs_out_p50": pl.Datetime("ms", "UTC"),
+        "runs_out_p90": pl.Datetime("ms", "UTC"),
+    }
+    now = lake.latest(selector, at=end).select("series", pl.col("value").alias("current"))
+    p95 = lake.top_k(selector, start, end, k=10_000, agg="p95").select("series", pl.col("value").alias("p95"))
+    if not now.height and not p95.height:
+        return pl.DataFrame(schema=schema)
+    base = now.join(p95, on="series", how="full", coalesce=True)
+    fc = latest_forecasts(lake, selector, since=end - timedelta(days=2), until=end + timedelta(days=1))
+    if fc.height:
+        names = lake.series(selector).select("series_id", "series")
+        fut = fc.join(names, on="series_id").filter((pl.col("ts") >= end) & (pl.col("ts") <= end + lookahead))
+        peaks = fut.group_by("series").agg(
+            pl.col("p50").max().alias("forecast_p50_max"),
+            pl.col("p90").max().alias("forecast_p90_max"),
+            pl.col("ts").filter(pl.col("p50") >= capacity).min().alias("runs_out_p50"),
+            pl.col("ts").filter(pl.col("p90") >= capacity).min().alias("runs_out_p90"),
+        )
+        base = base.join(peaks, on="series", how="left")
+    out = base.with_columns((capacity - pl.col("p95")).alias("headroom"))
+    for col, dtype in schema.items():
+        if col not in out.columns:
+            out = out.with_columns(pl.lit(None, dtype=dtype).alias(col))
+    out = out.select(list(schema)).cast(schema)
+    return out.sort("runs_out_p90", "runs_out_p50", "headroom", nulls_last=True)
+
+
+def hourly_profile(lake: Lake, selector: str, start: datetime, end: datetime, by: str = "host") -> pl.DataFrame:
+    """Average of the series per ``by`` label and hour of day (UTC): rows ``by``, columns ``0``..``23``
+    (the heatmap of when each host is busy)."""
+    df = lake.query(selector, start, end, step=timedelta(hours=1), agg="avg")
+    if not df.height:
+        return pl.DataFrame(schema={by: pl.String})
+    df = _label_col(df, by).with_columns(pl.col("ts").dt.hour().alias("hour"))
+    prof = df.group_by(by, "hour").agg(pl.col("value").mean()).sort("hour")
+    wide = prof.pivot(on="hour", index=by, values="value").sort(by)
+    return wide.select(by, *sorted((c for c in wide.columns if c != by), key=int))
+
+
 # ---- key numbers (the flow's table artifact) ------------------------------------------------------
 def key_numbers(name: str, lake: Lake, start: datetime, end: datetime, state_path: str | None = None) -> dict[str, Any]:
     """A handful of headline numbers of notebook ``name`` over the window (for a Prefect table artifact)."""
     _check_name(name)
     events = alert_events(lake, start, end)
     firings = int((events.get_column("state") == "firing").sum()) if events.height else 0
+    if name == "capacity_planning":
+        out = capacity_outlook(lake, "host_cpu_utilization_ratio", 0.9, start, end)
+        soon = out.filter(pl.col("runs_out_p90").is_not_null())
+        return {
+            "series": out.height,
+            "at risk (p90 reaches 90 % CPU)": soon.height,
+            "first to run out": soon.get_column("series")[0] if soon.height else None,
+            "scaling decisions": scaling_decisions(lake, start, end).height,
+        }
     if name == "alert_review":
         review = alert_review(events, acks_from_state(state_path))
         mttr = durations_mean(alert_durations(events))

@@ -55,7 +55,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, str]:
     cpu = lake.series('host_cpu_utilization_ratio{host="web-1"}')
     sid, labels = cpu.get_column("series_id")[0], cpu.get_column("labels")[0]
     issued = NOW - timedelta(hours=2)
-    steps = [issued + timedelta(minutes=15 * k) for k in range(1, 17)]
+    steps = _forecast_times()
     fc = pl.DataFrame(
         {
             "series_id": [sid] * len(steps),
@@ -74,6 +74,11 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, str]:
     ).with_columns(pl.col("issued_at", "ts").dt.cast_time_unit("ms"))
     lake.write_rows(S.FORECASTS, fc)
     return lake, state_path
+
+
+def _forecast_times() -> list[datetime]:
+    """Target times of the planted forecast: every 15 minutes for 4 h from 2 h ago."""
+    return [NOW - timedelta(hours=2) + timedelta(minutes=15 * k) for k in range(1, 17)]
 
 
 def _window() -> tuple[datetime, datetime]:
@@ -292,3 +297,40 @@ def test_mail_reports_attaches_the_html_through_local_smtp(smtp: tuple[_Mailbox,
         R.mail_reports("nosuchscheme://x", [res])
     with pytest.raises(R.ReportError, match="email_to: no reports"):
         R.mail_reports(url, [])
+
+
+def test_capacity_outlook_and_hourly_profile(planted: tuple[Lake, str]) -> None:
+    lake, _ = planted
+    start, end = NOW - timedelta(days=2), NOW
+    out = R.capacity_outlook(lake, "host_cpu_utilization_ratio", 0.5, start, end)
+    assert out.height == 4
+    web1 = out.row(0, named=True)  # the only series with a forecast, and its p90 (0.6) crosses 0.5
+    assert 'host="web-1"' in web1["series"] and web1["runs_out_p50"] is None
+    assert web1["runs_out_p90"] == min(t for t in _forecast_times() if t >= end)
+    assert web1["forecast_p90_max"] == 0.6 and web1["headroom"] == pytest.approx(0.5 - web1["p95"])
+    assert out.get_column("runs_out_p90").null_count() == 3
+    assert R.capacity_outlook(lake, "host_cpu_utilization_ratio", 0.65, start, end).get_column(
+        "runs_out_p90"
+    ).null_count() == 4  # fmt: skip
+    with pytest.raises(R.ReportError, match="capacity: must be positive"):
+        R.capacity_outlook(lake, "host_cpu_utilization_ratio", 0, start, end)
+    prof = R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end)
+    assert prof.get_column("host").to_list() == ["web-1", "web-2", "web-3", "worker-1"] and prof.width == 25
+    # the demo's daily curve: busier at 15:00 UTC than at 03:00 on every host
+    assert all(a > b for a, b in zip(prof["15"], prof["3"], strict=True))
+
+
+def test_capacity_planning_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
+    lake, _ = planted
+    res = R.run_report("capacity_planning", lake_root=lake.root, out_dir=tmp_path, since="2d",
+                       parameters={"capacity": 0.5})  # fmt: skip
+    html = Path(res.html).read_text()
+    assert _sections(html) == [
+        "Summary",
+        "When each series runs out",
+        "Forecasts against capacity",
+        "When the load comes (hour of day, UTC)",
+        "What scaling did",
+    ]
+    assert res.images == 3 and _offline(html)  # forecast band, heatmap, scaling steps
+    assert "against capacity <strong>0.5</strong>" in html  # the injected parameter, not the default 0.9
