@@ -41,10 +41,12 @@ __all__ = [
     "anomaly_summary",
     "capacity_outlook",
     "ensure_kernel",
+    "forecast_errors",
     "headroom",
     "hourly_profile",
     "key_numbers",
     "latency_percentiles",
+    "model_history",
     "notebook_path",
     "report_window",
     "reports_dir",
@@ -60,6 +62,7 @@ NOTEBOOKS: dict[str, str] = {
     "performance_report": "Latency percentiles, headroom, top consumers, anomalies, alerts, scaling.",
     "alert_review": "Alert volume per rule, firing→resolved durations, MTTA/MTTR, noisy and flapping rules.",
     "capacity_planning": "Forecasts with intervals against capacity, when each series runs out, what scaling did.",
+    "forecast_accuracy": "Forecast errors per model and series (MAE, MAPE, bias, interval coverage), champion history.",
 }
 LATENCY_METRIC = "http_request_duration_seconds_p95"
 KERNEL_NAME = "python3"
@@ -500,12 +503,92 @@ def hourly_profile(lake: Lake, selector: str, start: datetime, end: datetime, by
     return wide.select(by, *sorted((c for c in wide.columns if c != by), key=int))
 
 
+def forecast_errors(
+    lake: Lake, selector: str, start: datetime, end: datetime, step: timedelta = timedelta(minutes=5)
+) -> pl.DataFrame:
+    """How the forecasts whose target time fell in [start, end) did against what happened, per model
+    and series: points, MAE, MAPE (%), bias (mean forecast − actual) and the share of actuals
+    inside the p10–p90 band (``coverage_80``: about 0.8 when the intervals are honest).
+
+    Each forecast point is compared with the ``step`` average of the actual series at its target
+    time (the newest issue per target time, as alerting and scaling use them). Worst MAPE first.
+    """
+    from tasks.forecasting.data import latest_forecasts
+
+    schema: dict[str, Any] = {
+        "model": pl.String,
+        "series": pl.String,
+        "points": pl.UInt32,
+        "mae": pl.Float64,
+        "mape_pct": pl.Float64,
+        "bias": pl.Float64,
+        "coverage_80": pl.Float64,
+    }
+    fc = latest_forecasts(lake, selector, since=start - timedelta(days=2), until=end)
+    fc = fc.filter((pl.col("ts") >= start) & (pl.col("ts") < end)) if fc.height else fc
+    if not fc.height:
+        return pl.DataFrame(schema=schema)
+    names = lake.series(selector).select("series_id", "series")
+    fc = fc.join(names, on="series_id").select(
+        "series", "model", pl.col("ts").dt.cast_time_unit("ms"), "p10", "p50", "p90"
+    )
+    actual = lake.query(selector, start - step, end, step=step, agg="avg").select(
+        "series", pl.col("ts").dt.cast_time_unit("ms"), pl.col("value").alias("actual")
+    )
+    if not actual.height:
+        return pl.DataFrame(schema=schema)
+    # both sides sorted by time within each series (polars cannot verify that with ``by``, hence no check)
+    both = fc.sort("series", "ts").join_asof(
+        actual.sort("series", "ts"), on="ts", by="series", strategy="backward", tolerance=step, check_sortedness=False
+    )
+    both = both.filter(pl.col("actual").is_not_null())
+    err = pl.col("p50") - pl.col("actual")
+    out = both.group_by("model", "series").agg(
+        pl.len().cast(pl.UInt32).alias("points"),
+        err.abs().mean().alias("mae"),
+        (err.abs() / pl.col("actual").abs()).filter(pl.col("actual") != 0).mean().mul(100).alias("mape_pct"),
+        err.mean().alias("bias"),
+        pl.col("actual").is_between(pl.col("p10"), pl.col("p90")).mean().alias("coverage_80"),
+    )
+    return out.select(list(schema)).cast(pl.Schema(schema)).sort("mape_pct", descending=True, nulls_last=True)
+
+
+def model_history(state_path: str | None, models_dir: str = "data/models") -> pl.DataFrame:
+    """The model registry's versions (name, version, status, created/promoted, backtest score), newest
+    first; empty when there is no state DB."""
+    schema: dict[str, Any] = {
+        "name": pl.String,
+        "version": pl.String,
+        "kind": pl.String,
+        "status": pl.String,
+        "created_at": pl.Datetime("us", "UTC"),
+        "promoted_at": pl.Datetime("us", "UTC"),
+        "score": pl.Float64,
+    }
+    if not state_path or not Path(state_path).exists():
+        return pl.DataFrame(schema=schema)
+    from tasks.forecasting.registry import ModelRegistry
+    from tasks.state import State
+
+    rows = [{k: getattr(v, k) for k in schema} for v in ModelRegistry(State(state_path), models_dir).history()]
+    return pl.DataFrame(rows, schema=schema).sort("created_at", descending=True)
+
+
 # ---- key numbers (the flow's table artifact) ------------------------------------------------------
 def key_numbers(name: str, lake: Lake, start: datetime, end: datetime, state_path: str | None = None) -> dict[str, Any]:
     """A handful of headline numbers of notebook ``name`` over the window (for a Prefect table artifact)."""
     _check_name(name)
     events = alert_events(lake, start, end)
     firings = int((events.get_column("state") == "firing").sum()) if events.height else 0
+    if name == "forecast_accuracy":
+        errs = forecast_errors(lake, '{__name__=~".+"}', start, end)
+        pts = int(errs.get_column("points").sum()) if errs.height else 0
+        return {
+            "series forecast": errs.height,
+            "points compared": pts,
+            "worst MAPE %": round(float(errs.get_column("mape_pct").max()), 2) if errs.height else None,  # type: ignore[arg-type]
+            "models in registry": model_history(state_path).get_column("name").n_unique(),
+        }
     if name == "capacity_planning":
         out = capacity_outlook(lake, "host_cpu_utilization_ratio", 0.9, start, end)
         soon = out.filter(pl.col("runs_out_p90").is_not_null())

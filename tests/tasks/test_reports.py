@@ -21,6 +21,8 @@ import pytest
 from tasks import reports as R
 from tasks.alerting.acks import AckStore
 from tasks.demo import seed_demo
+from tasks.forecasting.baselines import SeasonalNaive
+from tasks.forecasting.registry import ModelRegistry
 from tasks.lake import Lake
 from tasks.lake import schema as S
 from tasks.lake.schema import Event
@@ -49,6 +51,9 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, str]:
     _alert(lake, "firing", "StillFiring", "ccc", NOW - timedelta(minutes=30))
     state_path = str(root / "state.duckdb")
     AckStore(State(state_path)).ack("bbb", "oncall", at=t0 + timedelta(minutes=2))
+    registry = ModelRegistry(State(state_path), root / "models")
+    v1 = registry.register("cpu", SeasonalNaive(), train_start=None, train_end=None, score=0.12)
+    registry.promote_if_better("cpu", v1.version, challenger_score=0.12, champion_score=None)
     for k, (frm, to) in enumerate([(3, 5), (5, 4)]):
         payload = {"target": "api", "from": frm, "to": to, "mode": "dry-run", "emergency": False, "reason": "load"}
         lake.write_events([Event("scaling.triggered", "cortex.scaling.api", payload, ts=t0 + timedelta(hours=k))])
@@ -234,7 +239,7 @@ def test_notebooks_on_an_empty_lake_say_so(name: str, tmp_path: Path) -> None:
     res = R.run_report(name, lake_root=str(tmp_path / "lake"), out_dir=tmp_path / "out", since="1d")
     html = Path(res.html).read_text()
     assert "Summary" in _sections(html) and res.images == 0
-    assert re.search(r"There (is no data|are no alert events) in the lake for this window", html)
+    assert re.search(r"There (is no data|are no alert events|are no forecasts.*) in the lake for this window", html)
 
 
 def test_notebooks_in_git_have_no_outputs() -> None:
@@ -334,3 +339,38 @@ def test_capacity_planning_notebook_end_to_end(planted: tuple[Lake, str], tmp_pa
     ]
     assert res.images == 3 and _offline(html)  # forecast band, heatmap, scaling steps
     assert "against capacity <strong>0.5</strong>" in html  # the injected parameter, not the default 0.9
+
+
+def test_forecast_errors_against_the_actuals(planted: tuple[Lake, str]) -> None:
+    lake, state_path = planted
+    start, end = _window()
+    sel = 'host_cpu_utilization_ratio{host="web-1"}'
+    errs = R.forecast_errors(lake, sel, start, end)
+    assert errs.height == 1
+    row = errs.row(0, named=True)
+    # independently: the 5-minute average actual at each past target time vs the planted p50 = 0.4
+    actual = lake.query(sel, start - timedelta(minutes=5), end, step=timedelta(minutes=5), agg="avg")
+    by_ts = dict(zip(actual.get_column("ts").to_list(), actual.get_column("value").to_list(), strict=True))
+    vals = [by_ts[t - timedelta(minutes=t.minute % 5)] for t in _forecast_times() if t < end]
+    assert row["model"] == "seasonal_naive" and row["points"] == len(vals) == 8
+    assert row["mae"] == pytest.approx(sum(abs(0.4 - v) for v in vals) / len(vals))
+    assert row["bias"] == pytest.approx(sum(0.4 - v for v in vals) / len(vals))
+    assert row["coverage_80"] == pytest.approx(sum(0.2 <= v <= 0.6 for v in vals) / len(vals))
+    assert row["mape_pct"] == pytest.approx(100 * sum(abs(0.4 - v) / v for v in vals) / len(vals))
+    assert R.forecast_errors(lake, 'gpu_utilization_ratio{gpu="0"}', start, end).height == 0  # no forecasts
+    hist = R.model_history(state_path)
+    assert hist.select("name", "version", "status", "score").rows() == [("cpu", "v1", "champion", 0.12)]
+    assert R.model_history(None).height == 0
+
+
+def test_forecast_accuracy_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
+    lake, state_path = planted
+    res = R.run_report("forecast_accuracy", lake_root=lake.root, out_dir=tmp_path, since="2d", state_path=state_path)
+    html = Path(res.html).read_text()
+    assert _sections(html) == [
+        "Summary",
+        "Errors per model and series",
+        "Interval coverage (p10–p90, ideal 0.8)",
+        "Champion history",
+    ]
+    assert res.images == 2 and _offline(html) and "seasonal_naive" in html and "champion" in html
