@@ -80,3 +80,35 @@ def test_no_record_leaves_lake_alone(env: list[str], tmp_path: Path) -> None:
 def test_bad_config_is_one_line_exit_2(env: list[str]) -> None:
     code, out = _run(*env, "--set", "collect.interval_s=-1", "status")
     assert code == 2 and "collect.interval_s" in out
+
+
+def test_flows_last_run_from_a_real_prefect_api(prefect_harness: None, tmp_path: Path) -> None:
+    """A flow whose last run failed is down, one that completed is OK (a real temporary Prefect server)."""
+    from prefect import flow
+    from prefect.settings import get_current_settings
+
+    from tasks.config.settings import Settings
+    from tasks.health import check_health
+
+    @flow(name="cortex-health-ok")
+    def ok() -> int:
+        return 1
+
+    @flow(name="cortex-health-fails")
+    def fails() -> None:
+        raise RuntimeError("planned failure")
+
+    ok()
+    with pytest.raises(RuntimeError):
+        fails()
+    api = str(get_current_settings().api.url)
+    s = Settings(
+        lake={"root": str(tmp_path / "lake")},
+        state={"path": str(tmp_path / "state.duckdb")},
+        sources={"gpu": {"enabled": False}, "host": {"enabled": False}, "prefect": {"api_url": api}},
+    )
+    res = {r.name: r for r in check_health(s, Lake(s.lake.root), now=datetime.now(UTC), timeout_s=30)}
+    assert res["source:prefect"].status == "OK"
+    assert res["flow:cortex-health-ok"].status == "OK" and "completed" in res["flow:cortex-health-ok"].why
+    failed = res["flow:cortex-health-fails"]
+    assert failed.status == "down" and "failed" in failed.why
