@@ -197,7 +197,13 @@ def _lake(settings: Settings, lake: Lake, now: datetime) -> ComponentHealth:
         per_day[f.day] = per_day.get(f.day, 0) + 1
     newest_day = max(per_day)
     recent = [f for f in files if f.day >= newest_day - timedelta(days=1)]
-    row = lake.con.sql("SELECT max(ts) FROM read_parquet($files)", params={"files": lake._paths(recent)}).fetchall()[0]
+    # Our own health samples do not count: a status run must not make a dead collection look fresh.
+    row = lake.con.sql(
+        "SELECT max(ts) FROM read_parquet($files) WHERE metric <> $own",
+        params={"files": lake._paths(recent), "own": COMPONENT_UP},
+    ).fetchall()[0]
+    if row[0] is None:
+        return ComponentHealth("lake", "lake", "degraded", f"no collected samples in {lake.root} yet", nums)
     newest: datetime = row[0].astimezone(UTC)
     age = (now - newest).total_seconds()
     interval = settings.collect.interval_s
@@ -225,7 +231,7 @@ def _lake(settings: Settings, lake: Lake, now: datetime) -> ComponentHealth:
             f"(compaction at {min_files}): is the maintain flow running?",
             nums,
         )
-    return ComponentHealth("lake", "lake", "OK", f"{fresh}; {size / 1e6:.1f} MB in {len(files)} files", nums)
+    return ComponentHealth("lake", "lake", "OK", f"{fresh}; {size / 1e6:.2f} MB in {len(files)} files", nums)
 
 
 def _state_db(settings: Settings) -> ComponentHealth:

@@ -157,6 +157,24 @@ def test_lake_freshness_against_collect_interval(tmp_path: Path, age_s: int, sta
     assert word in lk.why
 
 
+def test_own_health_samples_do_not_make_a_stale_lake_fresh(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    lake = Lake(s.lake.root)
+    _fill(lake, NOW - timedelta(hours=3))
+    first = check_health(s, lake, now=NOW)
+    assert _by_name(first)["lake"].status == "down"
+    record_health(lake, first, NOW)
+    assert _by_name(check_health(s, lake, now=NOW))["lake"].status == "down"
+
+
+def test_lake_with_only_health_samples_is_degraded(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    lake = Lake(s.lake.root)
+    record_health(lake, [ComponentHealth("lake", "lake", "OK", "x")], NOW)
+    lk = _by_name(check_health(s, lake, now=NOW))["lake"]
+    assert lk.status == "degraded" and "no collected samples" in lk.why
+
+
 def test_empty_lake_is_degraded(tmp_path: Path) -> None:
     s = _settings(tmp_path)
     lk = _by_name(check_health(s, Lake(s.lake.root), now=NOW))["lake"]
