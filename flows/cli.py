@@ -641,6 +641,10 @@ from flows.cli_scale import scale_app  # noqa: E402
 
 app.add_typer(scale_app, name="scale")
 
+from flows.cli_status import status  # noqa: E402
+
+app.command("status")(status)
+
 
 def main() -> None:
     """Console-script entry point (``cortex-perf``)."""
