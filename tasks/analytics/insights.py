@@ -49,7 +49,9 @@ MIN_POINTS = 6
 class Finding:
     """One insight: what kind, about which series, how strong, in a sentence, and the numbers."""
 
-    kind: str  # latency_regression | error_regression | trend_change | saturation | idle | noisy_alert | flapping_alert | forecast_drift
+    #: latency_regression, error_regression, trend_change, saturation, idle, noisy_alert,
+    #: flapping_alert or forecast_drift
+    kind: str
     series: str
     score: float
     headline: str
@@ -273,11 +275,11 @@ def _alert_findings(lake: Any, start: datetime, end: datetime) -> list[Finding]:
     per_instance: dict[str, list[Any]] = {}
     for e in eps:
         per_instance.setdefault(e.resource, []).append(e)
-    for resource, mine in per_instance.items():
+    for mine in per_instance.values():
         short = [e for e in mine if e.ended is not None and e.duration_s(end) < 900]
         if len(mine) < 3 or len(short) < 2:
             continue
-        numbers = {"firings": len(mine), "short_firings": len(short), "labels": mine[0].labels}
+        numbers: dict[str, Any] = {"firings": len(mine), "short_firings": len(short), "labels": mine[0].labels}
         headline = (
             f"alert {mine[0].alertname} {mine[0].labels} flapped: {len(mine)} firings, {len(short)} shorter than 15 min"
         )
@@ -310,7 +312,7 @@ def _forecast_drift(lake: Any, hourly: pl.DataFrame, start: datetime, end: datet
         second = err.filter(part.get_column("ts") >= mid)
         if first.len() < 3 or second.len() < 3:
             continue
-        e1, e2 = float(first.mean() or 0.0), float(second.mean() or 0.0)  # type: ignore[arg-type]
+        e1, e2 = float(first.mean() or 0.0), float(second.mean() or 0.0)
         if e2 <= max(1.5 * e1, 0.05):
             continue
         numbers = {"error_first_half": finite(e1, 4), "error_second_half": finite(e2, 4), "points": part.height}
