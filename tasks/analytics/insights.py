@@ -263,7 +263,7 @@ def _alert_findings(lake: Any, start: datetime, end: datetime) -> list[Finding]:
     for name, n in by_rule.most_common(5):
         mine = [e for e in eps if e.alertname == name]
         mean_s = sum(e.duration_s(end) for e in mine) / len(mine)
-        numbers = {
+        numbers: dict[str, Any] = {
             "firings": n,
             "share_pct": finite(n / total * 100, 1),
             "instances": len({e.resource for e in mine}),
@@ -279,7 +279,7 @@ def _alert_findings(lake: Any, start: datetime, end: datetime) -> list[Finding]:
         short = [e for e in mine if e.ended is not None and e.duration_s(end) < 900]
         if len(mine) < 3 or len(short) < 2:
             continue
-        numbers: dict[str, Any] = {"firings": len(mine), "short_firings": len(short), "labels": mine[0].labels}
+        numbers = {"firings": len(mine), "short_firings": len(short), "labels": mine[0].labels}
         headline = (
             f"alert {mine[0].alertname} {mine[0].labels} flapped: {len(mine)} firings, {len(short)} shorter than 15 min"
         )
