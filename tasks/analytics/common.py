@@ -52,6 +52,18 @@ def is_ratio(metric: str) -> bool:
     return metric.endswith("_ratio") or metric.endswith("_utilization") or metric.endswith("_utilisation")
 
 
+def ratio_expr() -> pl.Expr:
+    """Polars form of ``is_ratio`` (vectorised filter over a ``metric`` column)."""
+    m = pl.col("metric")
+    return m.str.ends_with("_ratio") | m.str.ends_with("_utilization") | m.str.ends_with("_utilisation")
+
+
+def latency_expr() -> pl.Expr:
+    """Polars form of ``is_latency``."""
+    m = pl.col("metric")
+    return m.str.contains("duration", literal=True) | m.str.contains("latency", literal=True)
+
+
 def is_counter(metric: str) -> bool:
     return metric.endswith("_total")
 

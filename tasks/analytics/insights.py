@@ -29,6 +29,7 @@ from tasks.analytics.common import (
     finite,
     is_error,
     is_latency,
+    ratio_expr,
 )
 from tasks.lake import schema as S
 
@@ -159,19 +160,13 @@ def _trend_findings(hourly: pl.DataFrame, end: datetime) -> list[Finding]:
     return out
 
 
-def _ratio_expr() -> pl.Expr:
-    """Polars form of ``is_ratio`` (kept beside it in meaning: utilisation series bounded by 1)."""
-    m = pl.col("metric")
-    return m.str.ends_with("_ratio") | m.str.ends_with("_utilization") | m.str.ends_with("_utilisation")
-
-
 def _saturation_findings(
     lake: Any, hourly: pl.DataFrame, hourly_max: pl.DataFrame, start: datetime, end: datetime
 ) -> list[Finding]:
     out: list[Finding] = []
-    ratios = hourly_max.filter(_ratio_expr())
+    ratios = hourly_max.filter(ratio_expr())
     fc_hit = _forecast_crossings(lake, start, end)
-    avg = hourly.filter(_ratio_expr()).select("series", "ts", pl.col("value").alias("avg"))
+    avg = hourly.filter(ratio_expr()).select("series", "ts", pl.col("value").alias("avg"))
     ratios = ratios.join(avg, on=["series", "ts"], how="left")
     for (series,), part in ratios.group_by("series", maintain_order=True):
         mx = part.get_column("value").to_numpy()
@@ -207,7 +202,7 @@ def _saturation_findings(
         headline = f"{series}: " + "; ".join(parts)
         out.append(Finding("saturation", str(series), score, headline, numbers))
     # Idle: a utilisation series near zero for a run of hours (a job died, a box was forgotten).
-    means = hourly.filter(_ratio_expr())
+    means = hourly.filter(ratio_expr())
     for (series,), part in means.group_by("series", maintain_order=True):
         v = part.get_column("value").to_numpy()
         idle = v <= IDLE_LEVEL
@@ -242,7 +237,7 @@ def _forecast_crossings(lake: Any, start: datetime, end: datetime) -> dict[str, 
         return {}
     cat = lake.catalogue().select("series_id", "series")
     rows = (
-        rows.filter(_ratio_expr() & (pl.col("ts") > end))
+        rows.filter(ratio_expr() & (pl.col("ts") > end))
         .sort("issued_at")
         .unique(["series_id", "ts"], keep="last")
         .filter(pl.col("p50") >= SATURATION_LEVEL)
