@@ -11,6 +11,23 @@ the MCP server all call these and format the typed results (each has ``to_dict``
 """
 
 from tasks.analytics.common import AlertEpisode, AnalyticsError, alert_episodes
+from tasks.analytics.export import FORMATS, ExportResult, export
 from tasks.analytics.insights import Finding, insights
+from tasks.analytics.report import Report, report
+from tasks.analytics.root_cause import Cause, RootCauseResult, root_cause
 
-__all__ = ["AlertEpisode", "AnalyticsError", "Finding", "alert_episodes", "insights"]
+__all__ = [
+    "FORMATS",
+    "AlertEpisode",
+    "AnalyticsError",
+    "Cause",
+    "ExportResult",
+    "Finding",
+    "Report",
+    "RootCauseResult",
+    "alert_episodes",
+    "export",
+    "insights",
+    "report",
+    "root_cause",
+]
