@@ -645,6 +645,12 @@ from flows.cli_status import status  # noqa: E402
 
 app.command("status")(status)
 
+from flows.cli_analytics import export_cmd, insights_cmd, root_cause_cmd  # noqa: E402
+
+app.command("insights")(insights_cmd)
+app.command("root-cause")(root_cause_cmd)
+app.command("export")(export_cmd)
+
 
 def main() -> None:
     """Console-script entry point (``cortex-perf``)."""
