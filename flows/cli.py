@@ -641,6 +641,16 @@ from flows.cli_scale import scale_app  # noqa: E402
 
 app.add_typer(scale_app, name="scale")
 
+from flows.cli_status import status  # noqa: E402
+
+app.command("status")(status)
+
+from flows.cli_analytics import export_cmd, insights_cmd, root_cause_cmd  # noqa: E402
+
+app.command("insights")(insights_cmd)
+app.command("root-cause")(root_cause_cmd)
+app.command("export")(export_cmd)
+
 from flows.cli_report import report_command  # noqa: E402
 
 app.command("report")(report_command)
