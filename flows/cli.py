@@ -273,6 +273,12 @@ def render_pipeline_summary(summary: dict[str, Any]) -> None:
     console.print(t)
     if summary.get("tables"):
         console.print(_tables_table(summary["tables"], title="Lake tables"))
+    for s in summary.get("stages", []):
+        if s.get("stage") == "report" and s.get("status") == "ok":
+            for r in s.get("result", {}).get("reports") or []:
+                console.print(
+                    f"[bold]Report:[/bold] {r.get('html')}  (open it in a browser; `cortex-perf report --open`)"
+                )
     if summary.get("incidents"):
         it = Table(title='Planted demo incidents (series labelled source="demo")', title_justify="left")
         it.add_column("incident")

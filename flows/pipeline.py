@@ -1,5 +1,5 @@
 """The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly
-→ scale → alerts.
+→ scale → alerts → report (the performance report notebook, as HTML).
 
 Later stages (forecast, decide, alerts, report) append themselves to ``STAGES``. Stages run as
 plain calls of the stage flows' functions inside this one flow run, so their tasks, logs and
@@ -26,6 +26,7 @@ from flows.anomaly import anomaly
 from flows.collect import collect
 from flows.forecast import forecast
 from flows.maintain import maintain
+from flows.report import report
 from flows.scale import scale
 from tasks.demo import DEMO_INCIDENTS, seed_demo
 from tasks.lake import Lake
@@ -172,6 +173,13 @@ def _detail_alerts(r: dict[str, Any]) -> tuple[str, str]:
     return "ok", text
 
 
+def _detail_report(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    paths = [str(x.get("html")) for x in r.get("reports") or []]
+    return "ok", "report: " + (", ".join(paths) or "none written")
+
+
 def _run_stage(
     name: str,
     fn: Callable[[], dict[str, Any]],
@@ -224,6 +232,9 @@ def pipeline(
     if demo and not _settings.alerting.rule_files:
         alert_overrides.append(f"alerting.rule_files={json.dumps([str(DEMO_RULES)])}")
     stages.append(_run_stage("alerts", lambda: dict(alerts.fn(config_path, alert_overrides)), _detail_alerts))
+    since = f"{demo_days:g}d" if demo else "1d"
+    run_report = lambda: dict(report.fn(config_path, overrides, ["performance_report"], since))  # noqa: E731
+    stages.append(_run_stage("report", run_report, _detail_report))
     try:
         tables = lake_stats(lake)
     except Exception as exc:

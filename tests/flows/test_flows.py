@@ -88,7 +88,7 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
 
     first = pipeline(demo=True, overrides=lake_overrides, demo_days=1)
     stages = {s["stage"]: s for s in first["stages"]}
-    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "scale", "alerts"]
+    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "scale", "alerts", "report"]
     assert first["ok"] is True
     assert stages["seed-demo"]["status"] == "ok"
     assert stages["seed-demo"]["result"]["rows"] == 34 * 1440
@@ -96,6 +96,11 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
     assert stages["alerts"]["result"]["firing"] >= 1  # the demo rules' Watchdog is always firing
     assert stages["scale"]["status"] == "ok", stages["scale"]["detail"]
     assert "demo-web" in stages["scale"]["detail"] and "dry-run" in stages["scale"]["detail"]
+    assert stages["report"]["status"] == "ok", stages["report"]["detail"]
+    (rep,) = stages["report"]["result"]["reports"]
+    html = Path(rep["html"])
+    assert html.is_file() and html.is_relative_to(Path(_root(lake_overrides)).parent)  # under tmp data_dir
+    assert "<img" in html.read_text()
     assert first["incidents"]
     lake = Lake(_root(lake_overrides))
     rows_after_first = lake.stats()["tables"]["samples"]["rows"]
