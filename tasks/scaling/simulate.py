@@ -6,8 +6,9 @@ sees the load a step late, scale-down waits out its stabilisation window. The mo
 
 * the demand is the trace's rate, constant within each minute (traces have no finer resolution);
 * every ``step_s`` seconds the policy sees the load of the *previous* step (a metric is known only
-  after it was measured) and the latest forecast, issued at the end of the last complete minute,
-  and returns a count through :func:`tasks.scaling.policies.decide`;
+  after it was measured; with a ramp-aware target also the minutes before it, over its
+  ``ramp_window_s``, stamped at each minute's end) and the latest forecast, issued at the end of
+  the last complete minute, and returns a count through :func:`tasks.scaling.policies.decide`;
 * units added become ready ``delay_s`` later; units removed go at once, pending ones first;
 * **paid** = the requested count (a unit costs from the moment it is ordered), **served** = the
   ready units × capacity.
@@ -140,6 +141,7 @@ def simulate(
     per_min = int(60 // step_s)
     delay_steps = math.ceil(target.provisioning_delay_s / step_s - 1e-9)
     cap = target.capacity_per_unit
+    hist_min = math.ceil(target.ramp_window_s / 60.0) if target.ramp_gain > 0 else 0
     total = SimResult(0.0, 0, 0, 0.0, 0.0, 0)
     for seg_i, (start, y) in enumerate(trace.segments):
         fc_seg = forecasts[seg_i] if forecasts is not None else None
@@ -165,7 +167,15 @@ def simulate(
                     forecast = Forecast(float(start + m * 60), 60.0, {q: a[m - 1].tolist() for q, a in fc_seg.items()})
                 minute_short = False
             seen = y[(t - 1) // per_min] if t > 0 else y[0]
-            d = decide(target, units, MetricHistory((now - step_s,), (float(seen),)), forecast, now, state)
+            if hist_min:
+                last = (t - 1) // per_min if t > 0 else 0
+                lo = max(0, last - hist_min)
+                history = MetricHistory(
+                    tuple(start + (k + 1) * 60.0 for k in range(lo, last + 1)), tuple(y[lo : last + 1].tolist())
+                )
+            else:
+                history = MetricHistory((now - step_s,), (float(seen),))
+            d = decide(target, units, history, forecast, now, state)
             state = d.state
             fallbacks += "fallback" in d.policy
             emergencies += d.emergency
