@@ -9,7 +9,8 @@ and used only after them; level and error quantiles roll forward).
     uv run python benchmarks/scaling_sim.py                 # the four traces x 3 delays
     uv run python benchmarks/scaling_sim.py --quick         # smoke: first day of each trace, seconds
     uv run python benchmarks/scaling_sim.py --trace FILE.csv --time-col ts --value-col requests
-    options: --delay S (one delay), --json, --datasets DIR
+    options: --delay S (one delay), --json, --datasets DIR, --ramp (predictive/hybrid with the
+             ramp-aware headroom of ``simulate.RAMP_SETTING``; off by default, see BENCHMARKS.md)
 
 ``--json``: the last output line is ``{"default_policy": "predictive", "traces": {TRACE: {"<delay s>":
 {POLICY: {"replica_minutes", "cost_ratio", "short_pct", "unserved_pct", "scale_events"}}}}}`` with
@@ -32,6 +33,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` imp
     sys.path.insert(0, str(ROOT))
 
 from tasks.scaling.simulate import (  # noqa: E402
+    RAMP_SETTING,
     SimResult,
     nowcasts,
     oracle,
@@ -66,7 +68,7 @@ def target_met(trace: str, row: dict[str, dict[str, Any]], policy: str) -> bool:
     return bool(ours["replica_minutes"] <= hpa["replica_minutes"] and ours["short_pct"] <= factor * hpa["short_pct"])
 
 
-def run_trace(trace: Trace, delays: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+def run_trace(trace: Trace, delays: tuple[int, ...], *, ramp: bool = False) -> dict[str, dict[str, Any]]:
     """All policies on one trace for each delay."""
     cap = trace.peak / REPLICAS_AT_PEAK
     orc = oracle(trace, cap)
@@ -75,7 +77,7 @@ def run_trace(trace: Trace, delays: tuple[int, ...]) -> dict[str, dict[str, Any]
     fc = nowcasts(trace, horizon_min)
     out: dict[str, dict[str, Any]] = {}
     for delay in delays:
-        targets = reference_targets(trace.name, cap, float(delay))
+        targets = reference_targets(trace.name, cap, float(delay), ramp=RAMP_SETTING if ramp else None)
         row: dict[str, Any] = {"static": figures(static, orc.replica_minutes)}
         for pol in ("hpa", "predictive", "hybrid"):
             res = simulate(trace, targets[pol], fc, step_s=STEP_S)
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-col", default="requests", help="--trace: requests per minute column")
     ap.add_argument("--delay", type=int, choices=DELAYS, help="one provisioning delay (s) instead of all three")
     ap.add_argument("--datasets", type=Path, help="the shared datasets folder (default ../shared/datasets)")
+    ap.add_argument("--ramp", action="store_true", help="ramp-aware headroom on (simulate.RAMP_SETTING)")
     args = ap.parse_args(argv)
     delays = (args.delay,) if args.delay else DELAYS
     t0 = time.perf_counter()
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Scaling policies on real traces ({'quick' if args.quick else 'full'}; step {STEP_S:g} s, "
           f"capacity = peak minute / {REPLICAS_AT_PEAK})")  # fmt: skip
     for trace in traces:
-        results = run_trace(trace, delays)
+        results = run_trace(trace, delays, ramp=args.ramp)
         report["traces"][trace.name] = results
         report["targets"][trace.name] = {d: target_met(trace.name, row, DEFAULT_POLICY) for d, row in results.items()}
         print_table(trace.name, trace, results)

@@ -16,6 +16,7 @@ from tasks.scaling.policies import (
     decide,
     hpa_recommendation,
     newsvendor_quantile,
+    ramp_rate,
 )
 
 NOW = 1_000_000.0
@@ -214,3 +215,44 @@ def test_headroom_and_hold_after_a_miss() -> None:
     assert calm.to_units == 2  # the 10 is older than the 90 s window: ceil(150 * 1.1 / 100)
     missed = decide(t, 10, _hist(100.0), low, NOW, PolicyState(rails=recs, outcomes=(True,)))
     assert missed.to_units == 10 and "300s" in missed.reason  # after a miss: the HPA's 300 s hold
+
+
+def _minutes(values: list[float]) -> MetricHistory:
+    """Per-minute history ending at NOW - 15 s (oldest first)."""
+    n = len(values)
+    return MetricHistory(tuple(NOW - 15 - 60 * (n - 1 - i) for i in range(n)), tuple(values))
+
+
+def test_ramp_rate_hand_checked_and_noise_discount() -> None:
+    # An exact 10 %/min ramp reads as 10 %/min; flat is 0; too few points is 0.
+    ramp = [1000 * 1.1**i for i in range(4)]
+    assert ramp_rate(_minutes(ramp), 180.0) == pytest.approx(0.10)
+    assert ramp_rate(_minutes([500.0] * 4), 180.0) == pytest.approx(0.0)
+    assert ramp_rate(_minutes(ramp[-2:]), 180.0) == 0.0
+    # Points older than the window are ignored: a fall before it does not hide the ramp.
+    assert ramp_rate(_minutes([9000.0, *ramp]), 180.0) == pytest.approx(0.10)
+    # Counting noise: the same 10 %/min at 10 requests/min is discounted far more than at 10 000.
+    low = [10 * 1.1**i for i in range(4)]
+    high = [10_000 * 1.1**i for i in range(4)]
+    x = [-3.0, -2.0, -1.0, 0.0]
+    sxx = 5.0
+    se_low = math.sqrt(sum((xi + 1.5) ** 2 / v for xi, v in zip(x, low, strict=True))) / sxx
+    assert ramp_rate(_minutes(low), 180.0, 2.0) == pytest.approx(math.expm1(math.log(1.1) - 2 * se_low))
+    assert ramp_rate(_minutes(low), 180.0, 2.0) < 0 < ramp_rate(_minutes(high), 180.0, 2.0) < 0.1
+
+
+def test_ramp_aware_headroom_orders_ahead_of_a_ramp_and_is_capped() -> None:
+    fc = _flat_forecast(1000.0, qs=(0.95,))  # p95 = 1450 over the window → 15 units without a ramp
+    ramp = [1000 * 1.1**i for i in range(4)]
+    plain = decide(_target(), 10, _minutes(ramp), fc, NOW)
+    assert plain.to_units == 15
+    # 10 %/min over the lead (delay 120 s + interval 15 s + the metric's 15 s age = 2.5 min), gain 1.
+    on = decide(_target(ramp_gain=1.0, ramp_window_s=180.0), 10, _minutes(ramp), fc, NOW)
+    assert on.to_units == math.ceil(1450 * 1.1**2.5 / 100)
+    assert "ramp 10.0 %/min" in on.reason
+    # A flat load, or a ramp under the threshold, adds nothing.
+    assert decide(_target(ramp_gain=1.0), 10, _minutes([1000.0] * 6), fc, NOW).to_units == 15
+    assert decide(_target(ramp_gain=1.0, ramp_min_rate=0.2), 10, _minutes(ramp), fc, NOW).to_units == 15
+    # The multiplier is capped, so a 5x spike does not order 5^gain x the forecast.
+    spike = decide(_target(ramp_gain=3.0, ramp_max_headroom=1.3), 10, _minutes([200, 200, 200, 1000.0]), fc, NOW)
+    assert spike.to_units == math.ceil(1450 * 1.3 / 100)

@@ -11,7 +11,7 @@ import pytest
 from tasks.scaling.guardrails import GuardRails
 from tasks.scaling.nowcast import Nowcaster
 from tasks.scaling.policies import ScalingTarget
-from tasks.scaling.simulate import nowcasts, oracle, reference_targets, simulate, static_peak
+from tasks.scaling.simulate import RAMP_SETTING, nowcasts, oracle, reference_targets, simulate, static_peak
 from tasks.scaling.traces import Trace, TraceError, load_csv_trace, regularise
 
 START = 1_700_000_040  # a minute boundary
@@ -156,3 +156,35 @@ def test_load_csv_trace_and_errors_name_the_column(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="does not exist"):
         load_csv_trace(tmp_path / "missing.csv", time_col="a", value_col="b")
     assert math.isclose(tr.head(30).minutes, 30)
+
+
+def test_ramp_aware_headroom_covers_a_ramp_a_lagging_forecast_misses() -> None:
+    """A 10 %/min ramp for 20 minutes; the forecast only repeats the last minute (a lagging level).
+
+    Plain predictive is short on most ramp minutes (the load outgrows the order within the delay);
+    the ramp-aware target (gain 1.5: a per-minute value stands for its minute's middle, so gain 1
+    under-shoots by half a minute) sees the ramp in the simulator's history and orders ahead.
+    """
+    y = np.r_[np.full(30, 1000.0), 1000.0 * 1.1 ** np.arange(1, 21), np.full(30, 1000.0 * 1.1**20)]
+    tr = _trace(y)
+    h = 5
+    lag = np.repeat(y[:, None], h, axis=1)  # row t: "the next minutes look like minute t"
+    fc = [{0.95: lag}]
+    cap = float(y.max()) / 40
+    plain = ScalingTarget(name="r", capacity_per_unit=cap, provisioning_delay_s=120, policy="predictive",
+                          shortage_penalty_per_unit_hour=19.0, emergency_utilisation=None,
+                          emergency_miss_ratio=None, miss_window=400, miss_limit=400)  # fmt: skip
+    ramp = plain.model_copy(update={"ramp_gain": 1.5, "ramp_window_s": 180.0})
+    rp, rr = simulate(tr, plain, fc), simulate(tr, ramp, fc)
+    assert rp.short_minutes >= 15
+    # Left: the first ramp minutes, before the 180 s window holds three points of it (measured 22 → 4).
+    assert rr.short_minutes <= 5
+    assert rr.replica_minutes > rp.replica_minutes  # the cover is paid for, not free
+
+
+def test_reference_targets_keep_ramp_off_unless_asked() -> None:
+    off = reference_targets("w", 10.0, 120)
+    on = reference_targets("w", 10.0, 120, ramp=RAMP_SETTING)
+    assert off["predictive"].ramp_gain == 0 and off["hybrid"].ramp_gain == 0
+    assert on["predictive"].ramp_gain == RAMP_SETTING["ramp_gain"] > 0
+    assert on["hpa"] == off["hpa"]  # the HPA reference never changes
