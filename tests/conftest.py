@@ -12,12 +12,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from localhttp import JsonHandler, LocalServer
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -100,7 +99,7 @@ class Hook:
         self.codes: dict[str, list[int]] = {}
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.posts.append((self.path, json.loads(body)))
@@ -109,12 +108,8 @@ class Hook:
                 self.send_response(code)
                 self.end_headers()
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalServer(Handler)
+        self.server, self.port = self.http.server, self.http.port
 
     def url(self, path: str) -> str:
         return f"json://127.0.0.1:{self.port}{path}"
@@ -127,5 +122,4 @@ class Hook:
 def hook() -> Iterator[Hook]:
     h = Hook()
     yield h
-    h.server.shutdown()
-    h.server.server_close()
+    h.http.close()

@@ -10,12 +10,11 @@ leaking into an error."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from localhttp import JsonHandler, LocalServer
 
 from tasks.scaling.actuators import ActuatorError, Decision, KubernetesActuator, Ledger, build_actuator
 
@@ -35,7 +34,7 @@ class ApiServer:
         self.max_replicas: int | None = None  # an admission policy that caps spec.replicas
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def _key(self) -> tuple[str, str, str] | None:
                 path = self.path.split("?", 1)[0]
                 if not path.startswith(PREFIX) or not path.endswith("/scale"):
@@ -97,28 +96,15 @@ class ApiServer:
                     {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason},
                 )
 
-            def _send(self, code: int, obj: dict[str, Any]) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalServer(Handler)
+        self.server, self.url = self.http.server, self.http.url
 
 
 @pytest.fixture
 def api() -> Iterator[ApiServer]:
     s = ApiServer()
     yield s
-    s.server.shutdown()
-    s.server.server_close()
+    s.http.close()
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from localhttp import JsonHandler, LocalServer
 
 from tasks.scaling.actuators import Decision, Ledger, WebhookActuator, build_actuator
 from tasks.scaling.actuators.webhook import sign, verify
@@ -34,7 +33,7 @@ class Receiver:
         self.answer_current = True
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 expected = "sha256=" + hmac.new(outer.secret, body, hashlib.sha256).hexdigest()
@@ -53,28 +52,15 @@ class Receiver:
                 target = self.path.split("target=", 1)[1]
                 self._send(200, {"current": outer.count.get(target, 0)})
 
-            def _send(self, code: int, obj: dict[str, Any]) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalServer(Handler)
+        self.server, self.url = self.http.server, self.http.url
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver(SECRET)
     yield r
-    r.server.shutdown()
-    r.server.server_close()
+    r.http.close()
 
 
 @pytest.fixture

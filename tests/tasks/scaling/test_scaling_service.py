@@ -13,15 +13,14 @@ import hashlib
 import hmac
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
+from localhttp import JsonHandler, LocalServer
 
 from tasks.config import ConfigError, Settings, load_settings
 from tasks.lake import Lake, Sample
@@ -45,7 +44,7 @@ class Receiver:
         self.fail_posts = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 good = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -63,28 +62,15 @@ class Receiver:
                 target = self.path.split("target=", 1)[1]
                 self._send(200, {"current": outer.count.get(target, 1)})
 
-            def _send(self, code: int, obj: dict[str, Any]) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalServer(Handler)
+        self.server, self.url = self.http.server, self.http.url
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
-    r.server.server_close()
+    r.http.close()
 
 
 def write_load(lake: Lake, job: str, values: list[float], *, end: datetime = NOW) -> None:
