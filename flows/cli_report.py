@@ -23,19 +23,32 @@ def report_command(
         list[str] | None,
         typer.Option("--notebook", "-n", help="Report to render (repeatable; default: all).", show_default=False),
     ] = None,
-    since: Annotated[str, typer.Option(help="Start of the window: a duration ago (7d) or ISO 8601.")] = "7d",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Start of the window: a duration ago (7d) or ISO 8601 [default: reports.since].", show_default=False
+        ),
+    ] = None,
     until: Annotated[str, typer.Option(help="End of the window.")] = "now",
     open_: Annotated[bool, typer.Option("--open", help="Open the HTML in a web browser when done.")] = False,
     email: Annotated[
         str | None,
         typer.Option("--email", help="Also mail the HTML through Apprise (a `mailto://…` URL).", show_default=False),
     ] = None,
+    mail: Annotated[
+        bool, typer.Option("--mail", help="Also mail the HTML to the configured `reports.email_to`.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run the report notebooks over the lake into self-contained HTML under `<data_dir>/reports/`."""
     from tasks.reports import mail_reports, render_reports
 
-    results = render_reports(_state(ctx).settings(), notebook or None, since=since, until=until)
+    settings = _state(ctx).settings()
+    if mail and not email:
+        if settings.reports.email_to is None:
+            raise typer.BadParameter("reports.email_to is not configured", param_hint="--mail")
+        email = settings.reports.email_to.get_secret_value()
+    results = render_reports(settings, notebook or None, since=since, until=until)
     if email:
         mail_reports(email, results)
     if as_json:

@@ -73,22 +73,27 @@ def report(
     config_path: str | None = None,
     overrides: list[str] | None = None,
     notebooks: list[str] | None = None,
-    since: str = "7d",
+    since: str | None = None,
     until: str = "now",
     max_lateness_s: float | None = None,
     email_to: str | None = None,
 ) -> ReportSummary:
-    """Render ``notebooks`` (default: all) over [since, until]; ``email_to`` (an Apprise
-    ``mailto://`` URL) also mails the HTML files as attachments."""
+    """Render ``notebooks`` over [since, until] and mail them to ``email_to`` (an Apprise
+    ``mailto://`` URL). Each left ``None`` comes from the ``reports`` settings (default: every
+    report, the last ``reports.since``, mailed only when ``reports.email_to`` is set)."""
     logger = get_run_logger()
     if (skipped := stale_run("report", max_lateness_s)) is not None:
         return ReportSummary(**skipped)  # type: ignore[typeddict-item]
     t0 = time.perf_counter()
     settings, _ = load(config_path, overrides)
-    names = list(notebooks or NOTEBOOKS)
+    if not settings.reports.enabled:
+        return ReportSummary(flow="report", skipped=True, reason="reports.enabled is false")
+    names = list(notebooks or settings.reports.notebooks or NOTEBOOKS)
     for name in names:  # a typo fails the run before any kernel starts
         notebook_path(name)
-    start, end = report_window(since, until)
+    start, end = report_window(since or settings.reports.since, until)
+    if email_to is None and settings.reports.email_to is not None:
+        email_to = settings.reports.email_to.get_secret_value()
     results = []
     for name in names:
         res = render(settings, name, start.isoformat(), end.isoformat())

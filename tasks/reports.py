@@ -17,12 +17,16 @@ Two halves, both plain Python (no Prefect):
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
@@ -31,6 +35,7 @@ from tasks.lake import Lake
 from tasks.timeparse import parse_time
 
 __all__ = [
+    "LAKE_ENV",
     "NOTEBOOKS",
     "NOTEBOOK_DIR",
     "ReportError",
@@ -40,6 +45,7 @@ __all__ = [
     "alert_review",
     "anomaly_summary",
     "capacity_outlook",
+    "check_parameters",
     "ensure_kernel",
     "forecast_errors",
     "headroom",
@@ -47,7 +53,10 @@ __all__ = [
     "key_numbers",
     "latency_percentiles",
     "model_history",
+    "notebook_parameters",
     "notebook_path",
+    "open_lake",
+    "prune_reports",
     "report_window",
     "reports_dir",
     "run_report",
@@ -219,7 +228,8 @@ def top_consumers(lake: Lake, start: datetime, end: datetime, k: int = 5) -> pl.
 def anomaly_summary(
     lake: Lake, start: datetime, end: datetime, threshold: float = 0.8, selector: str = '{__name__=~".+"}'
 ) -> pl.DataFrame:
-    """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, first/last time."""
+    """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, when it peaked,
+    first/last time (``peak`` is where a root-cause search should look)."""
     from tasks.anomaly.stream import anomaly_scores
 
     scores = anomaly_scores(lake, selector, start, end)
@@ -227,6 +237,7 @@ def anomaly_summary(
         "series": pl.String,
         "anomalous_points": pl.UInt32,
         "max_score": pl.Float64,
+        "peak": pl.Datetime("ms", "UTC"),
         "first": pl.Datetime("ms", "UTC"),
         "last": pl.Datetime("ms", "UTC"),
     }
@@ -240,6 +251,7 @@ def anomaly_summary(
         .agg(
             pl.len().alias("anomalous_points"),
             pl.col("score").max().alias("max_score"),
+            pl.col("ts").sort_by("score", descending=True).first().alias("peak"),
             pl.col("ts").min().alias("first"),
             pl.col("ts").max().alias("last"),
         )
@@ -628,6 +640,50 @@ def durations_mean(durations: pl.DataFrame) -> float | None:
 
 
 # ---- rendering -------------------------------------------------------------------------------------
+#: Environment variable through which ``run_report`` hands the kernel the lake's full settings (S3
+#: endpoint and keys included). Why not a notebook parameter: papermill writes parameters into the
+#: executed notebook kept beside the HTML, and a secret must never land in a file people share.
+LAKE_ENV = "CORTEX_PERF_REPORT_LAKE"
+
+
+def open_lake(lake_root: str = "") -> Lake:
+    """The lake a report notebook reads: what the notebooks call instead of ``Lake(lake_root)``.
+
+    Under ``run_report`` the kernel gets the caller's lake settings through ``LAKE_ENV``, so an S3
+    lake opens with its endpoint and credentials. In Jupyter (no handoff) the settings come from the
+    usual places (``cortex-perf.yaml``, ``CORTEX_PERF_…`` variables). ``lake_root`` (when given)
+    replaces the root and keeps every other lake setting.
+    """
+    from tasks.config import LakeSettings, load_settings
+
+    raw = os.environ.get(LAKE_ENV)
+    lake_settings = LakeSettings.model_validate_json(raw) if raw else load_settings().lake
+    if lake_root:
+        lake_settings = lake_settings.model_copy(update={"root": lake_root})
+    return Lake.from_settings(SimpleNamespace(lake=lake_settings))
+
+
+def _lake_env(lake_settings: Any) -> str:
+    """``LakeSettings`` as JSON with its secrets in clear (for the kernel's environment only)."""
+    data = lake_settings.model_dump(mode="python")
+    return json.dumps({k: v.get_secret_value() if hasattr(v, "get_secret_value") else v for k, v in data.items()})
+
+
+@contextmanager
+def _kernel_env(name: str, value: str | None) -> Iterator[None]:
+    """Set one environment variable for the kernels started inside the block, then restore it."""
+    old = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def _check_name(name: str) -> None:
     if name not in NOTEBOOKS:
         raise ReportError(f"notebook: unknown report {name!r} (known: {', '.join(sorted(NOTEBOOKS))})")
@@ -697,20 +753,38 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
-def to_html(notebook: Any) -> str:
-    """Self-contained HTML of an executed notebook with the code cells hidden (``--no-input``)."""
+def to_html(notebook: Any, *, show_code: bool = False) -> str:
+    """Self-contained HTML of an executed notebook; code cells hidden unless ``show_code``."""
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(
         extra_loaders=[DictLoader({"cortex_offline.html.j2": _OFFLINE_TEMPLATE})],
         template_file="cortex_offline.html.j2",
-        exclude_input=True,
-        exclude_input_prompt=True,
+        exclude_input=not show_code,
+        exclude_input_prompt=not show_code,
         exclude_output_prompt=True,
     )
     body, _ = exporter.from_notebook_node(notebook)
     return body
+
+
+def notebook_parameters(name: str) -> dict[str, Any]:
+    """The parameters cell of report ``name``: ``{parameter: its default}`` (papermill's reading)."""
+    import papermill as pm
+
+    found = pm.inspect_notebook(str(notebook_path(name)))
+    return {k: v.get("default") for k, v in found.items()}
+
+
+def check_parameters(name: str, parameters: Mapping[str, Any], origin: str = "parameters") -> None:
+    """Reject a parameter the notebook does not declare (papermill would only warn and ignore it)."""
+    known = notebook_parameters(name)
+    bad = sorted(set(parameters) - set(known))
+    if bad:
+        raise ReportError(
+            f"{origin}.{name}.{bad[0]}: report {name!r} has no such parameter (known: {', '.join(sorted(known))})"
+        )
 
 
 def run_report(
@@ -725,17 +799,23 @@ def run_report(
     parameters: Mapping[str, Any] | None = None,
     timeout_s: int = 600,
     numbers: Callable[[], dict[str, Any]] | None = None,
+    show_code: bool = False,
+    lake_settings: Any = None,
 ) -> ReportResult:
     """Execute notebook ``name`` with papermill and write ``<out_dir>/<name>-<date>.html``.
 
     The window is resolved here (``since``/``until`` → ISO UTC) so the notebook and the key numbers
     see the same one. The executed ``.ipynb`` is kept beside the HTML (``<name>-<date>.ipynb``) for
     people who want the code. ``numbers`` (optional) is called for the key numbers.
+    ``lake_settings`` (a ``LakeSettings``) reaches the kernel through ``LAKE_ENV``, never as a
+    parameter, so S3 credentials stay out of the executed notebook.
     """
     import papermill as pm
 
     src = notebook_path(name)
     start, end = report_window(since, until, now=now)
+    if parameters:
+        check_parameters(name, parameters)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{name}-{end:%Y-%m-%d}"
     executed = out_dir / f"{stem}.ipynb"
@@ -747,17 +827,18 @@ def run_report(
         **dict(parameters or {}),
     }
     t0 = time.perf_counter()
-    nb = pm.execute_notebook(
-        str(src),
-        str(executed),
-        parameters=params,
-        kernel_name=ensure_kernel(),
-        progress_bar=False,
-        log_output=False,
-        cwd=str(NOTEBOOK_DIR.parent),  # so `import tasks` works whatever the caller's directory
-        execution_timeout=timeout_s,
-    )
-    html = to_html(nb)
+    with _kernel_env(LAKE_ENV, _lake_env(lake_settings) if lake_settings is not None else None):
+        nb = pm.execute_notebook(
+            str(src),
+            str(executed),
+            parameters=params,
+            kernel_name=ensure_kernel(),
+            progress_bar=False,
+            log_output=False,
+            cwd=str(NOTEBOOK_DIR.parent),  # so `import tasks` works whatever the caller's directory
+            execution_timeout=timeout_s,
+        )
+    html = to_html(nb, show_code=show_code)
     target = out_dir / f"{stem}.html"
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
@@ -774,38 +855,75 @@ def run_report(
     )
 
 
+_REPORT_FILE = re.compile(r"^(?P<name>[a-z_]+)-(?P<day>\d{4}-\d{2}-\d{2})\.(?:html|ipynb)$")
+
+
+def prune_reports(out_dir: Path, keep_days: int, *, now: datetime | None = None) -> list[Path]:
+    """Delete rendered reports (``<name>-<YYYY-MM-DD>.html|.ipynb``) older than ``keep_days``.
+
+    Why: the daily flow writes two files per report per day, and nobody wants a reports folder that
+    grows without bound. Only files named like a report are touched; anything else a person put
+    there stays. Returns the deleted paths.
+    """
+    cutoff = (now or datetime.now(UTC)).date() - timedelta(days=keep_days)
+    gone = []
+    for f in sorted(out_dir.glob("*-*.*")):
+        m = _REPORT_FILE.match(f.name)
+        if not m or m["name"] not in NOTEBOOKS:
+            continue
+        try:
+            day = date.fromisoformat(m["day"])
+        except ValueError:
+            continue
+        if day < cutoff:
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
+
+
 def render_reports(
     settings: Any,
     names: list[str] | None = None,
     *,
-    since: str | datetime = "7d",
+    since: str | datetime | None = None,
     until: str | datetime = "now",
     now: datetime | None = None,
 ) -> list[ReportResult]:
-    """Render each report ``names`` (default: all) for the lake, state DB and data dir of ``settings``.
+    """Render each report ``names`` for the lake, state DB and data dir of ``settings``.
 
-    What both the ``report`` flow (per-report task) and ``cortex-perf report`` call. Names are
-    checked before any kernel starts, so a typo fails at once naming the report.
+    What both the ``report`` flow (per-report task) and ``cortex-perf report`` call. Defaults come
+    from the ``reports`` settings (which notebooks, the window, per-notebook parameters, code
+    shown or not, timeout); names and parameters are checked before any kernel starts, so a typo
+    fails at once naming the field. Reports older than ``reports.keep_days`` are pruned after.
     """
-    names = list(names or NOTEBOOKS)
+    cfg = settings.reports
+    names = list(names or cfg.notebooks or NOTEBOOKS)
     for n in names:
         _check_name(n)
-    start, end = report_window(since, until, now=now)
+    for n, extra in cfg.parameters.items():
+        check_parameters(n, extra, origin="reports.parameters")
+    start, end = report_window(cfg.since if since is None else since, until, now=now)
     lake = Lake.from_settings(settings)
     out = reports_dir(settings)
     state_path = str(settings.state.path)
-    return [
+    results = [
         run_report(
             n,
-            lake_root=lake.root,
+            lake_root=settings.lake.root,  # the URL (s3://…); ``lake.root`` is the bare path
             out_dir=out,
             since=start,
             until=end,
             state_path=state_path,
+            parameters=cfg.parameters.get(n),
+            timeout_s=cfg.timeout_s,
+            show_code=cfg.show_code,
+            lake_settings=settings.lake,
             numbers=lambda n=n: key_numbers(n, lake, start, end, state_path),  # type: ignore[misc]
         )
         for n in names
     ]
+    prune_reports(out, cfg.keep_days, now=now)
+    return results
 
 
 def mail_reports(url: str, results: list[ReportResult], *, timeout_s: float = 30.0) -> int:

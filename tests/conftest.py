@@ -123,3 +123,23 @@ def hook() -> Iterator[Hook]:
     h = Hook()
     yield h
     h.http.close()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 API (moto's server) on 127.0.0.1 with an empty bucket ``metrics``; any keys work."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    ep = f"http://{host}:{port}"
+    boto3.client(
+        "s3", endpoint_url=ep, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+    ).create_bucket(Bucket="metrics")
+    yield ep
+    srv.stop()

@@ -374,6 +374,59 @@ class ScalingSettings(_Section):
         raise LookupError(f"scaling target {name!r} is not configured (known: {known})")
 
 
+class ReportsSettings(_Section):
+    """The report flow and ``cortex-perf report``: which notebooks, over which window, mailed where.
+
+    Why settings and not only flow parameters: the scheduled deployment, the CLI and ``run`` read
+    the same section, so a team sets its report once (window, mail receiver, per-notebook filters)
+    instead of repeating it in every deployment's parameters.
+    """
+
+    enabled: bool = Field(
+        True, description="Run the report flow (its schedule and the report stage of `cortex-perf run`)."
+    )
+    notebooks: list[str] = Field(
+        default_factory=list,
+        description="Reports to render (names in `notebooks/`); empty: every report.",
+    )
+    since: str = Field("7d", description="Default window: how far back a report looks (a duration such as 1d, 7d).")
+    email_to: SecretStr | None = Field(
+        None, description="Apprise URL(s), e.g. `mailto://…`, that get every rendered report attached (secret)."
+    )
+    parameters: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Extra notebook parameters per report, e.g. `{capacity_planning: {capacity: 0.8}}`.",
+    )
+    show_code: bool = Field(False, description="Keep the code cells in the HTML (default: hidden).")
+    timeout_s: int = Field(600, ge=10, description="Longest one notebook cell may run before the report fails.")
+    keep_days: int = Field(90, ge=1, description="Rendered reports older than this are deleted after each run.")
+
+    @field_validator("since")
+    @classmethod
+    def _since(cls, v: str) -> str:
+        return _check_duration(v)
+
+    @field_validator("notebooks")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        from tasks.reports import NOTEBOOKS
+
+        bad = [n for n in v if n not in NOTEBOOKS]
+        if bad:
+            raise ValueError(f"unknown report(s) {', '.join(map(repr, bad))} (known: {', '.join(sorted(NOTEBOOKS))})")
+        return v
+
+    @field_validator("parameters")
+    @classmethod
+    def _param_reports(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from tasks.reports import NOTEBOOKS
+
+        bad = [n for n in v if n not in NOTEBOOKS]
+        if bad:
+            raise ValueError(f"unknown report(s) {', '.join(map(repr, bad))} (known: {', '.join(sorted(NOTEBOOKS))})")
+        return v
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
@@ -398,6 +451,7 @@ class Settings(BaseSettings):
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     api_token: SecretStr | None = Field(None, description="Bearer token for the REST API.")
 

@@ -98,3 +98,12 @@ def test_cli_report(demo: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.exit_code == 2 and "notebook: unknown report 'nope'" in res.stderr
     res = CliRunner().invoke(app, [*args, "report", "--since", "soon"])
     assert res.exit_code == 2 and "since:" in res.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_report_flow_is_skipped_when_disabled(lake_overrides: list[str]) -> None:
+    from flows.report import report
+
+    summary = report(overrides=[*lake_overrides, "reports.enabled=false"])
+    assert summary == {"flow": "report", "skipped": True, "reason": "reports.enabled is false"}
+    assert not (_data_dir(lake_overrides) / "reports").exists()

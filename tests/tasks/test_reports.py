@@ -204,6 +204,7 @@ def test_performance_report_notebook_end_to_end(planted: tuple[Lake, str], tmp_p
     assert Path(res.html).name == f"performance_report-{NOW:%Y-%m-%d}.html"
     assert _sections(html) == [
         "Summary",
+        "Findings",
         "Latency p50 / p95 / p99 per host",
         "CPU and memory headroom",
         "Top consumers",

@@ -4,30 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from tasks.config import load_settings
 from tasks.lake import Lake, Sample
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    boto3 = pytest.importorskip("boto3")
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    ep = f"http://{host}:{port}"
-    boto3.client(
-        "s3", endpoint_url=ep, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
-    ).create_bucket(Bucket="metrics")
-    yield ep
-    srv.stop()
 
 
 def test_lake_round_trip_on_s3(s3_endpoint, now):

@@ -1,0 +1,171 @@
+"""Reports driven by the ``reports`` settings: which notebooks, parameters, code shown, pruning, the
+lake a notebook opens (S3 credentials handed to the kernel, never written into the notebook), and the
+performance report's findings and root-cause sections on demo data with anomaly scores."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tasks import reports as R
+from tasks.anomaly.stream import detect_incremental
+from tasks.config import ConfigError, load_settings
+from tasks.demo import seed_demo
+from tasks.lake import Lake
+from tasks.state import State
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def _settings(tmp_path: Path, **extra: object):
+    return load_settings(
+        overrides={
+            "lake.root": str(tmp_path / "lake"),
+            "data_dir": str(tmp_path / "data"),
+            "state.path": str(tmp_path / "state.duckdb"),
+            **extra,
+        }
+    )
+
+
+# ---- settings validation -------------------------------------------------------------------------
+def test_reports_settings_reject_unknown_reports_and_bad_windows() -> None:
+    with pytest.raises(ConfigError, match=r"reports\.notebooks: .*unknown report\(s\) 'weekly'"):
+        load_settings(overrides={"reports.notebooks": ["weekly"]})
+    with pytest.raises(ConfigError, match=r"reports\.since: .*'soon' is not a positive duration"):
+        load_settings(overrides={"reports.since": "soon"})
+    with pytest.raises(ConfigError, match=r"reports\.parameters: .*unknown report\(s\) 'nope'"):
+        load_settings(overrides={"reports.parameters": {"nope": {"x": 1}}})
+    with pytest.raises(ConfigError, match=r"reports\.timeout_s"):
+        load_settings(overrides={"reports.timeout_s": 0})
+
+
+def test_unknown_notebook_parameter_is_named_before_any_kernel_starts(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, **{"reports.parameters": {"capacity_planning": {"capacty": 0.8}}})
+    t0 = datetime.now(UTC)
+    with pytest.raises(R.ReportError, match=r"reports\.parameters\.capacity_planning\.capacty: .*no such parameter"):
+        R.render_reports(settings, ["performance_report"])
+    assert (datetime.now(UTC) - t0).total_seconds() < 5  # no kernel was started
+    assert not list((tmp_path / "data").rglob("*.html"))
+
+
+def test_notebook_parameters_lists_each_parameter_cell() -> None:
+    params = R.notebook_parameters("capacity_planning")
+    assert {"lake_root", "since", "until", "selector", "capacity"} <= set(params)
+    assert params["lake_root"] == '""'  # the configured lake by default
+
+
+# ---- rendering from settings ---------------------------------------------------------------------
+def test_render_reports_uses_the_settings(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path,
+        **{
+            "reports.notebooks": ["capacity_planning"],
+            "reports.since": "12h",
+            "reports.show_code": True,
+            "reports.parameters": {"capacity_planning": {"capacity": 0.42}},
+        },
+    )
+    seed_demo(Lake.from_settings(settings), now=NOW, days=1)
+    old = Path(settings.data_dir) / "reports"
+    old.mkdir(parents=True)
+    (old / "capacity_planning-2026-01-01.html").write_text("old")
+    (old / "capacity_planning-2026-01-01.ipynb").write_text("{}")
+    (old / "notes-2026-01-01.html").write_text("a person's file")  # not a report: kept
+    (res,) = R.render_reports(settings, now=NOW)
+    assert res.name == "capacity_planning"
+    assert datetime.fromisoformat(res.until) - datetime.fromisoformat(res.since) == timedelta(hours=12)
+    html = Path(res.html).read_text()
+    assert "capacity <b>0.42</b>" in html.replace("**", "") or "capacity <strong>0.42</strong>" in html
+    assert "capacity_outlook" in _text(html)  # show_code keeps the inputs (highlighted in spans)
+    assert sorted(p.name for p in old.iterdir()) == sorted(
+        [Path(res.html).name, Path(res.html).with_suffix(".ipynb").name, "notes-2026-01-01.html"]
+    )
+
+
+def test_prune_reports_keeps_recent_and_foreign_files(tmp_path: Path) -> None:
+    for name in ("alert_review-2026-11-01.html", "alert_review-2026-11-19.html", "alert_review-2026-11-01.ipynb",
+                 "mine-2026-01-01.html", "alert_review-2026-13-45.html"):  # fmt: skip
+        (tmp_path / name).write_text("x")
+    gone = R.prune_reports(tmp_path, keep_days=7, now=NOW)
+    assert sorted(p.name for p in gone) == ["alert_review-2026-11-01.html", "alert_review-2026-11-01.ipynb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "alert_review-2026-11-19.html",
+        "alert_review-2026-13-45.html",
+        "mine-2026-01-01.html",
+    ]
+
+
+# ---- the lake a notebook opens -------------------------------------------------------------------
+def test_open_lake_prefers_the_handoff_then_the_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(R.LAKE_ENV, raising=False)
+    monkeypatch.setenv("CORTEX_PERF_LAKE__ROOT", str(tmp_path / "configured"))
+    monkeypatch.setenv("CORTEX_PERF_LAKE__MEMORY_LIMIT", "300MB")
+    assert R.open_lake("").root == str(tmp_path / "configured")
+    assert R.open_lake(str(tmp_path / "given")).root == str(tmp_path / "given")
+    handed = _settings(tmp_path, **{"lake.memory_limit": "200MB"}).lake
+    monkeypatch.setenv(R.LAKE_ENV, R._lake_env(handed))
+    lake = R.open_lake("")
+    assert lake.root == str(tmp_path / "lake")
+    assert lake.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0].startswith("190")
+
+
+def test_reports_on_an_s3_lake_never_write_the_secret(s3_endpoint: str, tmp_path: Path) -> None:
+    secret = "s3cr3t-REPORT-key-9f2"
+    settings = load_settings(
+        overrides={
+            "lake.root": "s3://metrics/reports-test",
+            "lake.s3_endpoint": s3_endpoint,
+            "lake.s3_region": "us-east-1",
+            "lake.s3_access_key_id": "AKIAREPORTS",
+            "lake.s3_secret_access_key": secret,
+            "data_dir": str(tmp_path / "data"),
+            "state.path": str(tmp_path / "state.duckdb"),
+        }
+    )
+    seed_demo(Lake.from_settings(settings), now=NOW, days=0.25)
+    (res,) = R.render_reports(settings, ["performance_report"], since="6h", now=NOW)
+    html = Path(res.html).read_text()
+    assert res.key_numbers["hosts"] == 4 and res.images >= 2
+    assert "s3://metrics/reports-test" in html and "There is no data" not in html
+    executed = Path(res.html).with_suffix(".ipynb").read_text()
+    for text in (html, executed):
+        assert secret not in text and "AKIAREPORTS" not in text
+    assert R.LAKE_ENV not in __import__("os").environ  # restored after the run
+
+
+# ---- findings and root cause in the performance report -------------------------------------------
+def test_performance_report_shows_findings_and_the_likely_cause(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    seed_demo(lake, now=NOW, days=2)
+    selectors = ["http_request_duration_seconds_p95", "host_cpu_utilization_ratio"]
+    detect_incremental(lake, State(str(tmp_path / "s.duckdb")), selectors, timedelta(minutes=1), now=NOW,
+                       backfill=timedelta(days=2))  # fmt: skip
+    res = R.run_report("performance_report", lake_root=lake.root, out_dir=tmp_path / "out", since="2d", now=NOW,
+                       parameters={"host_filter": "web-2"})  # fmt: skip
+    text = _text(Path(res.html).read_text())
+    findings = text[text.index("Findings") : text.index("Latency p50")]
+    assert re.search(r"# finding kind score 1 \S+", findings)  # a ranked table, not the "nothing" line
+    causes = text[text.index("Likely causes") : text.index("Alerts fired")]
+    # The demo's planted incident: web-2's CPU pinned, its latency rising with it.
+    assert 'http_request_duration_seconds_p95{host="web-2"' in causes.split("the other series")[0]
+    first = re.search(r"# candidate cause score 1 (\S+)", causes)
+    assert first and first.group(1).startswith('host_cpu_utilization_ratio{host="web-2"'), causes
+    assert res.images >= 4 and " False " not in text and " True " not in text  # no stray cell values
+
+
+def test_cli_mail_needs_a_configured_receiver(tmp_path: Path) -> None:
+    from flows.cli import app
+
+    args = ["--set", f"lake.root={tmp_path / 'lake'}", "--set", f"data_dir={tmp_path / 'data'}"]
+    res = CliRunner().invoke(app, [*args, "report", "--notebook", "alert_review", "--mail"])
+    assert res.exit_code == 2 and "reports.email_to is not configured" in res.stderr
+    assert not (tmp_path / "data" / "reports").exists()
