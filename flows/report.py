@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._common import load, stale_run
@@ -98,6 +98,12 @@ def report(
     for name in names:
         res = render(settings, name, start.isoformat(), end.isoformat())
         create_markdown_artifact(markdown=_markdown(res), key=artifact_key(name), description=f"Report {name}")
+        create_link_artifact(  # the UI lists links apart: one click from the run to the HTML
+            link=Path(res.html).resolve().as_uri(),
+            link_text=Path(res.html).name,
+            key=artifact_key(name) + "-html",
+            description=f"Report {name} ({res.since} → {res.until})",
+        )
         logger.info("report %s: %s (%.1f s, %d plot(s))", name, res.html, res.seconds, res.images)
         results.append(res)
     create_table_artifact(

@@ -59,6 +59,7 @@ def test_report_flow_writes_html_and_artifacts(demo: list[str]) -> None:
 
     run_id = state.state_details.flow_run_id
     keys = [TABLE_KEY, artifact_key("alert_review"), artifact_key("performance_report")]
+    keys += [k + "-html" for k in keys[1:]]
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     mine = {a.key: a for a in arts if a.flow_run_id == run_id}
@@ -66,6 +67,8 @@ def test_report_flow_writes_html_and_artifacts(demo: list[str]) -> None:
     assert "alert_review-" in str(mine["report-alert-review"].data) and "| alert firings | 1 |" in str(
         mine["report-alert-review"].data
     )
+    link = mine["report-performance-report-html"]
+    assert Path(reports["performance_report"]["html"]).resolve().as_uri() in str(link.data)
     table = mine[TABLE_KEY].data
     rows = json.loads(table) if isinstance(table, str) else table
     assert {"report": "performance_report", "figure": "hosts", "value": "4"} in rows
