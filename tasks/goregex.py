@@ -149,10 +149,9 @@ def _negate(ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> list
 def _class_py(ranges: list[tuple[int, int]], negated: bool, fold: bool) -> str:
     """A Python class; negation is left to Python so that, under ``(?i)``, it folds then negates as Go."""
     norm = _normalise(ranges)
-    if not norm:
-        py = "[\\x00-\\U0010ffff]" if negated else "(?!)"
-    else:
-        py = f"[{'^' if negated else ''}{_ranges_py(norm)}]"
+    if not norm:  # cannot come from Go syntax (a class has an item), but stay total
+        return "[\\x00-\\U0010ffff]" if negated else "(?!)"
+    py = f"[{'^' if negated else ''}{_ranges_py(norm)}]"
     return f"(?i:{py})" if fold else py
 
 
@@ -377,11 +376,9 @@ class _Parser:
         counted = s[op_start] == "{"
         reps = sub.reps
         if counted:
+            # Go's repeatIsValid: a {0} repeat hides what it repeats; {n,} counts as n.
             m = hi if hi is not None else lo
-            if hi != 0:
-                reps = max(m, 1) * sub.reps
-            else:
-                reps = 1
+            reps = max(m, 1) * sub.reps if hi != 0 else 1
             if (lo >= 2 or (hi is not None and hi >= 2)) and reps > _MAX_REPEAT:
                 raise self.error(ERR_INVALID_REPEAT_SIZE, s[op_start:after], op_start)
         if (lo, hi) == (0, None):
