@@ -193,7 +193,7 @@ def match_series(catalogue: pl.DataFrame, selector: Selector | str) -> pl.DataFr
             values = df.select(col.unique().alias("v")).get_column("v").to_list()
             ok = regex_full_matches(m.name, m.value, values)
             hits = pl.Series([v for v, hit in zip(values, ok, strict=True) if hit], dtype=pl.String)
-            expr = col.is_in(hits)
+            expr = col.is_in(hits.implode())
             if m.op == "!~":
                 expr = ~expr
         df = df.filter(expr)
