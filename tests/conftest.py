@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 from localhttp import JsonHandler, LocalServer
+from prefectserver import running_server
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -86,6 +87,18 @@ def _start_redis(binary: str, attempts: int = 3) -> tuple[subprocess.Popen[bytes
             proc.kill()
             proc.wait()
     pytest.fail(f"could not start {binary}: {error}")
+
+
+# ---- a real Prefect server (deploy/worker and work-pool actuator tests) --------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """API URL of one ``prefect server start`` shared by the session (starting one costs 15–25 s).
+
+    Tests sharing it must not collide: each uses its own work-pool and deployment names."""
+    with running_server(tmp_path_factory.mktemp("prefect-server"), free_port()) as api:
+        yield api
 
 
 # ---- a webhook endpoint for Apprise's json:// plugin (alerting delivery tests) ----------------------

@@ -6,9 +6,9 @@ same text must mean the same thing here — a list in optional ``{…}``, commas
 matchers, unquoted values, OpenMetrics escapes (``\\"``, ``\\n``, ``\\\\``; any other ``\\x`` stays a
 literal backslash), a missing label compared as the empty string, regexes fully anchored.
 
-Regexes are Go RE2 in Alertmanager; Python's ``re`` differs in a few places, so ``compile_go_regex``
-translates what differs (``$`` is end of text, ``\\z``, POSIX ``[[:alpha:]]`` classes, ASCII ``\\d\\s\\w``)
-and rejects what RE2 rejects (look-around, back-references) instead of silently accepting more.
+Regexes are Go RE2 in Alertmanager; ``compile_go_regex`` translates them with ``tasks.goregex`` (the one
+translator the templates and the lake's selectors use too), which rejects what RE2 rejects (look-around,
+back-references) with Go's message instead of silently accepting more.
 
 Config errors elsewhere in the alerting package carry a *path* into the config (``route.routes[1]``);
 ``ConfigPathError`` is that shared error type, so the file loader can turn a path into ``file:line:col``.
@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from tasks import goregex
 
 __all__ = [
     "ConfigPathError",
@@ -90,153 +92,24 @@ class MatcherError(ValueError):
 
 # ---- Go RE2 → Python re ----------------------------------------------------------------------------------
 
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7f",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
+#: Go's wording stops at "invalid or unsupported Perl syntax"; say what RE2 lacks.
+_PERL_HINTS = {
+    "(?=": "RE2 has no look-around",
+    "(?!": "RE2 has no look-around",
+    "(?<": "RE2 has no look-behind; name a group with (?P<name>...)",
 }
-#: Letters Go's regexp/syntax accepts after a backslash (everything else alphabetic is an error there).
-_GO_ESCAPE_LETTERS = set("afnrtvxdDsSwWbBAz")
-_PERL_OUTSIDE = {
-    "d": "[0-9]",
-    "D": "[^0-9]",
-    "s": "[\\t\\n\\f\\r ]",
-    "S": "[^\\t\\n\\f\\r ]",
-    "w": "[0-9A-Za-z_]",
-    "W": "[^0-9A-Za-z_]",
-}
-_PERL_INSIDE = {"d": "0-9", "s": "\\t\\n\\f\\r ", "w": "0-9A-Za-z_"}
 
 
 def compile_go_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an RE2 pattern so that ``fullmatch`` behaves as Go's ``^(?:pattern)$``.
+    """Compile an RE2 pattern (``tasks.goregex``) so that ``fullmatch`` behaves as Go's ``^(?:pattern)$``.
 
-    Raises ``MatcherError`` (with the offset) for syntax RE2 rejects or Python cannot express."""
-    out: list[str] = []
-    i = 0
-    n = len(pattern)
-    in_class = False
-    class_start = 0
-    multiline = False
-    closers = [0]  # per open group: scoped-flag groups to close with it
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            if i + 1 >= n:
-                raise MatcherError("trailing backslash at end of expression", pattern, i)
-            e = pattern[i + 1]
-            if e.isdigit() and e != "0":
-                raise MatcherError(f"invalid escape sequence \\{e} (RE2 has no back-references)", pattern, i)
-            if e in "pP":
-                raise MatcherError(f"unsupported Unicode class \\{e}", pattern, i)
-            if e == "Q":
-                end = pattern.find("\\E", i + 2)
-                lit = pattern[i + 2 :] if end < 0 else pattern[i + 2 : end]
-                out.append(re.escape(lit))
-                i = n if end < 0 else end + 2
-                continue
-            if e == "z" and not in_class:
-                out.append("\\Z")
-            elif e.isalpha() and e not in _GO_ESCAPE_LETTERS:
-                raise MatcherError(f"invalid escape sequence \\{e}", pattern, i)
-            elif not in_class and e in _PERL_OUTSIDE:
-                out.append(_PERL_OUTSIDE[e])
-            elif in_class and e in _PERL_INSIDE:
-                out.append(_PERL_INSIDE[e])
-            elif e == "x" and i + 2 < n and pattern[i + 2] == "{":
-                end = pattern.find("}", i + 3)
-                if end < 0:
-                    raise MatcherError("invalid escape sequence \\x{", pattern, i)
-                try:
-                    code = int(pattern[i + 3 : end], 16)
-                except ValueError:
-                    raise MatcherError("invalid escape sequence \\x{…}", pattern, i) from None
-                out.append(re.escape(chr(code)))
-                i = end + 1
-                continue
-            else:
-                out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if c == "[" and pattern.startswith("[:", i):
-                end = pattern.find(":]", i + 2)
-                name = pattern[i + 2 : end] if end > 0 else ""
-                negated = name.startswith("^")
-                cls = _POSIX_CLASSES.get(name.lstrip("^"))
-                if cls is None:
-                    raise MatcherError(f"invalid character class range [:{name}:]", pattern, i)
-                if negated:
-                    raise MatcherError("negated POSIX classes [:^…:] are not supported", pattern, i)
-                out.append(cls)
-                i = end + 2
-                continue
-            if c == "]" and i > class_start:
-                in_class = False
-            elif c == "[":
-                out.append("\\[")
-                i += 1
-                continue
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            if i < n and pattern[i] == "^":
-                out.append("^")
-                i += 1
-            class_start = i
-            if i < n and pattern[i] == "]":  # a leading ']' is a literal in RE2
-                out.append("\\]")
-                i += 1
-            continue
-        if c == "(" and pattern.startswith("(?", i):
-            rest = pattern[i + 2 : i + 4]
-            if rest[:1] in ("=", "!", ">", "#", "(") or rest in ("<=", "<!") or pattern.startswith("(?P=", i):
-                raise MatcherError("invalid or unsupported Perl syntax (look-around/back-reference)", pattern, i)
-            m = re.match(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])", pattern[i:])
-            if m and "m" in (m.group(1) or ""):
-                multiline = True
-            if m and m.group(3) == ")":
-                # Go allows ``(?i)`` anywhere, scoped to the rest of the group; Python 3.11 only at the
-                # very start. Rewrite it as a scoped group closed where the enclosing group closes.
-                if "U" in m.group(0):
-                    raise MatcherError("the ungreedy flag U is not supported", pattern, i)
-                out.append(m.group(0)[:-1] + ":")
-                closers[-1] += 1
-                i += m.end()
-                continue
-        if c == "(":
-            closers.append(0)
-        elif c == ")" and len(closers) > 1:
-            out.append(")" * closers.pop())
-        if c == "$" and not multiline:
-            out.append("\\Z")
-            i += 1
-            continue
-        out.append(c)
-        i += 1
-    if in_class:
-        raise MatcherError("missing closing ]", pattern, class_start)
-    out.append(")" * closers[0])
+    Raises ``MatcherError`` with Go's message and the offset for syntax RE2 rejects."""
     try:
-        return re.compile("(?:" + "".join(out) + ")")
-    except re.error as exc:
-        pos = exc.pos if exc.pos is not None else 0
-        raise MatcherError(f"invalid regular expression: {exc.msg}", pattern, min(max(pos - 3, 0), n)) from None
+        return goregex.compile_go_regex(pattern)
+    except goregex.GoRegexError as exc:
+        hint = _PERL_HINTS.get(exc.expr[:3]) if exc.code == goregex.ERR_INVALID_PERL_OP else None
+        extra = f" ({hint})" if hint else ""
+        raise MatcherError(f"invalid regular expression: {exc}{extra}", pattern, exc.position) from None
 
 
 # ---- matcher ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ A tick:
 
 1. compile every expression (cached per expression);
 2. resolve every distinct selector to its series in one SQL query over the catalogue (matchers as a
-   table; regexes fully anchored and evaluated with polars, as ``tasks.lake.selector`` does, on the
+   table; regexes fully anchored Go RE2, matched as ``tasks.lake.selector`` does (``tasks.goregex``), on the
    distinct label values only); cached while the catalogue does not change;
 3. read the samples of all matched series in ``[t - widest window, t]`` once (``Lake.window_samples``),
    with each sample's predecessor (for counter resets);
@@ -71,7 +71,7 @@ from tasks.alerting.promql import (
     VectorSelector,
     parse,
 )
-from tasks.lake.selector import Selector
+from tasks.lake.selector import Selector, SelectorError, regex_full_matches
 
 __all__ = [
     "Compiled",
@@ -624,9 +624,9 @@ def _ms(t: datetime) -> int:
     return round(t.timestamp() * 1000)
 
 
-def _regex_matches(pattern: str, values: list[str]) -> list[bool]:
-    # Fully anchored, evaluated by polars exactly as tasks.lake.selector.match_series does.
-    return pl.Series(values, dtype=pl.String).str.contains(f"^(?:{pattern})$").to_list()
+def _regex_matches(label: str, pattern: str, values: list[str]) -> list[bool]:
+    # Fully anchored Go RE2, evaluated exactly as tasks.lake.selector.match_series does.
+    return regex_full_matches(label, pattern, values)
 
 
 class SQLEngine:
@@ -658,7 +658,7 @@ class SQLEngine:
         self._values: dict[str, list[str]] = {}
         self._matched = pl.DataFrame(schema={"sel": pl.Int64, "sid": pl.Int64})
         self._matched_sels: set[int] = set()
-        self._bad_sels: set[int] = set()  # selectors whose regex polars refuses (→ reference)
+        self._bad_sels: set[int] = set()  # selectors whose regex the Go RE2 translator refuses (→ reference)
         self.last_stats = TickStats()
 
     # catalogue-derived tables, rebuilt only when the lake's catalogue changes
@@ -743,10 +743,10 @@ class SQLEngine:
         for k, pat in regexes:
             vals = self._values.get(k, [""])
             try:
-                ok = _regex_matches(pat, vals)
-            except pl.exceptions.PolarsError:
-                # Valid for Python's re (the parser's check) but not for the Rust/RE2 syntax
-                # selector.py matches with: the reference raises its own error for these rules.
+                ok = _regex_matches(k, pat, vals)
+            except SelectorError:
+                # A selector built without parse_selector's check: the reference raises its own
+                # error for these rules.
                 broken.add((k, pat))
                 continue
             rx_ok += ok

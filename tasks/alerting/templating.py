@@ -42,6 +42,7 @@ from typing import Any
 
 from tasks.alerting.evaluate import format_value
 from tasks.alerting.promql import parse_duration
+from tasks.goregex import GoRegexError, compile_go_regex
 
 __all__ = [
     "FUNCTIONS",
@@ -1037,93 +1038,23 @@ def _strip_domain(hp: str) -> str:
     return host
 
 
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7F",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1F\\x7F",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-
-
-def _go_regexp(pattern: str) -> re.Pattern[str]:
-    """Compile a Go RE2 pattern with Python's ``re`` where they agree; Go's ``$`` and ``\\z`` are the
-    end of the text (Python's ``$`` also matches before a final newline), POSIX classes expand.
-    Look-arounds and back-references, which RE2 rejects, are errors here too."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    multiline = False
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            nxt = pattern[i + 1]
-            if nxt.isdigit() and nxt != "0" and not in_class:
-                raise _FuncError(f"error parsing regexp: invalid escape sequence: `\\{nxt}`")
-            if nxt == "z" and not in_class:
-                out.append("\\Z")
-            elif nxt == "Z":
-                raise _FuncError("error parsing regexp: invalid escape sequence: `\\Z`")
-            else:
-                out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            if pattern.startswith("[:", i):
-                close = pattern.find(":]", i + 2)
-                name = pattern[i + 2 : close] if close > 0 else ""
-                neg = name.startswith("^")
-                cls = _POSIX_CLASSES.get(name.lstrip("^"))
-                if cls is None or neg:
-                    raise _FuncError(f"error parsing regexp: invalid character class range: `{pattern[i : close + 2]}`")
-                out.append(cls)
-                i = close + 2
-                continue
-            if c == "]":
-                in_class = False
-            elif c == "[":
-                out.append("\\[")
-                i += 1
-                continue
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            if pattern.startswith("^", i + 1):
-                out.append("^")
-                i += 1
-            if pattern.startswith("]", i + 1):
-                out.append("\\]")
-                i += 1
-            i += 1
-            continue
-        if c == "(" and pattern.startswith("(?", i):
-            if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
-                raise _FuncError(f"error parsing regexp: invalid or unsupported Perl syntax: `{pattern[i : i + 3]}`")
-            m = re.match(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?[:)]", pattern[i:])
-            if m and "m" in (m.group(1) or ""):
-                multiline = True
-        if c == "$" and not multiline:
-            out.append("\\Z")
-            i += 1
-            continue
-        out.append(c)
-        i += 1
+def _go_regexp(pattern: str, caller: str = "match") -> re.Pattern[str]:
+    """Compile a Go RE2 pattern (``tasks.goregex``); a bad one fails with Go's text for ``caller``:
+    ``match`` is ``regexp.MatchString`` (returns the error), ``reReplaceAll`` is ``regexp.MustCompile``
+    (panics with ``regexp: Compile(`PATTERN`): …``, which ``text/template`` reports as the error)."""
     try:
-        return re.compile("".join(out))
-    except re.error as exc:
-        raise _FuncError(f"error parsing regexp: {exc}: `{pattern}`") from None
+        return compile_go_regex(pattern)
+    except GoRegexError as exc:
+        if caller == "match":
+            raise _FuncError(str(exc)) from None
+        raise _FuncError(f"regexp: Compile({_go_regexp_quote(pattern)}): {exc}") from None
+
+
+def _go_regexp_quote(s: str) -> str:
+    """``regexp.quote``: backquoted when ``strconv.CanBackquote``, else ``strconv.Quote``."""
+    if any(c == "`" or c == "\ufeff" or c == "\x7f" or (c < " " and c != "\t") for c in s):
+        return _go_quote(s)
+    return f"`{s}`"
 
 
 def _go_expand(template: str, m: re.Match[str], names: Mapping[str, int]) -> str:
@@ -1163,7 +1094,7 @@ def _go_expand(template: str, m: re.Match[str], names: Mapping[str, int]) -> str
 
 def _re_replace_all(pattern: str, repl: str, text: str) -> str:
     """``regexp.MustCompile(pattern).ReplaceAllString(text, repl)`` with Go's empty-match rule."""
-    rx = _go_regexp(pattern)
+    rx = _go_regexp(pattern, "reReplaceAll")
     out: list[str] = []
     last_match_end = 0
     search = 0

@@ -1,18 +1,22 @@
 """Series selectors in PromQL syntax: ``metric{label="v", label!="v", label=~"re", label!~"re"}``.
 
 Parsed by hand into a small typed object (no user text is ever pasted into SQL) and matched against
-the lake's series catalogue with polars. Semantics follow Prometheus: regexes are fully anchored
-(RE2 syntax, which polars' Rust regex shares), and a missing label equals the empty string, so
-``{env=""}`` matches series without ``env``.
+the lake's series catalogue with polars. Semantics follow Prometheus: regexes are Go RE2, fully
+anchored (``^(?:re)$``), and a missing label equals the empty string, so ``{env=""}`` matches series
+without ``env``. Regexes go through ``tasks.goregex``, the translator the alert rules' matchers and
+templates use, so ``\\z``, ``[[:alpha:]]``, ``\\Q…\\E``, ``x(?i)y`` and ASCII ``\\d`` mean in a lake query
+what they mean in an alert rule (polars' Rust regex differed: Unicode ``\\d``, no ``\\Q…\\E``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
+from tasks.goregex import GoRegexError, compile_go_regex
 from tasks.lake.schema import LABEL_NAME_RE, METRIC_NAME_RE
 
 OPS = ("=~", "!~", "!=", "=")
@@ -111,10 +115,7 @@ def parse_selector(text: str) -> Selector:
                 raise SelectorError(f"column {i + 1}: expected a quoted value")
             value, i = _read_string(s, i)
             if op in ("=~", "!~"):
-                try:
-                    re.compile(value)
-                except re.error as e:
-                    raise SelectorError(f"label {name}: invalid regex {value!r}: {e}") from None
+                _label_regex(name, value)
             matchers.append(Matcher(name, op, value))
             while i < len(s) and s[i].isspace():
                 i += 1
@@ -139,14 +140,30 @@ def parse_selector(text: str) -> Selector:
     return Selector(tuple(matchers))
 
 
+def _label_regex(name: str, pattern: str) -> re.Pattern[str]:
+    """The compiled Go RE2 ``pattern``; a bad one is a ``SelectorError`` naming the label and Go's error."""
+    try:
+        return compile_go_regex(pattern)
+    except GoRegexError as e:
+        raise SelectorError(f"label {name}: invalid regex {pattern!r}: {e}") from None
+
+
+def regex_full_matches(name: str, pattern: str, values: Sequence[str]) -> list[bool]:
+    """Whether each of ``values`` matches label regex ``pattern`` as Prometheus does (``^(?:re)$``).
+
+    Shared with the SQL rule engine (``tasks.alerting.sqlcompile``), which matches distinct label
+    values the same way, so both engines agree with the alert rules' Go semantics."""
+    rx = _label_regex(name, pattern)
+    return [rx.fullmatch(v) is not None for v in values]
+
+
 def _matches_empty(m: Matcher) -> bool:
     if m.op == "=":
         return m.value == ""
     if m.op == "!=":
         return m.value != ""
-    if m.op == "=~":
-        return re.fullmatch(m.value, "") is not None
-    return re.fullmatch(m.value, "") is None
+    hit = regex_full_matches(m.name, m.value, [""])[0]
+    return hit if m.op == "=~" else not hit
 
 
 def _label_expr(name: str) -> pl.Expr:
@@ -172,7 +189,11 @@ def match_series(catalogue: pl.DataFrame, selector: Selector | str) -> pl.DataFr
         elif m.op == "!=":
             expr = col != m.value
         else:
-            expr = col.str.contains(f"^(?:{m.value})$")
+            # Python's re per distinct value (few), then a vectorised membership test.
+            values = df.select(col.unique().alias("v")).get_column("v").to_list()
+            ok = regex_full_matches(m.name, m.value, values)
+            hits = pl.Series([v for v, hit in zip(values, ok, strict=True) if hit], dtype=pl.String)
+            expr = col.is_in(hits.implode())
             if m.op == "!~":
                 expr = ~expr
         df = df.filter(expr)

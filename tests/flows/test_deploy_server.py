@@ -9,59 +9,28 @@ environment names).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from prefectserver import PREFECT, clean_env, stop_process
 
 from tasks.lake import Lake
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).parent / "prefect")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """SIGTERM (Prefect shuts down cleanly on it), then SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
 @pytest.fixture
-def prefect_env(tmp_path: Path) -> dict[str, str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CORTEX_PERF_"))}
+def prefect_env(prefect_server: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for the CLI and the worker, talking to the session's ``prefect_server``."""
+    env = clean_env()
     env.update(
         {
             "PREFECT_HOME": str(tmp_path / "prefect-home"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PREFECT_UI_ENABLED": "false",
-            # No schedules fire here: only the run the test creates should execute.
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+            "PREFECT_API_URL": prefect_server,
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_PREFETCH_SECONDS": "5",
             "PREFECT_CLI_PROMPT": "false",
@@ -71,36 +40,6 @@ def prefect_env(tmp_path: Path) -> dict[str, str]:
         }
     )
     return env
-
-
-@pytest.fixture
-def prefect_server(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", prefect_env["PREFECT_SERVER_API_PORT"]],
-        env=prefect_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api = prefect_env["PREFECT_API_URL"]
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"prefect server exited early:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prefect server not healthy in 120 s:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield api
-    finally:
-        _stop(proc)
-        log.close()
 
 
 def _prefect(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -164,7 +103,7 @@ def test_deploy_and_run_collect_through_a_process_worker(
         )
         assert "Completed" in run.stdout + run.stderr, run.stdout + run.stderr
     finally:
-        _stop(worker)
+        stop_process(worker)
         worker_log.close()
 
     lake = Lake(str(lake_root))

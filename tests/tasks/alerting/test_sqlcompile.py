@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from tasks.alerting.evaluate import EvalError, StaleMarkers, evaluate
-from tasks.alerting.promql import parse
+from tasks.alerting.promql import VectorSelector, parse
 from tasks.alerting.sqlcompile import NotCompilable, SQLEngine, compile_expr, evaluate_many
 from tasks.lake import Lake, Sample
+from tasks.lake.selector import Matcher, Selector
 
 T = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -384,18 +385,32 @@ def test_arithmetic_edges_match_reference(lake: Lake) -> None:
         assert_same(g, evaluate(e, lake, T), e)
 
 
-def test_regex_polars_refuses_falls_back_alone(lake: Lake) -> None:
-    put(lake, "g", {"instance": "a"}, [(-10 * S, 1.0)])
+def test_regex_go_rejects_fails_alone(lake: Lake) -> None:
+    put(lake, "g", {"instance": "a", "n": "١"}, [(-10 * S, 1.0)])
     engine = SQLEngine(lake)
-    exprs = ['g{instance=~"(?=a)a"}', 'g{instance=~"a"}', 'absent(g{instance=~"(?=a)a"})']
+    exprs = ['g{instance=~"(?=a)a"}', 'g{instance=~"a"}', 'absent(g{instance=~"(?=a)a"})', 'g{n=~"\\\\d"}']
     got = engine.evaluate_many(exprs, T)
-    # Python's re accepts a lookahead (so the parser does), the Rust regex syntax of the lake's
-    # matcher does not: the reference raises, and so does the rule's slot; the others are unaffected
+    # RE2 has no look-ahead: the parser rejects it as Prometheus does, in both engines; the others are
+    # unaffected, and both engines read \\d as ASCII digits (Go), not Unicode ones (polars' Rust regex)
     for e, g in zip(exprs, got, strict=True):
         assert_same(g, reference(e, lake, T), e)
     assert isinstance(got[0], Exception) and isinstance(got[2], Exception)
+    assert "invalid or unsupported Perl syntax" in str(got[0])
+    assert got[1] == [({"__name__": "g", "instance": "a", "n": "١"}, 1.0)]
+    assert got[3] == []
+    assert engine.last_stats.fallbacks == 0
+
+
+def test_unchecked_bad_regex_falls_back_alone(lake: Lake) -> None:
+    put(lake, "g", {"instance": "a"}, [(-10 * S, 1.0)])
+    # A selector built by hand skips parse_selector's check: the engine cannot match it, so the rule
+    # goes to the reference, which raises; the rule next to it is unaffected.
+    bad = VectorSelector(Selector((Matcher("__name__", "=", "g"), Matcher("instance", "=~", "(?=a)a"))))
+    engine = SQLEngine(lake)
+    got = engine.evaluate_many([bad, parse('g{instance=~"a"}')], T)
+    assert isinstance(got[0], Exception) and "invalid or unsupported Perl syntax" in str(got[0])
     assert got[1] == [({"__name__": "g", "instance": "a"}, 1.0)]
-    assert engine.last_stats.fallbacks == 2
+    assert engine.last_stats.fallbacks == 1
 
 
 def test_bad_call_arguments_are_named(lake: Lake) -> None:
