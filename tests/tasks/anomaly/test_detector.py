@@ -182,7 +182,13 @@ def test_small_sustained_shift_is_found_by_the_slow_shift_detector() -> None:
     v = 50 + rng.normal(0, 1, n)
     at = 3500
     v[at:] += 3.5
-    alone = {"weight_residual": 0.0, "weight_seasonal": 0.0, "weight_level_shift": 0.0, "range_tolerance": 1e9}
+    alone = {
+        "weight_residual": 0.0,
+        "weight_seasonal": 0.0,
+        "weight_level_shift": 0.0,
+        "range_tolerance": 1e9,
+        "pattern_fraction": 0.0,
+    }
     res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, **alone))
     seg = res.score[at : at + 60]
     j = int(np.argmax(seg))
