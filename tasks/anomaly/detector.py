@@ -26,6 +26,9 @@ deviations, IQR/1.349 of a rolling window, never the mean/std a spike would dist
   others, so any new record beyond the tolerance scores at least 0.67 and is reported). Why 2 %:
   a new all-time record is rarely routine, and reporting the first one of an incident early
   (the quiet period then silences the follow-ups) earns more than it costs in false alarms.
+* ``level_range`` — ``range`` on the mean of the last warm-up/32 samples: a level never reached by any
+  earlier such mean (beyond 3.5 % of their range) reports, scored like ``range``. On a spiky series the
+  raw range is set by spikes, so a sustained rise or a burst inside it is no new value; its level is.
 * ``pattern`` — the shape of the last warm-up/8 samples (4 block means, in units of the range seen)
   against its nearest earlier window: a shape farther from everything seen than any shape before
   (by more than 10 %) reports, scored like ``range``. Catches a change in *how* the series moves
@@ -84,9 +87,9 @@ DAY_S = 86_400.0
 P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
-DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range", "pattern")
+DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range", "level_range", "pattern")
 #: Bumped whenever the state or a default it carries changes (6: range_tolerance 0.05 → 0.02; 7: quiet_firm_score
-#: 0.65, a clear alarm's quiet period cannot be broken; 8: the ``pattern`` detector and its memory), so saved
+#: 0.65, a clear alarm's quiet period cannot be broken; 8: the ``pattern`` and ``level_range`` detectors), so saved
 #: detectors restart with the current defaults and live scores stay identical to a replay.
 STATE_VERSION = 8
 
@@ -163,6 +166,10 @@ class DetectorConfig:
     pattern_start: float = 0.5
     pattern_tolerance: float = 0.1
     pattern_memory: int = 2000  # past windows kept (oldest dropped first): bounds the per-sample cost
+    # "level_range": the mean of the last level_range_fraction x warmup samples beyond the smallest/largest such
+    # mean seen so far by more than level_range_tolerance of their range (BENCHMARKS.md Round 8). 0: off
+    level_range_fraction: float = 0.03125
+    level_range_tolerance: float = 0.035
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
@@ -216,6 +223,8 @@ class _State:
     pattern_memory: list[list[float]] = field(default_factory=list)
     pattern_pending: list[tuple[int, list[float]]] = field(default_factory=list)
     pattern_max: float = 0.0
+    level_lo: float | None = None  # smallest and largest moving mean ever seen (the "level_range" detector)
+    level_hi: float | None = None
 
 
 class Detector:
@@ -264,6 +273,8 @@ class Detector:
             "pattern_memory": s.pattern_memory,
             "pattern_pending": [[end, f] for end, f in s.pattern_pending],
             "pattern_max": s.pattern_max,
+            "level_lo": s.level_lo,
+            "level_hi": s.level_hi,
         }
 
     @classmethod
@@ -295,6 +306,8 @@ class Detector:
             pattern_memory=[[float(v) for v in f] for f in state["pattern_memory"]],
             pattern_pending=[(int(end), [float(v) for v in f]) for end, f in state["pattern_pending"]],
             pattern_max=float(state["pattern_max"]),
+            level_lo=None if state["level_lo"] is None else float(state["level_lo"]),
+            level_hi=None if state["level_hi"] is None else float(state["level_hi"]),
         )
         return det
 
@@ -349,6 +362,7 @@ class Detector:
         prev_lo, prev_hi = s.lo, s.hi
         self._learn(t, x)
         pattern = self._pattern()
+        level_range = self._level_range()
         s.n += 1
 
         if s.n <= c.warmup:
@@ -391,11 +405,23 @@ class Detector:
             # the excess beyond the range as a multiple of the tolerance, shaped like r (1 -> 0.5)
             rr = out_of_range / c.range_tolerance
             range_score = rr / (rr + c.r_half)
+        level_score = 0.0
+        if level_range is not None:
+            lr = level_range[0] / c.level_range_tolerance
+            level_score = lr / (lr + c.r_half)
+            if level_score > max(score, range_score):
+                _, mean, passed = level_range
+                side = "above the highest" if mean > passed else "below the lowest"
+                reason = (
+                    f"level_range: mean of the last {self._level_range_size()} samples {mean:.6g}, {side} such mean "
+                    f"seen before ({passed:.6g}) by {level_range[0]:.0%} of their range"
+                )
+                return Score(level_score, "level_range", passed, x, reason, max(r, lr))
         if pattern is not None:
             # the distance's excess over its record, as a multiple of the tolerance, shaped like range's
             pr = pattern / c.pattern_tolerance
             pattern_score = pr / (pr + c.r_half)
-            if pattern_score > max(score, range_score):
+            if pattern_score > max(score, range_score, level_score):
                 reason = (
                     f"pattern: the shape of the last {self._pattern_shape()[0]} samples is {pattern:.0%} farther "
                     "from its nearest earlier window than any shape seen before"
@@ -432,6 +458,40 @@ class Detector:
             return None
         excess = max(x - s.hi, s.lo - x) / (s.hi - s.lo)
         return excess if excess > self.config.range_tolerance else None
+
+    def _level_range_size(self) -> int:
+        c = self.config
+        return min(max(2, int(c.warmup * c.level_range_fraction)), c.residual_window)
+
+    def _level_range(self) -> tuple[float, float, float] | None:
+        """(excess, moving mean, bound passed) when the mean of the last samples lies beyond every earlier
+        such mean by more than ``level_range_tolerance`` of their range; None when not (or not yet).
+
+        Why: ``range`` on a smoothed series. On a spiky series the raw range is set by spikes, so a
+        sustained rise or a burst of activity inside it is no new record for ``range``, and its
+        samples are no rarer than the spikes the z detectors have learned; but the level over a
+        few dozen samples (warm-up/32: two hours of 5-minute data) may never have been this high. A
+        record of that level is rare on any series and needs no calibration, as a record value is
+        for ``range``. Learned from the first full window on (warm-up included); called after the
+        sample is learned.
+        """
+        c = self.config
+        s = self._s
+        if c.level_range_fraction <= 0:
+            return None
+        size = self._level_range_size()
+        if len(s.values) < size:
+            return None
+        mean = sum(s.values.last(size)) / size
+        lo, hi = s.level_lo, s.level_hi
+        s.level_lo = mean if lo is None else min(lo, mean)
+        s.level_hi = mean if hi is None else max(hi, mean)
+        if lo is None or hi is None or hi <= lo or s.n < c.warmup:
+            return None
+        excess = max(mean - hi, lo - mean) / (hi - lo)
+        if excess <= c.level_range_tolerance:
+            return None
+        return excess, mean, hi if mean > hi else lo
 
     def _pattern_shape(self) -> tuple[int, int]:
         """(window length, block length) of the pattern detector: the window is tied to the warm-up,
