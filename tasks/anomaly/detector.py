@@ -29,10 +29,6 @@ deviations, IQR/1.349 of a rolling window, never the mean/std a spike would dist
 * ``level_range`` — ``range`` on the mean of the last warm-up/32 samples: a level never reached by any
   earlier such mean (beyond 3.5 % of their range) reports, scored like ``range``. On a spiky series the
   raw range is set by spikes, so a sustained rise or a burst inside it is no new value; its level is.
-* ``pattern`` — the shape of the last warm-up/8 samples (4 block means, in units of the range seen)
-  against its nearest earlier window: a shape farther from everything seen than any shape before
-  (by more than 10 %) reports, scored like ``range``. Catches a change in *how* the series moves
-  (spikes coming more often, a faster rhythm) while every sample stays within its usual extremes.
 
 Each z is divided by that detector's usual extreme on this series (a high quantile of its own recent
 z), and the ratios are combined into r (the strongest detector, after per-detector weights, plus a share
@@ -87,9 +83,9 @@ DAY_S = 86_400.0
 P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
-DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range", "level_range", "pattern")
+DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range", "level_range")
 #: Bumped whenever the state or a default it carries changes (6: range_tolerance 0.05 → 0.02; 7: quiet_firm_score
-#: 0.65, a clear alarm's quiet period cannot be broken; 8: the ``pattern`` and ``level_range`` detectors), so saved
+#: 0.65, a clear alarm's quiet period cannot be broken; 8: the ``level_range`` detector), so saved
 #: detectors restart with the current defaults and live scores stay identical to a replay.
 STATE_VERSION = 8
 
@@ -158,14 +154,6 @@ class DetectorConfig:
     # an alarm scoring at least this is clear, not marginal: its quiet period admits no breakthrough (1: off).
     # Breakthroughs after such alarms were all false alarms on NAB (BENCHMARKS.md Round 7)
     quiet_firm_score: float = 0.65
-    # "pattern": the shape of the last pattern_fraction x warmup samples (pattern_blocks block means, in units of
-    # the range seen) against its nearest past window; a distance beyond the largest seen since
-    # pattern_start x warmup samples by more than pattern_tolerance reports (BENCHMARKS.md Round 8). 0: off
-    pattern_fraction: float = 0.125
-    pattern_blocks: int = 4
-    pattern_start: float = 0.5
-    pattern_tolerance: float = 0.1
-    pattern_memory: int = 2000  # past windows kept (oldest dropped first): bounds the per-sample cost
     # "level_range": the mean of the last level_range_fraction x warmup samples beyond the smallest/largest such
     # mean seen so far by more than level_range_tolerance of their range (BENCHMARKS.md Round 8). 0: off
     level_range_fraction: float = 0.03125
@@ -218,11 +206,6 @@ class _State:
     excess: RollingWindow = field(default_factory=lambda: RollingWindow(5))  # max(0, r - 1), last samples
     quiet: int = 0  # samples left in the quiet period after the last reported alarm
     quiet_level: float = 0.0  # score of the alarm that started it
-    # the "pattern" detector: past windows' block means (oldest first), windows not yet a full window
-    # old (end row, block means), and the largest nearest-window distance seen since ``pattern_start``
-    pattern_memory: list[list[float]] = field(default_factory=list)
-    pattern_pending: list[tuple[int, list[float]]] = field(default_factory=list)
-    pattern_max: float = 0.0
     level_lo: float | None = None  # smallest and largest moving mean ever seen (the "level_range" detector)
     level_hi: float | None = None
 
@@ -242,7 +225,6 @@ class Detector:
             slow_reference=RollingWindow(c.slow_reference),
             excess=RollingWindow(max(1, c.evidence_window)),
         )
-        self._pattern_array: npt.NDArray[np.float64] | None = None
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -270,9 +252,6 @@ class Detector:
             "excess": s.excess.state(),
             "quiet": s.quiet,
             "quiet_level": s.quiet_level,
-            "pattern_memory": s.pattern_memory,
-            "pattern_pending": [[end, f] for end, f in s.pattern_pending],
-            "pattern_max": s.pattern_max,
             "level_lo": s.level_lo,
             "level_hi": s.level_hi,
         }
@@ -303,9 +282,6 @@ class Detector:
             excess=RollingWindow.from_state(state["excess"]),
             quiet=int(state["quiet"]),
             quiet_level=float(state["quiet_level"]),
-            pattern_memory=[[float(v) for v in f] for f in state["pattern_memory"]],
-            pattern_pending=[(int(end), [float(v) for v in f]) for end, f in state["pattern_pending"]],
-            pattern_max=float(state["pattern_max"]),
             level_lo=None if state["level_lo"] is None else float(state["level_lo"]),
             level_hi=None if state["level_hi"] is None else float(state["level_hi"]),
         )
@@ -361,7 +337,6 @@ class Detector:
         out_of_range = self._out_of_range(x)
         prev_lo, prev_hi = s.lo, s.hi
         self._learn(t, x)
-        pattern = self._pattern()
         level_range = self._level_range()
         s.n += 1
 
@@ -417,16 +392,6 @@ class Detector:
                     f"seen before ({passed:.6g}) by {level_range[0]:.0%} of their range"
                 )
                 return Score(level_score, "level_range", passed, x, reason, max(r, lr))
-        if pattern is not None:
-            # the distance's excess over its record, as a multiple of the tolerance, shaped like range's
-            pr = pattern / c.pattern_tolerance
-            pattern_score = pr / (pr + c.r_half)
-            if pattern_score > max(score, range_score, level_score):
-                reason = (
-                    f"pattern: the shape of the last {self._pattern_shape()[0]} samples is {pattern:.0%} farther "
-                    "from its nearest earlier window than any shape seen before"
-                )
-                return Score(pattern_score, "pattern", None, x, reason, max(r, pr))
         if out_of_range is not None and range_score > score:
             above = prev_hi is not None and x > prev_hi
             bound = prev_hi if above else prev_lo
@@ -492,62 +457,6 @@ class Detector:
         if excess <= c.level_range_tolerance:
             return None
         return excess, mean, hi if mean > hi else lo
-
-    def _pattern_shape(self) -> tuple[int, int]:
-        """(window length, block length) of the pattern detector: the window is tied to the warm-up,
-        the one time scale a series is given, and holds ``pattern_blocks`` whole blocks."""
-        c = self.config
-        blocks = max(1, c.pattern_blocks)
-        size = min(max(blocks, int(c.warmup * c.pattern_fraction)), c.residual_window)
-        block = max(1, size // blocks)
-        return block * blocks, block
-
-    def _pattern(self) -> float | None:
-        """How far the shape of the last samples is beyond the most novel shape seen so far; None when not.
-
-        Why (a causal kNN-CAD / ARTime-like novelty test): the point detectors judge one sample, or a
-        median, against the usual spread, so a change in *how* the series moves — spikes coming
-        twice as often, a burst of volatility at an ordinary level — stays within every usual
-        extreme. The last window, as ``pattern_blocks`` block means in units of the range seen so
-        far (so noise far below the range never looks new), is compared with every earlier
-        non-overlapping window (one kept per block, at most ``pattern_memory``) by mean absolute
-        difference; its nearest-window distance reports only when it beats the largest such distance
-        seen since ``pattern_start`` x warm-up samples by more than ``pattern_tolerance`` (a record
-        novelty, like ``range``'s record value; early windows, compared with little memory, are all
-        "new" and are left out of the record). Called after the sample is learned; cost per sample
-        is one pass over the memory.
-        """
-        c = self.config
-        s = self._s
-        if c.pattern_fraction <= 0:
-            return None
-        t = s.n  # this sample's row
-        size, block = self._pattern_shape()
-        if len(s.values) < size or s.lo is None or s.hi is None:
-            return None
-        last = s.values.last(size)
-        feats = [sum(last[j * block : (j + 1) * block]) / block for j in range(size // block)]
-        while s.pattern_pending and s.pattern_pending[0][0] <= t - size:
-            s.pattern_memory.append(s.pattern_pending.pop(0)[1])
-            if len(s.pattern_memory) > c.pattern_memory:
-                s.pattern_memory.pop(0)
-            self._pattern_array = None
-        if (t - (size - 1)) % block == 0:
-            s.pattern_pending.append((t, feats))
-        if not s.pattern_memory:
-            return None
-        if self._pattern_array is None:  # the memory as an array, rebuilt only when a window joins it
-            self._pattern_array = np.asarray(s.pattern_memory, dtype=np.float64)
-        mem = self._pattern_array
-        spread = max(s.hi - s.lo, 1e-12)
-        d = float(np.abs(mem - np.asarray(feats)).mean(axis=1).min()) / spread
-        record = s.pattern_max
-        if t >= int(c.pattern_start * c.warmup):
-            s.pattern_max = max(s.pattern_max, d)
-        if t < c.warmup or record <= 0:
-            return None
-        excess = d / record - 1.0
-        return excess if excess > c.pattern_tolerance else None
 
     def _calibrate(self, zs: dict[str, float]) -> dict[str, float]:
         """Each z as a multiple of that detector's usual extreme on this series, then learn the z.

@@ -192,7 +192,6 @@ def test_small_sustained_shift_is_found_by_the_slow_shift_detector() -> None:
         "weight_seasonal": 0.0,
         "weight_level_shift": 0.0,
         "range_tolerance": 1e9,
-        "pattern_fraction": 0.0,
         "level_range_fraction": 0.0,
     }
     res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, **alone))
