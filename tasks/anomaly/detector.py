@@ -26,6 +26,9 @@ deviations, IQR/1.349 of a rolling window, never the mean/std a spike would dist
   others, so any new record beyond the tolerance scores at least 0.67 and is reported). Why 2 %:
   a new all-time record is rarely routine, and reporting the first one of an incident early
   (the quiet period then silences the follow-ups) earns more than it costs in false alarms.
+* ``level_range`` — ``range`` on the mean of the last warm-up/32 samples: a level never reached by any
+  earlier such mean (beyond 3.5 % of their range) reports, scored like ``range``. On a spiky series the
+  raw range is set by spikes, so a sustained rise or a burst inside it is no new value; its level is.
 
 Each z is divided by that detector's usual extreme on this series (a high quantile of its own recent
 z), and the ratios are combined into r (the strongest detector, after per-detector weights, plus a share
@@ -80,11 +83,11 @@ DAY_S = 86_400.0
 P10_P90_SIGMAS = 2.5631
 #: Standard error of a sample median, in standard deviations, times sqrt(n) (normal data).
 MEDIAN_SE = 1.2533
-DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range")
+DETECTORS = ("residual", "seasonal", "level_shift", "slow_shift", "range", "level_range")
 #: Bumped whenever the state or a default it carries changes (6: range_tolerance 0.05 → 0.02; 7: quiet_firm_score
-#: 0.65, a clear alarm's quiet period cannot be broken), so saved
+#: 0.65, a clear alarm's quiet period cannot be broken; 8: the ``level_range`` detector), so saved
 #: detectors restart with the current defaults and live scores stay identical to a replay.
-STATE_VERSION = 7
+STATE_VERSION = 8
 
 
 class Expected(TypedDict, total=False):
@@ -151,6 +154,10 @@ class DetectorConfig:
     # an alarm scoring at least this is clear, not marginal: its quiet period admits no breakthrough (1: off).
     # Breakthroughs after such alarms were all false alarms on NAB (BENCHMARKS.md Round 7)
     quiet_firm_score: float = 0.65
+    # "level_range": the mean of the last level_range_fraction x warmup samples beyond the smallest/largest such
+    # mean seen so far by more than level_range_tolerance of their range (BENCHMARKS.md Round 8). 0: off
+    level_range_fraction: float = 0.03125
+    level_range_tolerance: float = 0.035
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
@@ -199,6 +206,8 @@ class _State:
     excess: RollingWindow = field(default_factory=lambda: RollingWindow(5))  # max(0, r - 1), last samples
     quiet: int = 0  # samples left in the quiet period after the last reported alarm
     quiet_level: float = 0.0  # score of the alarm that started it
+    level_lo: float | None = None  # smallest and largest moving mean ever seen (the "level_range" detector)
+    level_hi: float | None = None
 
 
 class Detector:
@@ -243,6 +252,8 @@ class Detector:
             "excess": s.excess.state(),
             "quiet": s.quiet,
             "quiet_level": s.quiet_level,
+            "level_lo": s.level_lo,
+            "level_hi": s.level_hi,
         }
 
     @classmethod
@@ -271,6 +282,8 @@ class Detector:
             excess=RollingWindow.from_state(state["excess"]),
             quiet=int(state["quiet"]),
             quiet_level=float(state["quiet_level"]),
+            level_lo=None if state["level_lo"] is None else float(state["level_lo"]),
+            level_hi=None if state["level_hi"] is None else float(state["level_hi"]),
         )
         return det
 
@@ -324,6 +337,7 @@ class Detector:
         out_of_range = self._out_of_range(x)
         prev_lo, prev_hi = s.lo, s.hi
         self._learn(t, x)
+        level_range = self._level_range()
         s.n += 1
 
         if s.n <= c.warmup:
@@ -361,19 +375,32 @@ class Detector:
         score = e / (e + c.r_half) if e > 0 else 0.0
         if not novel:
             score *= c.novelty_damping
+        range_score = 0.0
         if out_of_range is not None:
             # the excess beyond the range as a multiple of the tolerance, shaped like r (1 -> 0.5)
             rr = out_of_range / c.range_tolerance
             range_score = rr / (rr + c.r_half)
-            if range_score > score:
-                above = prev_hi is not None and x > prev_hi
-                bound = prev_hi if above else prev_lo
-                side = "above the highest" if above else "below the lowest"
+        level_score = 0.0
+        if level_range is not None:
+            lr = level_range[0] / c.level_range_tolerance
+            level_score = lr / (lr + c.r_half)
+            if level_score > max(score, range_score):
+                _, mean, passed = level_range
+                side = "above the highest" if mean > passed else "below the lowest"
                 reason = (
-                    f"range: observed {x:.6g}, {side} value seen before ({bound:.6g}) "
-                    f"by {out_of_range:.0%} of the range seen"
+                    f"level_range: mean of the last {self._level_range_size()} samples {mean:.6g}, {side} such mean "
+                    f"seen before ({passed:.6g}) by {level_range[0]:.0%} of their range"
                 )
-                return Score(range_score, "range", bound, x, reason, max(r, rr))
+                return Score(level_score, "level_range", passed, x, reason, max(r, lr))
+        if out_of_range is not None and range_score > score:
+            above = prev_hi is not None and x > prev_hi
+            bound = prev_hi if above else prev_lo
+            side = "above the highest" if above else "below the lowest"
+            reason = (
+                f"range: observed {x:.6g}, {side} value seen before ({bound:.6g}) "
+                f"by {out_of_range:.0%} of the range seen"
+            )
+            return Score(range_score, "range", bound, x, reason, max(r, rr))
         if not best:
             return Score(score, "", None, x, "no detector has a baseline yet", r)
         expected_value = exp.get(best)
@@ -396,6 +423,40 @@ class Detector:
             return None
         excess = max(x - s.hi, s.lo - x) / (s.hi - s.lo)
         return excess if excess > self.config.range_tolerance else None
+
+    def _level_range_size(self) -> int:
+        c = self.config
+        return min(max(2, int(c.warmup * c.level_range_fraction)), c.residual_window)
+
+    def _level_range(self) -> tuple[float, float, float] | None:
+        """(excess, moving mean, bound passed) when the mean of the last samples lies beyond every earlier
+        such mean by more than ``level_range_tolerance`` of their range; None when not (or not yet).
+
+        Why: ``range`` on a smoothed series. On a spiky series the raw range is set by spikes, so a
+        sustained rise or a burst of activity inside it is no new record for ``range``, and its
+        samples are no rarer than the spikes the z detectors have learned; but the level over a
+        few dozen samples (warm-up/32: two hours of 5-minute data) may never have been this high. A
+        record of that level is rare on any series and needs no calibration, as a record value is
+        for ``range``. Learned from the first full window on (warm-up included); called after the
+        sample is learned.
+        """
+        c = self.config
+        s = self._s
+        if c.level_range_fraction <= 0:
+            return None
+        size = self._level_range_size()
+        if len(s.values) < size:
+            return None
+        mean = sum(s.values.last(size)) / size
+        lo, hi = s.level_lo, s.level_hi
+        s.level_lo = mean if lo is None else min(lo, mean)
+        s.level_hi = mean if hi is None else max(hi, mean)
+        if lo is None or hi is None or hi <= lo or s.n < c.warmup:
+            return None
+        excess = max(mean - hi, lo - mean) / (hi - lo)
+        if excess <= c.level_range_tolerance:
+            return None
+        return excess, mean, hi if mean > hi else lo
 
     def _calibrate(self, zs: dict[str, float]) -> dict[str, float]:
         """Each z as a multiple of that detector's usual extreme on this series, then learn the z.

@@ -94,3 +94,5 @@ def test_nab_bench_quick_run_reports_profiles() -> None:
     for key in ("standard", "reward_low_FP", "reward_low_FN", "threshold"):
         assert isinstance(figures[key], float), key
     assert figures["files"] == 4
+    assert figures["target_standard"] == 74.85 and figures["target_met"] is None  # a subset is not judged
+    assert "not assessed on --quick" in proc.stdout

@@ -72,7 +72,7 @@ def test_planted_spike_is_found_by_the_residual_detector() -> None:
     at = 4 * DAY + 37
     v[at] += 8
     # the spike also leaves the range seen so far; switch that detector off to test this one
-    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9))
+    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, level_range_fraction=0.0))
     i = int(np.argmax(res.score))
     score, detector, reason = float(res.score[i]), res.detector[i], res.reason[i]
     assert i == at and score > 0.6
@@ -87,12 +87,17 @@ def test_planted_level_shift_is_found_by_the_level_shift_detector() -> None:
     v = 50 + rng.normal(0, 1, n)
     at = 2500
     v[at:] += 4
-    # the shifted values also leave the range seen so far; switch that detector off to test this one.
+    # the shifted values also leave the range (and the moving mean its range) seen so far; switch those
+    # detectors off to test this one.
     # The shift's first sample is already reported (by `seasonal`, 0.68), and since Round 7 such a clear
     # alarm's quiet period silences the level test's stronger score two samples later: let it through here
-    default = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9))
+    default = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, level_range_fraction=0.0))
     assert default.score[at] > 0.65 and default.score[at + 1 : at + 20].max() == 0.0
-    res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, quiet_firm_score=1.0))
+    res = score_series(
+        ts,
+        v,
+        config=DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, level_range_fraction=0.0, quiet_firm_score=1.0),
+    )
     i = int(np.argmax(res.score))
     assert at <= i <= at + 5 and res.score[i] > 0.6  # reported within a few samples of the shift
     assert res.detector[i] == "level_shift"
@@ -182,7 +187,13 @@ def test_small_sustained_shift_is_found_by_the_slow_shift_detector() -> None:
     v = 50 + rng.normal(0, 1, n)
     at = 3500
     v[at:] += 3.5
-    alone = {"weight_residual": 0.0, "weight_seasonal": 0.0, "weight_level_shift": 0.0, "range_tolerance": 1e9}
+    alone = {
+        "weight_residual": 0.0,
+        "weight_seasonal": 0.0,
+        "weight_level_shift": 0.0,
+        "range_tolerance": 1e9,
+        "level_range_fraction": 0.0,
+    }
     res = score_series(ts, v, config=DetectorConfig(warmup=2 * DAY, **alone))
     seg = res.score[at : at + 60]
     j = int(np.argmax(seg))
@@ -228,7 +239,13 @@ def test_a_long_creeping_deviation_is_not_reported_anew_whenever_it_creeps_up() 
     counts = {}
     for flag in (True, False):
         # (no quiet period: this counts the alarms the novelty rule alone lets through)
-        cfg = DetectorConfig(warmup=2 * DAY, range_tolerance=1e9, decay_after_deviation=flag, quiet_fraction=0.0)
+        cfg = DetectorConfig(
+            warmup=2 * DAY,
+            range_tolerance=1e9,
+            level_range_fraction=0.0,
+            decay_after_deviation=flag,
+            quiet_fraction=0.0,
+        )
         s = score_series(ts, v, config=cfg).score
         assert s[at:].max() > 0.8  # found either way
         counts[flag] = int((s[at:] > 0.5).sum())
