@@ -15,6 +15,15 @@ evaluator at the same time: the agreement count and the speed ratio are reported
                                   (tests/alerting/test_promtool_differential.py: the same oracle,
                                   Prometheus 2.42's promtool) and report its agreement count
 
+``--tick``: instead, the cost of a whole alert tick (``tasks.alerting.service.run_alerts``: rules →
+state DB → silences, acks, dispatcher → outbox → Apprise to a local webhook) on the demo rules
+(``data/examples/alerting/demo-rules.yml``) and notification config (``alerting.yml``) over
+``--hosts`` hosts (a few hundred alerts): wall time and state-DB transactions per tick, for the
+first ticks (alerts go pending, firing, notifications go out) and the quiet ones after.
+
+    uv run python benchmarks/alerts_bench.py --tick            # 300 hosts, 15 ticks
+    uv run python benchmarks/alerts_bench.py --tick --quick    # 40 hosts, 10 ticks
+
 ``--json``: the last output line is one JSON object (keys ``rules``, ``series``, ``tick_s``,
 ``rules_per_s``, ``peak_rss_mb``, and the other figures; ``promtool_agreement`` and
 ``promtool_cases`` with ``--promtool-cases``).
@@ -233,6 +242,165 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         }
 
 
+# ---- --tick: one whole run_alerts tick -------------------------------------------------------------
+
+#: A Wednesday, 11:00 in Berlin: inside alerting.yml's business-hours interval, so every route sends.
+TICK_START = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+EXAMPLES = ROOT / "data" / "examples" / "alerting"
+
+
+class _Webhook:
+    """A local HTTP endpoint for Apprise's ``json://`` that answers 200 and counts posts."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.posts = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.posts += 1
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def build_tick_lake(lake: Lake, hosts: int, minutes: int) -> int:
+    """The demo rules' metrics for ``hosts`` hosts, one sample a minute from 30 min before
+    ``TICK_START`` to ``minutes`` after: 40 % of hosts CPU-saturated, half slow, a fifth with an idle
+    GPU, one failing source. Hosts carry the labels alerting.yml routes on (cluster, team, service)."""
+    from tasks.lake import Sample
+
+    samples = []
+    times = [TICK_START + timedelta(minutes=m) for m in range(-30, minutes + 1)]
+    for h in range(hosts):
+        labels = {
+            "host": f"h-{h:03d}",
+            "cluster": f"c{h % 4}",
+            "team": "db" if h % 5 == 0 else "app",
+            "env": "prod",
+            "service": "web" if h % 3 == 0 else "batch",
+        }
+        cpu = 0.97 if h % 5 < 2 else 0.5
+        p95 = 1.5 if h % 2 == 0 else 0.3
+        gpu = 0.01 if h % 5 == 4 else 0.6
+        for t in times:
+            samples.append(Sample("host_cpu_utilization_ratio", cpu, t, labels))
+            samples.append(Sample("http_request_duration_seconds_p95", p95, t, labels))
+            samples.append(Sample("gpu_utilization_ratio", gpu, t, {**labels, "gpu": "0"}))
+    for i, src in enumerate(["host", "nvml", "redis", "prometheus"]):
+        samples += [Sample("cortex_perf_source_up", 0.0 if i == 2 else 1.0, t, {"source": src}) for t in times]
+    samples += [Sample("cortex_perf_scaling_emergency", 0.0, t, {"target": "web"}) for t in times]
+    res = lake.write_samples(samples)
+    return int(res.accepted)
+
+
+def run_tick(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """``run_alerts`` ticks one minute apart over the demo config; transactions and wall time per tick."""
+    from tasks.alerting.service import run_alerts
+    from tasks.config import load_settings
+    from tasks.state import observe_transactions
+
+    hook = _Webhook()
+    try:
+        with tempfile.TemporaryDirectory(prefix="alerts_tick_", dir=args.dir) as tmp:
+            d = Path(tmp)
+            lake = Lake(str(d / "lake"))
+            n_samples = build_tick_lake(lake, args.hosts, args.ticks)
+            url = f"json://127.0.0.1:{hook.port}"
+            # the example config, its receivers pointed at the local webhook (mail included)
+            notify = (EXAMPLES / "alerting.yml").read_text().replace("json://127.0.0.1:8080", url)
+            notify = notify.replace("mailto://127.0.0.1:2525?from=cortex@example.org&to=oncall@example.org", url + "/pager")
+            (d / "alerting.yml").write_text(notify)
+            (d / "apprise.yml").write_text((EXAMPLES / "apprise.yml").read_text().replace("json://127.0.0.1:8080", url))
+            settings = load_settings(
+                None,
+                [
+                    f"lake.root={d / 'lake'}",
+                    f"state.path={d / 'state.duckdb'}",
+                    f'alerting.rule_files=["{EXAMPLES / "demo-rules.yml"}"]',
+                    f"alerting.notify_config={d / 'alerting.yml'}",
+                ],
+            )
+            rows: list[dict[str, Any]] = []
+            for k in range(args.ticks):
+                now = TICK_START + timedelta(minutes=k)
+                posts0 = hook.posts
+                with observe_transactions() as tx:
+                    t0 = time.perf_counter()
+                    res = run_alerts(settings, lake, now=now)
+                    wall = time.perf_counter() - t0
+                rows.append(
+                    {
+                        "tick": k,
+                        "wall_s": round(wall, 4),
+                        "transactions": tx.count,
+                        "tx_s": round(tx.seconds, 4),
+                        "tx_open_s": round(tx.open_s, 4),
+                        "tx_close_s": round(tx.close_s, 4),
+                        "firing": len(res.firing),
+                        "pending": res.pending,
+                        "notifications": len(res.notifications),
+                        "posts": hook.posts - posts0,
+                        "errors": len(res.errors),
+                    }
+                )
+    finally:
+        hook.close()
+    quiet = [r for r in rows if r["notifications"] == 0 and r["posts"] == 0 and r["tick"] > 0]
+    busy = [r for r in rows if r not in quiet]
+
+    def med(rs: list[dict[str, Any]], key: str) -> float:
+        return round(statistics.median(r[key] for r in rs), 4) if rs else float("nan")
+
+    return {
+        "mode": "tick",
+        "hosts": args.hosts,
+        "lake_samples": n_samples,
+        "ticks": rows,
+        "max_firing": max(r["firing"] for r in rows),
+        "quiet_ticks": len(quiet),
+        "quiet_tick_s": med(quiet, "wall_s"),
+        "quiet_transactions": max((r["transactions"] for r in quiet), default=0),
+        "quiet_tx_s": med(quiet, "tx_s"),
+        "busy_tick_s": med(busy, "wall_s"),
+        "busy_transactions": med(busy, "transactions"),
+        "notifications": sum(r["notifications"] for r in rows),
+        "posts": sum(r["posts"] for r in rows),
+    }
+
+
+def print_tick(r: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"run_alerts ticks: demo rules + alerting.yml over {r['hosts']} hosts")
+    for col in ("tick", "wall s", "transactions", "in tx s", "open s", "commit+close s", "firing", "pending",
+                "notifications", "posts"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for x in r["ticks"]:
+        table.add_row(
+            str(x["tick"]), f"{x['wall_s']:.3f}", str(x["transactions"]), f"{x['tx_s']:.3f}", f"{x['tx_open_s']:.3f}",
+            f"{x['tx_close_s']:.3f}", str(x["firing"]), str(x["pending"]), str(x["notifications"]), str(x["posts"]),
+        )  # fmt: skip
+    console.print(table)
+    console.print(
+        f"quiet ticks ({r['quiet_ticks']}): median {r['quiet_tick_s']:.3f} s, at most {r['quiet_transactions']} "
+        f"transactions ({r['quiet_tx_s']:.3f} s in them); ticks that notify: median {r['busy_tick_s']:.3f} s, "
+        f"{r['busy_transactions']} transactions; {r['notifications']} notifications, {r['posts']} posts"
+    )
+
+
 def promtool_agreement(cases: int, seed: int | None = None) -> tuple[int, int, float]:
     """Run the promtool differential test (our SQL engine vs promtool 2.42 on random rules and series)
     with ``cases`` cases; returns (agreeing, cases, seconds). One oracle, kept in one place: the test."""
@@ -271,10 +439,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default=None, help="parent directory of the temporary lake")
     ap.add_argument("--quick", action="store_true", help="small sizes: the CI smoke run")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
+    ap.add_argument("--tick", action="store_true", help="time whole run_alerts ticks on the demo config instead")
+    ap.add_argument("--hosts", type=int, default=None, help="--tick: hosts in the demo lake (default 300; quick 40)")
     ap.add_argument(
         "--promtool-cases", type=int, default=0, help="also check N random cases against promtool (0: skip)"
     )
     args = ap.parse_args(argv)
+    console = Console(stderr=True)
+    if args.tick:
+        args.hosts = args.hosts or (40 if args.quick else 300)
+        args.ticks = args.ticks or (10 if args.quick else 15)
+        if args.hosts <= 0 or args.ticks <= 0:
+            ap.error("--hosts and --ticks must be positive")
+        t = run_tick(args, console)
+        print_tick(t, console)
+        if args.json:
+            print(json.dumps(t))
+        return 0
     args.rules = args.rules or (300 if args.quick else 10_000)
     args.series = args.series or (300 if args.quick else 10_000)
     args.ticks = args.ticks or (3 if args.quick else 5)
@@ -282,7 +463,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("rules", "series", "ticks"):
         if getattr(args, name) <= 0:
             ap.error(f"--{name} must be positive")
-    console = Console(stderr=True)
     r = run(args, console)
     if args.promtool_cases > 0:
         with console.status(f"promtool differential test, {args.promtool_cases} cases"):

@@ -17,16 +17,56 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+__all__ = ["State", "StateLockTimeout", "TransactionStats", "observe_transactions", "register_schema", "transaction"]
 
 _SCHEMAS: dict[str, str] = {
     "kv": "CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value JSON, updated_at TIMESTAMPTZ)",
 }
 _ensured: set[tuple[str, str]] = set()
 _thread_lock = threading.Lock()
+
+
+@dataclass
+class TransactionStats:
+    """What :func:`observe_transactions` saw: how many state-DB transactions ran and where their
+    time went. Why it exists: each transaction costs tens of milliseconds here (mostly opening and
+    closing the file), so the alert tick's cost is pinned by counting them (benchmark and test)."""
+
+    count: int = 0
+    #: wall time from the first open attempt to the close, lock waits included
+    seconds: float = 0.0
+    #: of which opening the file (``duckdb.connect`` and first-use DDL)
+    open_s: float = 0.0
+    #: of which ``COMMIT`` and closing the file
+    close_s: float = 0.0
+
+
+_observers: list[TransactionStats] = []
+
+
+@contextmanager
+def observe_transactions() -> Iterator[TransactionStats]:
+    """Count the state-DB transactions this process runs inside the ``with`` block (all paths)."""
+    stats = TransactionStats()
+    _observers.append(stats)
+    try:
+        yield stats
+    finally:
+        _observers.remove(stats)
+
+
+def _observe(total_s: float, open_s: float, close_s: float) -> None:
+    for o in _observers:
+        o.count += 1
+        o.seconds += total_s
+        o.open_s += open_s
+        o.close_s += close_s
 
 
 class StateLockTimeout(TimeoutError):
@@ -53,6 +93,7 @@ def transaction(
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
@@ -63,18 +104,23 @@ def transaction(
                 # read-only only once this process has created every registered table: a read-only
                 # connection cannot run the CREATE TABLE IF NOT EXISTS of a table new to this file
                 ensured = all((str(p), name) in _ensured for name in _SCHEMAS)
+                t_open = time.perf_counter()
                 con = duckdb.connect(str(p), read_only=read_only and ensured and p.exists())
                 try:
                     _ensure(con, str(p))
+                    open_s = time.perf_counter() - t_open
                     con.execute("BEGIN TRANSACTION")
                     try:
                         yield con
                     except BaseException:
                         con.execute("ROLLBACK")
                         raise
+                    t_close = time.perf_counter()
                     con.execute("COMMIT")
                 finally:
                     con.close()
+            end = time.perf_counter()
+            _observe(end - started, open_s, end - t_close)
             return
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc):
