@@ -323,7 +323,8 @@ def run_tick(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             url = f"json://127.0.0.1:{hook.port}"
             # the example config, its receivers pointed at the local webhook (mail included)
             notify = (EXAMPLES / "alerting.yml").read_text().replace("json://127.0.0.1:8080", url)
-            notify = notify.replace("mailto://127.0.0.1:2525?from=cortex@example.org&to=oncall@example.org", url + "/pager")
+            mail = "mailto://127.0.0.1:2525?from=cortex@example.org&to=oncall@example.org"
+            notify = notify.replace(mail, url + "/pager")
             (d / "alerting.yml").write_text(notify)
             (d / "apprise.yml").write_text((EXAMPLES / "apprise.yml").read_text().replace("json://127.0.0.1:8080", url))
             settings = load_settings(

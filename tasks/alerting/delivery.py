@@ -3,7 +3,9 @@ retried, never lost.
 
 The promise (Alertmanager's, made explicit): a send is recorded as *intended* before it goes out
 and as *done* after, so only a crash between the two can repeat it — once, marked as a possible
-duplicate. The steps, each its own short state-DB transaction (``tasks.state``):
+duplicate. The steps, in short state-DB transactions (``tasks.state``); enqueueing and listing
+what is due only write intentions, so the alert tick runs them inside its one batched transaction
+(``State.batch``), while every claim commits in a transaction of its own before its send:
 
 1. :func:`enqueue` writes the intended send to the outbox (``pending``). It is idempotent: the
    same notification for the same group and receiver (same content hash) enqueued again within
@@ -57,6 +59,7 @@ from tasks.state import State, register_schema
 __all__ = [
     "DeliveryError",
     "DeliveryResult",
+    "DueEntry",
     "SendOutcome",
     "apprise_send",
     "build_apprise",
@@ -68,6 +71,7 @@ __all__ = [
     "list_outbox",
     "list_records",
     "notify_type_for",
+    "take_due",
     "test_notify",
 ]
 
@@ -492,6 +496,33 @@ def _write_finish(con: Any, f: _Finish, now: datetime) -> dict[str, Any]:
     )
 
 
+@dataclass(frozen=True)
+class DueEntry:
+    """An outbox entry due for a send attempt, as :func:`take_due` lists it."""
+
+    id: str
+    receiver: str
+    notification: str
+    attempts: int
+    possible_duplicate: bool
+
+
+def take_due(state: State, now: datetime, *, limit: int = 500, stale_sending_s: float = 60.0) -> list[DueEntry]:
+    """Recover entries a crashed run left in ``sending`` and list what is due at ``now`` (oldest
+    first). Only reads and the recovery write, so it may run inside a :meth:`State.batch` (the
+    alert tick lists due entries in the transaction that enqueued them); the sends are claimed
+    one by one later, by :func:`deliver_due`, which skips any another process claimed meanwhile."""
+    now = _aware(now)
+    with state.transaction() as con:
+        _recover(con, now, stale_sending_s)
+        rows = con.execute(
+            f"SELECT id, receiver, notification, attempts, possible_duplicate FROM {OUTBOX} "
+            "WHERE status IN ('pending', 'failed') AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?",
+            [now, limit],
+        ).fetchall()
+    return [DueEntry(str(i), str(r), str(raw), int(a), bool(d)) for i, r, raw, a, d in rows]
+
+
 def deliver_due(
     now: datetime,
     receivers: Mapping[str, Receiver],
@@ -501,6 +532,7 @@ def deliver_due(
     lake: Any = None,
     limit: int = 500,
     stale_sending_s: float = 60.0,
+    due: Sequence[DueEntry] | None = None,
 ) -> list[DeliveryResult]:
     """Send every outbox entry due at ``now`` (oldest first, at most ``limit``); see the module
     docstring for the state machine. ``send`` is injectable (tests, dry runs); the default goes
@@ -512,19 +544,26 @@ def deliver_due(
     Transactions: one to recover and list what is due, then one per entry that commits the
     previous entry's outcome together with this entry's claim (``sending``) — still before this
     entry's network call, and still after the previous one's — and a last one for the last
-    outcome. A crash anywhere leaves at most the entry in flight in ``sending``."""
+    outcome. A crash anywhere leaves at most the entry in flight in ``sending``. ``due``: the entries
+    :func:`take_due` listed in an earlier transaction (the first transaction is then skipped).
+
+    ``state`` must not be a :meth:`State.batch`'s: each claim has to commit before its send."""
     now = _aware(now)
-    with state.transaction() as con:
-        _recover(con, now, stale_sending_s)
-        due = con.execute(
-            f"SELECT id, receiver, notification, attempts, possible_duplicate FROM {OUTBOX} "
-            "WHERE status IN ('pending', 'failed') AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?",
-            [now, limit],
-        ).fetchall()
+    if state.in_batch:
+        raise ValueError("state: deliver_due commits each claim before its send; give it a State outside a batch")
+    if due is None:
+        due = take_due(state, now, limit=limit, stale_sending_s=stale_sending_s)
     results: list[DeliveryResult] = []
     rows: list[dict[str, Any]] = []
     finish: _Finish | None = None
-    for entry_id, receiver_name, raw, attempts, dup in due:
+    for entry in due:
+        entry_id, receiver_name, raw, attempts, dup = (
+            entry.id,
+            entry.receiver,
+            entry.notification,
+            entry.attempts,
+            entry.possible_duplicate,
+        )
         n = _load(raw)
         attempt = int(attempts) + 1
         receiver = receivers.get(receiver_name)

@@ -328,6 +328,10 @@ class TickOutcome:
     recorded_samples: int = 0
     no_data: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    #: the rule state to persist (``RuleStore.save(stored, prune_except=configured)``): saved by
+    #: ``run_rules`` itself unless ``persist=False`` hands it to the caller's transaction
+    stored: list[StoredRule] = field(default_factory=list)
+    configured: set[str] = field(default_factory=set)
 
 
 def run_rules(
@@ -340,8 +344,13 @@ def run_rules(
     batch: BatchEvaluator | None = None,
     max_catch_up: timedelta = timedelta(hours=1),
     dry_run: bool = False,
+    persist: bool = True,
 ) -> TickOutcome:
     """Evaluate every rule group's due times up to ``now`` and persist the new state (unless ``dry_run``).
+
+    ``persist=False``: leave the saving to the caller (``outcome.stored``, ``outcome.configured``),
+    who writes it in a transaction it shares with other steps (``run_alerts`` saves it together
+    with the tick's notifications: one state-DB transaction instead of several).
 
     With ``batch`` (the SQL engine's ``evaluate_many``), the alerting rules between two recording
     rules of a group are evaluated together, one query per expression shape, instead of one by one;
@@ -392,7 +401,8 @@ def run_rules(
                 out.alerts.extend(instances_to_alerts(effective_rule(rule), k, state[k]))
                 out.pending.extend(a for a in state[k] if a.state is AlertState.PENDING)
             rows.append(StoredRule(k, group.name, rule.name, done[k], state[k]))
-    if not dry_run:
+    out.stored, out.configured = rows, configured
+    if persist and not dry_run:
         store.save(rows, prune_except=configured)
     out.alerts.sort(key=lambda a: (a.name, sorted(a.labels.items())))
     return out

@@ -6,11 +6,14 @@ This is what the ``alerts`` flow, ``cortex-perf alerts …`` and the pipeline ca
 in one place and stays testable without a Prefect server. Each stage is a plain function of the
 previous stage's output; the flow only adds a task boundary and an artifact around it.
 
-Crash safety, in order: the rule state is saved (a re-run of the tick evaluates nothing twice); the
-tick's notifications are put in the outbox *before* the dispatcher's state is saved, so a crash in
-between makes the next tick produce the same messages again, which the outbox recognises by content
-(``DEDUPE_WINDOW``) instead of losing them; delivery then works through the outbox, each send marked
-before it goes out and recorded after (see ``tasks.alerting.delivery``).
+Crash safety, in order: the rule state, the tick's notifications (into the outbox) and the
+dispatcher's state are saved in one state-DB transaction after the evaluation (``State.batch``), so
+a crash leaves either all of them or none — a re-run of the tick then evaluates nothing twice, or
+everything again, and decides the same messages, which the outbox would also recognise by content
+(``DEDUPE_WINDOW``); events follow that commit; delivery then works through the outbox, each send
+marked before it goes out and recorded after (see ``tasks.alerting.delivery``). Two ticks at once
+(the flow and ``cortex-perf alerts run``) serialise on that transaction: the second reads the
+dispatcher state the first saved, and a send either of them lists is claimed by one only.
 """
 
 from __future__ import annotations
@@ -21,10 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# the stores at import time: their tables are registered before the tick's state batch begins
+from tasks.alerting.acks import AckStore
+from tasks.alerting.delivery import deliver_due, enqueue_many, take_due
+from tasks.alerting.dispatch import Dispatcher, DispatchStore
+from tasks.alerting.inhibit import inhibited
 from tasks.alerting.model import Alert, fingerprint, labels_text
+from tasks.alerting.notify_config import load_notify_config
 from tasks.alerting.ruler import RuleStore, TickOutcome, run_rules
 from tasks.alerting.rules import RuleFileError, RuleSet, load_rule_files
+from tasks.alerting.silences import SilenceStore, silenced_by
 from tasks.alerting.sqlcompile import evaluate_many
+from tasks.alerting.timeintervals import muted
 from tasks.events import emit_many
 from tasks.state import State
 from tasks.timeparse import parse_duration
@@ -149,23 +160,19 @@ class NotifyOutcome:
     silenced: int = 0
     inhibited: int = 0
     skipped_reason: str = ""
+    #: outbox entries due once this tick's notifications are queued (sent after the batch commits)
+    due: list[Any] = field(default_factory=list)
 
 
-def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_run: bool = False) -> NotifyOutcome:
-    """Route, group, dedupe and deliver notifications for ``alerts`` (the rules' firing and resolved ones)."""
-    from tasks.alerting.acks import AckStore
-    from tasks.alerting.delivery import deliver_due, enqueue_many
-    from tasks.alerting.dispatch import Dispatcher, DispatchStore
-    from tasks.alerting.inhibit import inhibited
-    from tasks.alerting.notify_config import load_notify_config
-    from tasks.alerting.silences import SilenceStore, silenced_by
-    from tasks.alerting.timeintervals import muted
+def _decide(
+    settings: Any, cfg: Any, state: State, alerts: list[Alert], now: datetime, *, dry_run: bool
+) -> NotifyOutcome:
+    """Silences, inhibition, acks, the dispatcher, the outbox: everything up to the sends.
 
-    path = settings.alerting.notify_config
-    if not path:
-        return NotifyOutcome(skipped_reason="alerting.notify_config is not set: alerts are kept, nobody is told")
-    cfg = load_notify_config(path)
-    state = State.from_settings(settings)
+    Runs inside the tick's one state-DB batch (``state`` is the batch's): it reads silences, acks and
+    the dispatcher's state, decides, queues the tick's notifications, saves the dispatcher's state
+    and lists the entries due — one commit for all, so the dispatcher's read-modify-write cannot
+    interleave with another tick's, and the outbox and the dispatcher's state are saved together."""
     acks = AckStore(state, default_for=parse_duration(settings.alerting.ack_timeout))
     silences = SilenceStore(state).active(now)
     silenced = {a.fingerprint for a in alerts if silenced_by(silences, a.labels, now)}
@@ -198,6 +205,8 @@ def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_
     ]
     if dry_run:
         return out
+    # The outbox before the dispatcher's state (and in the same commit): a tick that dies before the
+    # commit leaves neither, and the next tick decides the same messages again.
     enqueue_many(
         [(n, receivers[n.receiver]) for n in notifications],
         now,
@@ -205,8 +214,33 @@ def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_
         dedupe_window_s=DEDUPE_WINDOW_S,
     )
     dstore.save(new_state, now=now)
-    out.deliveries = [r.to_dict() for r in deliver_due(now, receivers, state=state, lake=lake)]
+    out.due = take_due(state, now)
     return out
+
+
+def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_run: bool = False) -> NotifyOutcome:
+    """Route, group, dedupe and deliver notifications for ``alerts`` (the rules' firing and resolved ones).
+
+    One state-DB transaction for the decisions (:func:`_decide`), then the sends, each claimed in a
+    transaction of its own before it goes out (``tasks.alerting.delivery``)."""
+    path = settings.alerting.notify_config
+    if not path:
+        return NotifyOutcome(skipped_reason=NO_NOTIFY_CONFIG)
+    cfg = load_notify_config(path)
+    state = State.from_settings(settings)
+    with state.batch(read_only=dry_run) as tx:
+        out = _decide(settings, cfg, tx, alerts, now, dry_run=dry_run)
+    _deliver(out, cfg, state, lake, now)
+    return out
+
+
+NO_NOTIFY_CONFIG = "alerting.notify_config is not set: alerts are kept, nobody is told"
+
+
+def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime) -> None:
+    if out.due:
+        results = deliver_due(now, cfg.parsed_receivers, state=state, lake=lake, due=out.due)
+        out.deliveries = [r.to_dict() for r in results]
 
 
 def _events(lake: Any, outcome: TickOutcome) -> None:
@@ -229,22 +263,45 @@ def _events(lake: Any, outcome: TickOutcome) -> None:
 
 
 def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run: bool = False) -> AlertsRunResult:
-    """Evaluate due rules, persist alert state, record events. ``dry_run`` changes nothing anywhere."""
+    """Evaluate due rules, persist alert state, record events, notify. ``dry_run`` changes nothing anywhere.
+
+    State-DB transactions (each costs tens of milliseconds here, mostly opening the file): one to
+    load the rule state; one, after the evaluation, that saves the rule state together with every
+    notification decision (:func:`_decide`); then one per send (claimed before it goes out) and one
+    for the last send's outcome. A tick with nothing to send makes two."""
     now = now or datetime.now(UTC)
     ruleset = load_rules(settings)
-    store = RuleStore(State.from_settings(settings))
+    state = State.from_settings(settings)
     outcome = run_rules(
         ruleset,
         lake,
-        store,
+        RuleStore(state),
         now,
         batch=evaluate_many,
         max_catch_up=parse_duration(settings.alerting.max_catch_up),
         dry_run=dry_run,
+        persist=False,
     )
+    path = settings.alerting.notify_config
+    cfg: Any = None
+    cfg_error: Exception | None = None
+    if path:
+        try:
+            cfg = load_notify_config(path)
+        except Exception as e:  # a broken notify config must not stop the rules' state from advancing
+            cfg_error = e
+    sent = NotifyOutcome(skipped_reason="" if path else NO_NOTIFY_CONFIG)
+    with state.batch(read_only=dry_run) as tx:
+        if not dry_run:
+            RuleStore(tx).save(outcome.stored, prune_except=outcome.configured)
+        if cfg is not None:
+            sent = _decide(settings, cfg, tx, outcome.alerts, now, dry_run=dry_run)
     if not dry_run:
-        _events(lake, outcome)
-    sent = notify(settings, lake, outcome.alerts, now, dry_run=dry_run)
+        _events(lake, outcome)  # after the rule state's commit: a re-run never emits a transition twice
+    if cfg_error is not None:
+        raise cfg_error
+    if cfg is not None and not dry_run:
+        _deliver(sent, cfg, state, lake, now)
     return AlertsRunResult(
         now=now,
         rules=len(ruleset.alerts),
