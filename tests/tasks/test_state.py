@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tasks.state import State, StateLockTimeout, register_schema, transaction
+from tasks.state import State, StateLockTimeout, observe_transactions, register_schema, transaction
 
 
 def test_set_get_and_rollback(tmp_path):
@@ -82,3 +82,44 @@ def test_read_only_first_use_creates_missing_tables(tmp_path):
     # now ensured: a real read-only connection
     with transaction(path, read_only=True) as con, pytest.raises(duckdb.Error):
         con.execute("INSERT INTO test_ro_table VALUES (1)")
+
+
+def test_batch_commits_every_step_at_once_and_rolls_back_as_one(tmp_path):
+    st = State(str(tmp_path / "state.duckdb"))
+    st.set("a", 0)
+    with observe_transactions() as tx, st.batch() as b:
+        b.set("a", 1)
+        b.set("b", 2)
+        assert b.get("a") == 1 and b.in_batch
+    assert tx.count == 1  # three steps, one transaction
+    assert (st.get("a"), st.get("b")) == (1, 2)
+    with pytest.raises(RuntimeError, match="boom"), st.batch() as b:
+        b.set("a", 10)
+        b.set("c", 3)
+        raise RuntimeError("boom")
+    assert (st.get("a"), st.get("c")) == (1, None)  # neither step survived
+    with pytest.raises(RuntimeError, match="batch that is over"):
+        b.get("a")
+
+
+def test_nested_transaction_on_one_thread_is_an_error_not_a_deadlock(tmp_path):
+    st = State(str(tmp_path / "state.duckdb"))
+    with (
+        pytest.raises(RuntimeError, match="inside another on the same thread"),
+        st.batch(),
+    ):
+        st.set("x", 1)  # the outer State, not the batch's: would wait for itself
+    with pytest.raises(RuntimeError, match="inside a batch"), st.batch() as b, b.batch():
+        pass
+    st.set("x", 2)  # the thread is free again
+    assert st.get("x") == 2
+
+
+def test_table_registered_inside_a_batch_is_created_there(tmp_path):
+    st = State(str(tmp_path / "state.duckdb"))
+    with st.batch() as b:
+        register_schema("test_late_table", "CREATE TABLE IF NOT EXISTS test_late_table (x INTEGER)")
+        with b.transaction() as con:
+            con.execute("INSERT INTO test_late_table VALUES (7)")
+    with st.transaction() as con:
+        assert con.execute("SELECT x FROM test_late_table").fetchall() == [(7,)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from tasks.alerting.service import run_alerts
 from tasks.alerting.silences import SilenceStore
 from tasks.config import load_settings
 from tasks.lake import Lake, Sample
-from tasks.state import State
+from tasks.state import State, observe_transactions
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -168,3 +169,49 @@ def test_without_notify_config_alerts_are_kept_and_it_says_so(tmp_path):
     res = run_alerts(settings, lake, now=T0)
     assert len(res.firing) == 1 and res.notifications == []
     assert "notify_config is not set" in res.notify_note and "notify_config is not set" in res.markdown()
+
+
+def test_state_transactions_per_tick_are_pinned(setup, hook):
+    """Each state-DB transaction costs tens of ms here: a quiet tick makes 2 (rule state load; one
+    batch for rule state + silences, acks, dispatcher, outbox), a sending tick 2 + one per send + 1."""
+    settings, lake = setup
+    depth(lake, [300] * 10)
+    depth(lake, [200] * 10, queue="mail")
+    run_alerts(settings, lake, now=T0)
+    with observe_transactions() as sending:
+        res = run_alerts(settings, lake, now=T0 + M)
+    assert [d["status"] for d in res.deliveries] == ["sent"]
+    assert sending.count == 2 + 1 + 1
+    for i in (2, 3):
+        with observe_transactions() as quiet:
+            res = run_alerts(settings, lake, now=T0 + i * M)
+        assert res.notifications == [] and res.deliveries == [] and len(res.firing) == 2
+        assert quiet.count <= 2
+
+
+def test_two_ticks_at_once_send_each_message_once(setup, hook, tmp_path):
+    """The flow and ``cortex-perf alerts run`` ticking at the same moment: both decide, one sends."""
+    settings, lake = setup
+    depth(lake, [300] * 10)
+    run_alerts(settings, lake, now=T0)
+    lakes = [lake, Lake(str(tmp_path / "lake"))]
+    start = threading.Barrier(2)
+    results: list[object] = [None, None]
+
+    def tick(k: int) -> None:
+        start.wait()
+        results[k] = run_alerts(settings, lakes[k], now=T0 + M)
+
+    threads = [threading.Thread(target=tick, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None for r in results)
+    (msg,) = hook.at("/ops")  # once, not twice
+    assert "QueueDeep" in msg["title"]
+    entries = list_outbox(State.from_settings(settings))
+    assert [(e.status, e.possible_duplicate) for e in entries] == [("sent", False)]
+    # and the state the two left behind is whole: the next ticks neither resend nor forget the group
+    assert [n for i in (2, 3) for n in run_alerts(settings, lake, now=T0 + i * M).notifications] == []
+    assert len(hook.at("/ops")) == 1

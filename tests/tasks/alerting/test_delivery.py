@@ -16,13 +16,14 @@ from tasks.alerting.delivery import (
     export_to_lake,
     list_outbox,
     list_records,
+    take_due,
     test_notify,
 )
 from tasks.alerting.model import Alert
 from tasks.alerting.notify_templates import Notification
 from tasks.alerting.receivers import parse_receiver
 from tasks.lake.lake import Lake
-from tasks.state import State
+from tasks.state import State, observe_transactions
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SECRET = "s3cr3tpassw0rd"
@@ -122,6 +123,24 @@ def test_enqueue_many_one_transaction_same_ids(hook, state):
     assert enqueue(_note(key="g2"), rec, T0, state=state) == ids[1]
     with pytest.raises(ValueError, match=r"notifications\[0\]: notification.receiver: 'hook' is not the receiver"):
         enqueue_many([(_note(), quiet)], T0, state=state)
+
+
+def test_due_entries_listed_in_a_batch_are_sent_after_it_each_claimed_alone(hook, state):
+    """The alert tick queues and lists inside its one batch; the claims must still each commit
+    before their send, so deliver_due refuses the batch's State and takes the listed entries after."""
+    rec = parse_receiver({"name": "hook", "apprise": hook.url("/b")})
+    with state.batch() as tx:
+        enqueue_many([(_note(), rec), (_note(key="g2"), rec)], T0, state=tx)
+        due = take_due(tx, T0)
+        with pytest.raises(ValueError, match="commits each claim before its send"):
+            deliver_due(T0, {"hook": rec}, state=tx, due=due)
+    assert [d.attempts for d in due] == [0, 0] and hook.at("/b") == []
+    with observe_transactions() as tx_count:
+        results = deliver_due(T0, {"hook": rec}, state=state, due=due)
+    assert [r.status for r in results] == ["sent", "sent"] and len(hook.at("/b")) == 2
+    assert tx_count.count == 3  # claim 1; outcome 1 + claim 2; outcome 2
+    # a second process holding the same listing finds both claimed: nothing is sent twice
+    assert deliver_due(T0, {"hook": rec}, state=state, due=due) == [] and len(hook.at("/b")) == 2
 
 
 def test_send_resolved_false_drops_resolved_alerts(hook, state):
