@@ -278,15 +278,26 @@ class _Compiler:
         if isinstance(e, VectorSelector):
             return self.instant(e)
         if isinstance(e, Call):
-            return self.call(e)
+            return self.unique(e, self.call(e))
         if isinstance(e, Aggregate):
             return self.aggregate(e)
         if isinstance(e, Unary):
             c = self.vector(e.expr)
-            return self.cte(f"SELECT rid, NULL::VARCHAR AS name, lbl, o, -v AS v FROM {c}")
+            return self.unique(e, self.cte(f"SELECT rid, NULL::VARCHAR AS name, lbl, o, -v AS v FROM {c}"))
         if isinstance(e, Binary):
             return self.binary(e)
         raise NotCompilable(f"vector node {type(e).__name__}")
+
+    def unique(self, e: Expr, cte: str) -> str:
+        """The reference's (2.42's) "vector cannot contain metrics with the same labelset": a function,
+        unary minus or scalar arithmetic that drops ``__name__`` from rows of different metrics with
+        otherwise equal labels (``rate({__name__=~"a_total|b_total"}[5m])``) is an error. Such rules
+        are flagged ``bad`` and evaluated by the reference for its error. Only nodes that can read
+        several metric names (a selector without ``__name__="…"``) get the check: the usual
+        ``metric{…}`` rules keep their SQL and cost nothing more."""
+        if _mixes_names(e):
+            self.bad.append(self.cte(f"SELECT rid FROM {cte} GROUP BY rid, name, lbl HAVING count(*) > 1"))
+        return cte
 
     def selector(self, vs: VectorSelector) -> str:
         return self.param("selector", vs.selector)
@@ -571,7 +582,27 @@ class _Compiler:
                 f"SELECT c.rid, {name} AS name, {lbl} AS lbl, c.o, c.v FROM {src} WHERE {_cmp_sql(op, x, y)}"
             )
         value = f"(CASE WHEN {_cmp_sql(op, x, y)} THEN 1.0 ELSE 0.0 END)" if cmp else _arith_sql(op, x, y)
-        return self.cte(f"SELECT c.rid, NULL::VARCHAR AS name, {lbl} AS lbl, c.o, {value} AS v FROM {src}")
+        out = self.cte(f"SELECT c.rid, NULL::VARCHAR AS name, {lbl} AS lbl, c.o, {value} AS v FROM {src}")
+        # vector-vector results are checked above (two left rows on one right row); with a scalar,
+        # dropping the name can merge two metrics' rows
+        return out if b.lhs.type == "vector" and b.rhs.type == "vector" else self.unique(b, out)
+
+
+def _mixes_names(e: Expr) -> bool:
+    """Whether rows of ``e`` may come from several metrics: it reads a selector without
+    ``__name__="…"`` (``{__name__=~"a|b"}``, ``{job="x"}``). Only then can dropping the name leave
+    two rows with one label set."""
+    if isinstance(e, VectorSelector):
+        return e.selector.metric is None
+    if isinstance(e, MatrixSelector):
+        return _mixes_names(e.vector)
+    if isinstance(e, Call):
+        return any(_mixes_names(a) for a in e.args)
+    if isinstance(e, Aggregate | Unary):
+        return _mixes_names(e.expr)
+    if isinstance(e, Binary):
+        return _mixes_names(e.lhs) or _mixes_names(e.rhs)
+    return False
 
 
 def compile_expr(expr: Expr) -> Compiled:
