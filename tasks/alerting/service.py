@@ -26,7 +26,7 @@ from typing import Any
 
 # the stores at import time: their tables are registered before the tick's state batch begins
 from tasks.alerting.acks import AckStore
-from tasks.alerting.delivery import deliver_due, enqueue_many, take_due
+from tasks.alerting.delivery import DueEntry, deliver_due, enqueue_many, take_due
 from tasks.alerting.dispatch import Dispatcher, DispatchStore
 from tasks.alerting.inhibit import inhibited
 from tasks.alerting.model import Alert, fingerprint, labels_text
@@ -161,7 +161,7 @@ class NotifyOutcome:
     inhibited: int = 0
     skipped_reason: str = ""
     #: outbox entries due once this tick's notifications are queued (sent after the batch commits)
-    due: list[Any] = field(default_factory=list)
+    due: list[DueEntry] = field(default_factory=list)
 
 
 def _decide(
@@ -218,26 +218,12 @@ def _decide(
     return out
 
 
-def notify(settings: Any, lake: Any, alerts: list[Alert], now: datetime, *, dry_run: bool = False) -> NotifyOutcome:
-    """Route, group, dedupe and deliver notifications for ``alerts`` (the rules' firing and resolved ones).
-
-    One state-DB transaction for the decisions (:func:`_decide`), then the sends, each claimed in a
-    transaction of its own before it goes out (``tasks.alerting.delivery``)."""
-    path = settings.alerting.notify_config
-    if not path:
-        return NotifyOutcome(skipped_reason=NO_NOTIFY_CONFIG)
-    cfg = load_notify_config(path)
-    state = State.from_settings(settings)
-    with state.batch(read_only=dry_run) as tx:
-        out = _decide(settings, cfg, tx, alerts, now, dry_run=dry_run)
-    _deliver(out, cfg, state, lake, now)
-    return out
-
-
 NO_NOTIFY_CONFIG = "alerting.notify_config is not set: alerts are kept, nobody is told"
 
 
 def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime) -> None:
+    """The sends, after the decisions' commit: each claimed in a transaction of its own before it
+    goes out (``tasks.alerting.delivery``), never inside the batch."""
     if out.due:
         results = deliver_due(now, cfg.parsed_receivers, state=state, lake=lake, due=out.due)
         out.deliveries = [r.to_dict() for r in results]
