@@ -17,6 +17,7 @@ Two halves, both plain Python (no Prefect):
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -92,14 +93,16 @@ def report_window(
     return start, end
 
 
-def _labels(text: str) -> dict[str, str]:
-    return dict(json.loads(text)) if text else {}
-
-
 def _label_col(df: pl.DataFrame, name: str, out: str | None = None) -> pl.DataFrame:
-    """Add one label of the ``labels`` JSON column as its own column (``""`` when absent)."""
-    vals = [_labels(t).get(name, "") for t in df.get_column("labels").to_list()] if df.height else []
-    return df.with_columns(pl.Series(out or name, vals, dtype=pl.String))
+    """Add one label of the ``labels`` JSON column as its own column (``""`` when absent).
+
+    polars reads the JSON in Rust (label names are ``[a-zA-Z_][a-zA-Z0-9_]*``, safe in a JSON
+    path): a week of hourly points of hundreds of hosts is tens of thousands of rows.
+    """
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+        raise ReportError(f"by: {name!r} is not a label name")
+    col = pl.col("labels").str.json_path_match(f"$.{name}").fill_null("")
+    return df.with_columns(col.cast(pl.String).alias(out or name))
 
 
 # ---- performance report ------------------------------------------------------------------------
@@ -108,20 +111,14 @@ def latency_percentiles(
 ) -> pl.DataFrame:
     """p50/p95/p99 (seconds) of the latency series per ``by`` label over the window, slowest first.
 
-    Why ``top_k``: DuckDB computes each quantile per series over the window, so a long window never
-    comes into memory. Columns: ``<by>``, ``p50``, ``p95``, ``p99``, ``metric``.
+    Why ``Lake.summarize``: DuckDB computes the three quantiles per series in one pass over the
+    window, so a long window never comes into memory and is read once, not once per quantile.
+    Columns: ``<by>``, ``p50``, ``p95``, ``p99``, ``metric``.
     """
-    parts: dict[str, pl.DataFrame] = {}
-    for q in ("p50", "p95", "p99"):
-        df = lake.top_k(selector, start, end, k=10_000, agg=q)
-        parts[q] = df.select("series", "metric", "labels", pl.col("value").alias(q))
-    base = parts["p50"]
-    if not base.height:
+    df = lake.summarize(selector, start, end, ["p50", "p95", "p99"])
+    if not df.height:
         return pl.DataFrame(schema={by: pl.String, "p50": pl.Float64, "p95": pl.Float64, "p99": pl.Float64})
-    out = base.join(parts["p95"].select("series", "p95"), on="series").join(
-        parts["p99"].select("series", "p99"), on="series"
-    )
-    out = _label_col(out, by)
+    out = _label_col(df, by)
     return out.select(by, "p50", "p95", "p99", "metric").sort("p99", descending=True)
 
 
@@ -134,37 +131,25 @@ def headroom(lake: Lake, start: datetime, end: datetime) -> pl.DataFrame:
     """
     rows: list[dict[str, Any]] = []
 
-    def add(selector: str, resource: str, scale: float = 1.0, unit: str = "ratio", total: bool = False) -> set[str]:
+    def stats(selector: str) -> pl.DataFrame:
+        # mean and p95 of every series in one pass over the window
+        return _label_col(lake.summarize(selector, start, end, ["avg", "p95"]), "host")
+
+    def add(selector: str, resource: str) -> set[str]:
         seen: set[str] = set()
-        avg = _label_col(lake.top_k(selector, start, end, k=10_000, agg="avg"), "host")
-        p95 = _label_col(lake.top_k(selector, start, end, k=10_000, agg="p95"), "host")
-        p95_by = dict(zip(p95.get_column("host").to_list(), p95.get_column("value").to_list(), strict=True))
-        for host, a in zip(avg.get_column("host").to_list(), avg.get_column("value").to_list(), strict=True):
-            p = p95_by.get(host, a)
-            rows.append(
-                {
-                    "host": host,
-                    "resource": resource,
-                    "avg": a * scale,
-                    "p95": p * scale,
-                    "headroom": (1.0 - p * scale) if total else None,
-                    "unit": unit,
-                }
-            )
+        for host, a, p in stats(selector).select("host", "avg", "p95").iter_rows():
+            rows.append({"host": host, "resource": resource, "avg": a, "p95": p, "headroom": 1.0 - p, "unit": "ratio"})
             seen.add(host)
         return seen
 
-    add("host_cpu_utilization_ratio", "cpu", total=True)
-    done = add("host_memory_utilization_ratio", "memory", total=True)
+    add("host_cpu_utilization_ratio", "cpu")
+    done = add("host_memory_utilization_ratio", "memory")
     totals = _label_col(lake.latest("host_memory_total_bytes", at=end), "host")
     total_by = dict(zip(totals.get_column("host").to_list(), totals.get_column("value").to_list(), strict=True))
-    used_avg = _label_col(lake.top_k("host_memory_used_bytes", start, end, k=10_000, agg="avg"), "host")
-    used_p95 = _label_col(lake.top_k("host_memory_used_bytes", start, end, k=10_000, agg="p95"), "host")
-    p95_by = dict(zip(used_p95.get_column("host").to_list(), used_p95.get_column("value").to_list(), strict=True))
-    for host, a in zip(used_avg.get_column("host").to_list(), used_avg.get_column("value").to_list(), strict=True):
+    for host, a, p in stats("host_memory_used_bytes").select("host", "avg", "p95").iter_rows():
         if host in done:
             continue
-        p, tot = p95_by.get(host, a), total_by.get(host)
+        tot = total_by.get(host)
         if tot:
             rows.append(
                 {
@@ -208,9 +193,10 @@ def top_consumers(lake: Lake, start: datetime, end: datetime, k: int = 5) -> pl.
     }
     parts = []
     for resource, sel in wanted.items():
-        df = lake.top_k(sel, start, end, k=k, agg="avg")
+        # averages come from the rollups (hourly rows over a long window), not the raw samples
+        df = lake.summarize(sel, start, end, ["avg"]).sort("avg", "series", descending=[True, False]).head(k)
         if df.height:
-            parts.append(df.select(pl.lit(resource).alias("resource"), "series", pl.col("value").alias("avg")))
+            parts.append(df.select(pl.lit(resource).alias("resource"), "series", "avg"))
     if not parts:
         return pl.DataFrame(schema={"resource": pl.String, "series": pl.String, "avg": pl.Float64})
     return pl.concat(parts)
@@ -219,33 +205,12 @@ def top_consumers(lake: Lake, start: datetime, end: datetime, k: int = 5) -> pl.
 def anomaly_summary(
     lake: Lake, start: datetime, end: datetime, threshold: float = 0.8, selector: str = '{__name__=~".+"}'
 ) -> pl.DataFrame:
-    """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, first/last time."""
-    from tasks.anomaly.stream import anomaly_scores
+    """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, first/last time.
 
-    scores = anomaly_scores(lake, selector, start, end)
-    schema: dict[str, Any] = {
-        "series": pl.String,
-        "anomalous_points": pl.UInt32,
-        "max_score": pl.Float64,
-        "first": pl.Datetime("ms", "UTC"),
-        "last": pl.Datetime("ms", "UTC"),
-    }
-    if not scores.height:
-        return pl.DataFrame(schema=schema)
-    hot = scores.filter(pl.col("score") >= threshold)
-    if not hot.height:
-        return pl.DataFrame(schema=schema)
-    return (
-        hot.group_by("series")
-        .agg(
-            pl.len().alias("anomalous_points"),
-            pl.col("score").max().alias("max_score"),
-            pl.col("ts").min().alias("first"),
-            pl.col("ts").max().alias("last"),
-        )
-        .cast({"anomalous_points": pl.UInt32})
-        .sort("anomalous_points", descending=True)
-    )
+    Why ``Lake.anomaly_counts``: the scores table holds a row per series and minute; only the few
+    above the threshold matter, so DuckDB filters and counts them instead of polars loading them all.
+    """
+    return lake.anomaly_counts(selector, start, end, threshold)
 
 
 def alert_events(lake: Lake, start: datetime, end: datetime) -> pl.DataFrame:
@@ -468,7 +433,7 @@ def capacity_outlook(
         "runs_out_p90": pl.Datetime("ms", "UTC"),
     }
     now = lake.latest(selector, at=end).select("series", pl.col("value").alias("current"))
-    p95 = lake.top_k(selector, start, end, k=10_000, agg="p95").select("series", pl.col("value").alias("p95"))
+    p95 = lake.summarize(selector, start, end, ["p95"]).select("series", "p95")
     if not now.height and not p95.height:
         return pl.DataFrame(schema=schema)
     base = now.join(p95, on="series", how="full", coalesce=True)

@@ -299,11 +299,14 @@ class Lake:
                 return empty
             where += " AND " + self._id_filter(matched.get_column("series_id").to_list(), params)
         ident = ", ".join(S.IDENTITY[table])
-        df = self._sql(
-            f"SELECT * EXCLUDE (filename) FROM read_parquet($files, filename=true) WHERE {where} "
-            f"QUALIFY row_number() OVER (PARTITION BY {ident} ORDER BY filename DESC) = 1 ORDER BY {ident}",
-            params,
-        )
+        if self._needs_dedup(files):
+            sql = (
+                f"SELECT * EXCLUDE (filename) FROM read_parquet($files, filename=true) WHERE {where} "
+                f"QUALIFY row_number() OVER (PARTITION BY {ident} ORDER BY filename DESC) = 1 ORDER BY {ident}"
+            )
+        else:  # one file per day (compacted): an identity cannot repeat, no window function needed
+            sql = f"SELECT * FROM read_parquet($files) WHERE {where} ORDER BY {ident}"
+        df = self._sql(sql, params)
         return df.with_columns(pl.col(f.name).dt.cast_time_unit("ms") for f in schema if pa.types.is_timestamp(f.type))
 
     # ---- catalogue -----------------------------------------------------------------------------
@@ -359,14 +362,19 @@ class Lake:
         days = [f.day for f in files]
         return len(days) != len(set(days))
 
-    def _raw_sql(self, files: Sequence[LakeFile], id_filter: str) -> str:
-        """SQL yielding (series_id, ts, value) from ``files`` in [$start, $end), last write kept."""
+    def _raw_sql(self, files: Sequence[LakeFile], id_filter: str, p: str = "") -> str:
+        """SQL yielding (series_id, ts, value) from ``files`` in [$start, $end), last write kept.
+
+        ``p`` suffixes the parameter names (``$files{p}``, ``$start{p}``, ``$end{p}``), so several
+        ranges can be read in one statement.
+        """
+        src, rng = f"read_parquet($files{p}", f"ts >= $start{p} AND ts < $end{p}"
         if self._needs_dedup(files):
             return (
-                "SELECT series_id, ts, arg_max(value, filename) AS value FROM read_parquet($files, filename=true) "
-                f"WHERE {id_filter} AND ts >= $start AND ts < $end GROUP BY series_id, ts"
+                f"SELECT series_id, ts, arg_max(value, filename) AS value FROM {src}, filename=true) "
+                f"WHERE {id_filter} AND {rng} GROUP BY series_id, ts"
             )
-        return f"SELECT series_id, ts, value FROM read_parquet($files) WHERE {id_filter} AND ts >= $start AND ts < $end"
+        return f"SELECT series_id, ts, value FROM {src}) WHERE {id_filter} AND {rng}"
 
     def _id_filter(self, ids: list[int], params: dict[str, Any]) -> str:
         # Constant IN-lists are pushed down into the Parquet scan (row-group pruning on the
@@ -624,6 +632,161 @@ class Lake:
         if not parts:
             return self.empty_result()
         return self._decorate(pl.concat(parts), matched)
+
+    @_retry_moved
+    def anomaly_counts(
+        self, selector: str | Selector, start: datetime, end: datetime, threshold: float
+    ) -> pl.DataFrame:
+        """Per series with anomaly scores ≥ ``threshold`` in [start, end): series, anomalous_points,
+        max_score, first, last (most anomalous points first).
+
+        Why not ``read_rows``: a month of 1-minute scores of hundreds of series is tens of millions
+        of rows with their label text; only the few above the threshold matter. DuckDB reads three
+        numeric columns, keeps the last write per (series, ts) and returns one row per series.
+        """
+        start, end = _aware(start, "start"), _aware(end, "end")
+        schema: dict[str, Any] = {
+            "series": pl.String,
+            "anomalous_points": pl.UInt32,
+            "max_score": pl.Float64,
+            "first": S.POLARS_TS,
+            "last": S.POLARS_TS,
+        }
+        if not 0.0 <= threshold <= 1.0:
+            raise QueryError(f"threshold: must be within [0, 1], got {threshold}")
+        matched = self.series(selector)
+        files = self._day_files(S.ANOMALIES, start, end) if end > start else []
+        if not matched.height or not files:
+            return pl.DataFrame(schema=schema)
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end, "thr": threshold}
+        idf = self._id_filter(matched.get_column("series_id").to_list(), params)
+        where = f"{idf} AND ts >= $start AND ts < $end"
+        scores = (
+            "SELECT series_id, ts, arg_max(score, filename) AS score FROM read_parquet($files, filename=true) "
+            f"WHERE {where} GROUP BY series_id, ts"
+            if self._needs_dedup(files)
+            else f"SELECT series_id, ts, score FROM read_parquet($files) WHERE {where}"
+        )
+        df = self._sql(
+            "SELECT series_id, count(*) AS anomalous_points, max(score) AS max_score, min(ts) AS first, "
+            f"max(ts) AS last FROM ({scores}) WHERE score >= $thr GROUP BY series_id",
+            params,
+        )
+        if not df.height:
+            return pl.DataFrame(schema=schema)
+        out = df.join(matched.select("series_id", "series"), on="series_id")
+        return (
+            out.select(*(pl.col(c) for c in schema))
+            .with_columns(pl.col("first", "last").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"))
+            .cast(pl.Schema(schema))
+            .sort(["anomalous_points", "series"], descending=[True, False])
+        )
+
+    def _cover(self, start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+        """[start, end) as consecutive pieces, each answered by the coarsest table that holds it whole.
+
+        A rollup answers the whole buckets of its resolution that lie inside the range and before its
+        watermark; the ragged edges go to the next finer rollup and finally to the raw samples. A
+        month read for an average is then ~30 x 24 hourly rows per series plus two partial hours,
+        instead of every sample.
+        """
+        from tasks.lake.maintain import rollup_watermarks
+
+        wms = rollup_watermarks(self)
+        chain: list[str] = [t for t in ("rollup_1h", "rollup_5m", "rollup_1m") if t in wms]
+
+        def cover(lo: datetime, hi: datetime, tables: list[str]) -> list[tuple[str, datetime, datetime]]:
+            if lo >= hi:
+                return []
+            for i, table in enumerate(tables):
+                res_ms = S.ROLLUP_SECONDS[table] * 1000
+                a = _ceil(lo, res_ms)
+                b = min(_floor(hi, res_ms), _floor(wms[table], res_ms))
+                if a < b:
+                    rest = tables[i + 1 :]
+                    return [*cover(lo, a, rest), (table, a, b), *cover(b, hi, rest)]
+            return [(S.SAMPLES, lo, hi)]
+
+        return cover(start, end, chain)
+
+    @_retry_moved
+    def summarize(
+        self, selector: str | Selector, start: datetime, end: datetime, aggs: Sequence[str] = ("avg",)
+    ) -> pl.DataFrame:
+        """One row per matching series with data in [start, end): series, metric, labels, then one
+        column per ``aggs`` entry (named as given, e.g. ``avg``, ``p95``), in series order.
+
+        Why: a report wants several numbers per series over a long window (mean and p95, or three
+        percentiles); asking ``top_k`` once per number scans the window once per number. Here every
+        aggregation comes from one statement. When all of them are rollup aggregations (avg, min,
+        max, sum, count) the window is answered from the coarsest rollups that cover it (raw samples
+        only at the edges and after the rollups' watermark); a quantile or ``first``/``last`` needs the
+        raw samples, read once for all of them.
+        """
+        start, end = _aware(start, "start"), _aware(end, "end")
+        if end <= start:
+            raise QueryError(f"range: end {end.isoformat()} is not after start {start.isoformat()}")
+        if not aggs or len(set(aggs)) != len(aggs):
+            raise QueryError(f"aggs: name each aggregation once, at least one (got {list(aggs)})")
+        parsed = [parse_agg(a) for a in aggs]
+        schema: dict[str, Any] = {"series": pl.String, "metric": pl.String, "labels": pl.String}
+        schema |= dict.fromkeys(aggs, pl.Float64)
+        matched = self.series(selector)
+        if not matched.height:
+            return pl.DataFrame(schema=schema)
+        params: dict[str, Any] = {}
+        idf = self._id_filter(matched.get_column("series_id").to_list(), params)
+        cols = [f'"{a.replace(chr(34), "")}"' for a in aggs]
+        if all(kind in ("avg", "min", "max", "sum", "count") for kind, _ in parsed):
+            pieces = []
+            for i, (table, lo, hi) in enumerate(self._cover(start, end)):
+                files = self._day_files(table, lo, hi)
+                if not files:
+                    continue
+                params |= {f"files{i}": self._paths(files), f"start{i}": lo, f"end{i}": hi}
+                if table == S.SAMPLES:
+                    pieces.append(
+                        "SELECT series_id, sum(value) AS s, count(*) AS c, min(value) AS lo, max(value) AS hi "
+                        f"FROM ({self._raw_sql(files, idf, str(i))}) GROUP BY series_id"
+                    )
+                else:
+                    pieces.append(
+                        "SELECT series_id, sum(sum) AS s, sum(count) AS c, min(min) AS lo, max(max) AS hi "
+                        f"FROM read_parquet($files{i}) WHERE {idf} AND ts >= $start{i} AND ts < $end{i} "
+                        "GROUP BY series_id"
+                    )
+            if not pieces:
+                return pl.DataFrame(schema=schema)
+            expr = {
+                "avg": "sum(s) / sum(c)",
+                "min": "min(lo)",
+                "max": "max(hi)",
+                "sum": "sum(s)",
+                "count": "sum(c)::DOUBLE",
+            }
+            select = ", ".join(f"{expr[kind]} AS {col}" for (kind, _), col in zip(parsed, cols, strict=True))
+            df = self._sql(
+                f"SELECT series_id, {select} FROM ({' UNION ALL '.join(pieces)}) GROUP BY series_id HAVING sum(c) > 0",
+                params,
+            )
+        else:
+            files = self._day_files(S.SAMPLES, start, end)
+            if not files:
+                return pl.DataFrame(schema=schema)
+            params |= {"files": self._paths(files), "start": start, "end": end}
+            exprs = []
+            for i, ((kind, q), col) in enumerate(zip(parsed, cols, strict=True)):
+                if q is None:
+                    exprs.append(f"{RAW_AGG_SQL[kind]} AS {col}")
+                else:
+                    params[f"q{i}"] = q
+                    exprs.append(f"quantile_cont(value, $q{i}) AS {col}")
+            df = self._sql(
+                f"SELECT series_id, {', '.join(exprs)} FROM ({self._raw_sql(files, idf)}) GROUP BY series_id", params
+            )
+        names = matched.select("series_id", "series", "metric", "labels")
+        out = df.join(names, on="series_id").sort("series")
+        return out.select(*(pl.col(c).cast(t) for c, t in schema.items()))
 
     @_retry_moved
     def top_k(
