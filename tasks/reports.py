@@ -381,10 +381,8 @@ def series_with_forecast(
     forecast was issued). Forecasts are looked up over the window plus one day ahead, so the band
     continues past the last actual value.
     """
-    from tasks.forecasting.data import latest_forecasts
-
     actual = lake.query(selector, start, end, step=step, agg="avg").select("series", "ts", "value")
-    fc = latest_forecasts(lake, selector, since=start - timedelta(days=1), until=end + timedelta(days=1))
+    fc = lake.newest_forecasts(selector, since=start - timedelta(days=1), until=end + timedelta(days=1))
     schema: dict[str, Any] = {
         "series": pl.String,
         "ts": pl.Datetime("ms", "UTC"),
@@ -418,8 +416,6 @@ def capacity_outlook(
 
     Why both quantiles: p90 crossing is "plan now", p50 crossing is "it will happen".
     """
-    from tasks.forecasting.data import latest_forecasts
-
     if capacity <= 0:
         raise ReportError(f"capacity: must be positive, got {capacity}")
     schema: dict[str, Any] = {
@@ -437,7 +433,12 @@ def capacity_outlook(
     if not now.height and not p95.height:
         return pl.DataFrame(schema=schema)
     base = now.join(p95, on="series", how="full", coalesce=True)
-    fc = latest_forecasts(lake, selector, since=end - timedelta(days=2), until=end + timedelta(days=1))
+    fc = lake.newest_forecasts(
+        selector,
+        since=end - timedelta(days=2),
+        until=end + timedelta(days=1),
+        targets=(end, end + lookahead + timedelta(milliseconds=1)),
+    )
     if fc.height:
         names = lake.series(selector).select("series_id", "series")
         fut = fc.join(names, on="series_id").filter((pl.col("ts") >= end) & (pl.col("ts") <= end + lookahead))
@@ -478,8 +479,6 @@ def forecast_errors(
     Each forecast point is compared with the ``step`` average of the actual series at its target
     time (the newest issue per target time, as alerting and scaling use them). Worst MAPE first.
     """
-    from tasks.forecasting.data import latest_forecasts
-
     schema: dict[str, Any] = {
         "model": pl.String,
         "series": pl.String,
@@ -489,15 +488,16 @@ def forecast_errors(
         "bias": pl.Float64,
         "coverage_80": pl.Float64,
     }
-    fc = latest_forecasts(lake, selector, since=start - timedelta(days=2), until=end)
-    fc = fc.filter((pl.col("ts") >= start) & (pl.col("ts") < end)) if fc.height else fc
+    fc = lake.newest_forecasts(selector, since=start - timedelta(days=2), until=end, targets=(start, end))
     if not fc.height:
         return pl.DataFrame(schema=schema)
     names = lake.series(selector).select("series_id", "series")
+    ids = fc.get_column("series_id").unique().to_list()
     fc = fc.join(names, on="series_id").select(
         "series", "model", pl.col("ts").dt.cast_time_unit("ms"), "p10", "p50", "p90"
     )
-    actual = lake.query(selector, start - step, end, step=step, agg="avg").select(
+    # the actuals of the forecast series only (a match-all selector would read every series)
+    actual = lake.query(selector, start - step, end, step=step, agg="avg", series_ids=ids).select(
         "series", pl.col("ts").dt.cast_time_unit("ms"), pl.col("value").alias("actual")
     )
     if not actual.height:
