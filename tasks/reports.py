@@ -373,15 +373,29 @@ def _int(v: Any) -> int | None:
 
 
 def series_with_forecast(
-    lake: Lake, selector: str, start: datetime, end: datetime, step: timedelta = timedelta(minutes=15)
+    lake: Lake,
+    selector: str,
+    start: datetime,
+    end: datetime,
+    step: timedelta = timedelta(minutes=15),
+    top: int | None = None,
 ) -> pl.DataFrame:
     """Actual values (``step`` averages) and the newest forecast band (p10/p50/p90) per series and time.
 
     Columns: series, ts, value (null where only a forecast exists), p10, p50, p90 (null where no
     forecast was issued). Forecasts are looked up over the window plus one day ahead, so the band
-    continues past the last actual value.
+    continues past the last actual value. ``top`` keeps only the ``top`` series with the highest
+    peak (of the ``step`` averages) in the window: a plot of 200 hosts' lines reads as a smear and
+    takes matplotlib ~5 s per chart on this machine; the busiest dozen are the ones to look at.
     """
+    if top is not None and top < 1:
+        raise ReportError(f"top: must be at least 1, got {top}")
     actual = lake.query(selector, start, end, step=step, agg="avg").select("series", "ts", "value")
+    keep: list[str] | None = None
+    if top is not None and actual.height:
+        peaks = actual.group_by("series").agg(pl.col("value").max()).sort(["value", "series"], descending=[True, False])
+        keep = peaks.head(top).get_column("series").to_list()
+        actual = actual.filter(pl.col("series").is_in(keep))
     fc = lake.newest_forecasts(selector, since=start - timedelta(days=1), until=end + timedelta(days=1))
     schema: dict[str, Any] = {
         "series": pl.String,
@@ -398,6 +412,8 @@ def series_with_forecast(
             .filter(pl.col("ts") >= start)
             .select("series", pl.col("ts").dt.cast_time_unit("ms"), "p10", "p50", "p90")
         )
+        if keep is not None:
+            fc = fc.filter(pl.col("series").is_in(keep))
     else:
         fc = pl.DataFrame(schema={k: v for k, v in schema.items() if k != "value"})
     actual = actual.with_columns(pl.col("ts").dt.cast_time_unit("ms"))
@@ -457,14 +473,22 @@ def capacity_outlook(
     return out.sort("runs_out_p90", "runs_out_p50", "headroom", nulls_last=True)
 
 
-def hourly_profile(lake: Lake, selector: str, start: datetime, end: datetime, by: str = "host") -> pl.DataFrame:
+def hourly_profile(
+    lake: Lake, selector: str, start: datetime, end: datetime, by: str = "host", top: int | None = None
+) -> pl.DataFrame:
     """Average of the series per ``by`` label and hour of day (UTC): rows ``by``, columns ``0``..``23``
-    (the heatmap of when each host is busy)."""
+    (the heatmap of when each host is busy). ``top`` keeps the ``top`` rows with the highest mean over
+    the day (a heatmap of 200 hosts is a 90-inch-tall image), still sorted by ``by``."""
+    if top is not None and top < 1:
+        raise ReportError(f"top: must be at least 1, got {top}")
     df = lake.query(selector, start, end, step=timedelta(hours=1), agg="avg")
     if not df.height:
         return pl.DataFrame(schema={by: pl.String})
     df = _label_col(df, by).with_columns(pl.col("ts").dt.hour().alias("hour"))
     prof = df.group_by(by, "hour").agg(pl.col("value").mean()).sort("hour")
+    if top is not None:
+        busiest = prof.group_by(by).agg(pl.col("value").mean()).sort(["value", by], descending=[True, False])
+        prof = prof.filter(pl.col(by).is_in(busiest.head(top).get_column(by).to_list()))
     wide = prof.pivot(on="hour", index=by, values="value").sort(by)
     return wide.select(by, *sorted((c for c in wide.columns if c != by), key=int))
 

@@ -49,6 +49,8 @@ RAW_AGG_SQL = {
     "first": "arg_min(value, ts)",
     "quantile": "quantile_cont(value, $q)",
 }
+#: ``summarize`` results kept per Lake object (each a row per series: small).
+SUMMARY_CACHE_ENTRIES = 64
 RESULT_SCHEMA: dict[str, pl.DataType] = {
     "series": pl.String(),
     "metric": pl.String(),
@@ -128,6 +130,9 @@ class Lake:
         self._catalogue_key: tuple[str, ...] | None = None
         self._catalogue: pl.DataFrame | None = None
         self._lock = threading.Lock()
+        #: ``summarize`` answers by query and file set: a report asks for the same percentiles twice
+        #: (a table, then its key numbers) and a week's raw scan is the slow part.
+        self._summaries: dict[tuple[Any, ...], pl.DataFrame] = {}
 
     @classmethod
     def from_settings(cls, settings: Any) -> Lake:
@@ -783,15 +788,18 @@ class Lake:
         matched = self.series(selector)
         if not matched.height:
             return pl.DataFrame(schema=schema)
+        ids = matched.get_column("series_id").to_list()
         params: dict[str, Any] = {}
-        idf = self._id_filter(matched.get_column("series_id").to_list(), params)
+        idf = self._id_filter(ids, params)
         cols = [f'"{a.replace(chr(34), "")}"' for a in aggs]
+        used: list[LakeFile] = []
         if all(kind in ("avg", "min", "max", "sum", "count") for kind, _ in parsed):
             pieces = []
             for i, (table, lo, hi) in enumerate(self._cover(start, end)):
                 files = self._day_files(table, lo, hi)
                 if not files:
                     continue
+                used += files
                 params |= {f"files{i}": self._paths(files), f"start{i}": lo, f"end{i}": hi}
                 if table == S.SAMPLES:
                     pieces.append(
@@ -814,14 +822,12 @@ class Lake:
                 "count": "sum(c)::DOUBLE",
             }
             select = ", ".join(f"{expr[kind]} AS {col}" for (kind, _), col in zip(parsed, cols, strict=True))
-            df = self._sql(
-                f"SELECT series_id, {select} FROM ({' UNION ALL '.join(pieces)}) GROUP BY series_id HAVING sum(c) > 0",
-                params,
-            )
+            sql = f"SELECT series_id, {select} FROM ({' UNION ALL '.join(pieces)}) GROUP BY series_id HAVING sum(c) > 0"
         else:
             files = self._day_files(S.SAMPLES, start, end)
             if not files:
                 return pl.DataFrame(schema=schema)
+            used = files
             params |= {"files": self._paths(files), "start": start, "end": end}
             exprs = []
             for i, ((kind, q), col) in enumerate(zip(parsed, cols, strict=True)):
@@ -830,9 +836,21 @@ class Lake:
                 else:
                     params[f"q{i}"] = q
                     exprs.append(f"quantile_cont(value, $q{i}) AS {col}")
-            df = self._sql(
-                f"SELECT series_id, {', '.join(exprs)} FROM ({self._raw_sql(files, idf)}) GROUP BY series_id", params
-            )
+            sql = f"SELECT series_id, {', '.join(exprs)} FROM ({self._raw_sql(files, idf)}) GROUP BY series_id"
+        # Rollup files keep their name when rebuilt, so the manifest (watermarks, signatures) is
+        # part of the key along with every file's name and size.
+        from tasks.lake.maintain import ROLLUP_MANIFEST
+
+        manifest = self.storage.read_bytes(self.storage.meta_path(ROLLUP_MANIFEST))
+        key = (tuple(ids), start, end, sql, tuple((f.path, f.size) for f in used), manifest)
+        with self._lock:
+            df = self._summaries.get(key)
+        if df is None:
+            df = self._sql(sql, params)
+            with self._lock:
+                self._summaries[key] = df
+                while len(self._summaries) > SUMMARY_CACHE_ENTRIES:
+                    self._summaries.pop(next(iter(self._summaries)))
         names = matched.select("series_id", "series", "metric", "labels")
         out = df.join(names, on="series_id").sort("series")
         return out.select(*(pl.col(c).cast(t) for c, t in schema.items()))

@@ -190,3 +190,26 @@ def test_read_rows_empty_frames_have_the_table_schema_without_pandas(lake: Lake,
         assert _polars_schema(schema) == dict(pl.from_arrow(schema.empty_table()).schema), table  # type: ignore[union-attr]
     empty = lake.read_rows(S.FORECASTS, now - timedelta(days=1), now)
     assert empty.height == 0 and dict(empty.schema) == _polars_schema(S.FORECASTS_SCHEMA)
+
+
+def test_summarize_answers_again_from_memory_until_the_lake_changes(rolled: Lake, now: datetime) -> None:
+    start, end = now - timedelta(days=2), now - timedelta(hours=3)
+    first = rolled.summarize("cpu", start, end, ["avg", "max"])
+    calls: list[str] = []
+    real_sql = rolled._sql
+
+    def counting_sql(query: str, params: dict[str, object] | None = None) -> pl.DataFrame:
+        calls.append(query)
+        return real_sql(query, params)
+
+    rolled._sql = counting_sql  # type: ignore[method-assign]
+    assert rolled.summarize("cpu", start, end, ["avg", "max"]).equals(first) and calls == []
+    # a late batch rewrites an old hour with a spike: new samples file, rollups rebuilt
+    spike = _frame("cpu", ["a"], now - timedelta(days=1, hours=5), 60, 3).with_columns(pl.lit(1e6).alias("value"))
+    rolled.write_samples(spike, now=now)
+    raw_max = rolled.summarize('cpu{host="a"}', start, end, ["quantile:1"])  # raw samples: a new file
+    assert raw_max.get_column("quantile:1")[0] == 1e6 and len(calls) == 1
+    rolled.build_rollups(now=now - timedelta(hours=2))  # same rollup file names, new manifest
+    again = rolled.summarize("cpu", start, end, ["avg", "max"])
+    assert len(calls) == 2 and again.filter(pl.col("series") == 'cpu{host="a"}').get_column("max")[0] == 1e6
+    assert rolled.summarize("cpu", start, end, ["avg", "max"]).equals(again) and len(calls) == 2
