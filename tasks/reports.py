@@ -515,30 +515,31 @@ def forecast_errors(
     fc = lake.newest_forecasts(selector, since=start - timedelta(days=2), until=end, targets=(start, end))
     if not fc.height:
         return pl.DataFrame(schema=schema)
-    names = lake.series(selector).select("series_id", "series")
+    # the actuals of the forecast series only, joined on integer ids; names go on the result rows
     ids = fc.get_column("series_id").unique().to_list()
-    fc = fc.join(names, on="series_id").select(
-        "series", "model", pl.col("ts").dt.cast_time_unit("ms"), "p10", "p50", "p90"
-    )
-    # the actuals of the forecast series only (a match-all selector would read every series)
-    actual = lake.query(selector, start - step, end, step=step, agg="avg", series_ids=ids).select(
-        "series", pl.col("ts").dt.cast_time_unit("ms"), pl.col("value").alias("actual")
-    )
+    actual = lake.window_buckets(ids, start - step, end, step, "avg").rename({"value": "actual"})
     if not actual.height:
         return pl.DataFrame(schema=schema)
+    fc = fc.select("series_id", "model", "ts", "p10", "p50", "p90")
     # both sides sorted by time within each series (polars cannot verify that with ``by``, hence no check)
-    both = fc.sort("series", "ts").join_asof(
-        actual.sort("series", "ts"), on="ts", by="series", strategy="backward", tolerance=step, check_sortedness=False
+    both = fc.sort("series_id", "ts").join_asof(
+        actual.sort("series_id", "ts"),
+        on="ts",
+        by="series_id",
+        strategy="backward",
+        tolerance=step,
+        check_sortedness=False,
     )
     both = both.filter(pl.col("actual").is_not_null())
     err = pl.col("p50") - pl.col("actual")
-    out = both.group_by("model", "series").agg(
+    out = both.group_by("model", "series_id").agg(
         pl.len().cast(pl.UInt32).alias("points"),
         err.abs().mean().alias("mae"),
         (err.abs() / pl.col("actual").abs()).filter(pl.col("actual") != 0).mean().mul(100).alias("mape_pct"),
         err.mean().alias("bias"),
         pl.col("actual").is_between(pl.col("p10"), pl.col("p90")).mean().alias("coverage_80"),
     )
+    out = out.join(lake.series(selector).select("series_id", "series"), on="series_id")
     return out.select(list(schema)).cast(pl.Schema(schema)).sort("mape_pct", descending=True, nulls_last=True)
 
 

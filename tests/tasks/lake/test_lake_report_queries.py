@@ -171,16 +171,19 @@ def test_newest_forecasts_choose_the_last_issue_per_target(rolled: Lake, now: da
     assert rolled.newest_forecasts("nothing", since=since, until=until).height == 0
 
 
-def test_query_keeps_only_the_given_series_ids(rolled: Lake, now: datetime) -> None:
+def test_window_buckets_are_query_without_the_label_text(rolled: Lake, now: datetime) -> None:
     (sid_b,) = rolled.series('cpu{host="b"}').get_column("series_id").to_list()
-    start, end = now - timedelta(hours=6), now - timedelta(hours=1)
-    only = rolled.query("cpu", start, end, step=timedelta(minutes=5), series_ids=[sid_b])
-    assert set(only.get_column("series")) == {'cpu{host="b"}'}
-    full = rolled.query('cpu{host="b"}', start, end, step=timedelta(minutes=5))
-    assert only.equals(full)
-    assert rolled.query("cpu", start, end, step=timedelta(minutes=5), series_ids=[]).height == 0
-    with pytest.raises(QueryError, match="series_ids"):
-        rolled.query("cpu", start, end, series_ids=[sid_b])
+    start, end = now - timedelta(hours=6), now - timedelta(minutes=1)  # rollups, then raw after the watermark
+    for agg in ("avg", "max", "p95"):
+        nums = rolled.window_buckets([sid_b], start, end, timedelta(minutes=5), agg)
+        assert nums.columns == ["series_id", "ts", "value"] and set(nums.get_column("series_id")) == {sid_b}
+        full = rolled.query('cpu{host="b"}', start, end, step=timedelta(minutes=5), agg=agg)
+        assert nums.sort("ts").select("ts", "value").equals(full.select("ts", "value")), agg
+    assert rolled.window_buckets([], start, end, timedelta(minutes=5)).height == 0
+    with pytest.raises(QueryError, match="step"):
+        rolled.window_buckets([sid_b], start, end, timedelta(0))
+    with pytest.raises(QueryError, match="agg"):
+        rolled.window_buckets([], start, end, timedelta(minutes=5), "mean")
 
 
 def test_read_rows_empty_frames_have_the_table_schema_without_pandas(lake: Lake, now: datetime) -> None:
