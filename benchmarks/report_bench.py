@@ -6,8 +6,9 @@ Two lakes:
   ``--quick``: 1 day and only the performance report, the CI smoke run), every report over the
   whole history (``tasks.reports.run_report``).
 * **big** (``--big`` / ``--samples 50M``): a lake of ≥ 50 M samples shaped like the demo's metrics
-  (192 hosts x 6 host metrics, 2 Redis, 4 GPU hosts x 2 GPUs; 30 days at 60 s, the collector's
-  default interval) plus what the other flows leave in a month: hourly forecasts of the forecast
+  (the demo's 6 host metrics on as many hosts as the count needs: 188 for 50 M; 2 Redis, 4 GPU
+  hosts x 2 GPUs; 30 days at 60 s, the collector's default interval, plus the report day up to
+  06:37) and what the other flows leave in a month: hourly forecasts of the forecast
   selectors, 1-minute anomaly scores of the anomaly selectors, alert episodes, scaling decisions
   and a ``metrics.collected`` event per tick. It is built once with the lake benchmark's builder
   (``lake_bench.build_lake``) and cached under ``--cache-dir`` (default
@@ -19,6 +20,9 @@ Two lakes:
 Printed per report: wall seconds, plots, HTML size; the total; the kernel start-up alone (an
 empty notebook through papermill); the peak RSS of this process and its kernels (sampled every
 0.1 s); PASS/MISS against the issue-6 target (daily report under 60 s and 2 GB on this machine).
+Each kernel imports its modules from source when ``PYTHONDONTWRITEBYTECODE`` is set (as in this
+sandbox): run with ``env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=DIR`` (twice) to see a
+deployment whose virtualenv has its bytecode compiled.
 
     uv run python benchmarks/report_bench.py [--days N] [--quick] [--json]
     uv run python benchmarks/report_bench.py --big [--samples 50M] [--since 1d] [--rebuild] [--json]
@@ -157,7 +161,8 @@ _COUNTER_ORIGIN_S = 1_700_000_000.0
 
 @dataclass(frozen=True, slots=True)
 class BigLakeSpec:
-    """The shape of the big lake: ``hosts`` x 6 host series + 8 Redis + 24 GPU series, ``days`` at ``step_s``."""
+    """The shape of the big lake: ``hosts`` x 6 host series + 8 Redis + 24 GPU series, ``days`` whole
+    days at ``step_s`` (``samples`` counts those; the report day's morning comes on top)."""
 
     hosts: int = 192
     days: int = 30
