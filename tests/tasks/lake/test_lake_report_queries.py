@@ -178,7 +178,10 @@ def test_window_buckets_are_query_without_the_label_text(rolled: Lake, now: date
         nums = rolled.window_buckets([sid_b], start, end, timedelta(minutes=5), agg)
         assert nums.columns == ["series_id", "ts", "value"] and set(nums.get_column("series_id")) == {sid_b}
         full = rolled.query('cpu{host="b"}', start, end, step=timedelta(minutes=5), agg=agg)
-        assert nums.sort("ts").select("ts", "value").equals(full.select("ts", "value")), agg
+        mine = nums.sort("ts")
+        assert mine.get_column("ts").to_list() == full.get_column("ts").to_list(), agg
+        # DuckDB sums in parallel: the same average may differ in the last bit between two runs
+        assert mine.get_column("value").to_list() == pytest.approx(full.get_column("value").to_list(), rel=1e-12)
     assert rolled.window_buckets([], start, end, timedelta(minutes=5)).height == 0
     with pytest.raises(QueryError, match="step"):
         rolled.window_buckets([sid_b], start, end, timedelta(0))
