@@ -205,7 +205,8 @@ def top_consumers(lake: Lake, start: datetime, end: datetime, k: int = 5) -> pl.
 def anomaly_summary(
     lake: Lake, start: datetime, end: datetime, threshold: float = 0.8, selector: str = '{__name__=~".+"}'
 ) -> pl.DataFrame:
-    """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, first/last time.
+    """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, when it peaked,
+    first/last time (``peak`` is where a root-cause search should look).
 
     Why ``Lake.anomaly_counts``: the scores table holds a row per series and minute; only the few
     above the threshold matter, so DuckDB filters and counts them instead of polars loading them all.

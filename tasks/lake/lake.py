@@ -705,7 +705,8 @@ class Lake:
         self, selector: str | Selector, start: datetime, end: datetime, threshold: float
     ) -> pl.DataFrame:
         """Per series with anomaly scores ≥ ``threshold`` in [start, end): series, anomalous_points,
-        max_score, first, last (most anomalous points first).
+        max_score, peak (when the worst score came; the earliest of equal ones), first, last (most
+        anomalous points first).
 
         Why not ``read_rows``: a month of 1-minute scores of hundreds of series is tens of millions
         of rows with their label text; only the few above the threshold matter. DuckDB reads three
@@ -716,6 +717,7 @@ class Lake:
             "series": pl.String,
             "anomalous_points": pl.UInt32,
             "max_score": pl.Float64,
+            "peak": S.POLARS_TS,
             "first": S.POLARS_TS,
             "last": S.POLARS_TS,
         }
@@ -735,8 +737,9 @@ class Lake:
             else f"SELECT series_id, ts, score FROM read_parquet($files) WHERE {where}"
         )
         df = self._sql(
-            "SELECT series_id, count(*) AS anomalous_points, max(score) AS max_score, min(ts) AS first, "
-            f"max(ts) AS last FROM ({scores}) WHERE score >= $thr GROUP BY series_id",
+            "SELECT series_id, count(*) AS anomalous_points, max(score) AS max_score, "
+            "arg_max(ts, (score, -epoch_ms(ts))) AS peak, min(ts) AS first, max(ts) AS last "
+            f"FROM ({scores}) WHERE score >= $thr GROUP BY series_id",
             params,
         )
         if not df.height:
@@ -744,7 +747,7 @@ class Lake:
         out = df.join(matched.select("series_id", "series"), on="series_id")
         return (
             out.select(*(pl.col(c) for c in schema))
-            .with_columns(pl.col("first", "last").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"))
+            .with_columns(pl.col("peak", "first", "last").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"))
             .cast(pl.Schema(schema))
             .sort(["anomalous_points", "series"], descending=[True, False])
         )

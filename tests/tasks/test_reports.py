@@ -385,7 +385,7 @@ def test_anomaly_summary_counts_the_scores_above_the_threshold(planted: tuple[La
     (row,) = R.anomaly_summary(own, start, end).rows(named=True)
     assert row["series"] == 'host_cpu_utilization_ratio{host="web-2",source="demo"}'
     assert row["anomalous_points"] == 3 and row["max_score"] == 0.99
-    assert (row["first"], row["last"]) == (times[1], times[4])
+    assert (row["first"], row["last"], row["peak"]) == (times[1], times[4], times[4])
     assert R.anomaly_summary(own, start, end, threshold=0.95).get_column("anomalous_points").to_list() == [1]
     assert R.anomaly_summary(own, start, end, selector="host_load1").height == 0
 

@@ -123,17 +123,22 @@ def test_anomaly_counts_filter_and_count_in_sql_last_write_kept(rolled: Lake, no
     cat = rolled.series("cpu").sort("series")
     (sa, la), (sb, lb) = cat.select("series_id", "labels").rows()
     t = [now - timedelta(hours=3) + timedelta(minutes=i) for i in range(5)]
-    _scores(rolled, sa, la, t, [0.1, 0.9, 0.95, 0.2, 0.85])
+    _scores(rolled, sa, la, t, [0.1, 0.9, 0.95, 0.2, 0.95])  # two equal worst scores: the earlier is the peak
     _scores(rolled, sb, lb, t, [0.99, 0.1, 0.1, 0.1, 0.1])
-    # a later write of the same (series, ts) replaces the score: a's 0.85 becomes 0.3, b's 0.1 becomes 0.8
+    # a later write of the same (series, ts) replaces the score: a's last 0.95 becomes 0.3, b's 0.1 becomes 0.8
     _scores(rolled, sa, la, [t[4]], [0.3])
     _scores(rolled, sb, lb, [t[2]], [0.8])
     got = rolled.anomaly_counts("cpu", now - timedelta(days=1), now, 0.8)
-    assert got.columns == ["series", "anomalous_points", "max_score", "first", "last"]
+    assert got.columns == ["series", "anomalous_points", "max_score", "peak", "first", "last"]
     rows = {r["series"]: r for r in got.iter_rows(named=True)}
     assert rows['cpu{host="a"}']["anomalous_points"] == 2 and rows['cpu{host="a"}']["max_score"] == 0.95
     assert (rows['cpu{host="a"}']["first"], rows['cpu{host="a"}']["last"]) == (t[1], t[2])
+    assert rows['cpu{host="a"}']["peak"] == t[2]
     assert rows['cpu{host="b"}']["anomalous_points"] == 2 and rows['cpu{host="b"}']["last"] == t[2]
+    assert rows['cpu{host="b"}']["peak"] == t[0]
+    _scores(rolled, sa, la, [t[4]], [0.95])  # the equal worst score again: the earlier one stays the peak
+    again = rolled.anomaly_counts('cpu{host="a"}', now - timedelta(days=1), now, 0.8)
+    assert again.get_column("peak").to_list() == [t[2]] and again.get_column("anomalous_points").to_list() == [3]
     assert got.get_column("series").to_list() == ['cpu{host="a"}', 'cpu{host="b"}']  # ties by name
     assert rolled.anomaly_counts('cpu{host="b"}', now - timedelta(days=1), now, 0.95).height == 1
     assert rolled.anomaly_counts("cpu", now - timedelta(days=1), now, 1.0).height == 0
