@@ -320,13 +320,14 @@ class Lake:
         *,
         since: datetime,
         until: datetime,
-        targets: tuple[datetime, datetime] | None = None,
+        targets: tuple[datetime, datetime | None] | None = None,
     ) -> pl.DataFrame:
         """The newest forecast per series and target time among those issued in [since, until):
         series_id, issued_at, ts, step, p10, p50, p90, p99, model, version (by series_id, ts).
 
-        ``targets`` keeps only target times in [from, to). The same answer as reading every row with
-        ``read_rows`` and keeping the last issue per (series_id, ts), but DuckDB does the choosing
+        ``targets`` keeps only target times in [from, to) (``to`` None: no upper bound). The same
+        answer as reading every row with ``read_rows`` and keeping the last issue per (series_id,
+        ts), but DuckDB does the choosing
         and no label text is read: a report over a day of hourly forecasts of hundreds of series
         reads a fraction of the rows, and a week's worth never comes into memory whole.
         """
@@ -343,8 +344,11 @@ class Lake:
             f"issued_at >= $since AND issued_at < $until AND {self._id_filter(matched['series_id'].to_list(), params)}"
         )
         if targets is not None:
-            params["t0"], params["t1"] = _aware(targets[0], "targets"), _aware(targets[1], "targets")
-            where += " AND ts >= $t0 AND ts < $t1"
+            params["t0"] = _aware(targets[0], "targets")
+            where += " AND ts >= $t0"
+            if targets[1] is not None:
+                params["t1"] = _aware(targets[1], "targets")
+                where += " AND ts < $t1"
         df = self._sql(
             f"SELECT {', '.join(cols)} FROM read_parquet($files, filename=true) WHERE {where} "
             "QUALIFY row_number() OVER (PARTITION BY series_id, ts ORDER BY issued_at DESC, filename DESC) = 1 "

@@ -173,6 +173,8 @@ def test_newest_forecasts_choose_the_last_issue_per_target(rolled: Lake, now: da
     part = rolled.newest_forecasts('cpu{host="a"}', since=since, until=until, targets=window)
     assert part.height and part.get_column("ts").min() >= window[0] and part.get_column("ts").max() < window[1]  # type: ignore[operator]
     assert "labels" not in part.columns and part.schema["ts"] == S.POLARS_TS
+    later = rolled.newest_forecasts("cpu", since=since, until=until, targets=(window[0], None))  # no upper bound
+    assert later.height == got.filter(pl.col("ts") >= window[0]).height > part.height
     assert rolled.newest_forecasts("nothing", since=since, until=until).height == 0
 
 
