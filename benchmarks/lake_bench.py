@@ -162,11 +162,17 @@ def _labels_for(n: int) -> list[str]:
     return [json.dumps({"host": f"h{i:04d}", "region": f"r{i % 7}"}, separators=(",", ":")) for i in range(n)]
 
 
-def _frame(labels: pl.Series, sidx: np.ndarray, ts_ms: np.ndarray, values: np.ndarray) -> pl.DataFrame:
-    """A bulk samples frame in the lake's input shape: metric, labels (JSON text), ts (ms, UTC), value."""
+def _frame(
+    labels: pl.Series, sidx: np.ndarray, ts_ms: np.ndarray, values: np.ndarray, metrics: pl.Series | None = None
+) -> pl.DataFrame:
+    """A bulk samples frame in the lake's input shape: metric, labels (JSON text), ts (ms, UTC), value.
+
+    ``metrics`` (one name per series, like ``labels``) defaults to ``METRIC`` for every row.
+    """
+    metric = pl.repeat(METRIC, len(ts_ms), dtype=pl.String, eager=True) if metrics is None else metrics.gather(sidx)
     return pl.DataFrame(
         {
-            "metric": pl.repeat(METRIC, len(ts_ms), dtype=pl.String, eager=True),
+            "metric": metric,
             "labels": labels.gather(sidx),
             "ts": pl.Series(ts_ms, dtype=pl.Int64).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
             "value": values,
@@ -183,9 +189,9 @@ def _values(rng: np.random.Generator, sidx: np.ndarray, ts_ms: np.ndarray, n_ser
     return np.clip(v, 0.0, 1.0)
 
 
-def _grid(n_series: int, t0_ms: int, n_ts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row layout of one batch: every series at n_ts consecutive 10 s timestamps from t0."""
-    ts = t0_ms + np.arange(n_ts, dtype=np.int64) * STEP_S * 1000
+def _grid(n_series: int, t0_ms: int, n_ts: int, step_s: int = STEP_S) -> tuple[np.ndarray, np.ndarray]:
+    """Row layout of one batch: every series at n_ts consecutive ``step_s`` timestamps from t0."""
+    ts = t0_ms + np.arange(n_ts, dtype=np.int64) * step_s * 1000
     return np.repeat(np.arange(n_series, dtype=np.int64), n_ts), np.tile(ts, n_series)
 
 
@@ -253,18 +259,39 @@ def bench_ingest(workdir: Path, sizes: Sizes, now: datetime, console: Console) -
 # ---------------------------------------------------------------------------------------------
 # 2. the big lake: build, then query
 # ---------------------------------------------------------------------------------------------
-def bench_lake(workdir: Path, sizes: Sizes, end: datetime, console: Console, err: Console) -> dict[str, Any]:
-    n_series = sizes.series
-    start = end - timedelta(days=sizes.days)
-    per_day = 86_400 // STEP_S
-    # ~1 M rows per write: every series over a slice of the day (what a collector batch looks like)
-    ts_per_batch = max(1, min(per_day, sizes.build_batch_rows // n_series))
-    batches_per_day = -(-per_day // ts_per_batch)
-    labels = pl.Series("labels", _labels_for(n_series), dtype=pl.String)
-    rng = np.random.default_rng(7)
-    lake = Lake(str(workdir / "lake"))
-    out: dict[str, Any] = {"lake_series": n_series, "lake_days": sizes.days}
+#: values of one batch: (rng, series index per row, ts in epoch ms per row) -> value per row
+ValuesFn = Callable[[np.random.Generator, np.ndarray, np.ndarray], np.ndarray]
 
+
+def build_lake(
+    lake: Lake,
+    labels: pl.Series,
+    values: ValuesFn,
+    *,
+    start: datetime,
+    days: int,
+    now: datetime,
+    err: Console,
+    metrics: pl.Series | None = None,
+    step_s: int = STEP_S,
+    batch_rows: int = 1_000_000,
+    seed: int = 7,
+    compact: bool = True,
+) -> dict[str, Any]:
+    """Write ``days`` of samples of every series (``labels[i]``, ``metrics[i]``) from ``start`` at
+    ``step_s``, then compact and build the rollups, as the maintain flow would.
+
+    Shared by this benchmark and ``report_bench.py --big`` so both measure the same kind of lake.
+    Each write covers every series over a slice of a day (~``batch_rows`` rows, what a collector
+    batch looks like); with ``batch_rows`` ≥ a whole day each day is one file, already the
+    compacted layout, and ``compact=False`` skips the pass. Returns the build figures.
+    """
+    n_series = len(labels)
+    per_day = 86_400 // step_s
+    ts_per_batch = max(1, min(per_day, batch_rows // n_series))
+    batches_per_day = -(-per_day // ts_per_batch)
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
     written = 0
     write_s = 0.0
     t_build = time.perf_counter()
@@ -277,16 +304,16 @@ def bench_lake(workdir: Path, sizes: Sizes, end: datetime, console: Console, err
         console=err,
         transient=False,
     ) as prog:
-        task = prog.add_task("building lake", total=sizes.days * batches_per_day, rate="")
-        for d in range(sizes.days):
+        task = prog.add_task("building lake", total=days * batches_per_day, rate="")
+        for d in range(days):
             day0 = int((start + timedelta(days=d)).timestamp() * 1000)
             for b in range(batches_per_day):
                 n_ts = min(ts_per_batch, per_day - b * ts_per_batch)
-                sidx, ts = _grid(n_series, day0 + b * ts_per_batch * STEP_S * 1000, n_ts)
-                df = _frame(labels, sidx, ts, _values(rng, sidx, ts, n_series))
+                sidx, ts = _grid(n_series, day0 + b * ts_per_batch * step_s * 1000, n_ts, step_s)
+                df = _frame(labels, sidx, ts, values(rng, sidx, ts), metrics)
                 del sidx, ts
                 t0 = time.perf_counter()
-                res = lake.write_samples(df, now=end)
+                res = lake.write_samples(df, now=now)
                 write_s += time.perf_counter() - t0
                 if res.rejected:
                     raise RuntimeError(f"build: {res.rejected} rows rejected: {res.reasons}")
@@ -297,22 +324,46 @@ def bench_lake(workdir: Path, sizes: Sizes, end: datetime, console: Console, err
         out["lake_samples"] = written
         out["rss_after_write_mb"] = _maxrss_mb()
 
-        task = prog.add_task("compact", total=1, rate="")
-        t0 = time.perf_counter()
-        rep = lake.compact(now=end + timedelta(days=1))
-        out["compact_s"] = time.perf_counter() - t0
-        out["compact_files_before"], out["compact_files_after"] = rep.files_before, rep.files_after
+        out["compact_s"] = 0.0
+        out["compact_files_before"] = out["compact_files_after"] = 0
+        if compact:
+            task = prog.add_task("compact", total=1, rate="")
+            t0 = time.perf_counter()
+            rep = lake.compact(now=now + timedelta(days=1))
+            out["compact_s"] = time.perf_counter() - t0
+            out["compact_files_before"], out["compact_files_after"] = rep.files_before, rep.files_after
+            prog.update(task, advance=1, rate=f"{rep.files_before} → {rep.files_after} files")
         out["rss_after_compact_mb"] = _maxrss_mb()
-        prog.update(task, advance=1, rate=f"{rep.files_before} → {rep.files_after} files")
 
         task = prog.add_task("rollups", total=1, rate="")
         t0 = time.perf_counter()
-        rr = lake.build_rollups(now=end)
+        rr = lake.build_rollups(now=now)
         out["rollups_s"] = time.perf_counter() - t0
         out["rollup_rows"] = rr.rows_written
         out["rss_after_rollups_mb"] = _maxrss_mb()
         prog.update(task, advance=1, rate=f"{sum(rr.rows_written.values()):,} rollup rows")
     out["build_s"] = time.perf_counter() - t_build
+    return out
+
+
+def bench_lake(workdir: Path, sizes: Sizes, end: datetime, console: Console, err: Console) -> dict[str, Any]:
+    n_series = sizes.series
+    start = end - timedelta(days=sizes.days)
+    labels = pl.Series("labels", _labels_for(n_series), dtype=pl.String)
+    lake = Lake(str(workdir / "lake"))
+    out: dict[str, Any] = {"lake_series": n_series, "lake_days": sizes.days}
+    out |= build_lake(
+        lake,
+        labels,
+        lambda rng, sidx, ts: _values(rng, sidx, ts, n_series),
+        start=start,
+        days=sizes.days,
+        now=end,
+        err=err,
+        batch_rows=sizes.build_batch_rows,
+    )
+    written = out["lake_samples"]
+    rng = np.random.default_rng(8)
 
     st = lake.stats()["tables"]
     out["lake_bytes"] = sum(t["bytes"] for t in st.values())

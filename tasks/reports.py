@@ -101,14 +101,16 @@ def report_window(
     return start, end
 
 
-def _labels(text: str) -> dict[str, str]:
-    return dict(json.loads(text)) if text else {}
-
-
 def _label_col(df: pl.DataFrame, name: str, out: str | None = None) -> pl.DataFrame:
-    """Add one label of the ``labels`` JSON column as its own column (``""`` when absent)."""
-    vals = [_labels(t).get(name, "") for t in df.get_column("labels").to_list()] if df.height else []
-    return df.with_columns(pl.Series(out or name, vals, dtype=pl.String))
+    """Add one label of the ``labels`` JSON column as its own column (``""`` when absent).
+
+    polars reads the JSON in Rust (label names are ``[a-zA-Z_][a-zA-Z0-9_]*``, safe in a JSON
+    path): a week of hourly points of hundreds of hosts is tens of thousands of rows.
+    """
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+        raise ReportError(f"by: {name!r} is not a label name")
+    col = pl.col("labels").str.json_path_match(f"$.{name}").fill_null("")
+    return df.with_columns(col.cast(pl.String).alias(out or name))
 
 
 # ---- performance report ------------------------------------------------------------------------
@@ -117,20 +119,14 @@ def latency_percentiles(
 ) -> pl.DataFrame:
     """p50/p95/p99 (seconds) of the latency series per ``by`` label over the window, slowest first.
 
-    Why ``top_k``: DuckDB computes each quantile per series over the window, so a long window never
-    comes into memory. Columns: ``<by>``, ``p50``, ``p95``, ``p99``, ``metric``.
+    Why ``Lake.summarize``: DuckDB computes the three quantiles per series in one pass over the
+    window, so a long window never comes into memory and is read once, not once per quantile.
+    Columns: ``<by>``, ``p50``, ``p95``, ``p99``, ``metric``.
     """
-    parts: dict[str, pl.DataFrame] = {}
-    for q in ("p50", "p95", "p99"):
-        df = lake.top_k(selector, start, end, k=10_000, agg=q)
-        parts[q] = df.select("series", "metric", "labels", pl.col("value").alias(q))
-    base = parts["p50"]
-    if not base.height:
+    df = lake.summarize(selector, start, end, ["p50", "p95", "p99"])
+    if not df.height:
         return pl.DataFrame(schema={by: pl.String, "p50": pl.Float64, "p95": pl.Float64, "p99": pl.Float64})
-    out = base.join(parts["p95"].select("series", "p95"), on="series").join(
-        parts["p99"].select("series", "p99"), on="series"
-    )
-    out = _label_col(out, by)
+    out = _label_col(df, by)
     return out.select(by, "p50", "p95", "p99", "metric").sort("p99", descending=True)
 
 
@@ -143,37 +139,25 @@ def headroom(lake: Lake, start: datetime, end: datetime) -> pl.DataFrame:
     """
     rows: list[dict[str, Any]] = []
 
-    def add(selector: str, resource: str, scale: float = 1.0, unit: str = "ratio", total: bool = False) -> set[str]:
+    def stats(selector: str) -> pl.DataFrame:
+        # mean and p95 of every series in one pass over the window
+        return _label_col(lake.summarize(selector, start, end, ["avg", "p95"]), "host")
+
+    def add(selector: str, resource: str) -> set[str]:
         seen: set[str] = set()
-        avg = _label_col(lake.top_k(selector, start, end, k=10_000, agg="avg"), "host")
-        p95 = _label_col(lake.top_k(selector, start, end, k=10_000, agg="p95"), "host")
-        p95_by = dict(zip(p95.get_column("host").to_list(), p95.get_column("value").to_list(), strict=True))
-        for host, a in zip(avg.get_column("host").to_list(), avg.get_column("value").to_list(), strict=True):
-            p = p95_by.get(host, a)
-            rows.append(
-                {
-                    "host": host,
-                    "resource": resource,
-                    "avg": a * scale,
-                    "p95": p * scale,
-                    "headroom": (1.0 - p * scale) if total else None,
-                    "unit": unit,
-                }
-            )
+        for host, a, p in stats(selector).select("host", "avg", "p95").iter_rows():
+            rows.append({"host": host, "resource": resource, "avg": a, "p95": p, "headroom": 1.0 - p, "unit": "ratio"})
             seen.add(host)
         return seen
 
-    add("host_cpu_utilization_ratio", "cpu", total=True)
-    done = add("host_memory_utilization_ratio", "memory", total=True)
+    add("host_cpu_utilization_ratio", "cpu")
+    done = add("host_memory_utilization_ratio", "memory")
     totals = _label_col(lake.latest("host_memory_total_bytes", at=end), "host")
     total_by = dict(zip(totals.get_column("host").to_list(), totals.get_column("value").to_list(), strict=True))
-    used_avg = _label_col(lake.top_k("host_memory_used_bytes", start, end, k=10_000, agg="avg"), "host")
-    used_p95 = _label_col(lake.top_k("host_memory_used_bytes", start, end, k=10_000, agg="p95"), "host")
-    p95_by = dict(zip(used_p95.get_column("host").to_list(), used_p95.get_column("value").to_list(), strict=True))
-    for host, a in zip(used_avg.get_column("host").to_list(), used_avg.get_column("value").to_list(), strict=True):
+    for host, a, p in stats("host_memory_used_bytes").select("host", "avg", "p95").iter_rows():
         if host in done:
             continue
-        p, tot = p95_by.get(host, a), total_by.get(host)
+        tot = total_by.get(host)
         if tot:
             rows.append(
                 {
@@ -217,9 +201,10 @@ def top_consumers(lake: Lake, start: datetime, end: datetime, k: int = 5) -> pl.
     }
     parts = []
     for resource, sel in wanted.items():
-        df = lake.top_k(sel, start, end, k=k, agg="avg")
+        # averages come from the rollups (hourly rows over a long window), not the raw samples
+        df = lake.summarize(sel, start, end, ["avg"]).sort("avg", "series", descending=[True, False]).head(k)
         if df.height:
-            parts.append(df.select(pl.lit(resource).alias("resource"), "series", pl.col("value").alias("avg")))
+            parts.append(df.select(pl.lit(resource).alias("resource"), "series", "avg"))
     if not parts:
         return pl.DataFrame(schema={"resource": pl.String, "series": pl.String, "avg": pl.Float64})
     return pl.concat(parts)
@@ -229,35 +214,12 @@ def anomaly_summary(
     lake: Lake, start: datetime, end: datetime, threshold: float = 0.8, selector: str = '{__name__=~".+"}'
 ) -> pl.DataFrame:
     """Series with anomaly scores ≥ ``threshold`` in the window: count, worst score, when it peaked,
-    first/last time (``peak`` is where a root-cause search should look)."""
-    from tasks.anomaly.stream import anomaly_scores
+    first/last time (``peak`` is where a root-cause search should look).
 
-    scores = anomaly_scores(lake, selector, start, end)
-    schema: dict[str, Any] = {
-        "series": pl.String,
-        "anomalous_points": pl.UInt32,
-        "max_score": pl.Float64,
-        "peak": pl.Datetime("ms", "UTC"),
-        "first": pl.Datetime("ms", "UTC"),
-        "last": pl.Datetime("ms", "UTC"),
-    }
-    if not scores.height:
-        return pl.DataFrame(schema=schema)
-    hot = scores.filter(pl.col("score") >= threshold)
-    if not hot.height:
-        return pl.DataFrame(schema=schema)
-    return (
-        hot.group_by("series")
-        .agg(
-            pl.len().alias("anomalous_points"),
-            pl.col("score").max().alias("max_score"),
-            pl.col("ts").sort_by("score", descending=True).first().alias("peak"),
-            pl.col("ts").min().alias("first"),
-            pl.col("ts").max().alias("last"),
-        )
-        .cast({"anomalous_points": pl.UInt32})
-        .sort("anomalous_points", descending=True)
-    )
+    Why ``Lake.anomaly_counts``: the scores table holds a row per series and minute; only the few
+    above the threshold matter, so DuckDB filters and counts them instead of polars loading them all.
+    """
+    return lake.anomaly_counts(selector, start, end, threshold)
 
 
 def alert_events(lake: Lake, start: datetime, end: datetime) -> pl.DataFrame:
@@ -420,18 +382,30 @@ def _int(v: Any) -> int | None:
 
 
 def series_with_forecast(
-    lake: Lake, selector: str, start: datetime, end: datetime, step: timedelta = timedelta(minutes=15)
+    lake: Lake,
+    selector: str,
+    start: datetime,
+    end: datetime,
+    step: timedelta = timedelta(minutes=15),
+    top: int | None = None,
 ) -> pl.DataFrame:
     """Actual values (``step`` averages) and the newest forecast band (p10/p50/p90) per series and time.
 
     Columns: series, ts, value (null where only a forecast exists), p10, p50, p90 (null where no
     forecast was issued). Forecasts are looked up over the window plus one day ahead, so the band
-    continues past the last actual value.
+    continues past the last actual value. ``top`` keeps only the ``top`` series with the highest
+    peak (of the ``step`` averages) in the window: a plot of 200 hosts' lines reads as a smear and
+    takes matplotlib ~5 s per chart on this machine; the busiest dozen are the ones to look at.
     """
-    from tasks.forecasting.data import latest_forecasts
-
+    if top is not None and top < 1:
+        raise ReportError(f"top: must be at least 1, got {top}")
     actual = lake.query(selector, start, end, step=step, agg="avg").select("series", "ts", "value")
-    fc = latest_forecasts(lake, selector, since=start - timedelta(days=1), until=end + timedelta(days=1))
+    keep: list[str] | None = None
+    if top is not None and actual.height:
+        peaks = actual.group_by("series").agg(pl.col("value").max()).sort(["value", "series"], descending=[True, False])
+        keep = peaks.head(top).get_column("series").to_list()
+        actual = actual.filter(pl.col("series").is_in(keep))
+    fc = lake.newest_forecasts(selector, since=start - timedelta(days=1), until=end + timedelta(days=1))
     schema: dict[str, Any] = {
         "series": pl.String,
         "ts": pl.Datetime("ms", "UTC"),
@@ -447,6 +421,8 @@ def series_with_forecast(
             .filter(pl.col("ts") >= start)
             .select("series", pl.col("ts").dt.cast_time_unit("ms"), "p10", "p50", "p90")
         )
+        if keep is not None:
+            fc = fc.filter(pl.col("series").is_in(keep))
     else:
         fc = pl.DataFrame(schema={k: v for k, v in schema.items() if k != "value"})
     actual = actual.with_columns(pl.col("ts").dt.cast_time_unit("ms"))
@@ -465,8 +441,6 @@ def capacity_outlook(
 
     Why both quantiles: p90 crossing is "plan now", p50 crossing is "it will happen".
     """
-    from tasks.forecasting.data import latest_forecasts
-
     if capacity <= 0:
         raise ReportError(f"capacity: must be positive, got {capacity}")
     schema: dict[str, Any] = {
@@ -480,11 +454,16 @@ def capacity_outlook(
         "runs_out_p90": pl.Datetime("ms", "UTC"),
     }
     now = lake.latest(selector, at=end).select("series", pl.col("value").alias("current"))
-    p95 = lake.top_k(selector, start, end, k=10_000, agg="p95").select("series", pl.col("value").alias("p95"))
+    p95 = lake.summarize(selector, start, end, ["p95"]).select("series", "p95")
     if not now.height and not p95.height:
         return pl.DataFrame(schema=schema)
     base = now.join(p95, on="series", how="full", coalesce=True)
-    fc = latest_forecasts(lake, selector, since=end - timedelta(days=2), until=end + timedelta(days=1))
+    fc = lake.newest_forecasts(
+        selector,
+        since=end - timedelta(days=2),
+        until=end + timedelta(days=1),
+        targets=(end, end + lookahead + timedelta(milliseconds=1)),
+    )
     if fc.height:
         names = lake.series(selector).select("series_id", "series")
         fut = fc.join(names, on="series_id").filter((pl.col("ts") >= end) & (pl.col("ts") <= end + lookahead))
@@ -503,14 +482,22 @@ def capacity_outlook(
     return out.sort("runs_out_p90", "runs_out_p50", "headroom", nulls_last=True)
 
 
-def hourly_profile(lake: Lake, selector: str, start: datetime, end: datetime, by: str = "host") -> pl.DataFrame:
+def hourly_profile(
+    lake: Lake, selector: str, start: datetime, end: datetime, by: str = "host", top: int | None = None
+) -> pl.DataFrame:
     """Average of the series per ``by`` label and hour of day (UTC): rows ``by``, columns ``0``..``23``
-    (the heatmap of when each host is busy)."""
+    (the heatmap of when each host is busy). ``top`` keeps the ``top`` rows with the highest mean over
+    the day (a heatmap of 200 hosts is a 90-inch-tall image), still sorted by ``by``."""
+    if top is not None and top < 1:
+        raise ReportError(f"top: must be at least 1, got {top}")
     df = lake.query(selector, start, end, step=timedelta(hours=1), agg="avg")
     if not df.height:
         return pl.DataFrame(schema={by: pl.String})
     df = _label_col(df, by).with_columns(pl.col("ts").dt.hour().alias("hour"))
     prof = df.group_by(by, "hour").agg(pl.col("value").mean()).sort("hour")
+    if top is not None:
+        busiest = prof.group_by(by).agg(pl.col("value").mean()).sort(["value", by], descending=[True, False])
+        prof = prof.filter(pl.col(by).is_in(busiest.head(top).get_column(by).to_list()))
     wide = prof.pivot(on="hour", index=by, values="value").sort(by)
     return wide.select(by, *sorted((c for c in wide.columns if c != by), key=int))
 
@@ -525,8 +512,6 @@ def forecast_errors(
     Each forecast point is compared with the ``step`` average of the actual series at its target
     time (the newest issue per target time, as alerting and scaling use them). Worst MAPE first.
     """
-    from tasks.forecasting.data import latest_forecasts
-
     schema: dict[str, Any] = {
         "model": pl.String,
         "series": pl.String,
@@ -536,32 +521,34 @@ def forecast_errors(
         "bias": pl.Float64,
         "coverage_80": pl.Float64,
     }
-    fc = latest_forecasts(lake, selector, since=start - timedelta(days=2), until=end)
-    fc = fc.filter((pl.col("ts") >= start) & (pl.col("ts") < end)) if fc.height else fc
+    fc = lake.newest_forecasts(selector, since=start - timedelta(days=2), until=end, targets=(start, end))
     if not fc.height:
         return pl.DataFrame(schema=schema)
-    names = lake.series(selector).select("series_id", "series")
-    fc = fc.join(names, on="series_id").select(
-        "series", "model", pl.col("ts").dt.cast_time_unit("ms"), "p10", "p50", "p90"
-    )
-    actual = lake.query(selector, start - step, end, step=step, agg="avg").select(
-        "series", pl.col("ts").dt.cast_time_unit("ms"), pl.col("value").alias("actual")
-    )
+    # the actuals of the forecast series only, joined on integer ids; names go on the result rows
+    ids = fc.get_column("series_id").unique().to_list()
+    actual = lake.window_buckets(ids, start - step, end, step, "avg").rename({"value": "actual"})
     if not actual.height:
         return pl.DataFrame(schema=schema)
+    fc = fc.select("series_id", "model", "ts", "p10", "p50", "p90")
     # both sides sorted by time within each series (polars cannot verify that with ``by``, hence no check)
-    both = fc.sort("series", "ts").join_asof(
-        actual.sort("series", "ts"), on="ts", by="series", strategy="backward", tolerance=step, check_sortedness=False
+    both = fc.sort("series_id", "ts").join_asof(
+        actual.sort("series_id", "ts"),
+        on="ts",
+        by="series_id",
+        strategy="backward",
+        tolerance=step,
+        check_sortedness=False,
     )
     both = both.filter(pl.col("actual").is_not_null())
     err = pl.col("p50") - pl.col("actual")
-    out = both.group_by("model", "series").agg(
+    out = both.group_by("model", "series_id").agg(
         pl.len().cast(pl.UInt32).alias("points"),
         err.abs().mean().alias("mae"),
         (err.abs() / pl.col("actual").abs()).filter(pl.col("actual") != 0).mean().mul(100).alias("mape_pct"),
         err.mean().alias("bias"),
         pl.col("actual").is_between(pl.col("p10"), pl.col("p90")).mean().alias("coverage_80"),
     )
+    out = out.join(lake.series(selector).select("series_id", "series"), on="series_id")
     return out.select(list(schema)).cast(pl.Schema(schema)).sort("mape_pct", descending=True, nulls_last=True)
 
 

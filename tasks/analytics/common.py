@@ -52,6 +52,10 @@ def is_ratio(metric: str) -> bool:
     return metric.endswith("_ratio") or metric.endswith("_utilization") or metric.endswith("_utilisation")
 
 
+#: Selector form of ``is_ratio`` (label matchers are anchored, as in Prometheus).
+RATIO_SELECTOR = '{__name__=~".+_ratio|.+_utilization|.+_utilisation"}'
+
+
 def ratio_expr() -> pl.Expr:
     """Polars form of ``is_ratio`` (vectorised filter over a ``metric`` column)."""
     m = pl.col("metric")

@@ -23,6 +23,8 @@ import numpy as np
 import polars as pl
 
 from tasks.analytics.common import (
+    ALL_SERIES,
+    RATIO_SELECTOR,
     alert_episodes,
     bucketed,
     check_range,
@@ -31,7 +33,6 @@ from tasks.analytics.common import (
     is_latency,
     ratio_expr,
 )
-from tasks.lake import schema as S
 
 __all__ = ["Finding", "change_point", "insights"]
 
@@ -232,15 +233,15 @@ def _saturation_findings(
 
 def _forecast_crossings(lake: Any, start: datetime, end: datetime) -> dict[str, tuple[datetime, float]]:
     """First target time after ``end`` where a ratio series' newest p50 forecast crosses the level."""
-    rows = lake.read_rows(S.FORECASTS, start, end + timedelta(minutes=1))
+    # newest issue per target chosen in DuckDB, ratio series and future targets only, no label text
+    rows = lake.newest_forecasts(
+        RATIO_SELECTOR, since=start, until=end + timedelta(minutes=1), targets=(end + timedelta(milliseconds=1), None)
+    )
     if not rows.height:
         return {}
     cat = lake.catalogue().select("series_id", "series")
     rows = (
-        rows.filter(ratio_expr() & (pl.col("ts") > end))
-        .sort("issued_at")
-        .unique(["series_id", "ts"], keep="last")
-        .filter(pl.col("p50") >= SATURATION_LEVEL)
+        rows.filter(pl.col("p50") >= SATURATION_LEVEL)
         .sort("ts")
         .unique("series_id", keep="first")
         .join(cat, on="series_id")
@@ -284,15 +285,13 @@ def _alert_findings(lake: Any, start: datetime, end: datetime) -> list[Finding]:
 
 def _forecast_drift(lake: Any, hourly: pl.DataFrame, start: datetime, end: datetime) -> list[Finding]:
     """Forecast error (p50 vs the hourly actual) in the second half of the range vs the first."""
-    rows = lake.read_rows(S.FORECASTS, start - timedelta(days=1), end)
+    # targets before ``start - 1h`` cannot fall into an hourly bucket of the window: not read
+    rows = lake.newest_forecasts(ALL_SERIES, since=start - timedelta(days=1), until=end, targets=(start - HOUR, end))
     if not rows.height or not hourly.height:
         return []
     cat = lake.catalogue().select("series_id", "series")
     fc = (
-        rows.filter(pl.col("ts") < end)
-        .sort("issued_at")
-        .unique(["series_id", "ts"], keep="last")
-        .join(cat, on="series_id")
+        rows.join(cat, on="series_id")
         .with_columns(pl.col("ts").dt.truncate("1h"))
         .group_by("series", "ts")
         .agg(pl.col("p50").mean())

@@ -49,6 +49,8 @@ RAW_AGG_SQL = {
     "first": "arg_min(value, ts)",
     "quantile": "quantile_cont(value, $q)",
 }
+#: ``summarize`` results kept per Lake object (each a row per series: small).
+SUMMARY_CACHE_ENTRIES = 64
 RESULT_SCHEMA: dict[str, pl.DataType] = {
     "series": pl.String(),
     "metric": pl.String(),
@@ -128,6 +130,9 @@ class Lake:
         self._catalogue_key: tuple[str, ...] | None = None
         self._catalogue: pl.DataFrame | None = None
         self._lock = threading.Lock()
+        #: ``summarize`` answers by query and file set: a report asks for the same percentiles twice
+        #: (a table, then its key numbers) and a week's raw scan is the slow part.
+        self._summaries: dict[tuple[Any, ...], pl.DataFrame] = {}
 
     @classmethod
     def from_settings(cls, settings: Any) -> Lake:
@@ -285,8 +290,7 @@ class Lake:
         optionally only for series matching ``selector``."""
         start, end = _aware(start, "start"), _aware(end, "end")
         schema = S.TABLE_SCHEMAS[table]
-        empty = pl.from_arrow(schema.empty_table())
-        assert isinstance(empty, pl.DataFrame)
+        empty = pl.DataFrame(schema=_polars_schema(schema))
         files = self._day_files(table, start, end)
         if not files:
             return empty
@@ -299,12 +303,61 @@ class Lake:
                 return empty
             where += " AND " + self._id_filter(matched.get_column("series_id").to_list(), params)
         ident = ", ".join(S.IDENTITY[table])
+        if self._needs_dedup(files):
+            sql = (
+                f"SELECT * EXCLUDE (filename) FROM read_parquet($files, filename=true) WHERE {where} "
+                f"QUALIFY row_number() OVER (PARTITION BY {ident} ORDER BY filename DESC) = 1 ORDER BY {ident}"
+            )
+        else:  # one file per day (compacted): an identity cannot repeat, no window function needed
+            sql = f"SELECT * FROM read_parquet($files) WHERE {where} ORDER BY {ident}"
+        df = self._sql(sql, params)
+        return df.with_columns(pl.col(f.name).dt.cast_time_unit("ms") for f in schema if pa.types.is_timestamp(f.type))
+
+    @_retry_moved
+    def newest_forecasts(
+        self,
+        selector: str | Selector,
+        *,
+        since: datetime,
+        until: datetime,
+        targets: tuple[datetime, datetime | None] | None = None,
+    ) -> pl.DataFrame:
+        """The newest forecast per series and target time among those issued in [since, until):
+        series_id, issued_at, ts, step, p10, p50, p90, p99, model, version (by series_id, ts).
+
+        ``targets`` keeps only target times in [from, to) (``to`` None: no upper bound). The same
+        answer as reading every row with ``read_rows`` and keeping the last issue per (series_id,
+        ts), but DuckDB does the choosing
+        and no label text is read: a report over a day of hourly forecasts of hundreds of series
+        reads a fraction of the rows, and a week's worth never comes into memory whole.
+        """
+        since, until = _aware(since, "since"), _aware(until, "until")
+        cols = ("series_id", "issued_at", "ts", "step", "p10", "p50", "p90", "p99", "model", "version")
+        full = _polars_schema(S.FORECASTS_SCHEMA)
+        empty = pl.DataFrame(schema={c: full[c] for c in cols})
+        matched = self.series(selector)
+        files = self._day_files(S.FORECASTS, since, until) if until > since else []
+        if not matched.height or not files:
+            return empty
+        params: dict[str, Any] = {"files": self._paths(files), "since": since, "until": until}
+        where = (
+            f"issued_at >= $since AND issued_at < $until AND {self._id_filter(matched['series_id'].to_list(), params)}"
+        )
+        if targets is not None:
+            params["t0"] = _aware(targets[0], "targets")
+            where += " AND ts >= $t0"
+            if targets[1] is not None:
+                params["t1"] = _aware(targets[1], "targets")
+                where += " AND ts < $t1"
         df = self._sql(
-            f"SELECT * EXCLUDE (filename) FROM read_parquet($files, filename=true) WHERE {where} "
-            f"QUALIFY row_number() OVER (PARTITION BY {ident} ORDER BY filename DESC) = 1 ORDER BY {ident}",
+            f"SELECT {', '.join(cols)} FROM read_parquet($files, filename=true) WHERE {where} "
+            "QUALIFY row_number() OVER (PARTITION BY series_id, ts ORDER BY issued_at DESC, filename DESC) = 1 "
+            "ORDER BY series_id, ts",
             params,
         )
-        return df.with_columns(pl.col(f.name).dt.cast_time_unit("ms") for f in schema if pa.types.is_timestamp(f.type))
+        if not df.height:
+            return empty
+        return df.with_columns(pl.col("issued_at", "ts").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"))
 
     # ---- catalogue -----------------------------------------------------------------------------
     @_retry_moved
@@ -359,14 +412,19 @@ class Lake:
         days = [f.day for f in files]
         return len(days) != len(set(days))
 
-    def _raw_sql(self, files: Sequence[LakeFile], id_filter: str) -> str:
-        """SQL yielding (series_id, ts, value) from ``files`` in [$start, $end), last write kept."""
+    def _raw_sql(self, files: Sequence[LakeFile], id_filter: str, p: str = "") -> str:
+        """SQL yielding (series_id, ts, value) from ``files`` in [$start, $end), last write kept.
+
+        ``p`` suffixes the parameter names (``$files{p}``, ``$start{p}``, ``$end{p}``), so several
+        ranges can be read in one statement.
+        """
+        src, rng = f"read_parquet($files{p}", f"ts >= $start{p} AND ts < $end{p}"
         if self._needs_dedup(files):
             return (
-                "SELECT series_id, ts, arg_max(value, filename) AS value FROM read_parquet($files, filename=true) "
-                f"WHERE {id_filter} AND ts >= $start AND ts < $end GROUP BY series_id, ts"
+                f"SELECT series_id, ts, arg_max(value, filename) AS value FROM {src}, filename=true) "
+                f"WHERE {id_filter} AND {rng} GROUP BY series_id, ts"
             )
-        return f"SELECT series_id, ts, value FROM read_parquet($files) WHERE {id_filter} AND ts >= $start AND ts < $end"
+        return f"SELECT series_id, ts, value FROM {src}) WHERE {id_filter} AND {rng}"
 
     def _id_filter(self, ids: list[int], params: dict[str, Any]) -> str:
         # Constant IN-lists are pushed down into the Parquet scan (row-group pruning on the
@@ -455,6 +513,23 @@ class Lake:
         """
         if step is None:
             return self.raw(selector, start, end)
+        matched = self.series(selector)
+        df = self.window_buckets(matched.get_column("series_id").to_list(), start, end, step, agg)
+        if not df.height:
+            return self.empty_result()
+        return self._decorate(df, matched)
+
+    @_retry_moved
+    def window_buckets(
+        self, series_ids: Sequence[int], start: datetime, end: datetime, step: timedelta, agg: str = "avg"
+    ) -> pl.DataFrame:
+        """``query``'s numbers without the label text: ``series_id``, ``ts`` (bucket start), ``value``,
+        unsorted, for the series ids given.
+
+        Why: a caller that joins buckets to other rows by series (forecast errors: a week of 5-minute
+        buckets of hundreds of series) joins and sorts on integers; the names are attached to the
+        few result rows afterwards, not to a million bucket rows.
+        """
         kind, q = parse_agg(agg)
         start, end = _aware(start, "start"), _aware(end, "end")
         step_ms = int(step.total_seconds() * 1000)
@@ -462,12 +537,12 @@ class Lake:
             raise QueryError("step: must be positive")
         if end <= start:
             raise QueryError(f"range: end {end.isoformat()} is not after start {start.isoformat()}")
+        empty = pl.DataFrame(schema={"series_id": pl.Int64, "ts": S.POLARS_TS, "value": pl.Float64})
+        ids = list(series_ids)
+        if not ids:
+            return empty
         bstart = _floor(start, step_ms)
         bend = _ceil(end, step_ms)
-        matched = self.series(selector)
-        if not matched.height:
-            return self.empty_result()
-        ids = matched.get_column("series_id").to_list()
         parts: list[pl.DataFrame] = []
         split = bstart
         if kind in ROLLUP_AGGS:
@@ -489,8 +564,12 @@ class Lake:
             parts.append(self._raw_agg(ids, split, bend, step_ms, kind, q))
         parts = [p for p in parts if p.height]
         if not parts:
-            return self.empty_result()
-        return self._decorate(pl.concat(parts, how="vertical_relaxed"), matched)
+            return empty
+        return pl.concat(parts, how="vertical_relaxed").select(
+            pl.col("series_id").cast(pl.Int64),
+            pl.col("ts").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"),
+            pl.col("value").cast(pl.Float64),
+        )
 
     def _raw_agg(
         self, ids: list[int], start: datetime, end: datetime, step_ms: int, kind: str, q: float | None
@@ -624,6 +703,177 @@ class Lake:
         if not parts:
             return self.empty_result()
         return self._decorate(pl.concat(parts), matched)
+
+    @_retry_moved
+    def anomaly_counts(
+        self, selector: str | Selector, start: datetime, end: datetime, threshold: float
+    ) -> pl.DataFrame:
+        """Per series with anomaly scores ≥ ``threshold`` in [start, end): series, anomalous_points,
+        max_score, peak (when the worst score came; the earliest of equal ones), first, last (most
+        anomalous points first).
+
+        Why not ``read_rows``: a month of 1-minute scores of hundreds of series is tens of millions
+        of rows with their label text; only the few above the threshold matter. DuckDB reads three
+        numeric columns, keeps the last write per (series, ts) and returns one row per series.
+        """
+        start, end = _aware(start, "start"), _aware(end, "end")
+        schema: dict[str, Any] = {
+            "series": pl.String,
+            "anomalous_points": pl.UInt32,
+            "max_score": pl.Float64,
+            "peak": S.POLARS_TS,
+            "first": S.POLARS_TS,
+            "last": S.POLARS_TS,
+        }
+        if not 0.0 <= threshold <= 1.0:
+            raise QueryError(f"threshold: must be within [0, 1], got {threshold}")
+        matched = self.series(selector)
+        files = self._day_files(S.ANOMALIES, start, end) if end > start else []
+        if not matched.height or not files:
+            return pl.DataFrame(schema=schema)
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end, "thr": threshold}
+        idf = self._id_filter(matched.get_column("series_id").to_list(), params)
+        where = f"{idf} AND ts >= $start AND ts < $end"
+        scores = (
+            "SELECT series_id, ts, arg_max(score, filename) AS score FROM read_parquet($files, filename=true) "
+            f"WHERE {where} GROUP BY series_id, ts"
+            if self._needs_dedup(files)
+            else f"SELECT series_id, ts, score FROM read_parquet($files) WHERE {where}"
+        )
+        df = self._sql(
+            "SELECT series_id, count(*) AS anomalous_points, max(score) AS max_score, "
+            "arg_max(ts, (score, -epoch_ms(ts))) AS peak, min(ts) AS first, max(ts) AS last "
+            f"FROM ({scores}) WHERE score >= $thr GROUP BY series_id",
+            params,
+        )
+        if not df.height:
+            return pl.DataFrame(schema=schema)
+        out = df.join(matched.select("series_id", "series"), on="series_id")
+        return (
+            out.select(*(pl.col(c) for c in schema))
+            .with_columns(pl.col("peak", "first", "last").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"))
+            .cast(pl.Schema(schema))
+            .sort(["anomalous_points", "series"], descending=[True, False])
+        )
+
+    def _cover(self, start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+        """[start, end) as consecutive pieces, each answered by the coarsest table that holds it whole.
+
+        A rollup answers the whole buckets of its resolution that lie inside the range and before its
+        watermark; the ragged edges go to the next finer rollup and finally to the raw samples. A
+        month read for an average is then ~30 x 24 hourly rows per series plus two partial hours,
+        instead of every sample.
+        """
+        from tasks.lake.maintain import rollup_watermarks
+
+        wms = rollup_watermarks(self)
+        chain: list[str] = [t for t in ("rollup_1h", "rollup_5m", "rollup_1m") if t in wms]
+
+        def cover(lo: datetime, hi: datetime, tables: list[str]) -> list[tuple[str, datetime, datetime]]:
+            if lo >= hi:
+                return []
+            for i, table in enumerate(tables):
+                res_ms = S.ROLLUP_SECONDS[table] * 1000
+                a = _ceil(lo, res_ms)
+                b = min(_floor(hi, res_ms), _floor(wms[table], res_ms))
+                if a < b:
+                    rest = tables[i + 1 :]
+                    return [*cover(lo, a, rest), (table, a, b), *cover(b, hi, rest)]
+            return [(S.SAMPLES, lo, hi)]
+
+        return cover(start, end, chain)
+
+    @_retry_moved
+    def summarize(
+        self, selector: str | Selector, start: datetime, end: datetime, aggs: Sequence[str] = ("avg",)
+    ) -> pl.DataFrame:
+        """One row per matching series with data in [start, end): series, metric, labels, then one
+        column per ``aggs`` entry (named as given, e.g. ``avg``, ``p95``), in series order.
+
+        Why: a report wants several numbers per series over a long window (mean and p95, or three
+        percentiles); asking ``top_k`` once per number scans the window once per number. Here every
+        aggregation comes from one statement. When all of them are rollup aggregations (avg, min,
+        max, sum, count) the window is answered from the coarsest rollups that cover it (raw samples
+        only at the edges and after the rollups' watermark); a quantile or ``first``/``last`` needs the
+        raw samples, read once for all of them.
+        """
+        start, end = _aware(start, "start"), _aware(end, "end")
+        if end <= start:
+            raise QueryError(f"range: end {end.isoformat()} is not after start {start.isoformat()}")
+        if not aggs or len(set(aggs)) != len(aggs):
+            raise QueryError(f"aggs: name each aggregation once, at least one (got {list(aggs)})")
+        parsed = [parse_agg(a) for a in aggs]
+        schema: dict[str, Any] = {"series": pl.String, "metric": pl.String, "labels": pl.String}
+        schema |= dict.fromkeys(aggs, pl.Float64)
+        matched = self.series(selector)
+        if not matched.height:
+            return pl.DataFrame(schema=schema)
+        ids = matched.get_column("series_id").to_list()
+        params: dict[str, Any] = {}
+        idf = self._id_filter(ids, params)
+        cols = [f'"{a.replace(chr(34), "")}"' for a in aggs]
+        used: list[LakeFile] = []
+        if all(kind in ("avg", "min", "max", "sum", "count") for kind, _ in parsed):
+            pieces = []
+            for i, (table, lo, hi) in enumerate(self._cover(start, end)):
+                files = self._day_files(table, lo, hi)
+                if not files:
+                    continue
+                used += files
+                params |= {f"files{i}": self._paths(files), f"start{i}": lo, f"end{i}": hi}
+                if table == S.SAMPLES:
+                    pieces.append(
+                        "SELECT series_id, sum(value) AS s, count(*) AS c, min(value) AS lo, max(value) AS hi "
+                        f"FROM ({self._raw_sql(files, idf, str(i))}) GROUP BY series_id"
+                    )
+                else:
+                    pieces.append(
+                        "SELECT series_id, sum(sum) AS s, sum(count) AS c, min(min) AS lo, max(max) AS hi "
+                        f"FROM read_parquet($files{i}) WHERE {idf} AND ts >= $start{i} AND ts < $end{i} "
+                        "GROUP BY series_id"
+                    )
+            if not pieces:
+                return pl.DataFrame(schema=schema)
+            expr = {
+                "avg": "sum(s) / sum(c)",
+                "min": "min(lo)",
+                "max": "max(hi)",
+                "sum": "sum(s)",
+                "count": "sum(c)::DOUBLE",
+            }
+            select = ", ".join(f"{expr[kind]} AS {col}" for (kind, _), col in zip(parsed, cols, strict=True))
+            sql = f"SELECT series_id, {select} FROM ({' UNION ALL '.join(pieces)}) GROUP BY series_id HAVING sum(c) > 0"
+        else:
+            files = self._day_files(S.SAMPLES, start, end)
+            if not files:
+                return pl.DataFrame(schema=schema)
+            used = files
+            params |= {"files": self._paths(files), "start": start, "end": end}
+            exprs = []
+            for i, ((kind, q), col) in enumerate(zip(parsed, cols, strict=True)):
+                if q is None:
+                    exprs.append(f"{RAW_AGG_SQL[kind]} AS {col}")
+                else:
+                    params[f"q{i}"] = q
+                    exprs.append(f"quantile_cont(value, $q{i}) AS {col}")
+            sql = f"SELECT series_id, {', '.join(exprs)} FROM ({self._raw_sql(files, idf)}) GROUP BY series_id"
+        # Rollup files keep their name when rebuilt, so the manifest (watermarks, signatures) is
+        # part of the key along with every file's name and size.
+        from tasks.lake.maintain import ROLLUP_MANIFEST
+
+        manifest = self.storage.read_bytes(self.storage.meta_path(ROLLUP_MANIFEST))
+        key = (tuple(ids), start, end, sql, tuple((f.path, f.size) for f in used), manifest)
+        with self._lock:
+            df = self._summaries.get(key)
+        if df is None:
+            df = self._sql(sql, params)
+            with self._lock:
+                self._summaries[key] = df
+                while len(self._summaries) > SUMMARY_CACHE_ENTRIES:
+                    self._summaries.pop(next(iter(self._summaries)))
+        names = matched.select("series_id", "series", "metric", "labels")
+        out = df.join(names, on="series_id").sort("series")
+        return out.select(*(pl.col(c).cast(t) for c, t in schema.items()))
 
     @_retry_moved
     def top_k(
@@ -770,6 +1020,32 @@ class Lake:
         cat = self.catalogue()
         tables[S.SAMPLES]["series"] = cat.height
         return {"root": self.storage.url, "tables": tables}
+
+
+def _polars_schema(schema: pa.Schema) -> dict[str, pl.DataType]:
+    """The polars dtypes of an Arrow schema of the lake, mapped by hand.
+
+    Why not ``pl.from_arrow(schema.empty_table())``: building an Arrow table imports pandas, which
+    costs 1.5-3.5 s in a fresh report kernel on this machine, for an empty frame.
+    """
+    out: dict[str, pl.DataType] = {}
+    for f in schema:
+        t = f.type
+        if pa.types.is_timestamp(t):
+            out[f.name] = pl.Datetime(t.unit, t.tz)
+        elif pa.types.is_int64(t):
+            out[f.name] = pl.Int64()
+        elif pa.types.is_int32(t):
+            out[f.name] = pl.Int32()
+        elif pa.types.is_float64(t):
+            out[f.name] = pl.Float64()
+        elif pa.types.is_string(t) or pa.types.is_large_string(t):
+            out[f.name] = pl.String()
+        elif pa.types.is_boolean(t):
+            out[f.name] = pl.Boolean()
+        else:
+            raise TypeError(f"{f.name}: no polars dtype mapped for Arrow type {t}")
+    return out
 
 
 def _iso(v: Any) -> str | None:

@@ -326,6 +326,71 @@ def test_capacity_outlook_and_hourly_profile(planted: tuple[Lake, str]) -> None:
     assert all(a > b for a, b in zip(prof["15"], prof["3"], strict=True))
 
 
+def test_top_keeps_the_busiest_series_for_the_plots(planted: tuple[Lake, str]) -> None:
+    lake, _ = planted
+    start, end = _window()
+    full = R.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end)
+    peaks = full.group_by("series").agg(pl.col("value").max()).sort("value", descending=True)
+    two = R.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end, top=2)
+    assert set(two.get_column("series")) == set(peaks.head(2).get_column("series"))
+    # the kept series keep every row they had in the full frame, forecast band included (values
+    # compared approximately: DuckDB sums in parallel, so two reads can differ in the last bit)
+    same = full.filter(pl.col("series").is_in(two.get_column("series").unique().to_list()))
+    assert two.select("series", "ts").equals(same.select("series", "ts"))
+    for col in ("value", "p10", "p50", "p90"):
+        assert two.get_column(col).fill_null(-1.0).to_list() == pytest.approx(
+            same.get_column(col).fill_null(-1.0).to_list(), rel=1e-12
+        ), col
+    web1 = R.series_with_forecast(lake, 'host_cpu_utilization_ratio{host="web-1"}', start, end, top=5)
+    assert web1.filter(pl.col("p50").is_not_null()).height == 16  # a kept series keeps its forecast band
+    prof = R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end)
+    means = prof.select("host", pl.mean_horizontal(pl.exclude("host")).alias("m")).sort("m", descending=True)
+    top2 = R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, top=2)
+    assert top2.get_column("host").to_list() == sorted(means.head(2).get_column("host").to_list())
+    assert top2.width == 25
+    for bad in (0, -1):
+        with pytest.raises(R.ReportError, match="top"):
+            R.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end, top=bad)
+        with pytest.raises(R.ReportError, match="top"):
+            R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, top=bad)
+    with pytest.raises(R.ReportError, match="by"):
+        R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, by="host.name")
+
+
+def test_anomaly_summary_counts_the_scores_above_the_threshold(planted: tuple[Lake, str], tmp_path: Path) -> None:
+    lake, _ = planted
+    start, end = _window()
+    assert R.anomaly_summary(lake, start, end).height == 0  # the planted lake has no scores yet
+    own = Lake(str(tmp_path / "lake"))
+    seed_demo(own, now=NOW, days=1)
+    cpu = own.series('host_cpu_utilization_ratio{host="web-2"}')
+    sid, labels = cpu.get_column("series_id")[0], cpu.get_column("labels")[0]
+    times = [NOW - timedelta(hours=3) + timedelta(minutes=i) for i in range(6)]
+    scores = [0.1, 0.85, 0.9, 0.2, 0.99, 0.5]
+    own.write_rows(
+        S.ANOMALIES,
+        pl.DataFrame(
+            {
+                "series_id": [sid] * 6,
+                "metric": ["host_cpu_utilization_ratio"] * 6,
+                "labels": [labels] * 6,
+                "ts": times,
+                "score": scores,
+                "value": [0.9] * 6,
+                "expected": [0.5] * 6,
+                "detector": ["ewma"] * 6,
+                "reason": ["high"] * 6,
+            }
+        ).with_columns(pl.col("ts").dt.cast_time_unit("ms")),
+    )
+    (row,) = R.anomaly_summary(own, start, end).rows(named=True)
+    assert row["series"] == 'host_cpu_utilization_ratio{host="web-2",source="demo"}'
+    assert row["anomalous_points"] == 3 and row["max_score"] == 0.99
+    assert (row["first"], row["last"], row["peak"]) == (times[1], times[4], times[4])
+    assert R.anomaly_summary(own, start, end, threshold=0.95).get_column("anomalous_points").to_list() == [1]
+    assert R.anomaly_summary(own, start, end, selector="host_load1").height == 0
+
+
 def test_capacity_planning_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
     lake, _ = planted
     res = R.run_report("capacity_planning", lake_root=lake.root, out_dir=tmp_path, since="2d",

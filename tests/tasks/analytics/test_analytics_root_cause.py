@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -98,3 +99,40 @@ def test_bad_input_names_the_argument(demo: tuple[Lake, datetime]) -> None:
         root_cause(lake, 'host_load1{host="web-1"}', datetime(2026, 1, 1))  # naive on purpose
     with pytest.raises(AnalyticsError, match="limit"):
         root_cause(lake, 'host_load1{host="web-1"}', end, limit=0)
+
+
+def _one_corr(dy: np.ndarray, dx: np.ndarray, max_lag: int) -> tuple[float, int]:
+    """The per-candidate reference: one ``np.corrcoef`` per lag (what the matrix form replaces)."""
+    best, best_lag, n = 0.0, 0, len(dy)
+    for lag in range(-max_lag, max_lag + 1):
+        a, b = (dy[lag:], dx[: n - lag]) if lag >= 0 else (dy[: n + lag], dx[-lag:])
+        if a.size < 5 or a.std() == 0 or b.std() == 0:
+            continue
+        r = float(np.corrcoef(a, b)[0, 1])
+        w = abs(r) * (1.0 if lag >= 0 else 0.7)
+        if w > best:
+            best, best_lag = w, lag
+    return best, best_lag
+
+
+def test_lagged_correlation_of_many_candidates_matches_one_at_a_time() -> None:
+    from tasks.analytics.root_cause import _lagged_corr
+
+    rng = np.random.default_rng(5)
+    dy = rng.normal(size=120)
+    rows = [
+        np.roll(dy, -3) + rng.normal(0, 0.1, 120),  # x[t] = y[t + 3]: leads the target by 3 steps
+        np.roll(dy, 2) * -1.0,  # x[t] = -y[t - 2]: follows it by 2 steps, inverted: discounted by 0.7
+        np.zeros(120),  # flat: no correlation at all
+        rng.normal(size=120),  # noise
+    ]
+    dx = np.vstack(rows)
+    best, lag = _lagged_corr(dy, dx, 6)
+    for i, row in enumerate(rows):
+        ref_best, ref_lag = _one_corr(dy, row, 6)
+        assert best[i] == pytest.approx(ref_best, abs=1e-12) and lag[i] == ref_lag, i
+    assert lag[0] == 3 and best[0] > 0.9
+    assert lag[1] == -2 and best[1] == pytest.approx(0.7, abs=1e-9)
+    assert best[2] == 0.0 and lag[2] == 0
+    short, at = _lagged_corr(dy[:4], dx[:, :4], 2)  # fewer than 5 points at every lag
+    assert short.tolist() == [0.0] * 4 and at.tolist() == [0] * 4
