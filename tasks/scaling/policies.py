@@ -77,12 +77,20 @@ class ScalingTarget(BaseModel):
     provisioning_delay_s: float = Field(60.0, ge=0)
     interval_s: float = Field(15.0, gt=0, description="how often decisions are made")
     cost_per_unit_hour: float = Field(1.0, gt=0)
-    shortage_penalty_per_unit_hour: float = Field(99.0, gt=0, description="price of one unit-hour short")
+    shortage_penalty_per_unit_hour: float = Field(
+        19.0, gt=0, description="price of one unit-hour short (19 × the unit cost: the p95 of the forecast)"
+    )
     policy: Literal["reactive", "predictive", "hybrid", "static"] = "predictive"
     target_utilisation: float = Field(0.7, gt=0, le=1, description="the HPA's target (0.7 = 70 %)")
     tolerance: float = Field(0.1, ge=0, lt=1)
-    hybrid_floor_utilisation: float = Field(1.0, gt=0, le=1)
-    predictive_headroom: float = Field(1.0, ge=1, description="capacity ordered = forecast quantile × this")
+    hybrid_floor_utilisation: float = Field(0.75, gt=0, le=1, description="hybrid: the reactive floor's utilisation")
+    predictive_headroom: float = Field(1.1, ge=1, description="capacity ordered = forecast quantile × this")
+    predictive_median_headroom: float = Field(
+        1.0, ge=1, description="capacity ordered ≥ the forecast median × this (relative margin; 1 = off)"
+    )
+    predictive_stabilisation_s: float | None = Field(
+        90.0, ge=0, description="scale-down stabilisation while the forecast is trusted; None: the rails' window"
+    )
     hold_after_miss_s: float = Field(300.0, ge=0, description="scale-down stabilisation after a forecast miss")
     ramp_gain: float = Field(0.0, ge=0, description="ramp-aware headroom: 0 = off, 1 = extrapolate the ramp fully")
     ramp_window_s: float = Field(300.0, gt=0, description="history the ramp rate is measured over")
@@ -94,7 +102,7 @@ class ScalingTarget(BaseModel):
     miss_limit: int = Field(6, ge=1)
     emergency_utilisation: float | None = Field(1.5, gt=1, description="None: off")
     emergency_miss_ratio: float | None = Field(1.5, gt=1, description="None: off")
-    emergency_headroom: float = Field(1.2, ge=1)
+    emergency_headroom: float = Field(1.5, ge=1, description="an emergency orders load × this")
     actuator: str = Field("log", min_length=1)
     rails: GuardRails = GuardRails()
 
@@ -352,10 +360,17 @@ def decide(
                     extra = min(math.exp(target.ramp_gain * math.log1p(rate) * lead_min), target.ramp_max_headroom)
                     headroom *= extra
                     ramp_note = f" × {extra:.3f} (ramp {rate * 100:.1f} %/min over {lead_min:.2g} min)"
-            predictive = math.ceil(fc_value * headroom / cap - 1e-9)
+            ordered = fc_value * headroom
+            median_note = ""
+            if target.predictive_median_headroom > 1.0:
+                med = forecast.value(0.5, now, window_end)
+                if med is not None and med * target.predictive_median_headroom > ordered:
+                    ordered = med * target.predictive_median_headroom
+                    median_note = f"; median {med:.4g} × {target.predictive_median_headroom:g} = {ordered:.4g}"
+            predictive = math.ceil(ordered / cap - 1e-9)
             parts.append(
                 f"p{quantile * 100:g} (newsvendor {wanted:.3f}) of load over the next "
-                f"{window_end - now:g}s = {fc_value:.4g}{ramp_note} ÷ {cap:.4g}/unit → {predictive}"
+                f"{window_end - now:g}s = {fc_value:.4g}{ramp_note}{median_note} ÷ {cap:.4g}/unit → {predictive}"
             )
             proposed = predictive
             if policy == "hybrid":
@@ -375,9 +390,18 @@ def decide(
     if emergency:
         proposed = max(proposed, math.ceil(load * target.emergency_headroom / cap - 1e-9))
 
-    if (fallback_used or any(outcomes)) and target.hold_after_miss_s > rails.scale_down_stabilisation_s:
+    if fallback_used or any(outcomes):
         # The forecast is absent or has just under-shot: scale down no faster than the HPA would.
-        rails = _with_stabilisation(rails, target.hold_after_miss_s)
+        if target.hold_after_miss_s > rails.scale_down_stabilisation_s:
+            rails = _with_stabilisation(rails, target.hold_after_miss_s)
+    elif (
+        used_model is not None
+        and target.predictive_stabilisation_s is not None
+        and target.predictive_stabilisation_s < rails.scale_down_stabilisation_s
+    ):
+        # A trusted forecast already looks one provisioning delay ahead: it need not remember the
+        # HPA's 5 minutes of load to scale down safely (never a *longer* window than the rails').
+        rails = _with_stabilisation(rails, target.predictive_stabilisation_s)
     to, rail_state, notes = apply_guardrails(proposed, current, now, rails, st.rails, emergency=emergency)
     parts.extend(notes)
     risk = _risk(forecast, to, cap, now, window_end) if (forecast is not None and used_model) else None
