@@ -140,7 +140,9 @@ def simulate(
     per_min = int(60 // step_s)
     delay_steps = math.ceil(target.provisioning_delay_s / step_s - 1e-9)
     cap = target.capacity_per_unit
-    hist_min = math.ceil(target.ramp_window_s / 60.0) if target.ramp_gain > 0 else 0
+    # Per-minute history only where a ramp is measured (the reactive policy reads the last value alone).
+    ramp = target.ramp_gain > 0 and target.policy in ("predictive", "hybrid")
+    hist_min = math.ceil(target.ramp_window_s / 60.0) if ramp else 0
     total = SimResult(0.0, 0, 0, 0.0, 0.0, 0)
     for seg_i, (start, y) in enumerate(trace.segments):
         fc_seg = forecasts[seg_i] if forecasts is not None else None

@@ -275,17 +275,26 @@ def test_ramp_rate_hand_checked_and_noise_discount() -> None:
 
 def test_ramp_aware_headroom_orders_ahead_of_a_ramp_and_is_capped() -> None:
     fc = _flat_forecast(1000.0, qs=(0.95,))  # p95 = 1450 over the window
+
+    def t(**kw: object) -> ScalingTarget:  # the hand-checked maths: no counting-noise discount
+        return _target(**{"ramp_noise_k": 0.0, **kw})
+
     ramp = [1000 * 1.1**i for i in range(4)]
     h = _target().predictive_headroom
-    plain = decide(_target(), 16, _minutes(ramp), fc, NOW)
+    plain = decide(t(ramp_gain=0.0), 16, _minutes(ramp), fc, NOW)
     assert plain.to_units == math.ceil(1450 * h / 100)
     # 10 %/min over the lead (delay 120 s + interval 15 s + the metric's 15 s age = 2.5 min), gain 1.
-    on = decide(_target(ramp_gain=1.0, ramp_window_s=180.0), 16, _minutes(ramp), fc, NOW)
+    on = decide(t(ramp_gain=1.0, ramp_window_s=180.0), 16, _minutes(ramp), fc, NOW)
     assert on.to_units == math.ceil(1450 * h * 1.1**2.5 / 100) > plain.to_units
     assert "ramp 10.0 %/min" in on.reason
     # A flat load, or a ramp under the threshold, adds nothing.
-    assert decide(_target(ramp_gain=1.0), 16, _minutes([1000.0] * 6), fc, NOW).to_units == plain.to_units
-    assert decide(_target(ramp_gain=1.0, ramp_min_rate=0.2), 16, _minutes(ramp), fc, NOW).to_units == plain.to_units
+    assert decide(t(ramp_gain=1.0), 16, _minutes([1000.0] * 6), fc, NOW).to_units == plain.to_units
+    assert decide(t(ramp_gain=1.0, ramp_min_rate=0.2), 16, _minutes(ramp), fc, NOW).to_units == plain.to_units
     # The multiplier is capped, so a 5x spike does not order 5^gain x the forecast.
-    spike = decide(_target(ramp_gain=3.0, ramp_max_headroom=1.3), 16, _minutes([200, 200, 200, 1000.0]), fc, NOW)
+    spike = decide(t(ramp_gain=3.0, ramp_max_headroom=1.3), 16, _minutes([200, 200, 200, 1000.0]), fc, NOW)
     assert spike.to_units == math.ceil(1450 * h * 1.3 / 100)
+    # The default (gain 3, noise k 5): the same 10 %/min ramp at 1000/min is counted net of its noise,
+    # so it orders more than without a ramp and less than the undiscounted gain-3 extrapolation.
+    d = decide(_target(), 16, _minutes(ramp), fc, NOW)
+    raw = decide(t(), 16, _minutes(ramp), fc, NOW)
+    assert plain.to_units < d.to_units < raw.to_units

@@ -174,12 +174,15 @@ def test_ramp_aware_headroom_covers_a_ramp_a_lagging_forecast_misses() -> None:
     plain = ScalingTarget(name="r", capacity_per_unit=cap, provisioning_delay_s=120, policy="predictive",
                           shortage_penalty_per_unit_hour=19.0, emergency_utilisation=None,
                           emergency_miss_ratio=None, miss_window=400, miss_limit=400, ramp_gain=0.0)  # fmt: skip
-    ramp = plain.model_copy(update={"ramp_gain": 1.5, "ramp_window_s": 180.0})
+    ramp = plain.model_copy(update={"ramp_gain": 1.5, "ramp_window_s": 180.0, "ramp_noise_k": 0.0})
     rp, rr = simulate(tr, plain, fc), simulate(tr, ramp, fc)
+    # The default setting (gain 3, net of 5 counting-noise standard errors, cap 1.5) covers it as well.
+    default = simulate(tr, plain.model_copy(update={"ramp_gain": ScalingTarget.model_fields["ramp_gain"].default}), fc)
     assert rp.short_minutes >= 15
     # Left: the first ramp minutes, before the 180 s window holds three points of it (measured 22 → 4).
     assert rr.short_minutes <= 5
     assert rr.replica_minutes > rp.replica_minutes  # the cover is paid for, not free
+    assert default.short_minutes <= 5 and default.replica_minutes > rp.replica_minutes
 
 
 def test_reference_targets_are_the_config_defaults_and_overrides_replay_a_variant() -> None:
