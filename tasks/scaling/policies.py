@@ -32,10 +32,10 @@ the setting measured on the four real traces, BENCHMARKS.md "Predictive scaling"
   errors estimates a little low;
 * ``predictive_median_headroom`` (1.3): the count also covers the forecast *median* × this. Why:
   the error quantiles come from a variance-stabilised (square-root) scale, so at high counts
-  (WorldCup98: 10⁴–10⁵ requests/min) the p95 sits only a few % above the median, while a flash
-  crowd grows 15–30 % within a provisioning delay. At low, noisy counts (NASA) the p95 is already
-  far above median × 1.3 and this floor changes nothing, so it buys flash-crowd cover exactly where
-  the quantile is tight;
+  (WorldCup98: 10⁴–10⁵ requests/min) the p95 three minutes ahead is typically 8–16 % above the
+  median, while a flash crowd grows 15–30 % within a provisioning delay. At low, noisy counts
+  (NASA: p95 1.4–1.8 × the median) the floor never binds, so it buys flash-crowd cover exactly
+  where the quantile is tight;
 * ramp-aware headroom (``ramp_gain`` 3 over ``ramp_window_s`` 180 s, capped at
   ``ramp_max_headroom`` 1.5): when the load's log-linear growth per minute, less ``ramp_noise_k`` (5)
   standard errors of counting noise, is positive, the order is multiplied by
