@@ -9,8 +9,9 @@ and used only after them; level and error quantiles roll forward).
     uv run python benchmarks/scaling_sim.py                 # the four traces x 3 delays
     uv run python benchmarks/scaling_sim.py --quick         # smoke: first day of each trace, seconds
     uv run python benchmarks/scaling_sim.py --trace FILE.csv --time-col ts --value-col requests
-    options: --delay S (one delay), --json, --datasets DIR, --ramp (predictive/hybrid with the
-             ramp-aware headroom of ``simulate.RAMP_SETTING``; off by default, see BENCHMARKS.md)
+    options: --delay S (one delay), --json, --datasets DIR,
+             --set FIELD=VALUE (repeatable: a ``ScalingTarget`` field for predictive and hybrid on top of
+             the config defaults, to replay a variant of BENCHMARKS.md, e.g. --set predictive_median_headroom=1)
 
 ``--json``: the last output line is ``{"default_policy": "predictive", "traces": {TRACE: {"<delay s>":
 {POLICY: {"replica_minutes", "cost_ratio", "short_pct", "unserved_pct", "scale_events"}}}}}`` with
@@ -28,12 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` importable
     sys.path.insert(0, str(ROOT))
 
+from tasks.scaling.policies import ScalingTarget  # noqa: E402
 from tasks.scaling.simulate import (  # noqa: E402
-    RAMP_SETTING,
     SimResult,
     nowcasts,
     oracle,
@@ -68,8 +71,10 @@ def target_met(trace: str, row: dict[str, dict[str, Any]], policy: str) -> bool:
     return bool(ours["replica_minutes"] <= hpa["replica_minutes"] and ours["short_pct"] <= factor * hpa["short_pct"])
 
 
-def run_trace(trace: Trace, delays: tuple[int, ...], *, ramp: bool = False) -> dict[str, dict[str, Any]]:
-    """All policies on one trace for each delay."""
+def run_trace(
+    trace: Trace, delays: tuple[int, ...], *, overrides: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """All policies on one trace for each delay (``overrides``: ``ScalingTarget`` fields on top of the defaults)."""
     cap = trace.peak / REPLICAS_AT_PEAK
     orc = oracle(trace, cap)
     static = static_peak(trace, cap)
@@ -77,7 +82,7 @@ def run_trace(trace: Trace, delays: tuple[int, ...], *, ramp: bool = False) -> d
     fc = nowcasts(trace, horizon_min)
     out: dict[str, dict[str, Any]] = {}
     for delay in delays:
-        targets = reference_targets(trace.name, cap, float(delay), ramp=RAMP_SETTING if ramp else None)
+        targets = reference_targets(trace.name, cap, float(delay), overrides=overrides)
         row: dict[str, Any] = {"static": figures(static, orc.replica_minutes)}
         for pol in ("hpa", "predictive", "hybrid"):
             res = simulate(trace, targets[pol], fc, step_s=STEP_S)
@@ -106,6 +111,25 @@ def print_table(name: str, trace: Trace, results: dict[str, dict[str, Any]]) -> 
             )
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["ramp_gain=0", "predictive_stabilisation_s=none"]`` → ``{"ramp_gain": 0.0, ...}``, checked
+    against ``ScalingTarget`` (a wrong field or value is an error naming it, before minutes of replay)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+        if key not in ScalingTarget.model_fields or key in ("name", "policy", "capacity_per_unit"):
+            raise ValueError(f"--set {key}: not a ScalingTarget field the benchmark lets you change")
+        out[key] = None if raw.strip().lower() in ("none", "null") else json.loads(raw) if raw.strip() else raw
+    try:
+        ScalingTarget(name="check", capacity_per_unit=1.0, **out)
+    except ValidationError as exc:
+        raise ValueError(f"--set: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, replay the traces, print the tables (and the JSON line)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,8 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--value-col", default="requests", help="--trace: requests per minute column")
     ap.add_argument("--delay", type=int, choices=DELAYS, help="one provisioning delay (s) instead of all three")
     ap.add_argument("--datasets", type=Path, help="the shared datasets folder (default ../shared/datasets)")
-    ap.add_argument("--ramp", action="store_true", help="ramp-aware headroom on (simulate.RAMP_SETTING)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a ScalingTarget field for predictive/hybrid (repeatable; replays a variant)")  # fmt: skip
     args = ap.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
     delays = (args.delay,) if args.delay else DELAYS
     t0 = time.perf_counter()
     if args.trace:
@@ -126,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         traces = [builtin_trace(n, args.datasets) for n in BUILTIN_TRACES]
     if args.quick:
         traces = [t.head(1440) for t in traces]
-    report: dict[str, Any] = {"default_policy": DEFAULT_POLICY, "traces": {}, "targets": {}}
+    report: dict[str, Any] = {"default_policy": DEFAULT_POLICY, "traces": {}, "targets": {}, "overrides": overrides}
     print(f"# Scaling policies on real traces ({'quick' if args.quick else 'full'}; step {STEP_S:g} s, "
           f"capacity = peak minute / {REPLICAS_AT_PEAK})")  # fmt: skip
     for trace in traces:
-        results = run_trace(trace, delays, ramp=args.ramp)
+        results = run_trace(trace, delays, overrides=overrides)
         report["traces"][trace.name] = results
         report["targets"][trace.name] = {d: target_met(trace.name, row, DEFAULT_POLICY) for d, row in results.items()}
         print_table(trace.name, trace, results)

@@ -75,18 +75,19 @@ def test_newsvendor_quantile_and_choice() -> None:
     t = _target(policy="predictive", shortage_penalty_per_unit_hour=49.0)
     fc = Forecast(NOW, 60.0, {0.5: [500.0] * 5, 0.98: [900.0] * 5, 0.99: [1200.0] * 5})
     d = decide(t, 9, _hist(500.0), fc, NOW)
-    assert d.quantile == 0.98 and d.to_units == 9  # ceil(900/100)
+    assert d.quantile == 0.98 and d.to_units == math.ceil(900 * t.predictive_headroom / 100)
     # p98 missing from the grid: the next one above (the safe side) is used.
     fc2 = Forecast(NOW, 60.0, {0.5: [500.0] * 5, 0.99: [1200.0] * 5})
     d2 = decide(t, 12, _hist(500.0), fc2, NOW)
-    assert d2.quantile == 0.99 and d2.to_units == 12
-    assert d2.risk == pytest.approx(0.01)  # 12 units cover p99 and not more
+    assert d2.quantile == 0.99 and d2.to_units == math.ceil(1200 * t.predictive_headroom / 100)
+    assert d2.risk == pytest.approx(0.01)  # the count covers p99 and not more of the grid
 
 
 def test_predictive_orders_capacity_one_delay_ahead() -> None:
     """Load jumps from 300 to 1500 in forecast step 4 (180..240 s after issue): with a 120 s delay
     and 15 s interval the policy reacts once now + 135 s reaches that step, not before."""
-    t = _target(policy="predictive", rails=GuardRails(scale_up_units=100))
+    # Headroom 1: the counts read straight off the forecast (this test is about *when*, not how much).
+    t = _target(policy="predictive", predictive_headroom=1.0, rails=GuardRails(scale_up_units=100))
     fc = Forecast(NOW, 60.0, {0.98: [300.0, 300.0, 300.0, 1500.0, 1500.0]})
     st = PolicyState()
     seen = {}
@@ -138,23 +139,25 @@ def test_fallback_when_forecast_was_recently_wrong_and_recovery() -> None:
         now = NOW + 15 * k
         d = decide(t, 8, MetricHistory((now - 15,), (500.0,)), Forecast(now, 60.0, good.quantiles), now, st)
         st = d.state
-    assert d.policy == "predictive" and d.to_units == 8  # ceil(740/100)
+    assert d.policy == "predictive" and d.to_units == math.ceil(740 * t.predictive_headroom / 100)
 
 
 def test_hybrid_is_max_of_predictive_and_reactive_floor() -> None:
     t = _target(policy="hybrid")
     low = Forecast(NOW, 60.0, {0.98: [200.0] * 5})
-    d = decide(t, 5, _hist(550.0), low, NOW)  # predictive 2; floor at utilisation 1.0: ceil(5.5)=6
-    assert d.to_units == 6 and "reactive floor" in d.reason
+    d = decide(t, 5, _hist(550.0), low, NOW)  # predictive ceil(200 × 1.1 / 100) = 3 < the floor
+    floor = hpa_recommendation(5, 550.0, 100.0 * t.hybrid_floor_utilisation, t.tolerance)
+    assert floor > 3 and d.to_units == floor and "reactive floor" in d.reason
     high = Forecast(NOW, 60.0, {0.98: [950.0] * 5})
-    assert decide(t, 5, _hist(550.0), high, NOW).to_units == 10  # ceil(950/100)
+    assert decide(t, 8, _hist(550.0), high, NOW).to_units == math.ceil(950 * t.predictive_headroom / 100)
 
 
 def test_emergency_path_jumps_past_step_limits_and_says_why() -> None:
     t = _target(policy="reactive", rails=GuardRails(max_units=50))
     d = decide(t, 2, _hist(2000.0), None, NOW)  # 10x the capacity of 2 units
     assert d.emergency and "EMERGENCY" in d.reason
-    assert d.to_units == 29  # max(HPA ceil(2000/70) = 29, ceil(2000 * 1.2 / 100) = 24), past the +4 step limit
+    # max(HPA ceil(2000/70) = 29, ceil(2000 × emergency_headroom / 100)), past the +4 step limit
+    assert d.to_units == max(29, math.ceil(2000 * t.emergency_headroom / 100)) > 6
     capped = decide(_target(policy="reactive", rails=GuardRails(max_units=10)), 2, _hist(2000.0), None, NOW)
     assert capped.emergency and capped.to_units == 10
     calm = decide(t, 2, _hist(250.0), None, NOW)  # 1.25x: not past the 1.5 bound
@@ -206,7 +209,10 @@ def test_bad_inputs_are_clear() -> None:
 def test_headroom_and_hold_after_a_miss() -> None:
     from tasks.scaling.guardrails import RailState
 
-    t = _target(policy="predictive", predictive_headroom=1.1, rails=GuardRails(scale_down_stabilisation_s=90))
+    # The defaults: 10 % headroom, a 90 s scale-down window while the forecast is trusted, and the
+    # HPA's 300 s (the rails' default) after a miss.
+    t = _target(policy="predictive")
+    assert t.rails.scale_down_stabilisation_s == 300.0 and t.predictive_headroom == pytest.approx(1.1)
     fc = Forecast(NOW, 60.0, {0.98: [900.0] * 5})
     assert decide(t, 10, _hist(500.0), fc, NOW).to_units == 10  # ceil(900 * 1.1 / 100)
     low = Forecast(NOW, 60.0, {0.98: [150.0] * 5})
@@ -215,6 +221,32 @@ def test_headroom_and_hold_after_a_miss() -> None:
     assert calm.to_units == 2  # the 10 is older than the 90 s window: ceil(150 * 1.1 / 100)
     missed = decide(t, 10, _hist(100.0), low, NOW, PolicyState(rails=recs, outcomes=(True,)))
     assert missed.to_units == 10 and "300s" in missed.reason  # after a miss: the HPA's 300 s hold
+    # The reactive policy (the HPA) keeps the rails' 300 s; rails shorter than 90 s are never lengthened.
+    hpa = decide(_target(policy="reactive", emergency_utilisation=None), 10, _hist(100.0), None, NOW,
+                 PolicyState(rails=recs))  # fmt: skip
+    assert hpa.to_units == 10 and "300s" in hpa.reason
+    quick = _target(policy="predictive", rails=GuardRails(scale_down_stabilisation_s=0))
+    assert decide(quick, 10, _hist(100.0), low, NOW, PolicyState(rails=RailState(((NOW - 30, 10),)))).to_units == 2
+    # None: the rails' window applies while the forecast is trusted too.
+    slow = _target(policy="predictive", predictive_stabilisation_s=None)
+    assert decide(slow, 10, _hist(100.0), low, NOW, PolicyState(rails=recs, outcomes=(False,))).to_units == 10
+
+
+def test_median_headroom_is_a_relative_floor_that_binds_only_when_the_quantile_is_tight() -> None:
+    """High counts: the p95 sits a few % over the median, so a flash crowd's +30 % is not covered
+    unless the median × ``predictive_median_headroom`` floor is; low, noisy counts: the p95 is far
+    above the median already and the floor changes nothing."""
+    t = _target(policy="predictive", predictive_headroom=1.0, predictive_median_headroom=1.3)
+    tight = Forecast(NOW, 60.0, {0.5: [1000.0] * 5, 0.95: [1050.0] * 5})
+    d = decide(t, 12, _hist(1000.0), tight, NOW)
+    assert d.to_units == 13 and "median 1000 × 1.3" in d.reason  # ceil(1300/100), not ceil(1050/100) = 11
+    wide = Forecast(NOW, 60.0, {0.5: [1000.0] * 5, 0.95: [1800.0] * 5})
+    assert decide(t, 12, _hist(1000.0), wide, NOW).to_units == 18  # the quantile already covers it
+    off = _target(policy="predictive", predictive_headroom=1.0, predictive_median_headroom=1.0)
+    assert decide(off, 12, _hist(1000.0), tight, NOW).to_units == 11
+    # No median in the forecast: the floor cannot be read and is skipped, not guessed.
+    only_p95 = Forecast(NOW, 60.0, {0.95: [1050.0] * 5})
+    assert decide(t, 12, _hist(1000.0), only_p95, NOW).to_units == 11
 
 
 def _minutes(values: list[float]) -> MetricHistory:
@@ -242,17 +274,27 @@ def test_ramp_rate_hand_checked_and_noise_discount() -> None:
 
 
 def test_ramp_aware_headroom_orders_ahead_of_a_ramp_and_is_capped() -> None:
-    fc = _flat_forecast(1000.0, qs=(0.95,))  # p95 = 1450 over the window → 15 units without a ramp
+    fc = _flat_forecast(1000.0, qs=(0.95,))  # p95 = 1450 over the window
+
+    def t(**kw: object) -> ScalingTarget:  # the hand-checked maths: no counting-noise discount
+        return _target(**{"ramp_noise_k": 0.0, **kw})
+
     ramp = [1000 * 1.1**i for i in range(4)]
-    plain = decide(_target(), 10, _minutes(ramp), fc, NOW)
-    assert plain.to_units == 15
+    h = _target().predictive_headroom
+    plain = decide(t(ramp_gain=0.0), 16, _minutes(ramp), fc, NOW)
+    assert plain.to_units == math.ceil(1450 * h / 100)
     # 10 %/min over the lead (delay 120 s + interval 15 s + the metric's 15 s age = 2.5 min), gain 1.
-    on = decide(_target(ramp_gain=1.0, ramp_window_s=180.0), 10, _minutes(ramp), fc, NOW)
-    assert on.to_units == math.ceil(1450 * 1.1**2.5 / 100)
+    on = decide(t(ramp_gain=1.0, ramp_window_s=180.0), 16, _minutes(ramp), fc, NOW)
+    assert on.to_units == math.ceil(1450 * h * 1.1**2.5 / 100) > plain.to_units
     assert "ramp 10.0 %/min" in on.reason
     # A flat load, or a ramp under the threshold, adds nothing.
-    assert decide(_target(ramp_gain=1.0), 10, _minutes([1000.0] * 6), fc, NOW).to_units == 15
-    assert decide(_target(ramp_gain=1.0, ramp_min_rate=0.2), 10, _minutes(ramp), fc, NOW).to_units == 15
+    assert decide(t(ramp_gain=1.0), 16, _minutes([1000.0] * 6), fc, NOW).to_units == plain.to_units
+    assert decide(t(ramp_gain=1.0, ramp_min_rate=0.2), 16, _minutes(ramp), fc, NOW).to_units == plain.to_units
     # The multiplier is capped, so a 5x spike does not order 5^gain x the forecast.
-    spike = decide(_target(ramp_gain=3.0, ramp_max_headroom=1.3), 10, _minutes([200, 200, 200, 1000.0]), fc, NOW)
-    assert spike.to_units == math.ceil(1450 * 1.3 / 100)
+    spike = decide(t(ramp_gain=3.0, ramp_max_headroom=1.3), 16, _minutes([200, 200, 200, 1000.0]), fc, NOW)
+    assert spike.to_units == math.ceil(1450 * h * 1.3 / 100)
+    # The default (gain 3, noise k 5): the same 10 %/min ramp at 1000/min is counted net of its noise,
+    # so it orders more than without a ramp and less than the undiscounted gain-3 extrapolation.
+    d = decide(_target(), 16, _minutes(ramp), fc, NOW)
+    raw = decide(t(), 16, _minutes(ramp), fc, NOW)
+    assert plain.to_units < d.to_units < raw.to_units

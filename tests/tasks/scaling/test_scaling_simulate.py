@@ -11,7 +11,7 @@ import pytest
 from tasks.scaling.guardrails import GuardRails
 from tasks.scaling.nowcast import Nowcaster
 from tasks.scaling.policies import ScalingTarget
-from tasks.scaling.simulate import RAMP_SETTING, nowcasts, oracle, reference_targets, simulate, static_peak
+from tasks.scaling.simulate import nowcasts, oracle, reference_targets, simulate, static_peak
 from tasks.scaling.traces import Trace, TraceError, load_csv_trace, regularise
 
 START = 1_700_000_040  # a minute boundary
@@ -173,18 +173,49 @@ def test_ramp_aware_headroom_covers_a_ramp_a_lagging_forecast_misses() -> None:
     cap = float(y.max()) / 40
     plain = ScalingTarget(name="r", capacity_per_unit=cap, provisioning_delay_s=120, policy="predictive",
                           shortage_penalty_per_unit_hour=19.0, emergency_utilisation=None,
-                          emergency_miss_ratio=None, miss_window=400, miss_limit=400)  # fmt: skip
-    ramp = plain.model_copy(update={"ramp_gain": 1.5, "ramp_window_s": 180.0})
+                          emergency_miss_ratio=None, miss_window=400, miss_limit=400, ramp_gain=0.0)  # fmt: skip
+    ramp = plain.model_copy(update={"ramp_gain": 1.5, "ramp_window_s": 180.0, "ramp_noise_k": 0.0})
     rp, rr = simulate(tr, plain, fc), simulate(tr, ramp, fc)
+    # The default setting (gain 3, net of 5 counting-noise standard errors, cap 1.5) covers it as well.
+    default = simulate(tr, plain.model_copy(update={"ramp_gain": ScalingTarget.model_fields["ramp_gain"].default}), fc)
     assert rp.short_minutes >= 15
     # Left: the first ramp minutes, before the 180 s window holds three points of it (measured 22 → 4).
     assert rr.short_minutes <= 5
     assert rr.replica_minutes > rp.replica_minutes  # the cover is paid for, not free
+    assert default.short_minutes <= 5 and default.replica_minutes > rp.replica_minutes
 
 
-def test_reference_targets_keep_ramp_off_unless_asked() -> None:
-    off = reference_targets("w", 10.0, 120)
-    on = reference_targets("w", 10.0, 120, ramp=RAMP_SETTING)
-    assert off["predictive"].ramp_gain == 0 and off["hybrid"].ramp_gain == 0
-    assert on["predictive"].ramp_gain == RAMP_SETTING["ramp_gain"] > 0
-    assert on["hpa"] == off["hpa"]  # the HPA reference never changes
+def test_reference_targets_are_the_config_defaults_and_overrides_replay_a_variant() -> None:
+    """One source of truth: the benchmarked setting is what a user's target gets by default."""
+    ref = reference_targets("w", 10.0, 120)
+    assert ref["predictive"] == ScalingTarget(name="w", capacity_per_unit=10.0, provisioning_delay_s=120)
+    assert ref["hybrid"] == ScalingTarget(name="w", capacity_per_unit=10.0, provisioning_delay_s=120, policy="hybrid")
+    # The HPA reference is the reactive policy with the HPA's own rails (300 s scale-down window), no emergency.
+    hpa = ref["hpa"]
+    assert hpa.policy == "reactive" and hpa.rails.scale_down_stabilisation_s == 300.0
+    assert hpa.emergency_utilisation is None and hpa.emergency_miss_ratio is None
+    var = reference_targets("w", 10.0, 120, overrides={"predictive_median_headroom": 1.0, "ramp_gain": 0.0})
+    assert var["predictive"].predictive_median_headroom == 1.0 and var["hybrid"].ramp_gain == 0.0
+    assert var["hpa"] == hpa  # the HPA reference never changes
+    with pytest.raises(ValueError, match="predictive_headroom"):
+        reference_targets("w", 10.0, 120, overrides={"predictive_headroom": 0.5})
+
+
+def test_benchmark_set_option_checks_the_field_before_replaying() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "scaling_sim.py"
+    spec = importlib.util.spec_from_file_location("scaling_sim_under_test", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.parse_overrides(["ramp_gain=0", "predictive_stabilisation_s=none"]) == {
+        "ramp_gain": 0,
+        "predictive_stabilisation_s": None,
+    }
+    with pytest.raises(ValueError, match="colour"):
+        mod.parse_overrides(["colour=1"])
+    with pytest.raises(ValueError, match="predictive_headroom"):
+        mod.parse_overrides(["predictive_headroom=0.5"])
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        mod.parse_overrides(["ramp_gain"])
