@@ -4,6 +4,7 @@ performance report's findings and root-cause sections on demo data with anomaly 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -169,3 +170,19 @@ def test_cli_mail_needs_a_configured_receiver(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, [*args, "report", "--notebook", "alert_review", "--mail"])
     assert res.exit_code == 2 and "reports.email_to is not configured" in res.stderr
     assert not (tmp_path / "data" / "reports").exists()
+
+
+def test_key_numbers_come_back_from_the_notebook(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    seed_demo(lake, now=NOW, days=0.5)
+
+    def recompute() -> dict[str, object]:
+        raise AssertionError("the flow process recomputed the key numbers")
+
+    res = R.run_report("performance_report", lake_root=lake.root, out_dir=tmp_path / "out", since="12h", now=NOW,
+                       numbers=recompute)  # fmt: skip
+    start, end = R.report_window("12h", "now", now=NOW)
+    assert res.key_numbers == json.loads(json.dumps(R.key_numbers("performance_report", lake, start, end)))
+    assert res.key_numbers["hosts"] == 4
+    summary = _text(Path(res.html).read_text())
+    assert "figure value hosts 4" in summary  # the same numbers as a table in the report
