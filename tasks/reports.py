@@ -21,10 +21,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +38,7 @@ __all__ = [
     "LAKE_ENV",
     "NOTEBOOKS",
     "NOTEBOOK_DIR",
+    "RESERVED_PARAMETERS",
     "ReportError",
     "ReportResult",
     "alert_durations",
@@ -690,19 +690,24 @@ def _lake_env(lake_settings: Any) -> str:
     return json.dumps({k: v.get_secret_value() if hasattr(v, "get_secret_value") else v for k, v in data.items()})
 
 
-@contextmanager
-def _kernel_env(name: str, value: str | None) -> Iterator[None]:
-    """Set one environment variable for the kernels started inside the block, then restore it."""
-    old = os.environ.get(name)
-    if value is not None:
-        os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+def _kernel_manager_with(extra_env: Mapping[str, str]) -> type:
+    """A kernel manager class whose kernels start with ``extra_env`` added to this process's env.
+
+    Why not ``os.environ``: setting the variable process-wide would hand the S3 keys to every
+    subprocess another thread starts meanwhile, and two renders at once would race on restoring
+    it. Papermill passes ``kernel_manager_class`` through to nbclient, which starts the kernel with
+    it; the ``env`` given to ``start_kernel`` becomes the kernel process's environment.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _EnvKernelManager(AsyncKernelManager):
+        # ``start_kernel`` (what nbclient awaits) is bound to the base class's function at class
+        # creation, so overriding ``_async_start_kernel`` alone would never be called.
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["env"] = {**os.environ, **kw.get("env", {}), **extra_env}
+            await AsyncKernelManager._async_start_kernel(self, **kw)
+
+    return _EnvKernelManager
 
 
 def _check_name(name: str) -> None:
@@ -798,8 +803,19 @@ def notebook_parameters(name: str) -> dict[str, Any]:
     return {k: v.get("default") for k, v in found.items()}
 
 
+#: Notebook parameters every report run sets itself; a per-report override would make the notebook
+#: show another window or lake than the file name and the result say.
+RESERVED_PARAMETERS = ("lake_root", "since", "until", "state_path")
+
+
 def check_parameters(name: str, parameters: Mapping[str, Any], origin: str = "parameters") -> None:
     """Reject a parameter the notebook does not declare (papermill would only warn and ignore it)."""
+    reserved = sorted(set(parameters) & set(RESERVED_PARAMETERS))
+    if reserved:
+        raise ReportError(
+            f"{origin}.{name}.{reserved[0]}: set by the report run itself (the window and the lake); "
+            "use reports.since, --since/--until or lake.root instead"
+        )
     known = notebook_parameters(name)
     bad = sorted(set(parameters) - set(known))
     if bad:
@@ -848,17 +864,22 @@ def run_report(
         **dict(parameters or {}),
     }
     t0 = time.perf_counter()
-    with _kernel_env(LAKE_ENV, _lake_env(lake_settings) if lake_settings is not None else None):
-        nb = pm.execute_notebook(
-            str(src),
-            str(executed),
-            parameters=params,
-            kernel_name=ensure_kernel(),
-            progress_bar=False,
-            log_output=False,
-            cwd=str(NOTEBOOK_DIR.parent),  # so `import tasks` works whatever the caller's directory
-            execution_timeout=timeout_s,
-        )
+    extra = (
+        {}
+        if lake_settings is None
+        else {"kernel_manager_class": _kernel_manager_with({LAKE_ENV: _lake_env(lake_settings)})}
+    )
+    nb = pm.execute_notebook(
+        str(src),
+        str(executed),
+        parameters=params,
+        kernel_name=ensure_kernel(),
+        progress_bar=False,
+        log_output=False,
+        cwd=str(NOTEBOOK_DIR.parent),  # so `import tasks` works whatever the caller's directory
+        execution_timeout=timeout_s,
+        **extra,
+    )
     html = to_html(nb, show_code=show_code)
     target = out_dir / f"{stem}.html"
     tmp = target.with_suffix(".html.tmp")
@@ -886,24 +907,29 @@ def _numbers_of(nb: Any, numbers: Callable[[], dict[str, Any]] | None) -> dict[s
 _REPORT_FILE = re.compile(r"^(?P<name>[a-z_]+)-(?P<day>\d{4}-\d{2}-\d{2})\.(?:html|ipynb)$")
 
 
-def prune_reports(out_dir: Path, keep_days: int, *, now: datetime | None = None) -> list[Path]:
-    """Delete rendered reports (``<name>-<YYYY-MM-DD>.html|.ipynb``) older than ``keep_days``.
+def prune_reports(
+    out_dir: Path, keep_days: int, *, now: datetime | None = None, keep: Iterable[str | Path] = ()
+) -> list[Path]:
+    """Delete rendered reports (``<name>-<YYYY-MM-DD>.html|.ipynb``) written more than ``keep_days`` ago.
 
     Why: the daily flow writes two files per report per day, and nobody wants a reports folder that
-    grows without bound. Only files named like a report are touched; anything else a person put
-    there stays. Returns the deleted paths.
+    grows without bound. Age is when the file was *written* (its mtime), not the date in its name:
+    that is the window's end, and a report rendered today for last year's window must survive.
+    Only files named like a report are touched (anything else a person put there stays), and never
+    the paths in ``keep`` (what this run just wrote). Returns the deleted paths.
     """
-    cutoff = (now or datetime.now(UTC)).date() - timedelta(days=keep_days)
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
+    kept = {Path(k).resolve() for k in keep}
     gone = []
     for f in sorted(out_dir.glob("*-*.*")):
         m = _REPORT_FILE.match(f.name)
-        if not m or m["name"] not in NOTEBOOKS:
+        if not m or m["name"] not in NOTEBOOKS or f.resolve() in kept:
             continue
         try:
-            day = date.fromisoformat(m["day"])
-        except ValueError:
+            written = datetime.fromtimestamp(f.stat().st_mtime, UTC)
+        except FileNotFoundError:  # another run pruned it meanwhile
             continue
-        if day < cutoff:
+        if written < cutoff:
             f.unlink(missing_ok=True)
             gone.append(f)
     return gone
@@ -950,7 +976,8 @@ def render_reports(
         )
         for n in names
     ]
-    prune_reports(out, cfg.keep_days, now=now)
+    wrote = [p for r in results for p in (r.html, Path(r.html).with_suffix(".ipynb"))]
+    prune_reports(out, cfg.keep_days, now=now, keep=wrote)
     return results
 
 

@@ -277,15 +277,29 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
         except Exception as e:  # a broken notify config must not stop the rules' state from advancing
             cfg_error = e
     sent = NotifyOutcome(skipped_reason="" if path else NO_NOTIFY_CONFIG)
-    with state.batch(read_only=dry_run) as tx:
-        if not dry_run:
-            RuleStore(tx).save(outcome.stored, prune_except=outcome.configured)
-        if cfg is not None:
-            sent = _decide(settings, cfg, tx, outcome.alerts, now, dry_run=dry_run)
+    deciding = False
+    decide_error: Exception | None = None
+    try:
+        with state.batch(read_only=dry_run) as tx:
+            if not dry_run:
+                RuleStore(tx).save(outcome.stored, prune_except=outcome.configured)
+            if cfg is not None:
+                deciding = True
+                sent = _decide(settings, cfg, tx, outcome.alerts, now, dry_run=dry_run)
+    except Exception as e:
+        if not deciding or dry_run:
+            raise
+        # The notification side failed (a receiver missing at decide time, a bug in routing...):
+        # the batch rolled back, rule state included. Save the rule state alone, so the rules keep
+        # advancing instead of re-evaluating the same times on every tick; the error is raised after.
+        RuleStore(state).save(outcome.stored, prune_except=outcome.configured)
+        decide_error = e
     if not dry_run:
         _events(lake, outcome)  # after the rule state's commit: a re-run never emits a transition twice
     if cfg_error is not None:
         raise cfg_error
+    if decide_error is not None:
+        raise decide_error
     if cfg is not None and not dry_run:
         _deliver(sent, cfg, state, lake, now)
     return AlertsRunResult(

@@ -68,8 +68,17 @@ def latency_expr() -> pl.Expr:
     return m.str.contains("duration", literal=True) | m.str.contains("latency", literal=True)
 
 
+#: Prometheus naming: a metric ending so is a counter (its level only grows).
+COUNTER_SUFFIX = "_total"
+
+
 def is_counter(metric: str) -> bool:
-    return metric.endswith("_total")
+    return metric.endswith(COUNTER_SUFFIX)
+
+
+def not_counter() -> pl.Expr:
+    """Rows of gauges only: the one place the analytics tell counters apart (see ``bucketed``)."""
+    return ~pl.col("metric").str.ends_with(COUNTER_SUFFIX)
 
 
 def finite(v: Any, digits: int = 6) -> float | None:
@@ -98,7 +107,7 @@ def bucketed(
     if not parts:
         return lake.empty_result()
     df = pl.concat(parts).unique(["series", "ts"], keep="first")
-    return df.filter(~pl.col("metric").str.ends_with("_total")).sort("series", "ts")
+    return df.filter(not_counter()).sort("series", "ts")
 
 
 @dataclass(frozen=True, slots=True)

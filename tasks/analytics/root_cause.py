@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from tasks.analytics.common import LOCATION_LABELS, AnalyticsError, finite, is_ratio, labels_of
+from tasks.analytics.common import (
+    LOCATION_LABELS,
+    AnalyticsError,
+    finite,
+    is_counter,
+    is_ratio,
+    labels_of,
+    not_counter,
+)
 from tasks.lake import schema as S
 from tasks.timeparse import parse_duration
 
@@ -145,6 +153,9 @@ def root_cause(lake: Any, series: str, at: datetime, *, window: str = "1h", limi
     target = str(matched.get_column("series")[0])
     target_labels = labels_of(str(matched.get_column("labels")[0]))
     result.target = target
+    if is_counter(str(matched.get_column("metric")[0])):
+        result.note = "the series is a counter (its level only grows): explain its rate, a gauge, instead"
+        return result
 
     step = max(timedelta(minutes=1), w / 60)
     step = timedelta(seconds=math.ceil(step.total_seconds() / 60) * 60)
@@ -153,7 +164,7 @@ def root_cause(lake: Any, series: str, at: datetime, *, window: str = "1h", limi
     # thousand series' label text would be joined, sorted and pivoted for nothing.
     cat = lake.catalogue()
     target_id = str(matched.get_column("series_id")[0])
-    ids = cat.filter(~pl.col("metric").str.ends_with("_total")).get_column("series_id").to_list()
+    ids = cat.filter(not_counter()).get_column("series_id").to_list()
     frame = lake.window_buckets(ids, b0, i1, step, "avg").with_columns(pl.col("series_id").cast(pl.String))
     if not frame.height or target_id not in set(frame.get_column("series_id").unique().to_list()):
         result.note = "no samples of the series around that time"

@@ -110,6 +110,18 @@ class Score:
     z: float = 0.0  # the combined robust z before shaping into [0, 1]
 
 
+#: DetectorConfig fields that are window lengths (samples): at least 1.
+_WINDOWS = (
+    "forecast_window",
+    "residual_window",
+    "level_recent",
+    "level_reference",
+    "history_window",
+    "slow_recent",
+    "slow_reference",
+)
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """Parameters of a :class:`Detector`: one set for every series (no per-series tuning).
@@ -158,6 +170,27 @@ class DetectorConfig:
     # mean seen so far by more than level_range_tolerance of their range (BENCHMARKS.md Round 8). 0: off
     level_range_fraction: float = 0.03125
     level_range_tolerance: float = 0.035
+
+    def __post_init__(self) -> None:
+        """Reject settings that would crash mid-series or silently score everything (names the field).
+
+        Why here and not in each detector: a ``--config`` typo such as a zero tolerance divides by
+        zero thousands of samples later, far from the value that caused it.
+        """
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool):
+                continue
+            if not isinstance(v, int | float) or math.isnan(v) or v < 0:  # inf is "never" (e.g. breakthrough)
+                raise ValueError(f"detector.{f.name}: must be a number >= 0, got {v!r}")
+        for name in ("range_tolerance", "level_range_tolerance", "r_half"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"detector.{name}: must be > 0, got {getattr(self, name)!r}")
+        for name in _WINDOWS:
+            if getattr(self, name) < 1:
+                raise ValueError(f"detector.{name}: a window of at least 1 sample, got {getattr(self, name)!r}")
+        if not 0 < self.history_quantile <= 1:
+            raise ValueError(f"detector.history_quantile: must be in (0, 1], got {self.history_quantile!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:

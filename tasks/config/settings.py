@@ -419,11 +419,15 @@ class ReportsSettings(_Section):
     @field_validator("parameters")
     @classmethod
     def _param_reports(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from tasks.reports import NOTEBOOKS
+        from tasks.reports import NOTEBOOKS, RESERVED_PARAMETERS
 
         bad = [n for n in v if n not in NOTEBOOKS]
         if bad:
             raise ValueError(f"unknown report(s) {', '.join(map(repr, bad))} (known: {', '.join(sorted(NOTEBOOKS))})")
+        for name, params in v.items():
+            reserved = sorted(set(params) & set(RESERVED_PARAMETERS))
+            if reserved:
+                raise ValueError(f"{name}.{reserved[0]} is set by the report run itself (use reports.since, lake.root)")
         return v
 
 

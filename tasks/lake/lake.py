@@ -813,6 +813,14 @@ class Lake:
         idf = self._id_filter(ids, params)
         cols = [f'"{a.replace(chr(34), "")}"' for a in aggs]
         used: list[LakeFile] = []
+        # Rollup files keep their name when rebuilt, so the manifest (watermarks, signatures) is
+        # part of the cache key along with every file's name and size. It is read before the cover
+        # is chosen and again after the query: a rollup build in between means the answer may mix
+        # the old and the new manifest, so it is returned but not remembered.
+        from tasks.lake.maintain import ROLLUP_MANIFEST
+
+        manifest_path = self.storage.meta_path(ROLLUP_MANIFEST)
+        manifest = self.storage.read_bytes(manifest_path)
         if all(kind in ("avg", "min", "max", "sum", "count") for kind, _ in parsed):
             pieces = []
             for i, (table, lo, hi) in enumerate(self._cover(start, end)):
@@ -857,20 +865,16 @@ class Lake:
                     params[f"q{i}"] = q
                     exprs.append(f"quantile_cont(value, $q{i}) AS {col}")
             sql = f"SELECT series_id, {', '.join(exprs)} FROM ({self._raw_sql(files, idf)}) GROUP BY series_id"
-        # Rollup files keep their name when rebuilt, so the manifest (watermarks, signatures) is
-        # part of the key along with every file's name and size.
-        from tasks.lake.maintain import ROLLUP_MANIFEST
-
-        manifest = self.storage.read_bytes(self.storage.meta_path(ROLLUP_MANIFEST))
         key = (tuple(ids), start, end, sql, tuple((f.path, f.size) for f in used), manifest)
         with self._lock:
             df = self._summaries.get(key)
         if df is None:
             df = self._sql(sql, params)
-            with self._lock:
-                self._summaries[key] = df
-                while len(self._summaries) > SUMMARY_CACHE_ENTRIES:
-                    self._summaries.pop(next(iter(self._summaries)))
+            if self.storage.read_bytes(manifest_path) == manifest:
+                with self._lock:
+                    self._summaries[key] = df
+                    while len(self._summaries) > SUMMARY_CACHE_ENTRIES:
+                        self._summaries.pop(next(iter(self._summaries)))
         names = matched.select("series_id", "series", "metric", "labels")
         out = df.join(names, on="series_id").sort("series")
         return out.select(*(pl.col(c).cast(t) for c, t in schema.items()))

@@ -5,6 +5,7 @@ performance report's findings and root-cause sections on demo data with anomaly 
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,10 @@ def test_reports_settings_reject_unknown_reports_and_bad_windows() -> None:
         load_settings(overrides={"reports.since": "soon"})
     with pytest.raises(ConfigError, match=r"reports\.parameters: .*unknown report\(s\) 'nope'"):
         load_settings(overrides={"reports.parameters": {"nope": {"x": 1}}})
+    with pytest.raises(ConfigError, match=r"reports\.parameters: .*capacity_planning\.since is set by the report run"):
+        load_settings(overrides={"reports.parameters": {"capacity_planning": {"since": "30d"}}})
+    with pytest.raises(R.ReportError, match=r"parameters\.alert_review\.lake_root: set by the report run itself"):
+        R.check_parameters("alert_review", {"lake_root": "/elsewhere"})
     with pytest.raises(ConfigError, match=r"reports\.timeout_s"):
         load_settings(overrides={"reports.timeout_s": 0})
 
@@ -81,6 +86,9 @@ def test_render_reports_uses_the_settings(tmp_path: Path) -> None:
     (old / "capacity_planning-2026-01-01.html").write_text("old")
     (old / "capacity_planning-2026-01-01.ipynb").write_text("{}")
     (old / "notes-2026-01-01.html").write_text("a person's file")  # not a report: kept
+    long_ago = (NOW - timedelta(days=200)).timestamp()
+    for f in old.iterdir():
+        os.utime(f, (long_ago, long_ago))
     (res,) = R.render_reports(settings, now=NOW)
     assert res.name == "capacity_planning"
     assert datetime.fromisoformat(res.until) - datetime.fromisoformat(res.since) == timedelta(hours=12)
@@ -92,17 +100,40 @@ def test_render_reports_uses_the_settings(tmp_path: Path) -> None:
     )
 
 
-def test_prune_reports_keeps_recent_and_foreign_files(tmp_path: Path) -> None:
-    for name in ("alert_review-2026-11-01.html", "alert_review-2026-11-19.html", "alert_review-2026-11-01.ipynb",
-                 "mine-2026-01-01.html", "alert_review-2026-13-45.html"):  # fmt: skip
-        (tmp_path / name).write_text("x")
-    gone = R.prune_reports(tmp_path, keep_days=7, now=NOW)
-    assert sorted(p.name for p in gone) == ["alert_review-2026-11-01.html", "alert_review-2026-11-01.ipynb"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+def test_prune_reports_by_age_keeps_recent_kept_and_foreign_files(tmp_path: Path) -> None:
+    old = (NOW - timedelta(days=30)).timestamp()
+    for name in (
+        "alert_review-2026-11-01.html",
+        "alert_review-2026-11-01.ipynb",
+        "alert_review-2025-01-08.html",
         "alert_review-2026-11-19.html",
-        "alert_review-2026-13-45.html",
         "mine-2026-01-01.html",
+        "capacity_planning-2024-02-02.html",
+    ):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (old, old))
+    fresh = tmp_path / "performance_report-2025-01-08.html"  # rendered today for an old window
+    fresh.write_text("x")
+    os.utime(fresh, (NOW.timestamp(), NOW.timestamp()))
+    gone = R.prune_reports(tmp_path, keep_days=7, now=NOW, keep=[tmp_path / "capacity_planning-2024-02-02.html"])
+    assert sorted(p.name for p in gone) == [
+        "alert_review-2025-01-08.html",
+        "alert_review-2026-11-01.html",
+        "alert_review-2026-11-01.ipynb",
+        "alert_review-2026-11-19.html",
     ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "capacity_planning-2024-02-02.html",
+        "mine-2026-01-01.html",
+        "performance_report-2025-01-08.html",
+    ]
+
+
+def test_a_report_for_an_old_window_survives_its_own_run(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, **{"reports.keep_days": 1})
+    (res,) = R.render_reports(settings, ["alert_review"], since="2025-01-01T00:00:00Z", until="2025-01-08T00:00:00Z")
+    assert Path(res.html).name == "alert_review-2025-01-08.html" and Path(res.html).exists()
+    assert Path(res.html).with_suffix(".ipynb").exists()
 
 
 # ---- the lake a notebook opens -------------------------------------------------------------------

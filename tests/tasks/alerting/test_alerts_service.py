@@ -215,3 +215,28 @@ def test_two_ticks_at_once_send_each_message_once(setup, hook, tmp_path):
     # and the state the two left behind is whole: the next ticks neither resend nor forget the group
     assert [n for i in (2, 3) for n in run_alerts(settings, lake, now=T0 + i * M).notifications] == []
     assert len(hook.at("/ops")) == 1
+
+
+def test_a_failing_notification_step_still_advances_the_rule_state(setup, hook, monkeypatch):
+    """The notification decisions share the rule state's transaction; when they fail, the rule state
+    is saved alone (else every later tick would re-evaluate the same times) and the error is raised."""
+    from tasks.alerting import service
+    from tasks.alerting.ruler import RuleStore
+
+    settings, lake = setup
+    depth(lake, [300] * 4)
+
+    def broken(*args, **kwargs):
+        raise KeyError("receiver 'ops' vanished")
+
+    monkeypatch.setattr(service, "_decide", broken)
+    with pytest.raises(KeyError, match="vanished"):
+        run_alerts(settings, lake, now=T0 + 3 * M)
+    stored = RuleStore(State.from_settings(settings)).load()
+    assert {r.alert for r in stored.values()} == {"QueueDeep", "QueueStuck"}
+    assert all(r.last_eval is not None and r.last_eval <= T0 + 3 * M for r in stored.values())
+    deep = next(r for r in stored.values() if r.alert == "QueueDeep")
+    assert [i.labels.get("queue") for i in deep.instances] == ["jobs"]  # its alert is kept
+    monkeypatch.undo()
+    res = run_alerts(settings, lake, now=T0 + 4 * M)  # the next tick does not start from scratch
+    assert [a.labels["alertname"] for a in res.firing] == ["QueueDeep"] and not res.errors

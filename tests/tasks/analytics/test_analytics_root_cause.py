@@ -87,6 +87,8 @@ def test_unknown_series_and_empty_lake_give_empty_results(demo: tuple[Lake, date
     # the series exists but has no samples around that time
     old = root_cause(lake, 'host_load1{host="web-1"}', end - timedelta(days=30))
     assert old.causes == [] and "no samples" in old.note
+    counter = root_cause(lake, 'http_requests_total{host="web-3"}', end - timedelta(hours=26))
+    assert counter.causes == [] and "is a counter" in counter.note
 
 
 def test_bad_input_names_the_argument(demo: tuple[Lake, datetime]) -> None:

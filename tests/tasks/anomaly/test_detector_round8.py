@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tasks.anomaly.detector import STATE_VERSION, Detector, DetectorConfig, score_series
 
@@ -79,3 +80,18 @@ def test_a_constant_series_has_no_level_range_to_leave() -> None:
     ts = 1_600_000_000.0 + np.arange(n) * DAY_STEP
     res = score_series(ts, np.full(n, 3.0), config=DetectorConfig(warmup=WARMUP, **ONLY_LEVEL_RANGE))  # type: ignore[arg-type]
     assert res.score.max() == 0.0 and "level_range" not in res.detector
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("level_range_tolerance", 0.0, "must be > 0"),
+        ("range_tolerance", -0.01, "must be a number >= 0"),
+        ("level_range_fraction", float("nan"), "must be a number >= 0"),
+        ("slow_recent", 0, "a window of at least 1 sample"),
+        ("history_quantile", 1.5, r"must be in \(0, 1\]"),
+    ],
+)
+def test_bad_detector_settings_are_refused_naming_the_field(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"detector\.{field}: {message}"):
+        DetectorConfig.from_dict({field: value})
