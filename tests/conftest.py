@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 from localhttp import JsonHandler, LocalServer
+from localsmtp import Mailbox
 from prefectserver import running_server
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -156,3 +157,15 @@ def s3_endpoint() -> Iterator[str]:
     ).create_bucket(Bucket="metrics")
     yield ep
     srv.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    """An SMTP server (aiosmtpd) on a free 127.0.0.1 port: ``(mailbox, port)``."""
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    ctl = Controller(box, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    yield box, ctl.port
+    ctl.stop()

@@ -4,19 +4,15 @@ empty lake."""
 
 from __future__ import annotations
 
-import email
 import json
 import re
-import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
+from localsmtp import Mailbox
 
 from tasks import reports as R
 from tasks.alerting.acks import AckStore
@@ -251,35 +247,7 @@ def test_notebooks_in_git_have_no_outputs() -> None:
         assert "parameters" in code[0]["metadata"]["tags"], name
 
 
-class _Mailbox:
-    """aiosmtpd handler keeping every message, or refusing them all with 554."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.refuse = False
-
-    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:  # aiosmtpd's hook name
-        if self.refuse:
-            return "554 5.7.1 Message rejected by policy"
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[_Mailbox, int]]:
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = _Mailbox()
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    yield box, port
-    ctl.stop()
-
-
-def test_mail_reports_attaches_the_html_through_local_smtp(smtp: tuple[_Mailbox, int], tmp_path: Path) -> None:
+def test_mail_reports_attaches_the_html_through_local_smtp(smtp: tuple[Mailbox, int], tmp_path: Path) -> None:
     box, port = smtp
     html = tmp_path / "alert_review-2026-01-02.html"
     html.write_text("<html><body><h2>Summary</h2><img src='data:image/png;base64,AAAA'></body></html>")
@@ -289,7 +257,7 @@ def test_mail_reports_attaches_the_html_through_local_smtp(smtp: tuple[_Mailbox,
     t0 = time.monotonic()
     assert R.mail_reports(url, [res]) == 1
     assert time.monotonic() - t0 < 5  # no 5.5 s Apprise throttle
-    (msg,) = box.messages
+    ((_, _, msg),) = box.messages
     assert "alert_review" in msg["Subject"] and "team@example.com" in msg["To"]
     parts = {p.get_filename(): p for p in msg.walk() if p.get_filename()}
     assert list(parts) == [html.name]

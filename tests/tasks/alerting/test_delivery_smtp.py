@@ -3,15 +3,9 @@
 
 from __future__ import annotations
 
-import email
-import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import Message
-
-import pytest
-from aiosmtpd.controller import Controller
 
 from tasks.alerting.delivery import deliver_due, enqueue, list_outbox
 from tasks.alerting.model import Alert
@@ -20,32 +14,6 @@ from tasks.alerting.receivers import parse_receiver
 from tasks.state import State
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-class Mailbox:
-    """aiosmtpd handler that keeps every message, or refuses them all with 554."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], Message]] = []
-        self.refuse = False
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd's hook name
-        if self.refuse:
-            return "554 5.7.1 Message rejected by policy"
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    box = Mailbox()
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    yield box, port
-    ctl.stop()
 
 
 def _parts(msg: Message) -> dict[str, str]:

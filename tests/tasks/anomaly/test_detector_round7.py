@@ -7,21 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from test_detector_quiet import WARMUP, spiky_series  # one generator for both quiet-period tests
 
 from tasks.anomaly.detector import STATE_VERSION, Detector, DetectorConfig, score_series
-
-STEP = 300.0
-WARMUP = 400
-
-
-def spiky_series(spikes: dict[int, float], n: int = 2400, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy flat series (sd 1 around 100) with the given spikes added (index -> height)."""
-    rng = np.random.default_rng(seed)
-    ts = 1_600_000_000.0 + np.arange(n) * STEP
-    v = 100 + rng.normal(0, 1, n)
-    for i, h in spikes.items():
-        v[i] += h
-    return ts, v
 
 
 def cfg(**kw: float) -> DetectorConfig:
