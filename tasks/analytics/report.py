@@ -65,15 +65,13 @@ class Report:
 
 
 def _per_series(lake: Any, selector: str, start: datetime, end: datetime, aggs: dict[str, str]) -> pl.DataFrame:
-    """One row per matching series with one column per named aggregate (all pushed into DuckDB)."""
-    n = lake.series(selector).height
-    out: pl.DataFrame | None = None
-    for name, agg in aggs.items():
-        df = lake.top_k(selector, start, end, k=max(n, 1), agg=agg).select(
-            "series", "metric", "labels", pl.col("value").alias(name)
-        )
-        out = df if out is None else out.join(df.select("series", name), on="series", how="left")
-    return out if out is not None else pl.DataFrame()
+    """One row per matching series with one column per named aggregate.
+
+    ``Lake.summarize`` computes them all in one pass (rollups for long-window averages, cached
+    within the lake object), the same path the report notebooks' data prep uses.
+    """
+    df = lake.summarize(selector, start, end, list(aggs.values()))
+    return df.rename({agg: name for name, agg in aggs.items()})
 
 
 def _latency(lake: Any, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -96,9 +94,10 @@ def _latency(lake: Any, start: datetime, end: datetime) -> list[dict[str, Any]]:
 def _top_consumers(lake: Any, start: datetime, end: datetime, top: int) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for resource, selector in RESOURCE_METRICS.items():
-        df = lake.top_k(selector, start, end, k=top, agg="avg")
+        df = _per_series(lake, selector, start, end, {"avg": "avg"})
+        df = df.sort("avg", "series", descending=[True, False]).head(top)
         if df.height:
-            out[resource] = [{"series": s, "avg": finite(v)} for s, v in df.select("series", "value").iter_rows()]
+            out[resource] = [{"series": s, "avg": finite(v)} for s, v in df.select("series", "avg").iter_rows()]
     return out
 
 
