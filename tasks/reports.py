@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -686,8 +686,11 @@ def open_lake(lake_root: str = "") -> Lake:
 
 def _lake_env(lake_settings: Any) -> str:
     """``LakeSettings`` as JSON with its secrets in clear (for the kernel's environment only)."""
+    from tasks.config import unwrap_secrets
+
     data = lake_settings.model_dump(mode="python")
-    return json.dumps({k: v.get_secret_value() if hasattr(v, "get_secret_value") else v for k, v in data.items()})
+    unwrap_secrets(data)
+    return json.dumps(data)
 
 
 def _kernel_manager_with(extra_env: Mapping[str, str]) -> type:
@@ -835,7 +838,6 @@ def run_report(
     now: datetime | None = None,
     parameters: Mapping[str, Any] | None = None,
     timeout_s: int = 600,
-    numbers: Callable[[], dict[str, Any]] | None = None,
     show_code: bool = False,
     lake_settings: Any = None,
 ) -> ReportResult:
@@ -843,7 +845,8 @@ def run_report(
 
     The window is resolved here (``since``/``until`` → ISO UTC) so the notebook and the key numbers
     see the same one. The executed ``.ipynb`` is kept beside the HTML (``<name>-<date>.ipynb``) for
-    people who want the code. ``numbers`` (optional) is called for the key numbers.
+    people who want the code. The key numbers are the ones the notebook displayed with
+    ``show_key_numbers`` (every report notebook does; ``{}`` for one that does not).
     ``lake_settings`` (a ``LakeSettings``) reaches the kernel through ``LAKE_ENV``, never as a
     parameter, so S3 credentials stay out of the executed notebook.
     """
@@ -893,15 +896,8 @@ def run_report(
         seconds=round(time.perf_counter() - t0, 2),
         bytes=target.stat().st_size,
         images=html.count("<img"),
-        key_numbers=_numbers_of(nb, numbers),
+        key_numbers=notebook_key_numbers(nb) or {},
     )
-
-
-def _numbers_of(nb: Any, numbers: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
-    found = notebook_key_numbers(nb)
-    if found is not None:
-        return found
-    return numbers() if numbers else {}
 
 
 _REPORT_FILE = re.compile(r"^(?P<name>[a-z_]+)-(?P<day>\d{4}-\d{2}-\d{2})\.(?:html|ipynb)$")
@@ -957,13 +953,12 @@ def render_reports(
     for n, extra in cfg.parameters.items():
         check_parameters(n, extra, origin="reports.parameters")
     start, end = report_window(cfg.since if since is None else since, until, now=now)
-    lake = Lake.from_settings(settings)
     out = reports_dir(settings)
     state_path = str(settings.state.path)
     results = [
         run_report(
             n,
-            lake_root=settings.lake.root,  # the URL (s3://…); ``lake.root`` is the bare path
+            lake_root=settings.lake.root,  # the URL (s3://…); ``Lake.root`` would be the bare path
             out_dir=out,
             since=start,
             until=end,
@@ -972,7 +967,6 @@ def render_reports(
             timeout_s=cfg.timeout_s,
             show_code=cfg.show_code,
             lake_settings=settings.lake,
-            numbers=lambda n=n: key_numbers(n, lake, start, end, state_path),  # type: ignore[misc]
         )
         for n in names
     ]

@@ -29,6 +29,7 @@ from tasks.config.settings import (
     format_validation_error,
     load_settings,
     redacted,
+    unwrap_secrets,
 )
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "format_validation_error",
     "load_settings",
     "redacted",
+    "unwrap_secrets",
 ]

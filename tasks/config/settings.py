@@ -586,7 +586,7 @@ def load_settings(
     if overrides:
         items = overrides.items() if isinstance(overrides, dict) else map(_parse_override, overrides)
         merged = settings.model_dump(mode="python")
-        _unwrap_secrets(merged)
+        unwrap_secrets(merged)
         for key, value in items:
             _set_dotted(merged, key, value)
         try:
@@ -596,16 +596,18 @@ def load_settings(
     return settings
 
 
-def _unwrap_secrets(tree: dict[str, Any]) -> None:
+def unwrap_secrets(tree: dict[str, Any]) -> None:
+    """Replace every ``SecretStr`` in a ``model_dump`` tree by its value, in place (for re-validation
+    or a hand-off that must carry the secret, never for printing)."""
     for k, v in list(tree.items()):
         if isinstance(v, SecretStr):
             tree[k] = v.get_secret_value()
         elif isinstance(v, dict):
-            _unwrap_secrets(v)
+            unwrap_secrets(v)
         elif isinstance(v, list):
             for item in v:
                 if isinstance(item, dict):
-                    _unwrap_secrets(item)
+                    unwrap_secrets(item)
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
