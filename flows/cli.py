@@ -126,9 +126,9 @@ class CliState:
         return str(self.config) if self.config else None
 
     def settings(self) -> Settings:
-        from tasks.config import load_settings
+        from tasks.config_checks import load_checked_settings
 
-        return load_settings(self.config, self.overrides or None)
+        return load_checked_settings(self.config, self.overrides or None)
 
     def lake(self) -> Lake:
         from tasks.lake import Lake
