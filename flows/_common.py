@@ -12,6 +12,7 @@ from typing import Any
 from tasks.config import Settings
 from tasks.config_checks import load_checked_settings
 from tasks.lake import Lake
+from tasks.redact import install_log_redaction
 
 __all__ = ["lateness_s", "load", "skipped_summary", "stale_run"]
 
@@ -21,6 +22,7 @@ def load(config_path: str | None, overrides: list[str] | None) -> tuple[Settings
 
     Raises ``ConfigError`` naming the bad fields, which fails the flow run with that message.
     """
+    install_log_redaction()  # before the run logs anything that may quote a URL with credentials
     settings = load_checked_settings(config_path, overrides or None)
     return settings, Lake.from_settings(settings)
 

@@ -177,6 +177,9 @@ def _global(
     ] = None,
 ) -> None:
     prepare_prefect_env()
+    from tasks.redact import install_log_redaction
+
+    install_log_redaction()  # URL credentials never reach a log line, ours or Prefect's
     ctx.obj = CliState(config=config, overrides=list(set_ or []))
 
 

@@ -8,7 +8,6 @@ values instead of surfacing later as a ``KeyError`` deep inside a flow.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,11 +20,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tasks.redact import redact_tree, redact_url
 from tasks.scaling.policies import ScalingTarget
 
 DEFAULT_CONFIG_FILE = "cortex-perf.yaml"
 ENV_PREFIX = "CORTEX_PERF_"
-_CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]*@")
 
 
 class ConfigError(ValueError):
@@ -546,7 +545,7 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
             or "password" in loc
             or loc.endswith(".url")
             or e["type"] == "extra_forbidden"
-            or _CREDENTIALS_IN_URL.search(shown)
+            or redact_url(shown) != shown
         ):
             shown = ""
         lines.append(f"  {loc}: {msg}{shown}")
@@ -621,5 +620,6 @@ def unwrap_secrets(tree: dict[str, Any]) -> None:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The settings as plain data with every secret shown as ``'**********'`` (for `config show`)."""
-    return settings.model_dump(mode="json")
+    """The settings as plain data with every secret shown as ``'**********'`` and the credentials
+    of every URL masked (a scrape URL ``http://u:PW@host`` is a plain string field), for `config show`."""
+    return dict(redact_tree(settings.model_dump(mode="json")))
