@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.config import Settings, load_settings
+from tasks.config import Settings
+from tasks.config_checks import load_checked_settings
 from tasks.lake import Lake
+from tasks.redact import install_log_redaction
 
 __all__ = ["lateness_s", "load", "skipped_summary", "stale_run"]
 
@@ -20,7 +22,8 @@ def load(config_path: str | None, overrides: list[str] | None) -> tuple[Settings
 
     Raises ``ConfigError`` naming the bad fields, which fails the flow run with that message.
     """
-    settings = load_settings(config_path, overrides or None)
+    install_log_redaction()  # before the run logs anything that may quote a URL with credentials
+    settings = load_checked_settings(config_path, overrides or None)
     return settings, Lake.from_settings(settings)
 
 

@@ -27,6 +27,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli_output import DataTable, escape, styled
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -79,7 +81,7 @@ class CliError(Exception):
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -106,7 +108,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
             if isinstance(exc, ConfigError):
                 # config messages are multi-line on purpose (one line per bad field)
-                err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+                err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
             known = isinstance(exc, ValueError | OSError | LookupError)
             prefix = "" if known else f"{type(exc).__name__}: "
@@ -126,9 +128,9 @@ class CliState:
         return str(self.config) if self.config else None
 
     def settings(self) -> Settings:
-        from tasks.config import load_settings
+        from tasks.config_checks import load_checked_settings
 
-        return load_settings(self.config, self.overrides or None)
+        return load_checked_settings(self.config, self.overrides or None)
 
     def lake(self) -> Lake:
         from tasks.lake import Lake
@@ -177,6 +179,9 @@ def _global(
     ] = None,
 ) -> None:
     prepare_prefect_env()
+    from tasks.redact import install_log_redaction
+
+    install_log_redaction()  # URL credentials never reach a log line, ours or Prefect's
     ctx.obj = CliState(config=config, overrides=list(set_ or []))
 
 
@@ -205,7 +210,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def _tables_table(tables: dict[str, dict[str, Any]], title: str = "Lake") -> Table:
-    t = Table(title=title, title_justify="left")
+    t = DataTable(title=title, title_justify="left")
     t.add_column("table")
     for col in ("rows", "files", "size", "series"):
         t.add_column(col, justify="right")
@@ -225,7 +230,7 @@ def _tables_table(tables: dict[str, dict[str, Any]], title: str = "Lake") -> Tab
 
 
 def _frame_table(df: pl.DataFrame, columns: list[str], limit: int, title: str | None = None) -> Table:
-    t = Table(title=title, title_justify="left")
+    t = DataTable(title=title, title_justify="left")
     for c in columns:
         t.add_column(c, justify="right" if c == "value" else "left", overflow="fold")
     for row in df.head(limit).select(columns).iter_rows():
@@ -261,7 +266,7 @@ def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
 # ---- run ---------------------------------------------------------------------------------------
 def render_pipeline_summary(summary: dict[str, Any]) -> None:
     """The end-of-run summary: stages, the lake, and (demo) the planted incidents."""
-    t = Table(title=f"Pipeline{' (demo)' if summary.get('demo') else ''} — lake {summary.get('lake')}")
+    t = DataTable(title=f"Pipeline{' (demo)' if summary.get('demo') else ''} — lake {summary.get('lake')}")
     t.add_column("stage")
     t.add_column("status")
     t.add_column("seconds", justify="right")
@@ -269,7 +274,7 @@ def render_pipeline_summary(summary: dict[str, Any]) -> None:
     colours = {"ok": "green", "skipped": "yellow", "failed": "bold red"}
     for s in summary.get("stages", []):
         status = s.get("status", "?")
-        t.add_row(s["stage"], f"[{colours.get(status, 'white')}]{status}[/]", f"{s['seconds']:.2f}", s["detail"])
+        t.add_row(s["stage"], styled(status, colours.get(status, "white")), f"{s['seconds']:.2f}", s["detail"])
     console.print(t)
     if summary.get("tables"):
         console.print(_tables_table(summary["tables"], title="Lake tables"))
@@ -277,10 +282,11 @@ def render_pipeline_summary(summary: dict[str, Any]) -> None:
         if s.get("stage") == "report" and s.get("status") == "ok":
             for r in s.get("result", {}).get("reports") or []:
                 console.print(
-                    f"[bold]Report:[/bold] {r.get('html')}  (open it in a browser; `cortex-perf report --open`)"
+                    f"[bold]Report:[/bold] {escape(str(r.get('html')))}  "
+                    "(open it in a browser; `cortex-perf report --open`)"
                 )
     if summary.get("incidents"):
-        it = Table(title='Planted demo incidents (series labelled source="demo")', title_justify="left")
+        it = DataTable(title='Planted demo incidents (series labelled source="demo")', title_justify="left")
         it.add_column("incident")
         it.add_column("series")
         it.add_column("when")
@@ -319,11 +325,11 @@ def run(
 
         lake = Lake.from_settings(settings)
         if demo_seeded(lake):
-            err_console.print(f"Demo history already in {lake.root}; not seeding again.")
+            err_console.print(f"Demo history already in {lake.root}; not seeding again.", markup=False)
         else:
             with _progress(f'Seeding {days:g} days of demo history (source="demo")') as update:
                 res = seed_demo(lake, days=days, on_progress=update)
-            err_console.print(f"Seeded {res.rows:,} samples in {res.series} series into {lake.root}.")
+            err_console.print(f"Seeded {res.rows:,} samples in {res.series} series into {lake.root}.", markup=False)
             seeded_here = res.to_dict()
     _announce_prefect()
     from flows.pipeline import PipelineFailed, pipeline
@@ -368,7 +374,7 @@ def collect(
 
         sources = build_sources(settings)
         result = collect_all(sources, timeout_s=settings.collect.source_timeout_s)
-        t = Table(title=f"{len(result.samples)} samples from {len(sources)} source(s) (dry run: nothing written)")
+        t = DataTable(title=f"{len(result.samples)} samples from {len(sources)} source(s) (dry run: nothing written)")
         t.add_column("series", overflow="fold")
         t.add_column("value", justify="right")
         for s in sorted(result.samples, key=lambda s: (s.metric, sorted(s.labels.items())))[:limit]:
@@ -377,13 +383,15 @@ def collect(
         if len(result.samples) > limit:
             console.print(f"… {len(result.samples) - limit} more (--limit N)")
         for f in result.failures:
-            err_console.print(f"[yellow]source {f.source} {'timed out' if f.timed_out else 'failed'}:[/] {f.error}")
+            err_console.print(
+                f"[yellow]source {escape(f.source)} {'timed out' if f.timed_out else 'failed'}:[/] {escape(f.error)}"
+            )
         return
     _announce_prefect()
     from flows.collect import collect as collect_flow
 
     summary = collect_flow(config_path=st.config_arg, overrides=st.overrides or None)
-    t = Table(title="collect")
+    t = DataTable(title="collect")
     t.add_column("field")
     t.add_column("value", overflow="fold")
     for k, v in summary.items():
@@ -449,11 +457,11 @@ def config_check(ctx: typer.Context) -> None:
     try:
         st.settings()
     except ConfigError as exc:
-        err_console.print(f"[bold red]config invalid:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]config invalid:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     src = config_path(st.config)
     extra = f" + {len(st.overrides)} override(s)" if st.overrides else ""
-    console.print(f"[green]config OK[/green] ({src or 'defaults'} + environment{extra})", highlight=False)
+    console.print(f"[green]config OK[/green] ({escape(str(src or 'defaults'))} + environment{extra})", highlight=False)
 
 
 # ---- lake --------------------------------------------------------------------------------------
@@ -530,7 +538,9 @@ def lake_query(
     span = f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
     title = f"{selector} — {what}, {span}: {df.height} rows, {n_series} series"
     if not df.height:
-        console.print(f"{title}\n[yellow]no data[/yellow] (check the selector with `lake stats`, widen --since)")
+        console.print(
+            f"{escape(title)}\n[yellow]no data[/yellow] (check the selector with `lake stats`, widen --since)"
+        )
         return
     console.print(_frame_table(df, ["series", "ts", "value"], limit, title=title))
     if df.height > limit:
@@ -562,7 +572,7 @@ def lake_compact(
     )
     details = report.get("details") or []
     if details:
-        t = Table()
+        t = DataTable()
         keys = list(details[0].keys())
         for k in keys:
             t.add_column(k)
@@ -624,9 +634,11 @@ def lake_import(
         dry_run=dry_run,
     )
     verb = "would import" if dry_run else "imported"
-    console.print(f"{verb} {res.accepted:,} samples from {file} into {lake.root}; {res.rejected:,} rejected")
+    console.print(
+        f"{verb} {res.accepted:,} samples from {file} into {lake.root}; {res.rejected:,} rejected", markup=False
+    )
     for reason in res.reasons[:10]:
-        err_console.print(f"  [yellow]rejected:[/] {reason}", highlight=False)
+        err_console.print(f"  [yellow]rejected:[/] {escape(reason)}", highlight=False)
 
 
 # Mounted last: flows.cli_models imports the helpers above.

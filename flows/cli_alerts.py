@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from flows.cli import _print_json, _state, console, handle_errors
+from flows.cli_output import DataTable
 
 alerts_app = typer.Typer(
     help="Alerts from the rule files: list, evaluate now, acknowledge, resolve, silence, test receivers.",
@@ -96,7 +96,7 @@ def alerts_list(
         console.print("No alert is firing or pending.")
         return
     firing = sum(r["state"] == "firing" for r in rows)
-    t = Table(title=f"{firing} firing, {sum(r['state'] == 'pending' for r in rows)} pending")
+    t = DataTable(title=f"{firing} firing, {sum(r['state'] == 'pending' for r in rows)} pending")
     for col in ("id", "state", "alert", "labels", "since", "value", "summary"):
         t.add_column(col, overflow="fold")
     for r in rows:
@@ -179,7 +179,9 @@ def silence_add(
     if not dry_run:
         _silences(ctx).add(s)
     verb = "would add" if dry_run else "added"
-    console.print(f"{verb} silence {s.id}: {s.matchers_text} until {s.ends_at:%Y-%m-%d %H:%M} UTC", highlight=False)
+    console.print(
+        f"{verb} silence {s.id}: {s.matchers_text} until {s.ends_at:%Y-%m-%d %H:%M} UTC", highlight=False, markup=False
+    )
 
 
 @silence_app.command("list")
@@ -201,7 +203,7 @@ def silence_list(
     if not rows:
         console.print("No silences.")
         return
-    t = Table(title=f"{len(rows)} silence(s)")
+    t = DataTable(title=f"{len(rows)} silence(s)")
     for col in ("id", "state", "matchers", "ends", "by", "comment"):
         t.add_column(col, overflow="fold")
     for r in rows:
@@ -222,10 +224,10 @@ def silence_expire(
     store = _silences(ctx)
     if dry_run:
         s = store.get(silence_id)
-        console.print(f"would expire silence {s.id}: {s.matchers_text}", highlight=False)
+        console.print(f"would expire silence {s.id}: {s.matchers_text}", highlight=False, markup=False)
         return
     s = store.expire(silence_id)
-    console.print(f"expired silence {s.id}: {s.matchers_text}", highlight=False)
+    console.print(f"expired silence {s.id}: {s.matchers_text}", highlight=False, markup=False)
 
 
 # ---- acknowledgement and manual resolve ---------------------------------------------------------------
@@ -261,11 +263,15 @@ def alerts_ack(
     hold = parse_duration(for_ or settings.alerting.ack_timeout)
     now = datetime.now(UTC)
     if dry_run:
-        console.print(f"would ack {row['id']} ({row['alertname']}) until {now + hold:%H:%M} UTC", highlight=False)
+        console.print(
+            f"would ack {row['id']} ({row['alertname']}) until {now + hold:%H:%M} UTC", highlight=False, markup=False
+        )
         return
     a = AckStore(State.from_settings(settings)).ack(row["id"], _who(author), at=now, comment=comment, for_=hold)
     console.print(
-        f"acked {a.fingerprint} ({row['alertname']}) until {a.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False
+        f"acked {a.fingerprint} ({row['alertname']}) until {a.expires_at:%Y-%m-%d %H:%M} UTC",
+        highlight=False,
+        markup=False,
     )
 
 
@@ -290,10 +296,10 @@ def alerts_resolve(
     settings = _state(ctx).settings()
     row = _find(settings, alert_id)
     if dry_run:
-        console.print(f"would resolve {row['id']} ({row['alertname']}): {reason}", highlight=False)
+        console.print(f"would resolve {row['id']} ({row['alertname']}): {reason}", highlight=False, markup=False)
         return
     r = AckStore(State.from_settings(settings)).resolve(row["id"], _who(author), reason, at=datetime.now(UTC))
-    console.print(f"resolved {r.fingerprint} ({row['alertname']}) by hand: {r.reason}", highlight=False)
+    console.print(f"resolved {r.fingerprint} ({row['alertname']}) by hand: {r.reason}", highlight=False, markup=False)
 
 
 # ---- receivers and the outbox ---------------------------------------------------------------------------
@@ -364,7 +370,7 @@ def alerts_notifications(
     if not rows:
         console.print("No notifications.")
         return
-    t = Table(title=f"{len(rows)} notification(s), newest first")
+    t = DataTable(title=f"{len(rows)} notification(s), newest first")
     for col in ("created", "receiver", "group", "reason", "status", "tries", "error"):
         t.add_column(col, overflow="fold")
     for r in rows:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from flows.cli import _print_json, _state, console, handle_errors
+from flows.cli_output import DataTable
 
 
 def _range(since: str, until: str) -> tuple[datetime, datetime]:
@@ -42,7 +42,7 @@ def insights_cmd(
     if not found:
         console.print("No findings in this range.")
         return
-    t = Table(title=f"{len(found)} finding(s), {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC")
+    t = DataTable(title=f"{len(found)} finding(s), {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC")
     for col in ("score", "kind", "series", "finding"):
         t.add_column(col, overflow="fold")
     for f in found:
@@ -71,7 +71,7 @@ def root_cause_cmd(
     if not res.causes:
         console.print(f"No candidate causes for {series}: {res.note}", highlight=False, markup=False)
         return
-    t = Table(title=f"Likely causes of {series} around {res.at:%Y-%m-%d %H:%M} UTC")
+    t = DataTable(title=f"Likely causes of {series} around {res.at:%Y-%m-%d %H:%M} UTC")
     for col in ("score", "series", "evidence"):
         t.add_column(col, overflow="fold")
     for c in res.causes:
@@ -98,7 +98,11 @@ def export_cmd(
 
     start, end = _range(since, until)
     if dry_run:
-        console.print(f"would export {what} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}) as {fmt} to {out}")
+        console.print(
+            f"would export {what} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}) as {fmt} to {out}", markup=False
+        )
         return
     res = export(_state(ctx).lake(), what, fmt, out, start=start, end=end)
-    console.print(f"exported {res.rows:,} row(s) of {res.source} to {res.path} ({res.bytes:,} bytes, {res.fmt})")
+    console.print(
+        f"exported {res.rows:,} row(s) of {res.source} to {res.path} ({res.bytes:,} bytes, {res.fmt})", markup=False
+    )

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from flows.cli import (
     CliError,
@@ -21,6 +20,7 @@ from flows.cli import (
     console,
     handle_errors,
 )
+from flows.cli_output import DataTable, styled
 
 forecast_app = typer.Typer(
     help="Train, inspect and backtest the forecasters (XGBoost global model + statsmodels baselines).",
@@ -55,7 +55,7 @@ def forecast_train(
             end,
             parse_duration(cfg.step),
         )
-        t = Table(title=f"would retrain ({cfg.model}; dry run: nothing trained)")
+        t = DataTable(title=f"would retrain ({cfg.model}; dry run: nothing trained)")
         for col in ("group", "series", "points"):
             t.add_column(col, justify="right" if col != "group" else "left")
         for g in group_series(history, cfg.max_series_per_group):
@@ -66,7 +66,7 @@ def forecast_train(
     from flows.forecast import forecast
 
     summary = forecast(config_path=st.config_arg, overrides=st.overrides or None)
-    t = Table(title="forecast: held-out backtest (last 20 %, rolling origin)")
+    t = DataTable(title="forecast: held-out backtest (last 20 %, rolling origin)")
     for col in ("group", "model", "MASE mean", "MASE median", "sMAPE", "cov p10–p90", "decision"):
         t.add_column(col, justify="left" if col in ("group", "model", "decision") else "right")
     for r in summary.get("results", []):
@@ -85,7 +85,7 @@ def forecast_train(
                 mark,
             )
         if r.get("error"):
-            t.add_row(r["name"], "-", "", "", "", "", f"[yellow]{r['error']}[/]")
+            t.add_row(r["name"], "-", "", "", "", "", styled(r["error"], "yellow"))
     console.print(t)
     console.print(f"{summary.get('forecast_rows', 0):,} forecast rows written to the lake's `forecasts` table.")
 
@@ -112,7 +112,7 @@ def forecast_show(
     if as_json:
         _print_json(json.loads(df.drop("series_id", "labels").write_json()))
         return
-    t = Table(title=f"forecast for {series}")
+    t = DataTable(title=f"forecast for {series}")
     for col in ("series", "target (UTC)", "step", "p10", "p50", "p90", "p99", "model", "issued"):
         t.add_column(col, justify="right" if col in ("step", "p10", "p50", "p90", "p99") else "left")
     for row in df.head(limit).iter_rows(named=True):
@@ -143,7 +143,7 @@ def forecast_history(
         return
     if not versions:
         raise CliError("no model versions yet (run `cortex-perf forecast train`)")
-    t = Table(title="model registry")
+    t = DataTable(title="model registry")
     for col in ("model", "version", "kind", "status", "held-out MASE", "trained on", "created", "note"):
         t.add_column(col, overflow="fold")
     for v in versions:
@@ -181,11 +181,12 @@ def forecast_rollback(
         earlier = [v for v in reg.history(model) if v.status == "retired" and v.promoted_at and v.seq < current.seq]
         target = earlier[0].version if earlier else None
         console.print(
-            f"would retire {model} {current.version} and restore {target or '(nothing: no earlier champion)'}"
+            f"would retire {model} {current.version} and restore {target or '(nothing: no earlier champion)'}",
+            markup=False,
         )
         return
     restored = reg.rollback(model)
-    console.print(f"{model}: {current.version} retired, {restored.version} is champion again")
+    console.print(f"{model}: {current.version} retired, {restored.version} is champion again", markup=False)
 
 
 @forecast_app.command("backtest")
@@ -235,11 +236,11 @@ def anomaly_detect(
     if dry_run:
         files = [p for p in paths if p.is_file()] + [f for p in paths if p.is_dir() for f in sorted(p.rglob("*.csv"))]
         for f in files:
-            console.print(f"would score {f}")
+            console.print(f"would score {f}", markup=False)
         console.print(f"{len(files)} file(s); nothing written (dry run)")
         return
     summary = detect_paths(paths, time_col=time_col, value_col=value_col, out=out)
-    t = Table(title=f"anomaly scores written under {out}")
+    t = DataTable(title=f"anomaly scores written under {out}")
     for col in ("input", "rows", "max score", "at", "alarms"):
         t.add_column(col, justify="right" if col in ("rows", "max score", "alarms") else "left", overflow="fold")
     for r in summary.files:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from flows.cli import _print_json, _state, console, handle_errors
+from flows.cli_output import DataTable
 
 
 @handle_errors
@@ -54,7 +54,7 @@ def report_command(
     if as_json:
         _print_json([r.to_dict() for r in results])
     else:
-        t = Table(title="Reports")
+        t = DataTable(title="Reports")
         for col in ("report", "html", "plots", "seconds"):
             t.add_column(col)
         for r in results:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.table import Table
 
 from flows.cli import _print_json, _state, console, handle_errors
+from flows.cli_output import DataTable
 
 scale_app = typer.Typer(
     help="Scaling targets: plan a decision, apply it, see the history, get right-sizing advice.",
@@ -26,8 +26,8 @@ def _fmt(v: Any, pattern: str = "{:.4g}") -> str:
     return "—" if v is None else pattern.format(v)
 
 
-def _decisions_table(run: Any, title: str) -> Table:
-    t = Table(title=title, title_justify="left")
+def _decisions_table(run: Any, title: str) -> DataTable:
+    t = DataTable(title=title, title_justify="left")
     for col in ("target", "status", "from → to", "policy", "load", "forecast", "cost/h", "risk", "reason"):
         t.add_column(col, overflow="fold")
     for o in run.outcomes:
@@ -146,7 +146,7 @@ def scale_history(
     if not rows:
         console.print("No scaling decision recorded yet (run `cortex-perf scale apply` or the `scale` flow).")
         return
-    t = Table(title="Scaling decisions (newest first)", title_justify="left")
+    t = DataTable(title="Scaling decisions (newest first)", title_justify="left")
     for col in ("tick", "target", "from → to", "policy", "mode", "action", "reason"):
         t.add_column(col, overflow="fold")
     for r in rows:
@@ -180,7 +180,7 @@ def scale_recommend(
     if as_json:
         _print_json(recs)
         return
-    t = Table(
+    t = DataTable(
         title=f"Recommendations (load over the last {lookback}, forecasts {hours:g} h ahead)", title_justify="left"
     )
     for col in ("target", "finding", "advice"):

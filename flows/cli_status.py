@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from flows.cli import _print_json, _state, console, err_console, handle_errors
+from flows.cli_output import DataTable, escape, styled
 
 _STYLE = {"OK": "green", "degraded": "yellow", "down": "bold red", "unknown": "dim"}
 
@@ -41,18 +41,18 @@ def status(
         try:
             record_health(lake, results, now)
         except Exception as exc:  # the report matters more than recording it
-            err_console.print(f"[yellow]warning:[/yellow] could not record health in the lake: {exc}")
+            err_console.print(f"[yellow]warning:[/yellow] could not record health in the lake: {escape(str(exc))}")
     down = any_down(results)
     if as_json:
         _print_json({"ok": not down, "checked_at": now.isoformat(), "components": [r.to_dict() for r in results]})
     else:
         counts = {s: sum(r.status == s for r in results) for s in _STYLE}
         title = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        t = Table(title=f"cortex-perf status: {title}")
+        t = DataTable(title=f"cortex-perf status: {title}")
         for col in ("component", "status", "why"):
             t.add_column(col, overflow="fold")
         for r in results:
-            t.add_row(r.name, f"[{_STYLE[r.status]}]{r.status}[/]", r.why)
+            t.add_row(r.name, styled(r.status, _STYLE[r.status]), r.why)
         console.print(t)
     if down:
         raise typer.Exit(1)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from tasks.lake.schema import EVENT_NAMES, Event, SchemaError, now_utc
+from tasks.redact import redact_tree
 
 log = logging.getLogger("cortex_perf.events")
 
@@ -35,6 +36,12 @@ def _resource(resource: str) -> str:
     return resource if resource.startswith("cortex.") else f"cortex.{resource}"
 
 
+def _payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as stored: URL credentials masked, because the lake and Prefect keep events for
+    months and show them to anyone who can read them (an error text may quote a scrape URL)."""
+    return dict(redact_tree(dict(payload)))
+
+
 def emit(
     lake: Any,
     name: str,
@@ -51,7 +58,7 @@ def emit(
     """
     if name not in EVENT_NAMES:
         raise SchemaError(f"event name: unknown event {name!r} (known: {', '.join(sorted(EVENT_NAMES))})")
-    ev = Event(name=name, resource=_resource(resource), payload=dict(payload or {}), ts=ts or now_utc())
+    ev = Event(name=name, resource=_resource(resource), payload=_payload(payload or {}), ts=ts or now_utc())
     lake.write_events([ev])
     if to_prefect if to_prefect is not None else prefect_api_reachable():
         emit_prefect(ev)
@@ -72,7 +79,7 @@ def emit_many(
     for name, resource, payload, ts in items:
         if name not in EVENT_NAMES:
             raise SchemaError(f"event name: unknown event {name!r} (known: {', '.join(sorted(EVENT_NAMES))})")
-        events.append(Event(name=name, resource=_resource(resource), payload=dict(payload), ts=ts or now_utc()))
+        events.append(Event(name=name, resource=_resource(resource), payload=_payload(payload), ts=ts or now_utc()))
     if not events:
         return []
     lake.write_events(events)

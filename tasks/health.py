@@ -27,12 +27,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tasks.lake.schema import SAMPLES, Sample
+from tasks.redact import redact_url
 
 if TYPE_CHECKING:
     from tasks.config.settings import Settings
@@ -440,7 +441,8 @@ def check_health(
         else:
             fut.cancel()
             out.append(ComponentHealth(p.name, p.kind, p.on_timeout, f"check timed out after {timeout_s:g}s"))
-    return out
+    # One exit for every check's reason: probes quote the URLs they asked (scrape targets, APIs).
+    return [replace(r, why=redact_url(r.why)) for r in out]
 
 
 def record_health(lake: Lake, results: Sequence[ComponentHealth], now: datetime) -> WriteResult:

@@ -8,9 +8,8 @@ values instead of surfacing later as a ``KeyError`` deep inside a flow.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -21,11 +20,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tasks.redact import redact_tree, redact_url
 from tasks.scaling.policies import ScalingTarget
 
 DEFAULT_CONFIG_FILE = "cortex-perf.yaml"
 ENV_PREFIX = "CORTEX_PERF_"
-_CREDENTIALS_IN_URL = re.compile(r"://[^/@\s]*@")
 
 
 class ConfigError(ValueError):
@@ -33,7 +32,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: every number here is a size, a duration or a ratio; ``.inf`` or ``.nan``
+    # from YAML would pass ``gt=0`` (inf) and turn into a loop that never sleeps or never ends.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LakeSettings(_Section):
@@ -47,7 +48,7 @@ class LakeSettings(_Section):
         10_000, ge=1, description="Cardinality limit: new series beyond it are rejected."
     )
     max_future_skew_s: float = Field(3600.0, ge=0, description="Samples further in the future are rejected.")
-    retention_days: dict[str, int] = Field(
+    retention_days: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: {
             "samples": 30,
             "rollup_1m": 90,
@@ -56,7 +57,7 @@ class LakeSettings(_Section):
             "events": 90,
             "series": 3650,
         },
-        description="Days to keep per table; partitions older than this are dropped by maintenance.",
+        description="Days to keep per table (at least 1); partitions older than this are dropped by maintenance.",
     )
     memory_limit: str = Field(
         "1GB",
@@ -68,6 +69,14 @@ class LakeSettings(_Section):
     s3_region: str | None = None
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+
+    @field_validator("root")
+    @classmethod
+    def _root_not_blank(cls, v: str) -> str:
+        """An empty root would put the lake in the working directory, wherever that happens to be."""
+        if not v.strip():
+            raise ValueError("must not be empty (a directory or a URL such as s3://bucket/prefix)")
+        return v
 
 
 class StateSettings(_Section):
@@ -536,7 +545,7 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
             or "password" in loc
             or loc.endswith(".url")
             or e["type"] == "extra_forbidden"
-            or _CREDENTIALS_IN_URL.search(shown)
+            or redact_url(shown) != shown
         ):
             shown = ""
         lines.append(f"  {loc}: {msg}{shown}")
@@ -611,5 +620,6 @@ def unwrap_secrets(tree: dict[str, Any]) -> None:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The settings as plain data with every secret shown as ``'**********'`` (for `config show`)."""
-    return settings.model_dump(mode="json")
+    """The settings as plain data with every secret shown as ``'**********'`` and the credentials
+    of every URL masked (a scrape URL ``http://u:PW@host`` is a plain string field), for `config show`."""
+    return dict(redact_tree(settings.model_dump(mode="json")))

@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -353,16 +354,36 @@ def build_rollups(lake: Lake, *, now: datetime | None = None, force: bool = Fals
 
 
 # ---- retention --------------------------------------------------------------------------------
+def retention_problems(retention_days: Mapping[str, object]) -> list[str]:
+    """Why ``retention_days`` cannot be applied: one ``lake.retention_days.<table>: …`` line per bad entry.
+
+    Why here: the lake knows its tables and what a day count does to them (0 days drops today's
+    partition, a negative number every partition). ``config check`` asks this same function, so the
+    check and the deletion can never disagree about what is safe."""
+    out = []
+    for table, days in retention_days.items():
+        where = f"lake.retention_days.{table}"
+        if table not in S.TABLE_SCHEMAS:
+            out.append(f"{where}: unknown table {table!r} (tables: {', '.join(sorted(S.TABLE_SCHEMAS))})")
+        elif isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            out.append(f"{where}: must be a whole number of days, at least 1 (got {days!r})")
+    return out
+
+
 def apply_retention(
     lake: Lake, retention_days: dict[str, int], *, now: datetime | None = None, dry_run: bool = False
 ) -> RetentionReport:
-    """Drop whole day partitions older than each table's retention (days)."""
+    """Drop whole day partitions older than each table's retention (days).
+
+    Every entry is checked before anything is deleted: a bad number must never wipe a table, and a
+    bad entry after a good one must not leave the run half done."""
+    problems = retention_problems(retention_days)
+    if problems:
+        raise ValueError("; ".join(problems))
     today = (now or datetime.now(UTC)).date()
     report = RetentionReport(dry_run=dry_run)
     st = lake.storage
     for table, days in retention_days.items():
-        if table not in S.TABLE_SCHEMAS:
-            raise ValueError(f"lake.retention_days: unknown table {table!r} (tables: {sorted(S.TABLE_SCHEMAS)})")
         cutoff = today - timedelta(days=days)
         with st.lock(table):
             for day in st.partitions(table):

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from tasks.lake.schema import Sample
+from tasks.redact import redact_url
 
 __all__ = [
     "LOGGER_PREFIX",
@@ -123,7 +124,9 @@ def sanitize_label_name(name: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every non-empty secret replaced by ``***``: errors from clients may echo URLs."""
+    """``text`` with the credentials of every URL in it masked (``tasks.redact``) and every other
+    non-empty secret (tokens, passwords) replaced by ``***``: errors from clients may echo both."""
+    text = redact_url(text)
     for s in secrets:
         if s:
             text = text.replace(s, "***")

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -102,7 +102,10 @@ class PrometheusSource(Source):
             "instance": instance_of(target.url),
             **target.labels,
         }
+        # The URL's own password too, decoded as well: a client error may quote it either way.
+        password = urlsplit(target.url).password
         self._secrets = [target.bearer_token.get_secret_value()] if target.bearer_token else []
+        self._secrets += [password, unquote(password)] if password else []
 
     def _fetch(self) -> str:
         headers = {"Accept": ACCEPT}

@@ -14,12 +14,13 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
 from tasks.config.settings import RedisSourceSettings
 from tasks.lake.schema import Sample, now_utc
+from tasks.redact import redact_url
 from tasks.sources.base import Source, SourceError, redact, sanitize_metric_name, source_logger
 
 __all__ = ["RedisSource", "info_to_samples", "safe_redis_url"]
@@ -59,14 +60,7 @@ def _secrets_of(url: str) -> list[str]:
 
 def safe_redis_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (the user name is kept: it helps debugging)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redact_url(url)
 
 
 def _num(v: object) -> float | None:

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from tasks.config.settings import Settings
 from tasks.lake.schema import Sample, now_utc
+from tasks.redact import redact_url
 from tasks.sources.base import LOGGER_PREFIX, Source, SourceError
 
 __all__ = ["CollectResult", "SourceFailure", "build_sources", "collect_all"]
@@ -69,9 +70,10 @@ def _run_one(source: Source, now: datetime) -> _Outcome:
             samples = list(samples)
         return _Outcome(samples, time.perf_counter() - t0)
     except SourceError as exc:
-        return _Outcome(exc.samples, time.perf_counter() - t0, str(exc) or type(exc).__name__)
+        return _Outcome(exc.samples, time.perf_counter() - t0, redact_url(str(exc)) or type(exc).__name__)
     except Exception as exc:  # a source bug must not take the others down
-        msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        # Not a SourceError, so nobody redacted it: the message may quote a URL with credentials.
+        msg = f"{type(exc).__name__}: {redact_url(str(exc))}" if str(exc) else type(exc).__name__
         return _Outcome([], time.perf_counter() - t0, msg)
 
 

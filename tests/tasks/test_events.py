@@ -38,3 +38,18 @@ def test_emit_many_writes_one_batch_and_refuses_unknown_names(tmp_path, monkeypa
     with pytest.raises(SchemaError, match="unknown event 'alert.fired'"):
         emit_many(lake, [("alert.fired", "x", {}, ts)])
     assert emit_many(lake, []) == []
+
+
+def test_event_payloads_are_stored_without_url_credentials(tmp_path, monkeypatch):
+    """Whoever emits, an error text quoting ``http://u:PW@host`` reaches the lake masked."""
+    from tasks.events import emit_many
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    lake = Lake(str(tmp_path / "lake"))
+    ts = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    bad = {"error": "GET http://u:PW-123@h:1/m failed", "urls": ["https://TOKEN-9@h/x"]}
+    emit(lake, "source.failed", "source.x", bad, ts=ts, to_prefect=False)
+    emit_many(lake, [("action.failed", "action.y", bad, ts)], to_prefect=False)
+    stored = "".join(lake.events(since=ts - timedelta(minutes=1)).get_column("payload").to_list())
+    assert "PW-123" not in stored and "TOKEN-9" not in stored
+    assert stored.count("http://u:***@h:1/m") == 2 and stored.count("https://***@h/x") == 2

@@ -23,11 +23,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
+from tasks.redact import redact_url
 from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
 
 __all__ = ["WebhookActuator", "WebhookConfig", "sign", "verify"]
-
-_CREDENTIALS_IN_URL = re.compile(r"(://)[^/@\s]*@")
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -38,10 +37,6 @@ def sign(secret: bytes, body: bytes) -> str:
 def verify(secret: bytes, body: bytes, header: str | None) -> bool:
     """True when ``header`` is the signature of ``body`` (constant-time compare, for receivers and tests)."""
     return header is not None and hmac.compare_digest(sign(secret, body), header)
-
-
-def _redact(url: str) -> str:
-    return _CREDENTIALS_IN_URL.sub(r"\1***@", url)
 
 
 class WebhookConfig(ActuatorConfig):
@@ -101,7 +96,7 @@ class WebhookActuator(Actuator):
             return self._ledger_count(target, "no current_url configured and nothing applied yet")
         body = b""
         headers = {self.config.signature_header: sign(self._key, body), **self.config.headers}
-        where = f"{self.name}: GET {_redact(self.config.current_url)}"
+        where = f"{self.name}: GET {redact_url(self.config.current_url)}"
         try:
             resp = self.client.get(self.config.current_url, params={"target": target}, headers=headers)
         except httpx.HTTPError as exc:
@@ -123,7 +118,7 @@ class WebhookActuator(Actuator):
             "X-Cortex-Delivery": decision.id,
             self.config.signature_header: sign(self._key, body),
         }
-        where = f"{self.name}: POST {_redact(self.config.url)}"
+        where = f"{self.name}: POST {redact_url(self.config.url)}"
         try:
             resp = self.client.post(self.config.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

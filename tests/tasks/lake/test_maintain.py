@@ -108,3 +108,14 @@ def test_crash_leftovers_are_swept(lake, now):
     assert lake.raw("cpu", now - timedelta(hours=1), now).height == 10  # readers ignore it
     assert lake.compact(now=now).temp_files_removed == 1
     assert not os.path.exists(junk)
+
+
+@pytest.mark.parametrize("bad", [0, -1, -3650])
+def test_retention_refuses_a_non_positive_number_and_deletes_nothing(lake, now, bad):
+    """Defence in depth: a retention of 0 or less days would drop today's partition (or every one),
+    so the lake refuses it before touching any table, even one listed before the bad entry."""
+    lake.write_samples([Sample("m", 1.0, now - timedelta(days=d)) for d in range(5)], now=now)
+    before = lake.storage.partitions("samples")
+    with pytest.raises(ValueError, match=r"lake\.retention_days\.series: .*at least 1"):
+        lake.apply_retention({"samples": 1, "series": bad}, now=now)
+    assert lake.storage.partitions("samples") == before

@@ -161,3 +161,21 @@ def test_a_hung_source_does_not_keep_the_process_alive(tmp_path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
     assert time.perf_counter() - t0 < 10
+
+
+def test_failure_messages_never_carry_url_credentials() -> None:
+    """A source bug (a plain exception) or a careless SourceError may quote a URL with its password;
+    the runner's failures, which the flow logs and stores as ``source.failed``, hold it masked."""
+    res = collect_all(
+        [
+            Broken("bug", RuntimeError("cannot GET http://u:PW-1@h:9/metrics")),
+            Broken("careless", SourceError("scrape https://TOKEN-2@h/metrics: HTTP 401")),
+        ],
+        timeout_s=5,
+        now=NOW,
+    )
+    errors = {f.source: f.error for f in res.failures}
+    assert errors == {
+        "bug": "RuntimeError: cannot GET http://u:***@h:9/metrics",
+        "careless": "scrape https://***@h/metrics: HTTP 401",
+    }

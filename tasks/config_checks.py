@@ -1,0 +1,81 @@
+"""Settings checks that need a domain package's own rules: lake tables, selectors, report parameters.
+
+Why outside ``tasks/config``: the settings package is a leaf (plain models, no domain imports), but
+whether ``forecast.selectors`` parse, which tables ``lake.retention_days`` may name, or which
+parameters a report notebook has is known only to the lake and the reports. Each domain keeps its
+one validator; this module asks each of them and turns the answers into one ``ConfigError`` naming
+every bad field. ``load_checked_settings`` is what the CLI and the flows load settings with, so
+``config check`` and every command refuse the same values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from tasks.config import ConfigError, Settings, load_settings
+from tasks.config.settings import config_path
+
+__all__ = ["check_settings", "load_checked_settings", "settings_problems"]
+
+
+def _retention(settings: Settings) -> list[str]:
+    from tasks.lake.maintain import retention_problems
+
+    return retention_problems(settings.lake.retention_days)
+
+
+def _selectors(settings: Settings) -> list[str]:
+    from tasks.lake.selector import parse_selector
+
+    out = []
+    for section, selectors in (("forecast", settings.forecast.selectors), ("anomaly", settings.anomaly.selectors)):
+        for i, sel in enumerate(selectors):
+            try:
+                parse_selector(sel)
+            except ValueError as exc:
+                out.append(f"{section}.selectors[{i}]: {exc}")
+    return out
+
+
+def _report_parameters(settings: Settings) -> list[str]:
+    if not settings.reports.parameters:  # the common case: no notebook read, no papermill import
+        return []
+    from tasks.reports import ReportError, check_parameters
+
+    out = []
+    for name, params in settings.reports.parameters.items():
+        try:
+            check_parameters(name, params, origin="reports.parameters")
+        except ReportError as exc:
+            out.append(str(exc))
+    return out
+
+
+#: One entry per domain rule; each returns ``"field: what is wrong"`` lines.
+_CHECKS: tuple[Callable[[Settings], list[str]], ...] = (_retention, _selectors, _report_parameters)
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    """Every cross-domain problem of ``settings``, one ``field: message`` line each (empty: fine)."""
+    return [line for check in _CHECKS for line in check(settings)]
+
+
+def check_settings(settings: Settings, origin: str = "configuration") -> Settings:
+    """``settings`` when every domain accepts it; a ``ConfigError`` listing each bad field otherwise."""
+    problems = settings_problems(settings)
+    if problems:
+        raise ConfigError("\n".join([f"invalid configuration ({origin}):", *(f"  {p}" for p in problems)]))
+    return settings
+
+
+def load_checked_settings(
+    path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Settings:
+    """``load_settings`` plus the domain checks: the one way commands and flows load settings."""
+    settings = load_settings(path, overrides)
+    file = config_path(path)
+    origin = f"{file or 'defaults'} + environment" + (" + command-line overrides" if overrides else "")
+    return check_settings(settings, origin)
