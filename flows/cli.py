@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +131,13 @@ class CliState:
         from tasks.config_checks import load_checked_settings
 
         return load_checked_settings(self.config, self.overrides or None)
+
+    def flow_overrides(self) -> AbstractContextManager[list[str] | None]:
+        """``with st.flow_overrides() as overrides:`` the ``--set`` values to hand a flow as parameters;
+        those carrying a secret reach it through the environment instead (Prefect stores parameters)."""
+        from tasks.config import secret_overrides_stashed
+
+        return secret_overrides_stashed(self.overrides)
 
     def lake(self) -> Lake:
         from tasks.lake import Lake
@@ -334,9 +341,8 @@ def run(
     _announce_prefect()
     from flows.pipeline import PipelineFailed, pipeline
 
-    state = pipeline(
-        demo=demo, config_path=st.config_arg, overrides=st.overrides or None, demo_days=days, return_state=True
-    )
+    with st.flow_overrides() as overrides:
+        state = pipeline(demo=demo, config_path=st.config_arg, overrides=overrides, demo_days=days, return_state=True)
     result = state.result(raise_on_failure=False)
     failed = isinstance(result, PipelineFailed)
     if isinstance(result, BaseException) and not failed:
@@ -390,7 +396,8 @@ def collect(
     _announce_prefect()
     from flows.collect import collect as collect_flow
 
-    summary = collect_flow(config_path=st.config_arg, overrides=st.overrides or None)
+    with st.flow_overrides() as overrides:
+        summary = collect_flow(config_path=st.config_arg, overrides=overrides)
     t = DataTable(title="collect")
     t.add_column("field")
     t.add_column("value", overflow="fold")
@@ -421,7 +428,8 @@ def serve(
         )
     from flows.serve import serve_from_yaml
 
-    serve_from_yaml(file, overrides=st.overrides, config_path=st.config_arg, limit=limit)
+    with st.flow_overrides() as overrides:
+        serve_from_yaml(file, overrides=overrides, config_path=st.config_arg, limit=limit)
 
 
 # ---- config ------------------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def forecast_train(
     _announce_prefect()
     from flows.forecast import forecast
 
-    summary = forecast(config_path=st.config_arg, overrides=st.overrides or None)
+    with st.flow_overrides() as overrides:
+        summary = forecast(config_path=st.config_arg, overrides=overrides)
     t = DataTable(title="forecast: held-out backtest (last 20 %, rolling origin)")
     for col in ("group", "model", "MASE mean", "MASE median", "sMAPE", "cov p10–p90", "decision"):
         t.add_column(col, justify="left" if col in ("group", "model", "decision") else "right")

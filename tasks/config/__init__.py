@@ -29,6 +29,7 @@ from tasks.config.settings import (
     format_validation_error,
     load_settings,
     redacted,
+    secret_overrides_stashed,
     unwrap_secrets,
 )
 
@@ -55,5 +56,6 @@ __all__ = [
     "format_validation_error",
     "load_settings",
     "redacted",
+    "secret_overrides_stashed",
     "unwrap_secrets",
 ]

@@ -8,6 +8,8 @@ values instead of surfacing later as a ``KeyError`` deep inside a flow.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +27,9 @@ from tasks.scaling.policies import ScalingTarget
 
 DEFAULT_CONFIG_FILE = "cortex-perf.yaml"
 ENV_PREFIX = "CORTEX_PERF_"
+# --set overrides that carry a secret, handed to flows outside their parameters (stash_secret_overrides)
+SECRET_OVERRIDES_ENV = "CORTEX_PERF_SECRET_OVERRIDES"
+SECRET_WORDS = ("secret", "token", "password")
 
 
 class ConfigError(ValueError):
@@ -510,6 +515,63 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _may_be_secret(key: str, text: str) -> bool:
+    """A setting whose name says secret, token or password, or a value holding URL credentials."""
+    lowered = key.lower()
+    return any(word in lowered for word in SECRET_WORDS) or redact_url(text) != text
+
+
+def is_secret_override(item: str) -> bool:
+    """Whether a ``--set key=value`` carries a secret (by the key's name or URL credentials in the value)."""
+    key, _, raw = item.partition("=")
+    return _may_be_secret(key, raw)
+
+
+@contextmanager
+def secret_overrides_stashed(overrides: list[str] | None) -> Iterator[list[str] | None]:
+    """Within the block, the overrides that carry a secret live in this process's environment;
+    yields the others (``None`` when there are none left), to be handed to a flow as parameters.
+
+    Why: the CLI hands ``--set`` overrides to a flow as its parameters, and Prefect stores a run's
+    parameters in its database (and shows them in the UI). A secret given on the command line must
+    reach the flow without being a parameter: the environment is seen by a flow that runs in this
+    process and inherited by the subprocesses ``serve`` starts, and ``load_settings`` applies the
+    stashed overrides last, so ``--set`` still beats file and environment. The previous value is
+    restored afterwards, so nothing outlives the command.
+    """
+    import json
+
+    items = list(overrides or [])
+    secret = [o for o in items if is_secret_override(o)]
+    public = [o for o in items if o not in secret]
+    before = os.environ.get(SECRET_OVERRIDES_ENV)
+    if secret:
+        os.environ[SECRET_OVERRIDES_ENV] = json.dumps(secret)
+    try:
+        yield public or None
+    finally:
+        if secret:
+            if before is None:
+                os.environ.pop(SECRET_OVERRIDES_ENV, None)
+            else:
+                os.environ[SECRET_OVERRIDES_ENV] = before
+
+
+def _stashed_overrides() -> list[str]:
+    raw = os.environ.get(SECRET_OVERRIDES_ENV)
+    if not raw:
+        return []
+    import json
+
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        items = None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{SECRET_OVERRIDES_ENV} must be a JSON list of KEY=VALUE strings")
+    return items
+
+
 def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. lake.root=/tmp/lake")
@@ -539,14 +601,7 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
         shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
         # Never echo what might be a secret: secret-ish fields, URLs, and unknown fields (a typo
         # of a secret field's name, e.g. `ulr: redis://:password@host`, would otherwise leak it).
-        if (
-            "secret" in loc
-            or "token" in loc
-            or "password" in loc
-            or loc.endswith(".url")
-            or e["type"] == "extra_forbidden"
-            or redact_url(shown) != shown
-        ):
+        if _may_be_secret(loc, shown) or loc.endswith(".url") or e["type"] == "extra_forbidden":
             shown = ""
         lines.append(f"  {loc}: {msg}{shown}")
     return "\n".join(lines)
@@ -592,8 +647,10 @@ def load_settings(
     except SettingsError as exc:
         # e.g. CORTEX_PERF_LAKE='{not json' : pydantic-settings fails before validation.
         raise ConfigError(f"invalid configuration (environment): {exc} (complex values must be JSON)") from None
-    if overrides:
-        items = overrides.items() if isinstance(overrides, dict) else map(_parse_override, overrides)
+    given = overrides.items() if isinstance(overrides, dict) else map(_parse_override, overrides or [])
+    # secrets given with --set come last (secret_overrides_stashed): they beat file and env too
+    items = [*given, *map(_parse_override, _stashed_overrides())]
+    if items:
         merged = settings.model_dump(mode="python")
         unwrap_secrets(merged)
         for key, value in items:

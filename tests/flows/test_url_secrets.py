@@ -127,3 +127,70 @@ def test_collect_flow_keeps_the_password_out_of_lake_and_prefect(
     lines = asyncio.run(logs())
     assert any("HTTP 500" in line for line in lines), lines  # the failure was logged ...
     assert not [line for line in lines if PW in line]  # ... without the password
+
+
+def test_secret_overrides_reach_settings_but_not_flow_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--set` values that carry a secret are taken out of what a flow gets as parameters, still win
+    over file and environment inside the block, and leave no trace in the environment afterwards."""
+    from tasks.config import load_settings, secret_overrides_stashed
+    from tasks.config.settings import SECRET_OVERRIDES_ENV
+
+    monkeypatch.delenv(SECRET_OVERRIDES_ENV, raising=False)
+    url = f"http://scraper:{PW}@127.0.0.1:9/metrics"
+    given = [f'sources.prometheus=[{{"name": "x", "url": "{url}"}}]', "lake.root=/tmp/elsewhere", "api_token=tok-1"]
+    with secret_overrides_stashed(given) as public:
+        assert public == ["lake.root=/tmp/elsewhere"]
+        settings = load_settings(None, public)
+        assert settings.sources.prometheus[0].url == url
+        assert settings.lake.root == "/tmp/elsewhere"
+    assert SECRET_OVERRIDES_ENV not in os.environ
+    assert load_settings(None, None).sources.prometheus == []
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_password_given_with_set_is_not_stored_as_a_flow_parameter(
+    config: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same scrape target given on the command line (`--set sources.prometheus=[...]`): the flow
+    scrapes it (its failure is recorded), and Prefect's database holds no password in the run's
+    parameters (the CLI hands flows their --set values as parameters) nor in its logs."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    text = config.read_text()
+    head, targets = text.split("  prometheus:\n")
+    plain = config.with_name("plain.yaml")
+    plain.write_text(head)  # the same config without its scrape targets
+    listed = [line.strip().removeprefix("- ") for line in targets.strip().splitlines()]
+    as_json = json.dumps([dict(_flow_mapping(item)) for item in listed])
+    res = runner.invoke(app, ["--config", str(plain), "--set", f"sources.prometheus={as_json}", "collect"])
+    out = res.stdout + res.stderr
+    assert res.exit_code == 0, out
+    assert "failed_sources" in out and PW not in out
+    lake_text, raw = _lake_text_and_bytes(config.parent / "lake")
+    assert "source.failed" in lake_text and "HTTP 500" in lake_text  # the --set target was scraped
+    assert PW not in lake_text and PW.encode() not in raw
+    APILogHandler().flush()
+
+    async def stored() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs()
+            run = next(r for r in runs if r.flow_id and r.parameters.get("config_path") == str(plain))
+            found = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            return [f"{lg.name} {lg.message}" for lg in found] + [json.dumps(run.parameters)]
+
+    lines = asyncio.run(stored())
+    assert not [line for line in lines if PW in line], lines
+
+
+def _flow_mapping(item: str) -> dict[str, object]:
+    """`{name: fails, url: "http://…", timeout_s: 2}` (the fixture's YAML flow mapping) as a dict."""
+    import yaml
+
+    parsed = yaml.safe_load(item)
+    assert isinstance(parsed, dict)
+    return parsed
