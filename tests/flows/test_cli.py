@@ -241,3 +241,25 @@ def test_collect_dry_run_prints_samples_and_writes_nothing(tmp_path: Path) -> No
     assert "dry run" in out
     assert "host_cpu_utilization_ratio" in out
     assert not lake_root.exists() or Lake(str(lake_root)).stats()["tables"]["samples"]["rows"] == 0
+
+
+def test_series_first_seen_before_its_retention_is_still_queried(tmp_path: Path, monkeypatch) -> None:
+    """Issue 11 #1: import a 2010 sample and one at now, apply the default retention, query the
+    last hour: the recent sample is there (the catalogue entry outlives its first-seen day)."""
+    from tasks.config import load_settings
+    from tasks.lake import maintain
+
+    monkeypatch.setattr(maintain, "SERIES_WRITE_GRACE_S", 0.0, raising=False)  # judge the entry just written
+    now = datetime.now(UTC).replace(microsecond=0)
+    csv = tmp_path / "in.csv"
+    csv.write_text(f"t,v\n2010-01-01T00:00:00Z,1\n{now.isoformat()},2\n")
+    root = tmp_path / "lake"
+    code, out, err = _run("--set", f"lake.root={root}", "lake", "import", str(csv), "--time-col", "t",
+                          "--value-col", "v", "--metric", "m")  # fmt: skip
+    assert code == 0, err
+    settings = load_settings(None, [f"lake.root={root}"])
+    rep = Lake.from_settings(settings).apply_retention(settings.lake.retention_days)
+    assert rep.partitions_dropped.get("samples") == ["2010-01-01"]
+    code, out, err = _run("--set", f"lake.root={root}", "lake", "query", "m", "--since", "1h", "--json")
+    assert code == 0, err
+    assert [r["value"] for r in json.loads(out)] == [2.0]
