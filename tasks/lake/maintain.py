@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from tasks.lake import schema as S
-from tasks.lake.storage import COMPRESSION, ROW_GROUP_SIZE, TMP_SUFFIX, LakeFile
+from tasks.lake.storage import COMPRESSION, ROW_GROUP_SIZE, TMP_SUFFIX, LakeFile, temp_writer_alive
 
 if TYPE_CHECKING:
     from tasks.lake.lake import Lake
@@ -245,14 +245,14 @@ def _duck_type(t: Any) -> str:
 
 
 def _sweep_temp(lake: Lake, table: str, *, dry_run: bool, older_than_s: float = 3600.0) -> int:
-    """Remove ``.partial`` files a crashed writer left behind (only old ones: a live writer's is young)."""
+    """Remove ``.partial`` files a crashed writer left behind (old ones whose writer is gone)."""
     if not lake.storage.local:
         return 0
     n = 0
     cutoff = time.time() - older_than_s
     for p in lake.storage.temp_files(table):
         try:
-            if os.path.getmtime(p) < cutoff:
+            if os.path.getmtime(p) < cutoff and not temp_writer_alive(p):
                 n += 1
                 if not dry_run:
                     os.unlink(p)
