@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -111,6 +112,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             known = isinstance(exc, ValueError | OSError | LookupError)
             prefix = "" if known else f"{type(exc).__name__}: "
             _fail(prefix + _one_line(exc) + ("" if known else " (CORTEX_PERF_DEBUG=1 shows the traceback)"))
+        except BaseException as exc:
+            # A Rust library's panic (polars, via pyo3) is a BaseException: one line, not a traceback.
+            if type(exc).__name__ != "PanicException" or os.environ.get("CORTEX_PERF_DEBUG"):
+                raise
+            _fail(f"internal error in a library: {_one_line(exc)} (CORTEX_PERF_DEBUG=1 shows the traceback)")
 
     return wrapper
 
@@ -624,9 +630,14 @@ def lake_import(
         dry_run=dry_run,
     )
     verb = "would import" if dry_run else "imported"
-    console.print(f"{verb} {res.accepted:,} samples from {file} into {lake.root}; {res.rejected:,} rejected")
+    console.print(
+        f"{verb} {res.accepted:,} samples from {escape(str(file))} into {escape(lake.root)}; {res.rejected:,} rejected",
+        highlight=False,
+    )
     for reason in res.reasons[:10]:
-        err_console.print(f"  [yellow]rejected:[/] {reason}", highlight=False)
+        err_console.print(f"  [yellow]rejected:[/] {escape(reason)}", highlight=False)
+    if res.rejected and not res.accepted:
+        _fail(f"{escape(str(file))}: every row was rejected ({res.rejected:,}); nothing imported")
 
 
 # Mounted last: flows.cli_models imports the helpers above.

@@ -263,3 +263,38 @@ def test_series_first_seen_before_its_retention_is_still_queried(tmp_path: Path,
     code, out, err = _run("--set", f"lake.root={root}", "lake", "query", "m", "--since", "1h", "--json")
     assert code == 0, err
     assert [r["value"] for r in json.loads(out)] == [2.0]
+
+
+@pytest.mark.parametrize("when", ["1e16", "4611686018427387904", "not-a-time"])
+def test_import_where_every_row_is_rejected_fails_naming_line_and_column(tmp_path: Path, when: str) -> None:
+    """Issue 11 #8/#10: an out-of-range time is a rejected row (line and column), never a
+    traceback or a 1970 sample; an import that rejects every row exits non-zero."""
+    csv = tmp_path / "in.csv"
+    csv.write_text(f"t,v\n{when},1\n{when},[bold]2\n")
+    root = tmp_path / "lake"
+    code, out, err = _run("--set", f"lake.root={root}", "lake", "import", str(csv), "--time-col", "t",
+                          "--value-col", "v", "--metric", "m")  # fmt: skip
+    assert code == 2, out + err
+    assert "Traceback" not in out + err and "PanicException" not in out + err
+    assert "imported 0 samples" in out and "2 rejected" in out
+    assert "line 2, column 't'" in err and "line 3, column 't'" in err
+    assert "every row was rejected (2); nothing imported" in err
+    assert Lake(str(root)).stats()["tables"]["samples"]["rows"] == 0
+
+
+def test_a_library_panic_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Rust library's panic (polars through pyo3) is a BaseException, not an Exception: the CLI
+    still answers with one line and exit 2 instead of a traceback."""
+    import typer
+
+    from flows.cli import handle_errors
+
+    @handle_errors
+    def command() -> None:
+        raise pl.exceptions.PanicException("`DateTime + TimeDelta` overflowed")
+
+    with pytest.raises(typer.Exit) as exc:
+        command()
+    assert exc.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "DateTime + TimeDelta" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
