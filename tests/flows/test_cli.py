@@ -298,3 +298,45 @@ def test_a_library_panic_is_one_line_not_a_traceback(capsys: pytest.CaptureFixtu
     assert exc.value.exit_code == 2
     err = capsys.readouterr().err
     assert "DateTime + TimeDelta" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_lake_query_streams_every_row_as_valid_json_and_csv(demo_lake: Path, monkeypatch) -> None:
+    """Issue 11 #7: --json/--csv stream all rows (here over many batches) and the output is whole."""
+    from tasks.lake import lake as lake_mod
+
+    monkeypatch.setattr(lake_mod, "STREAM_BATCH_ROWS", 1000)
+    sel = '{__name__=~".+"}'
+    lake = Lake(str(demo_lake))
+    now = datetime.now(UTC)
+    want = lake.raw(sel, datetime(2000, 1, 1, tzinfo=UTC), now)
+    assert want.height > 10_000
+    base = ["--set", f"lake.root={demo_lake}", "lake", "query", sel, "--since", "2000-01-01"]
+    code, out, err = _run(*base, "--until", now.isoformat(), "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == want.height
+    assert [r["series"] for r in rows] == want.get_column("series").to_list()
+    assert [r["value"] for r in rows] == want.get_column("value").to_list()
+    assert rows[0]["labels"] == json.loads(want.get_column("labels")[0])
+    code, out, err = _run(*base, "--until", now.isoformat(), "--csv")
+    assert code == 0, err
+    df = pl.read_csv(out.encode())
+    assert df.height == want.height and df.columns == ["series", "metric", "labels", "ts", "value"]
+    assert df.get_column("value").to_list() == want.get_column("value").to_list()
+
+
+@pytest.mark.parametrize("fmt", ["table", "--json", "--csv"])
+def test_lake_query_limit_caps_rows_with_a_clear_message(demo_lake: Path, fmt: str) -> None:
+    """Issue 11 #7: --limit caps every output and says so on stderr (stdout stays valid)."""
+    base = ["--set", f"lake.root={demo_lake}", "lake", "query", '{__name__=~".+"}', "--since", "1d", "--limit", "7"]
+    code, out, err = _run(*base, *([] if fmt == "table" else [fmt]))
+    assert code == 0, err
+    assert "stopped at --limit 7 rows; more match" in err
+    if fmt == "--json":
+        assert len(json.loads(out)) == 7
+    elif fmt == "--csv":
+        assert pl.read_csv(out.encode()).height == 7
+    else:
+        assert out.count("demo") == 7
+    code, out, err = _run(*base[:-2], "--limit", "100000", "--json", "--since", "10m")
+    assert code == 0 and "stopped" not in err and len(json.loads(out)) > 0
