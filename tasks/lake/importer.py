@@ -11,6 +11,7 @@ still becomes visible all at once (or not at all, if it fails or strict mode ref
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
+import pyarrow as pa
 
 from tasks.lake import schema as S
 from tasks.lake.write import LakeWriteError, WriteResult
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 TZ_SUFFIX = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
 MAX_REPORTED = 10
+#: Bytes of CSV text parsed at a time (chunks are then cut to ``lake.import_chunk_rows`` rows).
+CSV_BLOCK_BYTES = 8 << 20
 #: Epoch numbers above this are milliseconds, below it seconds (ms values are > 1e11 since 1973).
 MS_THRESHOLD = 1e11
 _RANGE = f"between {S.TS_MIN:%Y-%m-%d} and {S.TS_MAX:%Y-%m-%d} UTC"
@@ -46,31 +50,88 @@ class ColumnMapping:
     label_cols: tuple[tuple[str, str], ...] = ()  # (label name, column)
 
 
-def _scan(path: Path, fmt: str | None) -> tuple[pl.LazyFrame, str]:
+def _kind(path: Path, fmt: str | None) -> str:
     kind = (fmt or path.suffix.lstrip(".")).lower()
     if not path.exists():
         raise LakeImportError(f"{path}: no such file")
-    try:
-        if kind in ("csv", "txt", "tsv"):
-            sep = "\t" if kind == "tsv" else ","
-            return pl.scan_csv(path, infer_schema=False, separator=sep), "csv"
-        if kind in ("parquet", "pq"):
-            return pl.scan_parquet(path), "parquet"
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise LakeImportError(f"{path}: cannot read as {kind}: {_one_line(e)}") from None
+    if kind in ("csv", "txt", "tsv"):
+        return "tsv" if kind == "tsv" else "csv"
+    if kind in ("parquet", "pq"):
+        return "parquet"
     raise LakeImportError(f"{path}: unknown format {kind!r} (use csv or parquet, or pass fmt)")
 
 
-def _chunks(lf: pl.LazyFrame, path: Path, kind: str, chunk_rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
-    """(offset of the chunk's first row, chunk) in file order, ``chunk_rows`` rows at a time."""
-    offset = 0
-    try:
-        for chunk in lf.collect_batches(chunk_size=chunk_rows, maintain_order=True):
-            yield offset, chunk
-            offset += chunk.height
-    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as e:
-        # A panic inside polars (a BaseException) becomes a one-line error naming the file.
-        raise LakeImportError(f"{path}: cannot read as {kind} after row {offset}: {_one_line(e)}") from None
+class _Reader:
+    """A file's columns and its rows ``chunk_rows`` at a time, read on demand.
+
+    Why pyarrow's readers and not polars' ``collect_batches``: polars' streaming engine reads
+    ahead of a slow consumer, so its memory grew with the file; these read the next block only
+    when asked. CSV columns are read as text (the checks parse them); only an empty field is null.
+    """
+
+    def __init__(self, path: Path, kind: str) -> None:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        self.path, self.kind = path, kind
+        try:
+            if kind == "parquet":
+                self._pq = pq.ParquetFile(path)
+                self.columns: list[str] = self._pq.schema_arrow.names
+                return
+            sep = "\t" if kind == "tsv" else ","
+            with open(path, newline="", encoding="utf-8") as fh:
+                self.columns = next(csv.reader(fh, delimiter=sep), [])
+            self._csv_opts = (
+                pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                pacsv.ParseOptions(delimiter=sep),
+                pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(self.columns, pa.string()),
+                    null_values=[""],
+                    strings_can_be_null=True,
+                ),
+            )
+        except (pa.ArrowException, OSError, UnicodeDecodeError, csv.Error) as e:
+            raise LakeImportError(f"{path}: cannot read as {kind}: {_one_line(e)}") from None
+
+    def chunks(self, columns: list[str], chunk_rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
+        """(offset of the chunk's first row, chunk) in file order."""
+        import pyarrow.csv as pacsv
+
+        offset = 0
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        try:
+            if self.kind == "parquet":
+                batches: Iterator[pa.RecordBatch] = self._pq.iter_batches(batch_size=chunk_rows, columns=columns)
+            else:
+                read, parse, convert = self._csv_opts
+                convert.include_columns = columns
+                batches = iter(
+                    pacsv.open_csv(self.path, read_options=read, parse_options=parse, convert_options=convert)
+                )
+            for rb in batches:
+                pending.append(rb)
+                held += rb.num_rows
+                while held >= chunk_rows:
+                    table = pa.Table.from_batches(pending)
+                    chunk, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
+                    pending, held = rest.to_batches(), rest.num_rows
+                    yield offset, _frame(chunk)
+                    offset += chunk_rows
+            if held:
+                yield offset, _frame(pa.Table.from_batches(pending))
+        except (pa.ArrowException, OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as e:
+            # A panic inside polars (a BaseException) becomes a one-line error naming the file.
+            raise LakeImportError(
+                f"{self.path}: cannot read as {self.kind} after row {offset}: {_one_line(e)}"
+            ) from None
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    return df
 
 
 def _one_line(e: BaseException) -> str:
@@ -318,17 +379,16 @@ def import_file(
     now: datetime | None = None,
 ) -> WriteResult:
     path = Path(path)
-    lf, kind = _scan(path, fmt)
-    where: Callable[[int], str] = (lambda i: f"line {i + 2}") if kind == "csv" else (lambda i: f"row {i + 1}")
+    kind = _kind(path, fmt)
+    text = kind != "parquet"
+    where: Callable[[int], str] = (lambda i: f"line {i + 2}") if text else (lambda i: f"row {i + 1}")
     if (mapping.metric is None) == (mapping.metric_col is None):
         raise LakeImportError("mapping: give exactly one of a metric name (--metric) or a metric column (--metric-col)")
     needed = [mapping.time_col, mapping.value_col, *(c for _, c in mapping.label_cols)]
     if mapping.metric_col:
         needed.append(mapping.metric_col)
-    try:
-        columns = lf.collect_schema().names()
-    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as e:
-        raise LakeImportError(f"{path}: cannot read as {kind}: {_one_line(e)}") from None
+    reader = _Reader(path, kind)
+    columns = reader.columns
     missing = [c for c in needed if c not in columns]
     if missing:
         raise LakeImportError(f"{path}: no column(s) {missing}; the file has {columns}")
@@ -348,26 +408,26 @@ def import_file(
     future_limit = now + timedelta(seconds=lake.limits.max_future_skew_s)
     total = WriteResult(S.SAMPLES)
     with lake.batch(dry_run=dry_run) as batch:
-        for offset, chunk in _chunks(lf.select(sorted(set(needed))), path, kind, lake.limits.import_chunk_rows):
+        for offset, chunk in reader.chunks(sorted(set(needed)), lake.limits.import_chunk_rows):
             checked = _check_chunk(chunk, offset, mapping, lake, where, future_limit)
             reasons = [msg for _, msg in checked.errors]
             if checked.n_bad and strict:
                 raise LakeImportError(f"{path}: {checked.n_bad} bad row(s), nothing imported: " + "; ".join(reasons))
             total.rejected += checked.n_bad
             total.reasons += reasons
-            _write_chunk(batch, checked.good, kind, now, strict, path, total)
+            _write_chunk(batch, checked.good, text, now, strict, path, total)
     total.reasons = total.reasons[:MAX_REPORTED]
     total.files, total.duplicate_files = batch.files, batch.duplicate_files
     return total
 
 
 def _write_chunk(
-    batch: SampleBatch, good: pl.DataFrame, kind: str, now: datetime, strict: bool, path: Path, total: WriteResult
+    batch: SampleBatch, good: pl.DataFrame, text: bool, now: datetime, strict: bool, path: Path, total: WriteResult
 ) -> None:
     """Stage a chunk's good rows; rows the writer still refuses are named by their file line/row."""
-    numbered = good.with_columns(pl.col("_row") + (2 if kind == "csv" else 1))
+    numbered = good.with_columns(pl.col("_row") + (2 if text else 1))
     try:
-        res = batch.write_samples(numbered, now=now, strict=strict, row_word="line" if kind == "csv" else "row")
+        res = batch.write_samples(numbered, now=now, strict=strict, row_word="line" if text else "row")
     except LakeWriteError as e:
         raise LakeImportError(f"{path}: nothing imported: {e}") from None
     total.accepted += res.accepted
