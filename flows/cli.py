@@ -16,7 +16,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,6 +113,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             known = isinstance(exc, ValueError | OSError | LookupError)
             prefix = "" if known else f"{type(exc).__name__}: "
             _fail(prefix + _one_line(exc) + ("" if known else " (CORTEX_PERF_DEBUG=1 shows the traceback)"))
+        except BaseException as exc:
+            # A Rust library's panic (polars, via pyo3) is a BaseException: one line, not a traceback.
+            if type(exc).__name__ != "PanicException" or os.environ.get("CORTEX_PERF_DEBUG"):
+                raise
+            _fail(f"internal error in a library: {_one_line(exc)} (CORTEX_PERF_DEBUG=1 shows the traceback)")
 
     return wrapper
 
@@ -488,6 +493,10 @@ def lake_stats(
     console.print(_tables_table(tables, title=f"Lake {lake.root}"))
 
 
+#: Rows ``lake query`` shows in its table view unless --limit says otherwise.
+TABLE_ROWS = 50
+
+
 @lake_app.command("query")
 @handle_errors
 def lake_query(
@@ -504,9 +513,16 @@ def lake_query(
         str,
         typer.Option(help="Per bucket: avg min max sum count last first p50 p90 p95 p99 quantile:Q, rate, increase."),
     ] = "avg",
-    as_json: Annotated[bool, typer.Option("--json", help="All rows as JSON.")] = False,
-    as_csv: Annotated[bool, typer.Option("--csv", help="All rows as CSV.")] = False,
-    limit: Annotated[int, typer.Option(help="Rows shown in the table view.", min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="All rows as JSON (streamed).")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="All rows as CSV (streamed).")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help=f"At most this many rows (default: {TABLE_ROWS} in the table view, all with --json/--csv).",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Query the lake: raw samples, or aggregates over time buckets with --step."""
     if as_json and as_csv:
@@ -516,43 +532,97 @@ def lake_query(
     now = datetime.now(UTC)
     start, end = parse_time(since, now=now), parse_time(until, now=now)
     step_td = parse_duration(step) if step else None
+    if agg in ("rate", "increase") and step_td is None:
+        raise CliError(f"--agg {agg} needs --step (e.g. --step 5m)")
     lake = _state(ctx).lake()
-    if agg in ("rate", "increase"):
-        if step_td is None:
-            raise CliError(f"--agg {agg} needs --step (e.g. --step 5m)")
-        df = lake.rate(selector, start, end, step_td) if agg == "rate" else lake.increase(selector, start, end, step_td)
-    else:
-        df = lake.query(selector, start, end, step=step_td, agg=agg)
+    cap = limit if limit is not None or as_json or as_csv else TABLE_ROWS
+    # One row past the cap tells whether the cap cut anything, without counting every row.
+    batches = lake.stream(selector, start, end, step=step_td, agg=agg, limit=None if cap is None else cap + 1)
+    capped = _Capped(batches, cap)
     if as_csv:
+        _write_csv(capped)
+    elif as_json:
+        _write_json(capped)
+    else:
         import polars as pl
 
-        sys.stdout.write(df.with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")).write_csv())
-        return
-    if as_json:
-        rows = [
-            {
-                "series": r["series"],
-                "metric": r["metric"],
-                "labels": json.loads(r["labels"]),
-                "ts": r["ts"].astimezone(UTC).isoformat().replace("+00:00", "Z"),
-                "value": r["value"],
-            }
-            for r in df.iter_rows(named=True)
-        ]
-        _print_json(rows)
-        return
-    n_series = df.get_column("series").n_unique() if df.height else 0
-    what = f"{agg} per {step}" if step else "raw samples"
-    span = f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
-    title = f"{selector} — {what}, {span}: {df.height} rows, {n_series} series"
-    if not df.height:
-        console.print(
-            f"{escape(title)}\n[yellow]no data[/yellow] (check the selector with `lake stats`, widen --since)"
+        frames = list(capped)
+        df = pl.concat(frames) if frames else lake.empty_result()
+        what = f"{agg} per {step}" if step else "raw samples"
+        span = f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
+        title = f"{selector} — {what}, {span}"
+        if not df.height:
+            console.print(
+                f"{escape(title)}\n[yellow]no data[/yellow] (check the selector with `lake stats`, widen --since)"
+            )
+            return
+        console.print(_frame_table(df, ["series", "ts", "value"], df.height, title=title))
+    if capped.more:
+        err_console.print(
+            f"… stopped at --limit {cap:,} rows; more match (raise --limit, or use --json/--csv for all)",
+            highlight=False,
         )
-        return
-    console.print(_frame_table(df, ["series", "ts", "value"], limit, title=title))
-    if df.height > limit:
-        console.print(f"… {df.height - limit} more rows (--limit N, --json or --csv for all)")
+
+
+class _Capped:
+    """Frames of a stream up to ``cap`` rows; ``more`` says whether the stream had more."""
+
+    def __init__(self, frames: Iterator[pl.DataFrame], cap: int | None) -> None:
+        self.frames, self.cap, self.more = frames, cap, False
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        left = self.cap
+        for df in self.frames:
+            if left is not None and df.height > left:
+                self.more = True
+                df = df.head(left)
+            if df.height:
+                yield df
+            if left is not None:
+                left -= df.height
+                if self.more:
+                    return
+
+
+def _write_csv(frames: Iterable[pl.DataFrame]) -> None:
+    import polars as pl
+
+    header = True
+    for df in frames:
+        sys.stdout.write(
+            df.with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")).write_csv(include_header=header)
+        )
+        header = False
+    if header:  # no rows: still a valid CSV with its header
+        sys.stdout.write("series,metric,labels,ts,value\n")
+
+
+def _write_json(frames: Iterable[pl.DataFrame]) -> None:
+    """A JSON array written row by row as the batches come (never the whole result in memory)."""
+    prefixes: dict[str, str] = {}
+    sys.stdout.write("[")
+    sep = "\n  "
+    for df in frames:
+        ts = df.get_column("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_list()
+        lines = []
+        for series, metric, labels, t, value in zip(
+            df.get_column("series").to_list(),
+            df.get_column("metric").to_list(),
+            df.get_column("labels").to_list(),
+            ts,
+            df.get_column("value").to_list(),
+            strict=True,
+        ):
+            prefix = prefixes.get(series)
+            if prefix is None:
+                prefix = prefixes[series] = (
+                    f'{{"series": {json.dumps(series)}, "metric": {json.dumps(metric)}, '
+                    f'"labels": {json.dumps(json.loads(labels))}, '
+                )
+            lines.append(f'{prefix}"ts": "{t}", "value": {json.dumps(value)}}}')
+        sys.stdout.write(sep + ",\n  ".join(lines))
+        sep = ",\n  "
+    sys.stdout.write("\n]\n" if sep != "\n  " else "]\n")
 
 
 @lake_app.command("compact")
@@ -643,10 +713,13 @@ def lake_import(
     )
     verb = "would import" if dry_run else "imported"
     console.print(
-        f"{verb} {res.accepted:,} samples from {file} into {lake.root}; {res.rejected:,} rejected", markup=False
+        f"{verb} {res.accepted:,} samples from {escape(str(file))} into {escape(lake.root)}; {res.rejected:,} rejected",
+        highlight=False,
     )
     for reason in res.reasons[:10]:
         err_console.print(f"  [yellow]rejected:[/] {escape(reason)}", highlight=False)
+    if res.rejected and not res.accepted:
+        _fail(f"{file}: every row was rejected ({res.rejected:,}); nothing imported")
 
 
 # Mounted last: flows.cli_models imports the helpers above.

@@ -8,7 +8,9 @@ files committed right now — so no path or schema is built here.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +20,9 @@ from tasks.analytics.common import AnalyticsError, check_range
 from tasks.lake import schema as S
 
 __all__ = ["FORMATS", "ExportResult", "export"]
+
+#: ``.<name>.cortex-export-<pid>.tmp``: where an export writes before renaming onto its target.
+TMP_RE = re.compile(r"^\..+\.cortex-export-(\d+)\.tmp$")
 
 #: Output format → DuckDB COPY options. ``jsonl``: one JSON object per line.
 FORMATS = {
@@ -71,7 +76,8 @@ def export(
     if not isinstance(table_or_selector, str) or not table_or_selector.strip():
         raise AnalyticsError("table_or_selector: empty (give a table name or a series selector)")
     what = table_or_selector.strip()
-    path = Path(out)
+    # Through a symlink to its target: the link stays, the file it points to is replaced.
+    path = Path(os.path.realpath(out))
     if path.exists() and path.is_dir():
         raise AnalyticsError(f"out: {str(path)!r} is a directory (give a file path)")
     if not path.parent.exists():
@@ -101,12 +107,38 @@ def export(
         f'SELECT DISTINCT ON ({ident}) {cols} FROM "{table}" '
         f"WHERE {tcol} >= $start AND {tcol} < $end{where} ORDER BY {ident}"
     )
-    tmp = path.with_name(f".{path.name}.tmp")
+    _sweep_dead_temps(path.parent)
+    tmp = path.with_name(f".{path.name}.cortex-export-{os.getpid()}.tmp")
     con = lake.views()
     try:
         # COPY answers with the number of rows it wrote: no second pass to count them.
         rows = con.execute(f"COPY ({query}) TO {_quote(str(tmp))} ({FORMATS[fmt_key]})", params).fetchall()[0][0]
+        os.replace(tmp, path)  # readers never see a half-written export
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     finally:
         con.close()
-    os.replace(tmp, path)  # readers never see a half-written export
-    return ExportResult(str(path), fmt_key, int(rows), path.stat().st_size, what)
+    return ExportResult(str(out), fmt_key, int(rows), path.stat().st_size, what)
+
+
+def _sweep_dead_temps(folder: Path) -> None:
+    """Remove the temp files of exports into ``folder`` whose process is gone.
+
+    A process killed outright (SIGKILL, power loss) cannot clean up after itself; the next export
+    into the same folder does. A live export's temp file (its pid still runs) is left alone.
+    """
+    for entry in folder.iterdir():
+        m = TMP_RE.match(entry.name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()

@@ -70,6 +70,9 @@ class LakeSettings(_Section):
         description="DuckDB memory ceiling for lake queries and maintenance; beyond it they spill to disk.",
     )
     compact_min_files: int = Field(4, ge=2, description="Compact a partition once it has this many files.")
+    import_chunk_rows: int = Field(
+        500_000, ge=1, description="`lake import` reads, checks and stages this many rows at a time (bounds memory)."
+    )
     s3_endpoint: str | None = Field(None, description="S3-compatible endpoint URL (MinIO, R2, ...).")
     s3_region: str | None = None
     s3_access_key_id: SecretStr | None = None

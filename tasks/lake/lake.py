@@ -12,10 +12,11 @@ that work.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,9 +30,13 @@ from tasks.lake.storage import LakeFile, LakeStorage
 from tasks.lake.write import (
     LakeWriteError,
     Limits,
+    StagedFile,
     WriteResult,
+    commit_staged,
+    discard_staged,
     prepare_events,
     prepare_samples,
+    stage_partitioned,
     write_partitioned,
 )
 
@@ -49,6 +54,9 @@ RAW_AGG_SQL = {
     "first": "arg_min(value, ts)",
     "quantile": "quantile_cont(value, $q)",
 }
+#: Rows per frame ``Lake.stream`` yields, and series per bucket query it runs.
+STREAM_BATCH_ROWS = 100_000
+STREAM_SERIES_GROUP = 256
 #: ``summarize`` results kept per Lake object (each a row per series: small).
 SUMMARY_CACHE_ENTRIES = 64
 RESULT_SCHEMA: dict[str, pl.DataType] = {
@@ -152,6 +160,7 @@ class Lake:
             max_value_length=lk.max_label_value_length,
             max_series_per_metric=lk.max_series_per_metric,
             max_future_skew_s=lk.max_future_skew_s,
+            import_chunk_rows=lk.import_chunk_rows,
         )
         return cls(lk.root, limits=limits, s3_options=s3 or None, memory_limit=lk.memory_limit)
 
@@ -216,29 +225,36 @@ class Lake:
     def write_samples(
         self, data: Iterable[S.Sample] | pl.DataFrame, *, now: datetime | None = None, strict: bool | None = None
     ) -> WriteResult:
-        """Validate and append a batch of samples. Bad rows are refused and reported, good rows kept.
+        """Validate and append a batch of samples. Bad rows are refused and reported, good ones kept.
 
         In strict mode (``strict=True`` or ``lake.strict``) any bad row refuses the whole batch
         with ``LakeWriteError``, and nothing is written.
         """
-        strict = self.limits.strict if strict is None else strict
-        df, new_series, rej = prepare_samples(data, limits=self.limits, known_series=self.known_series(), now=now)
-        result = WriteResult(S.SAMPLES, accepted=df.height, rejected=rej.count, reasons=rej.reasons())
-        if strict and rej.count:
-            result.accepted = 0
-            raise LakeWriteError(
-                f"batch refused (strict): {rej.count} bad row(s): " + "; ".join(result.reasons[:3]), result
-            )
-        # Series first: a crash between the two leaves a harmless catalogue entry, never samples
-        # whose series is unknown.
-        if new_series.height:
-            files, _ = write_partitioned(self.storage, S.SERIES, new_series, S.SERIES_SCHEMA, ("series_id",))
-            result.files += files
-            result.new_series = new_series.height
-        files, dups = write_partitioned(self.storage, S.SAMPLES, df, S.SAMPLES_SCHEMA, ("series_id", "ts", "value"))
-        result.files += files
-        result.duplicate_files = dups
+        with self.batch() as batch:
+            result = batch.write_samples(data, now=now, strict=strict)
+        result.files, result.duplicate_files = batch.files, batch.duplicate_files
         return result
+
+    @contextlib.contextmanager
+    def batch(self, *, dry_run: bool = False) -> Iterator[SampleBatch]:
+        """Samples written in several parts that become visible together when the block ends.
+
+        Why: an import reads a large file in bounded chunks; committing each chunk as it goes
+        would show readers half an import if the process died. Here every part is staged under a
+        temporary name and all are renamed into place at the end (catalogue entries first), or
+        discarded if the block raises. A process killed during the final renames (milliseconds)
+        can leave part of the batch visible; running the same import again completes it exactly,
+        because a part already there is recognised by its content and skipped, and reads keep
+        one sample per (series, ts). On object storage there is no rename: each part is one
+        atomic PUT, visible as it is written.
+        """
+        b = SampleBatch(self, dry_run=dry_run)
+        try:
+            yield b
+        except BaseException:
+            b.discard()
+            raise
+        b.commit()
 
     def write_events(self, events: Iterable[S.Event]) -> WriteResult:
         df = prepare_events(events)
@@ -468,13 +484,97 @@ class Lake:
         start, end = _aware(start, "start"), _aware(end, "end")
         if end <= start:
             raise QueryError(f"range: end {end.isoformat()} is not after start {start.isoformat()}")
-        matched = self.series(selector)
+        return self._raw_matched(self.series(selector), start, end)
+
+    def _raw_matched(self, matched: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
         files = self._day_files(S.SAMPLES, start, end)
         if not matched.height or not files:
             return self.empty_result()
         params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end}
         sql = self._raw_sql(files, self._id_filter(matched.get_column("series_id").to_list(), params))
         return self._decorate(self._sql(sql, params), matched)
+
+    def stream(
+        self,
+        selector: str | Selector,
+        start: datetime,
+        end: datetime,
+        *,
+        step: timedelta | None = None,
+        agg: str = "avg",
+        limit: int | None = None,
+        batch_rows: int | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """The rows of ``query`` (``agg`` may also be ``rate`` or ``increase``, with a step) in the same
+        order, as frames of at most ``batch_rows`` rows, stopping after ``limit`` rows.
+
+        Why: a selector over every series since the year 1 is the whole lake; ``query`` would hold
+        it in memory (11 GB for 5 M rows as Python rows). Raw samples come from one DuckDB statement
+        sorted under the lake's memory limit (it spills) and fetched a batch at a time; buckets are
+        computed a group of series at a time.
+        """
+        start, end = _aware(start, "start"), _aware(end, "end")
+        if end <= start:
+            raise QueryError(f"range: end {end.isoformat()} is not after start {start.isoformat()}")
+        if limit is not None and limit < 1:
+            raise QueryError(f"limit: must be at least 1, got {limit}")
+        batch_rows = batch_rows or STREAM_BATCH_ROWS
+        if agg in ("rate", "increase") and step is None:
+            raise QueryError(f"agg: {agg} needs a step")
+        if agg not in ("rate", "increase"):
+            parse_agg(agg)  # a bad aggregation is an error even when nothing matches
+        if step is None:
+            yield from self._stream_raw(self.series(selector).sort("series"), start, end, limit, batch_rows)
+            return
+        matched = self.series(selector).sort("series")
+        left = limit
+        for i in range(0, matched.height, STREAM_SERIES_GROUP):
+            group = matched.slice(i, STREAM_SERIES_GROUP)
+            if agg in ("rate", "increase"):
+                df = self._increase(group, start, end, step, per_second=agg == "rate")
+            else:
+                buckets = self.window_buckets(group.get_column("series_id").to_list(), start, end, step, agg)
+                df = self._decorate(buckets, group) if buckets.height else self.empty_result()
+            if left is not None:
+                df = df.head(left)
+                left -= df.height
+            for off in range(0, df.height, batch_rows):
+                yield df.slice(off, batch_rows)
+            if left == 0:
+                return
+
+    def _stream_raw(
+        self, matched: pl.DataFrame, start: datetime, end: datetime, limit: int | None, batch_rows: int
+    ) -> Iterator[pl.DataFrame]:
+        files = self._day_files(S.SAMPLES, start, end)
+        if not matched.height or not files:
+            return
+        params: dict[str, Any] = {"files": self._paths(files), "start": start, "end": end}
+        inner = self._raw_sql(files, self._id_filter(matched.get_column("series_id").to_list(), params))
+        names = matched.select("series_id", "series", "metric", "labels")
+        ranks = names.select("series_id").with_row_index("_rank")
+        sql = f"SELECT r.series_id, r.ts, r.value FROM ({inner}) r JOIN _ranks USING (series_id) ORDER BY _rank, r.ts"
+        if limit is not None:
+            sql += " LIMIT $limit"
+            params["limit"] = limit
+        # Its own cursor: the caller may run other queries on this thread while it reads batches.
+        cur = self.con.cursor()
+        try:
+            self._configure(cur)
+            cur.register("_ranks", ranks)
+            reader = cur.sql(sql, params=params).to_arrow_reader(batch_rows)
+            for rb in reader:
+                df = pl.from_arrow(rb)
+                assert isinstance(df, pl.DataFrame)
+                yield df.join(names, on="series_id", how="left", maintain_order="left").select(
+                    "series",
+                    "metric",
+                    "labels",
+                    pl.col("ts").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"),
+                    pl.col("value").cast(pl.Float64),
+                )
+        finally:
+            cur.close()
 
     @_retry_moved
     def window_samples(self, series_ids: Sequence[int] | None, start: datetime, end: datetime) -> pl.DataFrame:
@@ -635,12 +735,17 @@ class Lake:
         The sample just before each bucket is included, so consecutive buckets add up to the
         whole range's increase with nothing lost at the edges.
         """
+        return self._increase(self.series(selector), start, end, step, per_second=per_second)
+
+    def _increase(
+        self, matched: pl.DataFrame, start: datetime, end: datetime, step: timedelta, *, per_second: bool
+    ) -> pl.DataFrame:
         step_ms = int(step.total_seconds() * 1000)
         if step_ms <= 0:
             raise QueryError("step: must be positive")
         start, end = _aware(start, "start"), _aware(end, "end")
         bstart, bend = _floor(start, step_ms), _ceil(end, step_ms)
-        raw = self.raw(selector, bstart - max(step, timedelta(minutes=5)), bend)
+        raw = self._raw_matched(matched, bstart - max(step, timedelta(minutes=5)), bend)
         if not raw.height:
             return self.empty_result()
         df = (
@@ -1024,6 +1129,83 @@ class Lake:
         cat = self.catalogue()
         tables[S.SAMPLES]["series"] = cat.height
         return {"root": self.storage.url, "tables": tables}
+
+
+class SampleBatch:
+    """The parts of one ``Lake.batch()``: validated like ``write_samples``, staged, committed together."""
+
+    def __init__(self, lake: Lake, *, dry_run: bool) -> None:
+        self.lake = lake
+        self.dry_run = dry_run
+        #: series known so far, this batch's new ones included (for the cardinality limit)
+        self.known: dict[str, set[int]] = lake.known_series()
+        self._series: list[StagedFile] = []
+        self._samples: list[StagedFile] = []
+        self.files: list[str] = []
+        self.duplicate_files = 0
+
+    def write_samples(
+        self,
+        data: Iterable[S.Sample] | pl.DataFrame,
+        *,
+        now: datetime | None = None,
+        strict: bool | None = None,
+        row_word: str = "row",
+    ) -> WriteResult:
+        """Validate and stage one part; the result counts its rows (files come with the commit).
+
+        ``row_word``: what a frame's own ``_row`` numbers count (see ``prepare_samples``).
+        """
+        lake = self.lake
+        strict = lake.limits.strict if strict is None else strict
+        df, new_series, rej = prepare_samples(
+            data, limits=lake.limits, known_series=self.known, now=now, row_word=row_word
+        )
+        result = WriteResult(S.SAMPLES, accepted=df.height, rejected=rej.count, reasons=rej.reasons())
+        if strict and rej.count:
+            result.accepted = 0
+            raise LakeWriteError(
+                f"batch refused (strict): {rej.count} bad row(s): " + "; ".join(result.reasons[:3]), result
+            )
+        result.new_series = new_series.height
+        if new_series.height:
+            self.known = dict(self.known)  # copy on write: the lake's cached map stays as it is
+            for sid, metric in new_series.select("series_id", "metric").iter_rows():
+                self.known[metric] = self.known.get(metric, set()) | {sid}
+        if self.dry_run:
+            return result
+        st = lake.storage
+        if not st.local:  # no staging on object storage: each part is one atomic PUT
+            for table, frame, schema, cols in self._parts(df, new_series):
+                files, dups = write_partitioned(st, table, frame, schema, cols)
+                self.files += files
+                self.duplicate_files += dups
+            return result
+        for table, frame, schema, cols in self._parts(df, new_series):
+            staged = stage_partitioned(st, table, frame, schema, cols)
+            (self._series if table == S.SERIES else self._samples).extend(staged)
+        return result
+
+    @staticmethod
+    def _parts(
+        df: pl.DataFrame, new_series: pl.DataFrame
+    ) -> list[tuple[str, pl.DataFrame, pa.Schema, tuple[str, ...]]]:
+        # Series first: a crash between the two leaves a harmless catalogue entry, never samples
+        # whose series is unknown.
+        return [
+            (S.SERIES, new_series, S.SERIES_SCHEMA, ("series_id",)),
+            (S.SAMPLES, df, S.SAMPLES_SCHEMA, ("series_id", "ts", "value")),
+        ]
+
+    def commit(self) -> None:
+        staged, self._series, self._samples = self._series + self._samples, [], []
+        files, dups = commit_staged(self.lake.storage, staged)
+        self.files += files
+        self.duplicate_files += dups
+
+    def discard(self) -> None:
+        discard_staged(self.lake.storage, self._series + self._samples)
+        self._series, self._samples = [], []
 
 
 def _polars_schema(schema: pa.Schema) -> dict[str, pl.DataType]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from tasks.lake import schema as S
-from tasks.lake.storage import COMPRESSION, ROW_GROUP_SIZE, TMP_SUFFIX, LakeFile
+from tasks.lake.storage import COMPRESSION, ROW_GROUP_SIZE, TMP_SUFFIX, LakeFile, temp_writer_alive
 
 if TYPE_CHECKING:
     from tasks.lake.lake import Lake
@@ -63,6 +63,8 @@ class RollupReport:
 @dataclass
 class RetentionReport:
     partitions_dropped: dict[str, list[str]] = field(default_factory=dict)
+    #: catalogue entries past the series retention kept because the series still has rows
+    series_kept: int = 0
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,14 +246,14 @@ def _duck_type(t: Any) -> str:
 
 
 def _sweep_temp(lake: Lake, table: str, *, dry_run: bool, older_than_s: float = 3600.0) -> int:
-    """Remove ``.partial`` files a crashed writer left behind (only old ones: a live writer's is young)."""
+    """Remove ``.partial`` files a crashed writer left behind (old ones whose writer is gone)."""
     if not lake.storage.local:
         return 0
     n = 0
     cutoff = time.time() - older_than_s
     for p in lake.storage.temp_files(table):
         try:
-            if os.path.getmtime(p) < cutoff:
+            if os.path.getmtime(p) < cutoff and not temp_writer_alive(p):
                 n += 1
                 if not dry_run:
                     os.unlink(p)
@@ -370,25 +372,90 @@ def retention_problems(retention_days: Mapping[str, object]) -> list[str]:
     return out
 
 
+#: Tables whose rows belong to a series: a catalogue entry lives while any of them holds one.
+SERIES_DATA_TABLES = (S.SAMPLES, *S.ROLLUP_TABLES.values(), S.FORECASTS, S.ANOMALIES)
+#: Catalogue files younger than this are never rewritten by retention: a writer commits a new
+#: series' entry just before its samples, so a young entry may not have its rows yet.
+SERIES_WRITE_GRACE_S = 3600.0
+
+
 def apply_retention(
     lake: Lake, retention_days: dict[str, int], *, now: datetime | None = None, dry_run: bool = False
 ) -> RetentionReport:
     """Drop whole day partitions older than each table's retention (days).
 
+    The ``series`` catalogue is partitioned by the day a series was first seen, so its retention
+    is not a plain drop: an expired partition keeps the entries of series that still have rows in
+    a data table (after those tables' own retention), and loses only the others. Otherwise a
+    series first seen long ago would vanish from every query while its recent samples stay.
+
     Every entry is checked before anything is deleted: a bad number must never wipe a table, and a
-    bad entry after a good one must not leave the run half done."""
+    bad entry after a good one must not leave the run half done.
+    """
     problems = retention_problems(retention_days)
     if problems:
         raise ValueError("; ".join(problems))
     today = (now or datetime.now(UTC)).date()
     report = RetentionReport(dry_run=dry_run)
     st = lake.storage
-    for table, days in retention_days.items():
-        cutoff = today - timedelta(days=days)
+    cutoffs = {table: today - timedelta(days=days) for table, days in retention_days.items()}
+    # The data tables first, so the catalogue sees what is left of them.
+    for table in sorted(cutoffs, key=lambda t: t == S.SERIES):
         with st.lock(table):
             for day in st.partitions(table):
-                if day < cutoff:
-                    report.partitions_dropped.setdefault(table, []).append(day.isoformat())
-                    if not dry_run:
-                        st.delete_partition(table, day)
+                if day >= cutoffs[table]:
+                    continue
+                if table == S.SERIES:
+                    kept = _expire_series_partition(lake, day, cutoffs, dry_run=dry_run)
+                    report.series_kept += kept
+                    if kept:
+                        continue
+                report.partitions_dropped.setdefault(table, []).append(day.isoformat())
+                if not dry_run:
+                    st.delete_partition(table, day)
     return report
+
+
+def _expire_series_partition(lake: Lake, day: date, cutoffs: dict[str, date], *, dry_run: bool) -> int:
+    """Rewrite an expired catalogue partition down to the series that still have rows; returns how
+    many it keeps (0: the caller drops the partition whole)."""
+    st = lake.storage
+    files = st.files(S.SERIES, day, day)
+    young = [f for f in files if f.write_ns > (time.time() - SERIES_WRITE_GRACE_S) * 1e9]
+    old = [f for f in files if f not in young]
+    if not old:
+        return len(young)  # nothing to judge yet; keep the partition
+    ids = lake.con.sql("SELECT DISTINCT series_id FROM read_parquet($f)", params={"f": lake._paths(old)}).pl()
+    live = _series_with_rows(lake, ids.get_column("series_id").to_list(), cutoffs)
+    if not live and not young:
+        return 0
+    if not dry_run and len(live) < ids.height:
+        params: dict[str, Any] = {"f": lake._paths(old), "ids": sorted(live)}
+        query = (
+            "SELECT series_id, any_value(metric) AS metric, any_value(labels) AS labels, "
+            "min(first_seen) AS first_seen FROM read_parquet($f) WHERE series_id IN (SELECT unnest($ids::BIGINT[])) "
+            "GROUP BY series_id ORDER BY series_id"
+        )
+        if live:
+            h = hashlib.blake2b("\n".join(f.name for f in old).encode(), digest_size=8).hexdigest()
+            _copy_query_to_partition(lake, S.SERIES, day, query, params, max(f.write_ns for f in old), h)
+        st.delete([f.path for f in old])
+    return len(live) + len(young)
+
+
+def _series_with_rows(lake: Lake, ids: list[int], cutoffs: dict[str, date]) -> set[int]:
+    """Those of ``ids`` with a row in a data table partition that its retention keeps."""
+    st = lake.storage
+    live: set[int] = set()
+    for table in SERIES_DATA_TABLES:
+        cutoff = cutoffs.get(table)
+        files = [f for f in st.files(table) if cutoff is None or f.day >= cutoff]
+        todo = [i for i in ids if i not in live]
+        if not files or not todo:
+            continue
+        found = lake.con.sql(
+            "SELECT DISTINCT series_id FROM read_parquet($f) WHERE series_id IN (SELECT unnest($ids::BIGINT[]))",
+            params={"f": lake._paths(files), "ids": todo},
+        ).fetchall()
+        live.update(int(r[0]) for r in found)
+    return live

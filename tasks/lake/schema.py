@@ -40,6 +40,12 @@ APPEND_TABLES = (SAMPLES, SERIES, EVENTS, FORECASTS, ANOMALIES, NOTIFICATIONS)
 
 TS_TYPE = pa.timestamp("ms", tz="UTC")
 POLARS_TS = pl.Datetime("ms", "UTC")
+#: The range a stored timestamp must lie in: what Python's ``datetime`` holds, so every reader
+#: (CLI, API, notebooks) can turn any stored time into one. Wider values are refused on the way in.
+TS_MIN = datetime(1, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+TS_MIN_MS = -62_135_596_800_000  # TS_MIN as milliseconds since the epoch
+TS_MAX_MS = 253_402_300_799_999  # TS_MAX as milliseconds since the epoch
 
 SAMPLES_SCHEMA = pa.schema(
     [

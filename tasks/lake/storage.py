@@ -35,6 +35,8 @@ import pyarrow.parquet as pq
 PARTITION_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 FILE_RE = re.compile(r"^(\d{20})-([0-9a-f]{16})\.parquet$")
 TMP_SUFFIX = ".partial"
+#: ``_<writer pid>-<uuid>.partial``: the pid lets maintenance leave a live writer's staged files alone.
+TMP_RE = re.compile(r"^_(\d+)-[0-9a-f]{32}\.partial$")
 ROW_GROUP_SIZE = 122_880
 COMPRESSION: Final = "zstd"
 
@@ -162,7 +164,7 @@ class LakeStorage:
         """Write a partition file under a temporary name (invisible to readers), fsync'd (local only)."""
         d = self.partition_dir(table_name, day)
         os.makedirs(d, exist_ok=True)
-        tmp = f"{d}/_{uuid.uuid4().hex}{TMP_SUFFIX}"
+        tmp = f"{d}/_{os.getpid()}-{uuid.uuid4().hex}{TMP_SUFFIX}"
         try:
             if isinstance(data, pl.DataFrame):
                 data.write_parquet(tmp, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE, statistics=True)
@@ -281,6 +283,24 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def temp_writer_alive(path: str) -> bool:
+    """Whether the process that is writing temp file ``path`` still runs (this machine's pids).
+
+    An import stages its files for as long as it reads its input, which may be longer than the
+    age after which maintenance sweeps a crashed writer's leftovers.
+    """
+    m = TMP_RE.match(path.rsplit("/", 1)[-1])
+    if not m:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def day_of(ts: datetime) -> date:

@@ -43,6 +43,8 @@ class Limits:
     max_value_length: int = 2048
     max_series_per_metric: int = 10_000
     max_future_skew_s: float = 3600.0
+    #: rows an import reads, checks and stages at a time (bounds its memory)
+    import_chunk_rows: int = 500_000
 
 
 @dataclass(slots=True)
@@ -70,11 +72,16 @@ class WriteResult:
 
 
 class _Rejects:
-    """Collects bad rows: a count and the first few reasons (grouped by message)."""
+    """Collects bad rows: a count and the first few reasons (grouped by message).
 
-    def __init__(self) -> None:
+    ``row_word`` names what the row numbers count: ``row`` (position in the batch) or, for an
+    importer that passes its own ``_row`` numbers, ``line`` (the file's line).
+    """
+
+    def __init__(self, row_word: str = "row") -> None:
         self.count = 0
         self.by_reason: dict[str, list[int]] = {}
+        self.row_word = row_word
 
     def add(self, row: int, reason: str) -> None:
         self.count += 1
@@ -93,7 +100,7 @@ class _Rejects:
         out = []
         for reason, rows in list(self.by_reason.items())[:MAX_REASONS]:
             where = ", ".join(str(r) for r in rows)
-            out.append(f"row {where}: {reason}")
+            out.append(f"{self.row_word} {where}: {reason}")
         return out
 
 
@@ -194,12 +201,16 @@ def _check_frame_columns(df: pl.DataFrame) -> pl.DataFrame:
         raise LakeWriteError(f"metric: expected a string column, got {df.schema['metric']}")
     if not df.schema["value"].is_numeric():
         raise LakeWriteError(f"value: expected a numeric column, got {df.schema['value']}")
-    return df.select(
+    out = df.select(
         pl.col("metric"),
         pl.col("labels").fill_null("{}"),
         pl.col("ts").dt.cast_time_unit("ms").dt.convert_time_zone("UTC"),
         pl.col("value").cast(pl.Float64),
-    ).with_row_index("_row")
+    )
+    # A caller's own row numbers (an importer's file lines) name the rows in rejections.
+    if "_row" in df.columns:
+        return out.with_columns(df.get_column("_row").cast(pl.UInt32))
+    return out.with_row_index("_row")
 
 
 def _reject_where(df: pl.DataFrame, mask: pl.Expr, reason: str, rej: _Rejects) -> pl.DataFrame:
@@ -214,6 +225,9 @@ def _canonicalise(df: pl.DataFrame, limits: Limits, rej: _Rejects, now: datetime
     """Row checks on a frame of (metric, labels, ts, value); returns good rows with series_id."""
     df = _reject_where(df, pl.col("metric").is_null(), "metric: missing", rej)
     df = _reject_where(df, pl.col("ts").is_null(), "ts: missing", rej)
+    df = _reject_where(
+        df, pl.col("ts") < pl.lit(S.TS_MIN, dtype=S.POLARS_TS), f"ts: before {S.TS_MIN:%Y-%m-%d} (out of range)", rej
+    )
     df = _reject_where(df, pl.col("value").is_null(), "value: missing", rej)
     df = _reject_where(df, ~pl.col("value").is_finite(), "value: non-finite value (NaN and ±Inf are not stored)", rej)
     limit = now + timedelta(seconds=limits.max_future_skew_s)
@@ -335,9 +349,14 @@ def prepare_samples(
     limits: Limits,
     known_series: Mapping[str, set[int]],
     now: datetime | None = None,
+    row_word: str = "row",
 ) -> tuple[pl.DataFrame, pl.DataFrame, _Rejects]:
-    """Validate a batch; returns (good rows sorted by series and time, new series, rejects)."""
-    rej = _Rejects()
+    """Validate a batch; returns (good rows sorted by series and time, new series, rejects).
+
+    A frame may carry a ``_row`` column of the caller's own row numbers (``row_word`` says what
+    they count, e.g. ``line``); rejections then name those instead of positions in the frame.
+    """
+    rej = _Rejects(row_word)
     now = now or datetime.now(UTC)
     df = _check_frame_columns(data) if isinstance(data, pl.DataFrame) else _from_samples(data, limits, rej)
     df = _canonicalise(df, limits, rej, now)
@@ -401,46 +420,96 @@ def prepare_samples(
     return out.select("series_id", "metric", "labels", "ts", "value"), new_series, rej
 
 
-def write_partitioned(
-    storage: LakeStorage, table: str, df: pl.DataFrame, schema: pa.Schema, hash_cols: tuple[str, ...]
-) -> tuple[list[str], int]:
-    """Write ``df`` as one file per day partition; returns (files written, duplicate batches skipped)."""
-    if df.height == 0:
-        return [], 0
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A partition file written under a temporary name: invisible to readers until committed."""
+
+    table: str
+    day: date
+    tmp: str
+    content_hash: str
+
+
+def _day_parts(table: str, df: pl.DataFrame) -> Iterable[tuple[date, pl.DataFrame]]:
     ts_col = S.PARTITION_COLUMN.get(table, "ts")
     first, last = df.select(pl.col(ts_col).min().dt.date().alias("a"), pl.col(ts_col).max().dt.date().alias("b")).row(0)
     if first == last:  # the usual case: skip splitting a batch that lies within one day
-        groups: Iterable[tuple[date, pl.DataFrame]] = [(first, df)]
-    else:
-        groups = (
-            (key[0], part.drop("_day"))
-            for key, part in df.with_columns(pl.col(ts_col).dt.date().alias("_day")).group_by(
-                "_day", maintain_order=True
-            )
-        )
+        return [(first, df)]
+    return (
+        (key[0], part.drop("_day"))
+        for key, part in df.with_columns(pl.col(ts_col).dt.date().alias("_day")).group_by("_day", maintain_order=True)
+    )
+
+
+def stage_partitioned(
+    storage: LakeStorage, table: str, df: pl.DataFrame, schema: pa.Schema, hash_cols: tuple[str, ...]
+) -> list[StagedFile]:
+    """Write ``df`` as one temporary file per day partition (local lakes); ``commit_staged`` publishes them.
+
+    Locally the content hash (hashlib) and the Parquet encoding (polars) both release the GIL, so
+    they run side by side.
+    """
+    staged: list[StagedFile] = []
+    if df.height == 0:
+        return staged
+    try:
+        for day, part in _day_parts(table, df):
+            assert isinstance(day, date)
+            part = part.select([f.name for f in schema])
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                fut = pool.submit(content_hash, part, hash_cols)
+                tmp = storage.write_temp(table, day, part)
+                staged.append(StagedFile(table, day, tmp, fut.result()))
+    except BaseException:
+        discard_staged(storage, staged)
+        raise
+    return staged
+
+
+def commit_staged(storage: LakeStorage, staged: Iterable[StagedFile]) -> tuple[list[str], int]:
+    """Rename staged files into place, in order; a batch already there (same content) is skipped.
+
+    Returns (files committed, duplicate batches skipped).
+    """
     files: list[str] = []
     dups = 0
-    for day, part in groups:
-        assert isinstance(day, date)
-        part = part.select([f.name for f in schema])
-        if not storage.local:
-            h = content_hash(part, hash_cols)
-            if storage.exists_with_hash(table, day, h):
-                dups += 1
-                continue
-            files.append(storage.write_table(table, day, part, h, schema=schema))
-            continue
-        # Locally the content hash (hashlib) and the Parquet encoding (polars) both release the
-        # GIL, so they run side by side; the file is committed under its hash once both are done.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            fut = pool.submit(content_hash, part, hash_cols)
-            tmp = storage.write_temp(table, day, part)
-            h = fut.result()
-        if storage.exists_with_hash(table, day, h):
-            storage.discard(tmp)
+    for s in staged:
+        if storage.exists_with_hash(s.table, s.day, s.content_hash):
+            storage.discard(s.tmp)
             dups += 1
             continue
-        files.append(storage.commit(tmp, table, day, h))
+        files.append(storage.commit(s.tmp, s.table, s.day, s.content_hash))
+    return files, dups
+
+
+def discard_staged(storage: LakeStorage, staged: Iterable[StagedFile]) -> None:
+    for s in staged:
+        storage.discard(s.tmp)
+
+
+def write_partitioned(
+    storage: LakeStorage, table: str, df: pl.DataFrame, schema: pa.Schema, hash_cols: tuple[str, ...]
+) -> tuple[list[str], int]:
+    """Write ``df`` as one file per day partition; returns (files written, duplicate batches skipped).
+
+    Locally every day's file is staged first and all are committed together, so a batch that
+    spans days becomes visible at (nearly) one instant. Object storage has no rename: each day is
+    one atomic PUT.
+    """
+    if df.height == 0:
+        return [], 0
+    if storage.local:
+        return commit_staged(storage, stage_partitioned(storage, table, df, schema, hash_cols))
+    files: list[str] = []
+    dups = 0
+    for day, part in _day_parts(table, df):
+        assert isinstance(day, date)
+        part = part.select([f.name for f in schema])
+        h = content_hash(part, hash_cols)
+        if storage.exists_with_hash(table, day, h):
+            dups += 1
+            continue
+        files.append(storage.write_table(table, day, part, h, schema=schema))
     return files, dups
 
 

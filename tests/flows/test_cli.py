@@ -241,3 +241,102 @@ def test_collect_dry_run_prints_samples_and_writes_nothing(tmp_path: Path) -> No
     assert "dry run" in out
     assert "host_cpu_utilization_ratio" in out
     assert not lake_root.exists() or Lake(str(lake_root)).stats()["tables"]["samples"]["rows"] == 0
+
+
+def test_series_first_seen_before_its_retention_is_still_queried(tmp_path: Path, monkeypatch) -> None:
+    """Issue 11 #1: import a 2010 sample and one at now, apply the default retention, query the
+    last hour: the recent sample is there (the catalogue entry outlives its first-seen day)."""
+    from tasks.config import load_settings
+    from tasks.lake import maintain
+
+    monkeypatch.setattr(maintain, "SERIES_WRITE_GRACE_S", 0.0, raising=False)  # judge the entry just written
+    now = datetime.now(UTC).replace(microsecond=0)
+    csv = tmp_path / "in.csv"
+    csv.write_text(f"t,v\n2010-01-01T00:00:00Z,1\n{now.isoformat()},2\n")
+    root = tmp_path / "lake"
+    code, out, err = _run("--set", f"lake.root={root}", "lake", "import", str(csv), "--time-col", "t",
+                          "--value-col", "v", "--metric", "m")  # fmt: skip
+    assert code == 0, err
+    settings = load_settings(None, [f"lake.root={root}"])
+    rep = Lake.from_settings(settings).apply_retention(settings.lake.retention_days)
+    assert rep.partitions_dropped.get("samples") == ["2010-01-01"]
+    code, out, err = _run("--set", f"lake.root={root}", "lake", "query", "m", "--since", "1h", "--json")
+    assert code == 0, err
+    assert [r["value"] for r in json.loads(out)] == [2.0]
+
+
+@pytest.mark.parametrize("when", ["1e16", "4611686018427387904", "not-a-time"])
+def test_import_where_every_row_is_rejected_fails_naming_line_and_column(tmp_path: Path, when: str) -> None:
+    """Issue 11 #8/#10: an out-of-range time is a rejected row (line and column), never a
+    traceback or a 1970 sample; an import that rejects every row exits non-zero."""
+    csv = tmp_path / "in.csv"
+    csv.write_text(f"t,v\n{when},1\n{when},[bold]2\n")
+    root = tmp_path / "lake"
+    code, out, err = _run("--set", f"lake.root={root}", "lake", "import", str(csv), "--time-col", "t",
+                          "--value-col", "v", "--metric", "m")  # fmt: skip
+    assert code == 2, out + err
+    assert "Traceback" not in out + err and "PanicException" not in out + err
+    assert "imported 0 samples" in out and "2 rejected" in out
+    assert "line 2, column 't'" in err and "line 3, column 't'" in err
+    assert "every row was rejected (2); nothing imported" in err
+    assert Lake(str(root)).stats()["tables"]["samples"]["rows"] == 0
+
+
+def test_a_library_panic_is_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """A Rust library's panic (polars through pyo3) is a BaseException, not an Exception: the CLI
+    still answers with one line and exit 2 instead of a traceback."""
+    import typer
+
+    from flows.cli import handle_errors
+
+    @handle_errors
+    def command() -> None:
+        raise pl.exceptions.PanicException("`DateTime + TimeDelta` overflowed")
+
+    with pytest.raises(typer.Exit) as exc:
+        command()
+    assert exc.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "DateTime + TimeDelta" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_lake_query_streams_every_row_as_valid_json_and_csv(demo_lake: Path, monkeypatch) -> None:
+    """Issue 11 #7: --json/--csv stream all rows (here over many batches) and the output is whole."""
+    from tasks.lake import lake as lake_mod
+
+    monkeypatch.setattr(lake_mod, "STREAM_BATCH_ROWS", 1000)
+    sel = '{__name__=~".+"}'
+    lake = Lake(str(demo_lake))
+    now = datetime.now(UTC)
+    want = lake.raw(sel, datetime(2000, 1, 1, tzinfo=UTC), now)
+    assert want.height > 10_000
+    base = ["--set", f"lake.root={demo_lake}", "lake", "query", sel, "--since", "2000-01-01"]
+    code, out, err = _run(*base, "--until", now.isoformat(), "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert len(rows) == want.height
+    assert [r["series"] for r in rows] == want.get_column("series").to_list()
+    assert [r["value"] for r in rows] == want.get_column("value").to_list()
+    assert rows[0]["labels"] == json.loads(want.get_column("labels")[0])
+    code, out, err = _run(*base, "--until", now.isoformat(), "--csv")
+    assert code == 0, err
+    df = pl.read_csv(out.encode())
+    assert df.height == want.height and df.columns == ["series", "metric", "labels", "ts", "value"]
+    assert df.get_column("value").to_list() == want.get_column("value").to_list()
+
+
+@pytest.mark.parametrize("fmt", ["table", "--json", "--csv"])
+def test_lake_query_limit_caps_rows_with_a_clear_message(demo_lake: Path, fmt: str) -> None:
+    """Issue 11 #7: --limit caps every output and says so on stderr (stdout stays valid)."""
+    base = ["--set", f"lake.root={demo_lake}", "lake", "query", '{__name__=~".+"}', "--since", "1d", "--limit", "7"]
+    code, out, err = _run(*base, *([] if fmt == "table" else [fmt]))
+    assert code == 0, err
+    assert "stopped at --limit 7 rows; more match" in err
+    if fmt == "--json":
+        assert len(json.loads(out)) == 7
+    elif fmt == "--csv":
+        assert pl.read_csv(out.encode()).height == 7
+    else:
+        assert out.count("demo") == 7
+    code, out, err = _run(*base[:-2], "--limit", "100000", "--json", "--since", "10m")
+    assert code == 0 and "stopped" not in err and len(json.loads(out)) > 0

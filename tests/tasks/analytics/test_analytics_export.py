@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,3 +92,55 @@ def test_empty_lake_exports_zero_rows(tmp_path: Path) -> None:
     assert (tmp_path / "e.csv").read_text().splitlines() == ["series_id,metric,labels,ts,value"]
     res2 = export(lake, "host_load1", "parquet", tmp_path / "e.parquet", start=START, end=END)
     assert res2.rows == 0 and _read(tmp_path / "e.parquet", "parquet").height == 0
+
+
+def test_export_writes_through_a_symlink(lake: Lake, tmp_path: Path) -> None:
+    """Issue 11 #10: the link stays a link and the file it points to gets the export."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "cpu.csv"
+    target.write_text("old\n")
+    link = tmp_path / "cpu.csv"
+    link.symlink_to(target)
+    res = export(lake, "host_cpu_utilization_ratio", "csv", link, start=START, end=END)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert res.rows > 0 and _read(target, "csv").height == res.rows
+    assert not list((tmp_path / "real").glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+#: Runs an export that is SIGKILLed right after DuckDB wrote the whole output, before it is renamed.
+KILLED_EXPORT = """
+import os, signal, sys
+from datetime import datetime
+from tasks.analytics import export
+from tasks.lake.lake import Lake
+
+class KillAfterCopy:
+    def __init__(self, con):
+        self.con = con
+    def execute(self, *args):
+        self.con.execute(*args)
+        os.kill(os.getpid(), signal.SIGKILL)
+    def close(self):
+        self.con.close()
+
+real = Lake.views
+Lake.views = lambda self: KillAfterCopy(real(self))
+root, out, start, end = sys.argv[1:]
+export(Lake(root), "samples", "csv", out, start=datetime.fromisoformat(start), end=datetime.fromisoformat(end))
+"""
+
+
+def test_killed_export_leaves_the_target_alone_and_its_temp_file_is_swept(lake: Lake, tmp_path: Path) -> None:
+    """Issue 11 #10: a killed export changes nothing a reader of its target sees, and its temp file
+    does not stay behind: the next export into the folder removes it (its process is gone)."""
+    out = tmp_path / "a.csv"
+    out.write_text("old\n")
+    args = [lake.storage.base, str(out), START.isoformat(), END.isoformat()]
+    proc = subprocess.run([sys.executable, "-c", KILLED_EXPORT, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert out.read_text() == "old\n"
+    assert list(tmp_path.glob(".*.tmp"))  # what SIGKILL leaves: a complete, never renamed temp file
+    res = export(lake, "samples", "csv", tmp_path / "b.csv", start=START, end=END)
+    assert res.rows > 0
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert out.read_text() == "old\n"

@@ -89,3 +89,55 @@ def test_two_writers_at_once_lose_and_duplicate_nothing(tmp_path, now):
     assert lake.catalogue().height == 2
     lake.compact(now=now + timedelta(days=2))
     assert lake.stats()["tables"]["samples"]["rows"] == 2 * n * rows
+
+
+#: Runs ``cortex-perf lake import`` in this process, SIGKILLed (deterministically) as the writer
+#: starts its second samples file: the first one is written by then.
+KILLED_IMPORT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tasks.lake.storage import LakeStorage
+    real = LakeStorage.write_temp
+    seen = []
+    def write_temp(self, table, day, data):
+        if table == "samples":
+            seen.append(day)
+            if len(seen) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, table, day, data)
+    LakeStorage.write_temp = write_temp
+    from flows.cli import app
+    app(sys.argv[1:])
+    """
+)
+
+
+def test_import_killed_midway_shows_nothing_and_reimport_completes_it_exactly(tmp_path):
+    """Issue 11 #10: a multi-day import killed after its first file shows readers nothing of it
+    (its parts are published together at the end); running it again imports each row once."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    n = 3 * 1440
+    p = tmp_path / "days.csv"
+    p.write_text("t,v\n" + "".join(f"{(now - timedelta(minutes=n - i)).isoformat()},{i}\n" for i in range(n)))
+    root = tmp_path / "lake"
+    args = ["--set", f"lake.root={root}", "lake", "import", str(p)]
+    args += ["--time-col", "t", "--value-col", "v", "--metric", "imported"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_IMPORT, *args], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    lake = Lake(str(root))
+    window = (now - timedelta(days=5), now + timedelta(seconds=1))
+    assert lake.raw("imported", *window).height == 0  # nothing of the killed import is visible
+    assert lake.catalogue().height == 0
+    cli = "import sys; from flows.cli import app; app(sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", cli, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    df = Lake(str(root)).raw("imported", *window)
+    assert sorted(df.get_column("value").cast(int).to_list()) == list(range(n))
+    # the killed writer's staged files are swept by maintenance once old (its pid is gone)
+    leftovers = [f for t in ("samples", "series") for f in lake.storage.temp_files(t)]
+    assert leftovers
+    for f in leftovers:
+        os.utime(f, (time.time() - 7200, time.time() - 7200))
+    assert lake.compact(now=now + timedelta(days=2)).temp_files_removed == len(leftovers)

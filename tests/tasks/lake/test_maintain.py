@@ -119,3 +119,32 @@ def test_retention_refuses_a_non_positive_number_and_deletes_nothing(lake, now, 
     with pytest.raises(ValueError, match=r"lake\.retention_days\.series: .*at least 1"):
         lake.apply_retention({"samples": 1, "series": bad}, now=now)
     assert lake.storage.partitions("samples") == before
+
+
+def test_retention_keeps_a_series_while_any_of_its_samples_lives(lake, now, monkeypatch):
+    """The catalogue is partitioned by first-seen day: dropping that partition must not orphan a
+    series whose recent samples (or rollups) are still in the lake."""
+    from tasks.lake import maintain
+
+    monkeypatch.setattr(maintain, "SERIES_WRITE_GRACE_S", 0.0, raising=False)  # the files below are seconds old
+    old = now - timedelta(days=5000)
+    lake.write_samples([Sample("m", 1.0, old, {"h": "a"}), Sample("m", 2.0, now, {"h": "a"})], now=now)
+    lake.write_samples([Sample("gone", 1.0, old)], now=now)  # only an old sample: may go with it
+    retention = {"series": 3650, "samples": 30}
+    dry = lake.apply_retention(retention, now=now, dry_run=True)
+    assert lake.catalogue().height == 2  # a dry run changes nothing
+    rep = lake.apply_retention(retention, now=now)
+    assert dry.series_kept == rep.series_kept == 1
+    assert lake.catalogue().get_column("series").to_list() == ['m{h="a"}']
+    df = lake.raw("m", now - timedelta(hours=1), now + timedelta(seconds=1))
+    assert df.get_column("value").to_list() == [2.0]
+    # once its last sample is gone, the series goes on the next run
+    lake.apply_retention(retention, now=now + timedelta(days=31))
+    assert lake.catalogue().height == 0
+
+
+def test_retention_never_judges_a_just_written_series_entry(lake, now):
+    """A writer commits a series' entry before its samples: a young entry is kept as it is."""
+    lake.write_samples([Sample("m", 1.0, now - timedelta(days=5000))], now=now)
+    rep = lake.apply_retention({"series": 3650, "samples": 30}, now=now)
+    assert rep.series_kept == 1 and lake.catalogue().height == 1

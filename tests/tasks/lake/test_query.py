@@ -116,3 +116,32 @@ def test_duckdb_views_for_ad_hoc_sql(filled, lake, now):
     assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == 0  # empty, but queryable
     rows = con.execute("SELECT metric, count(DISTINCT series_id) FROM samples GROUP BY metric").fetchall()
     assert rows == [("cpu", 3)]
+
+
+@pytest.mark.parametrize(
+    ("step", "agg"),
+    [(None, "avg"), (timedelta(minutes=5), "avg"), (timedelta(minutes=7), "p95"), (timedelta(minutes=10), "rate")],
+)
+def test_stream_yields_query_rows_in_order_in_bounded_batches(filled, now, step, agg, monkeypatch):
+    """Issue 11 #7: ``stream`` gives exactly ``query``'s rows (same order), a batch at a time."""
+    from tasks.lake import lake as lake_mod
+
+    monkeypatch.setattr(lake_mod, "STREAM_SERIES_GROUP", 2)  # bucket queries over several series groups
+    start, end = now - timedelta(hours=3), now
+    if agg == "rate":
+        want = filled.rate("cpu", start, end, step)
+    else:
+        want = filled.query("cpu", start, end, step=step, agg=agg)
+    batches = list(filled.stream("cpu", start, end, step=step, agg=agg, batch_rows=17))
+    assert want.height > 17 and all(0 < b.height <= 17 for b in batches)
+    assert pl.concat(batches).equals(want)
+    capped = list(filled.stream("cpu", start, end, step=step, agg=agg, limit=40, batch_rows=17))
+    assert pl.concat(capped).equals(want.head(40))
+
+
+def test_stream_checks_its_arguments(filled, now):
+    with pytest.raises(QueryError, match="agg: unknown aggregation 'median-ish'"):
+        next(filled.stream("nothing", now - timedelta(hours=1), now, step=timedelta(minutes=5), agg="median-ish"))
+    with pytest.raises(QueryError, match="rate needs a step"):
+        next(filled.stream("cpu", now - timedelta(hours=1), now, agg="rate"))
+    assert list(filled.stream("nothing", now - timedelta(hours=1), now)) == []
