@@ -65,3 +65,13 @@ def test_root_cause_table_reads_as_text_not_python_dicts(demo: list[str]) -> Non
     assert "Likely causes" in out
     assert "{'" not in out and "':" not in out and "True" not in out and "False" not in out
     assert "anomaly" in out and "correlation" in out
+
+
+def test_insights_lists_the_demo_latency_spike_as_a_regression(demo: list[str]) -> None:
+    code, out = _run(*demo, "insights", "--json")
+    assert code == 0, out
+    found = json.loads(out)
+    assert any(
+        f["kind"] == "latency_regression" and f["series"].startswith('http_request_duration_seconds_p95{host="web-1"')
+        for f in found
+    ), [f["headline"] for f in found]
