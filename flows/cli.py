@@ -368,7 +368,8 @@ def collect(
 
         sources = build_sources(settings)
         result = collect_all(sources, timeout_s=settings.collect.source_timeout_s)
-        t = Table(title=f"{len(result.samples)} samples from {len(sources)} source(s) (dry run: nothing written)")
+        ran = len(sources) - len(result.skipped)
+        t = Table(title=f"{len(result.samples)} samples from {ran} source(s) (dry run: nothing written)")
         t.add_column("series", overflow="fold")
         t.add_column("value", justify="right")
         for s in sorted(result.samples, key=lambda s: (s.metric, sorted(s.labels.items())))[:limit]:
@@ -378,6 +379,8 @@ def collect(
             console.print(f"… {len(result.samples) - limit} more (--limit N)")
         for f in result.failures:
             err_console.print(f"[yellow]source {f.source} {'timed out' if f.timed_out else 'failed'}:[/] {f.error}")
+        for name, why in result.skipped.items():
+            err_console.print(f"source {name} skipped: {why}", markup=False, highlight=False, soft_wrap=True)
         return
     _announce_prefect()
     from flows.collect import collect as collect_flow
