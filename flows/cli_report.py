@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import _print_json, _state, console, handle_errors
@@ -58,7 +59,7 @@ def report_command(
         for col in ("report", "html", "plots", "seconds"):
             t.add_column(col)
         for r in results:
-            t.add_row(r.name, r.html, str(r.images), f"{r.seconds:.1f}")
+            t.add_row(r.name, escape(r.html), str(r.images), f"{r.seconds:.1f}")
         console.print(t)
     if open_:
         for r in results:
