@@ -196,4 +196,4 @@ def test_the_demo_latency_spike_is_listed_as_a_regression(tmp_path: Path) -> Non
     assert begins - timedelta(hours=1) < at <= ends  # the hour bucket that holds the spike
     assert f.numbers["times_typical"] >= 2 and f.numbers["hours"] <= 2
     # the unaffected hosts' latency is not called a regression
-    assert not any(x.kind == "latency_regression" and ('web-3' in x.series or "worker-1" in x.series) for x in found)
+    assert not any(x.kind == "latency_regression" and ("web-3" in x.series or "worker-1" in x.series) for x in found)
