@@ -12,17 +12,23 @@ same parameters for every file; it is told the probationary period (NAB passes i
 detector); labels are only used by the scorer, whose one global threshold per profile is chosen
 to maximise the corpus score (NAB's ``optimize`` step). The table prints the exact-sweep optimum
 beside NAB's twiddle search; the headline is the twiddle one, as on NAB's scoreboard.
+
+The detector runs through ``tasks.anomaly.cli_detect`` (``read_series`` + ``score_rows``), the code
+path of ``cortex-perf anomaly detect``, so the CLI's scores are the benchmark's. ``--via-cli`` proves
+it end to end: it runs the ``cortex-perf anomaly detect`` command itself over the data folder into a
+temporary folder and scores the files it wrote (``via`` in the JSON says which path ran).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,8 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tasks.anomaly.detector import DetectorConfig, score_series  # noqa: E402
+from tasks.anomaly.cli_detect import read_series, score_rows  # noqa: E402
+from tasks.anomaly.detector import DetectorConfig  # noqa: E402
 from tasks.anomaly.nab import (  # noqa: E402
     PROFILES,
     CorpusFile,
@@ -43,7 +50,6 @@ from tasks.anomaly.nab import (  # noqa: E402
     first_detections,
     load_windows,
     optimize_threshold,
-    probation_rows,
     to_datetime64,
     window_bounds,
 )
@@ -71,29 +77,50 @@ PUBLISHED: dict[str, tuple[float, float | None, float | None]] = {
 }
 
 
-def read_nab_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """NAB data file → (timestamp text, values)."""
-    stamps: list[str] = []
-    values: list[float] = []
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        next(reader)
-        for row in reader:
-            stamps.append(row[0])
-            values.append(float(row[1]))
-    return stamps, np.asarray(values)
-
-
 def _detect(job: tuple[str, str, dict[str, Any]]) -> tuple[str, np.ndarray, list[str], float]:
-    """Worker: score one file; returns (name, scores, detector per row, seconds)."""
+    """Worker: score one file through the CLI's path; returns (name, scores, detector per row, seconds).
+
+    The warm-up is NAB's probationary period (``warmup="nab"``, the CLI's default) unless the
+    ``--config`` overrides name one.
+    """
     name, path, overrides = job
-    stamps, values = read_nab_csv(Path(path))
-    ts = to_datetime64(stamps)
-    secs = ts.astype("datetime64[us]").astype(np.int64) / 1e6
-    cfg = DetectorConfig.from_dict({**overrides, "warmup": probation_rows(len(values))})
+    series = read_series(Path(path), "timestamp", "value")
+    overrides = dict(overrides)
+    warmup = overrides.pop("warmup", "nab")
     t0 = time.perf_counter()
-    res = score_series(secs, values, config=cfg)
+    res = score_rows(series, DetectorConfig.from_dict(overrides), warmup)
     return name, res.score, res.detector, time.perf_counter() - t0
+
+
+def cli_command() -> list[str]:
+    """How to start ``cortex-perf``: the console script beside this interpreter, else ``python -m flows.cli``."""
+    script = Path(sys.executable).parent / "cortex-perf"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "flows.cli"]
+
+
+def detect_via_cli(nab: Path, files: list[str], all_files: bool) -> list[tuple[str, np.ndarray, list[str], float]]:
+    """Run ``cortex-perf anomaly detect`` (a real process) and read back the scores it wrote.
+
+    The whole ``data/`` folder is passed when every file is scored (relative paths are kept under
+    ``--out``); a subset is passed file by file (written under its base name).
+    """
+    with tempfile.TemporaryDirectory(prefix="nab-via-cli-") as tmp:
+        out = Path(tmp)
+        inputs = [str(nab / "data")] if all_files else [str(nab / "data" / f) for f in files]
+        cmd = [*cli_command(), "anomaly", "detect", *inputs, "--out", str(out)]
+        cmd += ["--time-col", "timestamp", "--value-col", "value"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"cortex-perf anomaly detect failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        results = []
+        for f in files:
+            written = out / (f if all_files else Path(f).name)
+            scores = read_series(written, "timestamp", "anomaly_score").values
+            results.append((f, scores, [""] * len(scores), seconds / len(files)))
+    print(f"via the CLI: {' '.join(cmd[:3])} … ({seconds:.1f} s)", file=sys.stderr)
+    return results
 
 
 def window_view(
@@ -137,14 +164,23 @@ def label_rows(stamps: list[str], labelled: list[str]) -> list[int]:
 
 
 def run(
-    nab: Path, files: list[str], overrides: dict[str, Any], workers: int, windows_out: list[Any] | None = None
+    nab: Path,
+    files: list[str],
+    overrides: dict[str, Any],
+    workers: int,
+    windows_out: list[Any] | None = None,
+    *,
+    via_cli: bool = False,
+    all_files: bool = False,
 ) -> dict[str, Any]:
     """Detect, score every profile, and summarise the windows (``windows_out`` receives the per-window rows)."""
     windows = load_windows(nab / "labels" / "combined_windows.json")
     labelled: dict[str, list[str]] = json.loads((nab / "labels" / "combined_labels.json").read_text())
     jobs = [(f, str(nab / "data" / f), overrides) for f in files]
     t0 = time.perf_counter()
-    if workers > 1:
+    if via_cli:
+        results = detect_via_cli(nab, files, all_files)
+    elif workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             results = pool.map(_detect, jobs, chunksize=1)
     else:
@@ -156,13 +192,18 @@ def run(
     rows = 0
     det_seconds = 0.0
     for name, scores, dets, secs in results:
-        stamps, _values = read_nab_csv(nab / "data" / name)
+        stamps = read_series(nab / "data" / name).stamps
         corpus.append(CorpusFile(name, scores, window_bounds(to_datetime64(stamps), windows.get(name, []))))
         detectors[name] = dets
         labels[name] = label_rows(stamps, labelled.get(name, []))
         rows += len(scores)
         det_seconds += secs
-    out: dict[str, Any] = {"files": len(corpus), "rows": rows, "windows": sum(len(f.bounds) for f in corpus)}
+    out: dict[str, Any] = {
+        "files": len(corpus),
+        "rows": rows,
+        "windows": sum(len(f.bounds) for f in corpus),
+        "via": "cli" if via_cli else "bench",
+    }
     for key, profile in PROFILES.items():
         nab_res = optimize_threshold(corpus, profile, method="nab")
         exact = optimize_threshold(corpus, profile, method="exact")
@@ -189,7 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--windows", action="store_true", help="print each window's first detection (row, lag to the label, detector)"
     )
+    ap.add_argument(
+        "--via-cli",
+        action="store_true",
+        help="score the files `cortex-perf anomaly detect` writes (a real CLI run) instead of scoring in-process",
+    )
     args = ap.parse_args(argv)
+    if args.via_cli and json.loads(args.config):
+        ap.error("--via-cli scores with the CLI's detector settings: it takes no --config")
 
     if not (args.nab / "labels" / "combined_windows.json").is_file():
         # A clone without ../shared has no NAB copy: say so plainly and report no figures,
@@ -216,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     overrides = json.loads(args.config)
     per_window: list[tuple[str, FirstDetection, str]] = []
-    figures = run(args.nab, files, overrides, args.workers, per_window)
+    figures = run(args.nab, files, overrides, args.workers, per_window, via_cli=args.via_cli, all_files=not args.quick)
 
     # the issue's target: the standard score above the best published detector's, judged on the full corpus only
     best_name, (best_standard, _, _) = max(PUBLISHED.items(), key=lambda kv: kv[1][0])

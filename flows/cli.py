@@ -385,7 +385,8 @@ def collect(
 
         sources = build_sources(settings)
         result = collect_all(sources, timeout_s=settings.collect.source_timeout_s)
-        t = DataTable(title=f"{len(result.samples)} samples from {len(sources)} source(s) (dry run: nothing written)")
+        ran = len(sources) - len(result.skipped)
+        t = DataTable(title=f"{len(result.samples)} samples from {ran} source(s) (dry run: nothing written)")
         t.add_column("series", overflow="fold")
         t.add_column("value", justify="right")
         for s in sorted(result.samples, key=lambda s: (s.metric, sorted(s.labels.items())))[:limit]:
@@ -397,6 +398,8 @@ def collect(
             err_console.print(
                 f"[yellow]source {escape(f.source)} {'timed out' if f.timed_out else 'failed'}:[/] {escape(f.error)}"
             )
+        for name, why in result.skipped.items():
+            err_console.print(f"source {name} skipped: {why}", markup=False, highlight=False, soft_wrap=True)
         return
     _announce_prefect()
     from flows.collect import collect as collect_flow

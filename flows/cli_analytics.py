@@ -3,14 +3,51 @@ Parsing and printing only; the work is in ``tasks.analytics``. Mounted on the ma
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from flows.cli import _print_json, _state, console, handle_errors
 from flows.cli_output import DataTable
+
+#: How the evidence's keys read in the table (``--json`` keeps the keys themselves).
+_EVIDENCE_WORDS = {
+    "parts": "score parts",
+    "deviation_z": "deviation z",
+    "anomaly_score": "stored anomaly score",
+    "shared_labels": "shared labels",
+    "peak_in_window": "peak",
+}
+
+
+def evidence_text(evidence: Mapping[str, Any]) -> str:
+    """Root-cause evidence as one line of words and rounded numbers, e.g. ``score parts: anomaly 0.83,
+    correlation 0.77; deviation z 14.3; shared labels host=web-2; saturated yes``.
+
+    Why: printed as-is, the nested mappings came out as Python dict reprs; a missing value is left out
+    rather than shown as ``None``.
+    """
+    from tasks.reports import format_cell
+
+    out = []
+    for key, value in evidence.items():
+        word = _EVIDENCE_WORDS.get(key, key.replace("_", " "))
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            if key == "shared_labels":
+                text = ", ".join(f"{k}={v}" for k, v in value.items()) or "none"
+            else:
+                text = ", ".join(f"{k} {format_cell(v)}" for k, v in value.items() if v is not None) or "none"
+        elif key == "lag_s":
+            word, text = "lag", f"{format_cell(value)} s"
+        else:
+            text = format_cell(value)
+        out.append(f"{word}: {text}" if isinstance(value, Mapping) else f"{word} {text}")
+    return "; ".join(out)
 
 
 def _range(since: str, until: str) -> tuple[datetime, datetime]:
@@ -75,8 +112,7 @@ def root_cause_cmd(
     for col in ("score", "series", "evidence"):
         t.add_column(col, overflow="fold")
     for c in res.causes:
-        ev = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in c.evidence.items())
-        t.add_row(f"{c.score:.2f}", c.series, ev)
+        t.add_row(f"{c.score:.2f}", c.series, evidence_text(c.evidence))
     console.print(t)
 
 

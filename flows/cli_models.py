@@ -18,6 +18,7 @@ from flows.cli import (
     _print_json,
     _state,
     console,
+    err_console,
     handle_errors,
 )
 from flows.cli_output import DataTable, styled
@@ -224,26 +225,54 @@ def anomaly_detect(
     out: Annotated[Path, typer.Option("--out", help="Output folder; each input's relative path is kept.")],
     time_col: Annotated[str, typer.Option("--time-col", help="Timestamp column.")] = "timestamp",
     value_col: Annotated[str, typer.Option("--value-col", help="Value column.")] = "value",
+    warmup: Annotated[
+        str,
+        typer.Option(
+            "--warmup",
+            help="Rows the detector learns before it scores: a number, or 'nab' (NAB's probationary period: "
+            "15 % of each file's rows, at most 750, as the NAB benchmark gives every detector).",
+        ),
+    ] = "nab",
+    sort: Annotated[
+        bool,
+        typer.Option(
+            "--sort", help="Score rows in time order (default: file order, warning when the clock steps back)."
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check the inputs and list what would be written; write nothing.")
     ] = False,
 ) -> None:
     """Score every CSV with the causal detector; writes timestamp,value,anomaly_score (NAB's format)."""
-    from tasks.anomaly.cli_detect import detect_paths
+    from flows.cli_output import escape
+    from tasks.anomaly.cli_detect import detect_paths, parse_warmup
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise CliError(f"no such file or folder: {', '.join(missing)}")
+    rows_warmup = parse_warmup(warmup)
     if dry_run:
         files = [p for p in paths if p.is_file()] + [f for p in paths if p.is_dir() for f in sorted(p.rglob("*.csv"))]
         for f in files:
             console.print(f"would score {f}", markup=False)
         console.print(f"{len(files)} file(s); nothing written (dry run)")
         return
-    summary = detect_paths(paths, time_col=time_col, value_col=value_col, out=out)
-    t = DataTable(title=f"anomaly scores written under {out}")
-    for col in ("input", "rows", "max score", "at", "alarms"):
-        t.add_column(col, justify="right" if col in ("rows", "max score", "alarms") else "left", overflow="fold")
+    summary = detect_paths(
+        paths, time_col=time_col, value_col=value_col, out=out, warmup=rows_warmup, order="time" if sort else "file"
+    )
     for r in summary.files:
-        t.add_row(str(r.source), f"{r.rows:,}", f"{r.max_score:.3f}", str(r.max_score_at or ""), str(r.alarms))
+        for w in r.warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    t = DataTable(title=f"anomaly scores written under {out}")
+    for col in ("input", "rows", "warm-up", "max score", "at", "alarms"):
+        t.add_column(col, justify="left" if col in ("input", "at") else "right", overflow="fold")
+    for r in summary.files:
+        t.add_row(
+            r.source,
+            f"{r.rows:,}",
+            f"{r.warmup:,}",
+            f"{r.max_score:.3f}",
+            r.max_score_at,
+            str(r.alarms),
+        )
     console.print(t)

@@ -99,6 +99,8 @@ def _artifact(result: CollectResult, summary: CollectSummary) -> None:
                 "error": f.error if f else "",
             }
         )
+    for name, why in sorted(result.skipped.items()):
+        rows.append({"source": name, "status": "skipped", "seconds": 0.0, "error": why})
     create_table_artifact(
         table=rows,
         key=ARTIFACT_KEY,
@@ -128,6 +130,8 @@ def collect(
     result = collect_sources(settings)
     for f in result.failures:  # once per failure per tick, clearly
         logger.warning("source %r %s: %s", f.source, "timed out" if f.timed_out else "failed", f.error)
+    for name, why in result.skipped.items():
+        logger.info("source %r skipped: %s", name, why)
     written: WriteResult = write_batch(lake, result.samples)
     if written.rejected:
         logger.warning("%d sample(s) rejected by the lake, e.g.: %s", written.rejected, "; ".join(written.reasons[:3]))

@@ -27,6 +27,7 @@ from tasks.forecasting.registry import ModelRegistry
 from tasks.forecasting.retrain import RetrainResult, retrain_group
 from tasks.lake import Lake
 from tasks.lake import schema as S
+from tasks.reports import format_cell
 from tasks.timeparse import parse_duration
 
 __all__ = ["ForecastSummary", "forecast"]
@@ -92,6 +93,8 @@ def write_forecasts(lake: Lake, results: list[RetrainResult]) -> int:
 
 
 def _artifact(results: list[RetrainResult]) -> None:
+    """The backtest table people read in the UI: scores rounded to 4 significant digits (the raw
+    16-digit floats stay in the flow's return value and the registry)."""
     rows: list[dict[str, Any]] = []
     for r in results:
         for model, sc in sorted(r.scores.items()):
@@ -99,11 +102,16 @@ def _artifact(results: list[RetrainResult]) -> None:
                 {
                     "group": r.name,
                     "model": model,
-                    "mase_mean": sc.get("mase_mean"),
-                    "mase_median": sc.get("mase_median"),
-                    "smape_mean": sc.get("smape_mean"),
-                    "coverage_p80": sc.get("coverage_p80_mean"),
-                    "fit_s": sc.get("fit_s"),
+                    **{
+                        col: format_cell(sc.get(key))
+                        for col, key in (
+                            ("mase_mean", "mase_mean"),
+                            ("mase_median", "mase_median"),
+                            ("smape_mean", "smape_mean"),
+                            ("coverage_p80", "coverage_p80_mean"),
+                            ("fit_s", "fit_s"),
+                        )
+                    },
                 }
             )
     promoted = [r.name for r in results if r.decision and r.decision.get("promoted")]

@@ -2,23 +2,37 @@
 
 One task per notebook (a notebook is one retryable step: a kernel that died is worth one more try);
 the work is ``tasks.reports.render_reports``. The flow adds what people read in the Prefect UI: a
-markdown artifact per report (where the HTML is, the window, its key numbers) and one table
+markdown artifact per report (its key numbers, the window, where the HTML is) and one table
 artifact of the key numbers of every report.
+
+Why no link to the HTML: Prefect artifacts cannot serve a file, and a ``file://`` link names the
+*worker's* disk, which a browser on another machine cannot open (and browsers refuse ``file://``
+links from an ``http://`` page anyway). So the artifact carries what a person needs in the UI (the
+key numbers) and says plainly where the file is — host and path, as text to copy — and how to get
+it: ``cortex-perf report --open`` on that machine, or ``reports.email_to`` for a mailed copy.
 """
 
 from __future__ import annotations
 
+import socket
 import time
-from pathlib import Path
 from typing import Any, TypedDict
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._common import load, stale_run
 from tasks.config import Settings
-from tasks.reports import NOTEBOOKS, ReportResult, mail_reports, notebook_path, render_reports, report_window
+from tasks.reports import (
+    NOTEBOOKS,
+    ReportResult,
+    format_cell,
+    mail_reports,
+    notebook_path,
+    render_reports,
+    report_window,
+)
 
 __all__ = ["ReportSummary", "report"]
 
@@ -51,19 +65,32 @@ def mail(url: str, results: list[ReportResult]) -> int:
     return mail_reports(url, results)
 
 
-def _markdown(res: ReportResult) -> str:
-    uri = Path(res.html).resolve().as_uri()
+def _md_cell(v: object) -> str:
+    """A markdown table cell: ``—`` for nothing, and user text (a series name) cannot break the table."""
+    text = format_cell(v) or "—"
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(res: ReportResult, emailed_to: bool) -> str:
+    """The report's artifact: key numbers first, then where the file is (see the module docstring)."""
+    name = res.name.replace("_", " ").capitalize()
+    mailed = "This run also e-mailed it." if emailed_to else "Set `reports.email_to` to have it mailed."
     lines = [
-        f"# {res.name.replace('_', ' ').capitalize()}",
-        "",
-        f"[{Path(res.html).name}]({uri}) — `{res.html}`",
+        f"# {name}",
         "",
         f"Window {res.since} → {res.until}; {res.images} plot(s), {res.bytes / 1024:.0f} KiB, "
         f"rendered in {res.seconds:.1f} s.",
         "",
         "| figure | value |",
-        "|---|---|",
-        *(f"| {k} | {'—' if v is None else v} |" for k, v in res.key_numbers.items()),
+        "|---|---:|",
+        *(f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in res.key_numbers.items()),
+        "",
+        f"The full report (plots and tables) is a self-contained HTML file on the worker `{socket.gethostname()}`:",
+        "",
+        f"`{res.html}`",
+        "",
+        f"Open it there with `cortex-perf report --notebook {res.name} --open` (renders it afresh), or copy it. "
+        + mailed,
     ]
     return "\n".join(lines)
 
@@ -97,17 +124,13 @@ def report(
     results = []
     for name in names:
         res = render(settings, name, start.isoformat(), end.isoformat())
-        create_markdown_artifact(markdown=_markdown(res), key=artifact_key(name), description=f"Report {name}")
-        create_link_artifact(  # the UI lists links apart: one click from the run to the HTML
-            link=Path(res.html).resolve().as_uri(),
-            link_text=Path(res.html).name,
-            key=artifact_key(name) + "-html",
-            description=f"Report {name} ({res.since} → {res.until})",
+        create_markdown_artifact(
+            markdown=_markdown(res, emailed_to=bool(email_to)), key=artifact_key(name), description=f"Report {name}"
         )
         logger.info("report %s: %s (%.1f s, %d plot(s))", name, res.html, res.seconds, res.images)
         results.append(res)
     create_table_artifact(
-        table=[{"report": r.name, "figure": k, "value": "—" if v is None else str(v)}
+        table=[{"report": r.name, "figure": k, "value": format_cell(v) or "—"}
                for r in results for k, v in r.key_numbers.items()],
         key=TABLE_KEY,
         description="Key numbers of the latest reports",

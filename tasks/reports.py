@@ -16,7 +16,9 @@ Two halves, both plain Python (no Prefect):
 
 from __future__ import annotations
 
+import html as html_lib
 import json
+import math
 import os
 import re
 import sys
@@ -65,6 +67,8 @@ __all__ = [
     "scaling_decisions",
     "series_with_forecast",
     "show_key_numbers",
+    "show_table",
+    "table_html",
     "top_consumers",
 ]
 
@@ -643,6 +647,77 @@ def show_key_numbers(numbers: Mapping[str, Any]) -> None:
     display({KEY_NUMBERS_MIME: plain, "text/markdown": table}, raw=True)
 
 
+#: Rows a report table shows before it says how many it left out (a table is for reading, not a dump).
+TABLE_MAX_ROWS = 30
+
+
+def format_cell(v: Any) -> str:
+    """One value as a person reads it: numbers to 4 significant digits with thousands separators,
+    times to the minute (seconds when there are any), yes/no, and nothing at all for a missing value.
+
+    Why not polars' repr: it prints 16-digit floats, quotes every string and writes ``null``.
+    """
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if v == 0 or math.isinf(v):
+            return str(v) if math.isinf(v) else "0"
+        if abs(v) < 1e-3 or abs(v) >= 1e12:
+            return f"{v:.3g}"
+        decimals = max(0, 3 - math.floor(math.log10(abs(v))))
+        text = f"{v:,.{decimals}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S" if v.second else "%Y-%m-%d %H:%M")
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k}={format_cell(x)}" for k, x in v.items())
+    if isinstance(v, list | tuple):
+        return ", ".join(format_cell(x) for x in v)
+    return str(v)
+
+
+def table_html(df: pl.DataFrame, *, max_rows: int = TABLE_MAX_ROWS) -> str:
+    """``df`` as a plain HTML table: a header of column names (no dtype row, no ``shape:``), cells
+    from ``format_cell`` (escaped: series names and labels are user text), numbers right-aligned,
+    and past ``max_rows`` one line saying how many rows were left out."""
+    numeric = [dt.is_numeric() for dt in df.dtypes]
+    right = ' style="text-align:right"'
+    head = "".join(
+        f"<th{right if n else ''}>{html_lib.escape(c)}</th>" for c, n in zip(df.columns, numeric, strict=True)
+    )
+    body = []
+    for row in df.head(max_rows).iter_rows():
+        cells = (
+            f"<td{right if n else ''}>{html_lib.escape(format_cell(v))}</td>" for v, n in zip(row, numeric, strict=True)
+        )
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = df.height - max_rows
+    note = f"<p><em>{more:,} more rows not shown</em></p>" if more > 0 else ""
+    return f'<table class="dataframe"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>{note}'
+
+
+def show_table(df: pl.DataFrame, empty: str, *, max_rows: int = TABLE_MAX_ROWS) -> bool:
+    """Display ``df`` as a readable table (``table_html``), or ``empty`` in words when it has no rows.
+
+    The one way the report notebooks show a frame; returns whether there was anything to show, so a
+    notebook can plot only then.
+    """
+    from IPython.display import Markdown, display
+
+    if not df.height:
+        display(Markdown(f"_{empty}_"))
+        return False
+    plain = "\n".join(
+        "\t".join(format_cell(v) for v in row) for row in [tuple(df.columns), *df.head(max_rows).iter_rows()]
+    )
+    display({"text/html": table_html(df, max_rows=max_rows), "text/plain": plain}, raw=True)
+    return True
+
+
 def notebook_key_numbers(notebook: Any) -> dict[str, Any] | None:
     """The key numbers an executed notebook displayed with ``show_key_numbers`` (None: it did not)."""
     for cell in notebook.get("cells", []):
@@ -694,23 +769,34 @@ def _lake_env(lake_settings: Any) -> str:
 
 
 def _kernel_manager_with(extra_env: Mapping[str, str]) -> type:
-    """A kernel manager class whose kernels start with ``extra_env`` added to this process's env.
+    """A kernel manager class whose kernels talk over IPC sockets and start with ``extra_env`` added.
 
-    Why not ``os.environ``: setting the variable process-wide would hand the S3 keys to every
-    subprocess another thread starts meanwhile, and two renders at once would race on restoring
-    it. Papermill passes ``kernel_manager_class`` through to nbclient, which starts the kernel with
-    it; the ``env`` given to ``start_kernel`` becomes the kernel process's environment.
+    Why IPC: over TCP (jupyter's default) every report kernel logged ipykernel's "Kernel is running
+    over TCP without encryption" warning into the caller's stderr, and any local user could connect
+    to its ports; Unix sockets in this user's private runtime dir need neither ports nor encryption.
+    Why not ``os.environ`` for ``extra_env``: setting the variable process-wide would hand the S3
+    keys to every subprocess another thread starts meanwhile, and two renders at once would race on
+    restoring it. Papermill passes ``kernel_manager_class`` through to nbclient, which starts the
+    kernel with it; the ``env`` given to ``start_kernel`` becomes the kernel process's environment.
     """
-    from jupyter_client.manager import AsyncKernelManager
+    import uuid
 
-    class _EnvKernelManager(AsyncKernelManager):
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    class _ReportKernelManager(AsyncKernelManager):
         # ``start_kernel`` (what nbclient awaits) is bound to the base class's function at class
         # creation, so overriding ``_async_start_kernel`` alone would never be called.
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.transport = "ipc"
+            # the socket files' prefix: in the runtime dir (the default would be the working directory)
+            self.ip = str(runtime / f"cortex-report-{uuid.uuid4().hex[:12]}-ipc")
             kw["env"] = {**os.environ, **kw.get("env", {}), **extra_env}
             await AsyncKernelManager._async_start_kernel(self, **kw)
 
-    return _EnvKernelManager
+    return _ReportKernelManager
 
 
 def _check_name(name: str) -> None:
@@ -867,11 +953,7 @@ def run_report(
         **dict(parameters or {}),
     }
     t0 = time.perf_counter()
-    extra = (
-        {}
-        if lake_settings is None
-        else {"kernel_manager_class": _kernel_manager_with({LAKE_ENV: _lake_env(lake_settings)})}
-    )
+    kernel_env = {} if lake_settings is None else {LAKE_ENV: _lake_env(lake_settings)}
     nb = pm.execute_notebook(
         str(src),
         str(executed),
@@ -881,7 +963,7 @@ def run_report(
         log_output=False,
         cwd=str(NOTEBOOK_DIR.parent),  # so `import tasks` works whatever the caller's directory
         execution_timeout=timeout_s,
-        **extra,
+        kernel_manager_class=_kernel_manager_with(kernel_env),
     )
     html = to_html(nb, show_code=show_code)
     target = out_dir / f"{stem}.html"

@@ -5,6 +5,9 @@ hourly averages come from the lake's ``rollup_1h`` (cheap at any lake size) and 
 minute-level noise that would make every series look like it "changed". Minute-level incidents
 are the anomaly detector's and the alert engine's job; here they show up only when they last.
 
+A short latency or error spike (an hour far above the series' typical hour) is reported as a
+regression too, dated to its hour; a sustained one is the trend finder's.
+
 Scores are in [0, 1] for every kind, so one ranking mixes kinds: a strong latency regression
 outranks a mild idle GPU. Each detector maps its own statistic (a t-statistic, a fraction of
 time saturated, a count of firings) to [0, 1] with a saturating curve documented beside it.
@@ -45,6 +48,12 @@ HIT_LEVEL = 0.98
 IDLE_LEVEL = 0.05
 #: Fewest hourly points a series needs before its trend is judged.
 MIN_POINTS = 6
+#: A latency/error hour counts as a spike at this many robust deviations above the series' typical
+#: hour, and at least ``SPIKE_MIN_RISE`` (relative) above it: both, so a flat series' tiny wobble is not one.
+SPIKE_Z = 10.0
+SPIKE_MIN_RISE = 0.5
+#: A spike lasts at most this many hours in a row; a longer rise is a level change (``_trend_findings``).
+SPIKE_MAX_HOURS = 3
 
 
 @dataclass(slots=True)
@@ -157,6 +166,64 @@ def _trend_findings(hourly: pl.DataFrame, end: datetime) -> list[Finding]:
         headline = (
             f"{series}: {what} {abs(rel) * 100:.0f}% since {ts[k]:%a %H:%M} UTC ({before:.4g} → {after:.4g}, t={t:.1f})"
         )
+        out.append(Finding(kind, str(series), score, headline, numbers))
+    return out
+
+
+def _spike_findings(hourly: pl.DataFrame, hourly_max: pl.DataFrame) -> list[Finding]:
+    """Short latency/error spikes: an hour far above the series' typical hour, for a few hours at most.
+
+    Why beside ``_trend_findings``: a single mean shift over the range calls a 20-minute incident
+    "noise" (one side of the split is tiny), yet a p95 that jumped eightfold is exactly what a person
+    asks insights for. Typical level and spread are the median and MAD of the (deseasonalised)
+    hourly averages, robust to the spike itself; the peak reported is the hour's max.
+    """
+    out: list[Finding] = []
+    peaks = {(s, t): v for s, t, v in hourly_max.select("series", "ts", "value").iter_rows()}
+    for (series, metric), part in hourly.group_by("series", "metric", maintain_order=True):
+        name = str(metric)
+        latency = is_latency(name)
+        if not (latency or is_error(name)) or part.height < MIN_POINTS:
+            continue
+        part = part.sort("ts")
+        v = _deseasonalised(part)
+        typical = float(np.median(v))
+        spread = 1.4826 * float(np.median(np.abs(v - typical)))
+        if typical <= 0:
+            continue
+        z = (v - typical) / max(spread, 1e-3 * typical)
+        high = (z >= SPIKE_Z) & (v >= typical * (1 + SPIKE_MIN_RISE))
+        if not high.any():
+            continue
+        i = int(np.argmax(np.where(high, z, -np.inf)))
+        lo, hi = i, i
+        while lo > 0 and high[lo - 1]:
+            lo -= 1
+        while hi + 1 < len(v) and high[hi + 1]:
+            hi += 1
+        hours = hi - lo + 1
+        if hours > SPIKE_MAX_HOURS:
+            continue  # a sustained rise: the trend finder's
+        ts = part.get_column("ts").to_list()
+        peak = float(peaks.get((series, ts[i]), part.get_column("value")[i]))
+        times = peak / typical
+        numbers: dict[str, Any] = {
+            "spike_at": ts[lo].isoformat(),
+            "hours": hours,
+            "typical": finite(typical),
+            "hourly_avg": finite(float(part.get_column("value")[i])),
+            "peak": finite(peak),
+            "times_typical": finite(times, 1),
+            "robust_z": finite(float(z[i]), 1),
+        }
+        kind, what = ("latency_regression", "latency spiked") if latency else ("error_regression", "errors spiked")
+        span = "in the hour" if hours == 1 else f"for {hours} h"
+        headline = (
+            f"{series}: {what} to {times:.1f}× its typical level ({typical:.4g} → {peak:.4g}) "
+            f"{span} from {ts[lo]:%a %H:%M} UTC"
+        )
+        # ranked below a sustained regression of the same strength: a spike that is over matters less
+        score = 0.6 * _squash(float(z[i]), SPIKE_Z) * min(1.0, times - 1) ** 0.25
         out.append(Finding(kind, str(series), score, headline, numbers))
     return out
 
@@ -336,6 +403,7 @@ def insights(
     found: list[Finding] = []
     if hourly.height:
         found += _trend_findings(hourly, end)
+        found += _spike_findings(hourly, hourly_max)
         found += _saturation_findings(lake, hourly, hourly_max, start, end)
         found += _forecast_drift(lake, hourly, start, end)
     found += _alert_findings(lake, start, end)

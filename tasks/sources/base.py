@@ -62,6 +62,14 @@ class Source(ABC):
     def collect(self, now: datetime | None = None) -> list[Sample]:
         """Read the source once. ``now`` (aware UTC) stamps samples that carry no time of their own."""
 
+    def skip_reason(self) -> str | None:
+        """Why this source has nothing to do now (found without I/O), or None to run it.
+
+        Why a hook: a source that cannot apply (no API configured) should cost nothing and say so,
+        rather than run and look "up" with zero samples; the runner lists it in ``skipped``.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing open
         """Release clients the source created itself (injected ones belong to the caller)."""
 

@@ -6,28 +6,64 @@ end time) and ``prefect_flow_runs{flow, state}`` (runs seen in the look-back win
 ``running``, ...), a small fixed set, so the series count stays bounded.
 
 Why the source checks for an API first: ``get_client()`` without ``PREFECT_API_URL`` starts a
-temporary local server (15-24 s here) that knows no runs. So with no API configured the source
-yields nothing and says so once; it never starts a server.
+temporary local server (15-24 s here) that knows no runs. So with no API configured the source is
+skipped (``skip_reason``: the runner does not start it and says why); it never starts a server.
+Even asking Prefect's settings imports Prefect (3-5 s here), so when Prefect is not loaded yet and
+nothing Prefect reads could name an API, the answer is "none" without importing it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tasks.config.settings import PrefectSourceSettings
 from tasks.lake.schema import Sample, now_utc, to_utc_ms
 from tasks.sources.base import Source, SourceError, log_once, source_logger
 
-__all__ = ["PrefectSource", "configured_api_url", "flow_runs_to_samples"]
+__all__ = ["NO_API", "PrefectSource", "configured_api_url", "flow_runs_to_samples"]
+
+NO_API = "no Prefect API configured (PREFECT_API_URL unset): flow-run metrics skipped"
+
+
+def _surely_no_api() -> bool:
+    """True when no place Prefect reads its settings from can name an API URL, decided without
+    importing Prefect; False means "ask Prefect" (it may still be unset).
+
+    Conservative on purpose: any ``PREFECT_API…``/profile variable, a ``.env`` mentioning Prefect, a
+    ``prefect.toml``, a ``[tool.prefect]`` table or a profiles file naming ``PREFECT_API_URL`` sends
+    the question to Prefect itself, so a configured API is never missed.
+    """
+    if any(k.startswith(("PREFECT_API", "PREFECT_PROFILE", "PREFECT_TESTING")) for k in os.environ):
+        return False
+    cwd = Path.cwd()
+    if (cwd / "prefect.toml").exists():
+        return False
+    checks = [(cwd / ".env", "PREFECT_"), (cwd / "pyproject.toml", "tool.prefect")]
+    home = Path(os.environ["PREFECT_HOME"]) if os.environ.get("PREFECT_HOME") else Path.home() / ".prefect"
+    checks.append((home / "profiles.toml", "PREFECT_API_URL"))
+    for path, needle in checks:
+        try:
+            if needle in path.read_text(errors="replace"):
+                return False
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
 
 
 def configured_api_url() -> str | None:
     """Prefect's own API URL setting (environment or active profile), ``None`` when unset."""
+    if "prefect.settings" not in sys.modules and _surely_no_api():
+        return None  # nothing could set it, and no in-process settings context exists yet
     from prefect.settings import get_current_settings
 
     url = get_current_settings().api.url
@@ -106,17 +142,18 @@ class PrefectSource(Source):
     def from_settings(cls, cfg: PrefectSourceSettings) -> PrefectSource:
         return cls(lookback_minutes=cfg.lookback_minutes, limit=cfg.limit, api_url=cfg.api_url)
 
+    def skip_reason(self) -> str | None:
+        """``NO_API`` when there is no API to ask (the runner then does not start this source)."""
+        if self._factory is not None or self.api_url or configured_api_url():
+            return None
+        return NO_API
+
     def _client(self) -> AbstractContextManager[Any] | None:
         if self._factory is not None:
             return self._factory()
         url = self.api_url or configured_api_url()
         if not url:
-            log_once(
-                self._log,
-                f"{self.name}:no-api",
-                logging.INFO,
-                "no Prefect API configured (PREFECT_API_URL unset): flow-run metrics skipped",
-            )
+            log_once(self._log, f"{self.name}:no-api", logging.INFO, NO_API)
             return None
         if self.api_url:
             # An explicit API: a client of its own, leaving Prefect's global settings alone.

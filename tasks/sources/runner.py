@@ -44,11 +44,13 @@ class SourceFailure:
 
 @dataclass(slots=True)
 class CollectResult:
-    """Everything one collection produced: samples (including the runner's own) and failures."""
+    """Everything one collection produced: samples (including the runner's own), failures, and the
+    sources skipped with their reason (``Source.skip_reason``: not started, no samples)."""
 
     samples: list[Sample] = field(default_factory=list)
     failures: list[SourceFailure] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -112,8 +114,15 @@ def collect_all(
     if len(set(names)) != len(names):
         raise ValueError(f"source names must be unique, got {names}")
 
+    running = []
+    for s in sources:
+        reason = s.skip_reason()
+        if reason:
+            result.skipped[s.name] = reason
+        else:
+            running.append(s)
     t0 = time.perf_counter()
-    futures: dict[Future[_Outcome], Source] = {_start(s, now): s for s in sources}
+    futures: dict[Future[_Outcome], Source] = {_start(s, now): s for s in running}
     wait(futures, timeout=timeout_s)  # never join a hung source: its thread is left behind
     waited = time.perf_counter() - t0
 

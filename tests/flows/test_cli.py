@@ -231,6 +231,33 @@ def test_lake_compact(tmp_path: Path) -> None:
     assert Lake(str(lake_root)).stats()["tables"]["samples"]["rows"] == 3
 
 
+@pytest.mark.timeout(120)
+def test_collect_dry_run_without_a_prefect_api_skips_prefect_and_says_so(tmp_path: Path) -> None:
+    """No ``PREFECT_API_URL`` (nor a profile or file that sets one): the Prefect source is skipped
+    with a line saying so, and Prefect is never imported (importing it alone cost seconds)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('PREFECT_IMPORTED', 'prefect' in sys.modules, file=sys.stderr))\n"
+        "sys.argv = ['cortex-perf', *sys.argv[1:]]\n"
+        "from flows.cli import main\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CORTEX_PERF_"))}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "--set", f"lake.root={tmp_path / 'lake'}", "--set", "sources.gpu.enabled=false",
+         "--set", "sources.redis.enabled=false", "collect", "--dry-run", "--limit", "5"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=100,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "source prefect skipped: no Prefect API configured" in " ".join(proc.stderr.split())
+    assert "PREFECT_IMPORTED False" in proc.stderr
+    assert "1 source(s)" in proc.stdout  # only the host source ran
+
+
 def test_collect_dry_run_prints_samples_and_writes_nothing(tmp_path: Path) -> None:
     lake_root = tmp_path / "lake"
     code, out, err = _run(

@@ -56,3 +56,22 @@ def test_export_csv_and_dry_run(demo: list[str], tmp_path: Path) -> None:
     assert len(rows) == 2 * 1440 and f"exported {len(rows):,} row(s)" in out
     code, out = _run(*demo, "export", "samples", "-o", str(tmp_path / "x.xlsx"), "-f", "xlsx")
     assert code == 2 and "xlsx" in out
+
+
+def test_root_cause_table_reads_as_text_not_python_dicts(demo: list[str]) -> None:
+    """The evidence column is words and numbers (it printed ``parts={'anomaly': 0.97, …}``)."""
+    code, out = _run(*demo, "root-cause", 'http_request_duration_seconds_p95{host="web-2"}', "--at", "30h")
+    assert code == 0, out
+    assert "Likely causes" in out
+    assert "{'" not in out and "':" not in out and "True" not in out and "False" not in out
+    assert "anomaly" in out and "correlation" in out
+
+
+def test_insights_lists_the_demo_latency_spike_as_a_regression(demo: list[str]) -> None:
+    code, out = _run(*demo, "insights", "--json")
+    assert code == 0, out
+    found = json.loads(out)
+    assert any(
+        f["kind"] == "latency_regression" and f["series"].startswith('http_request_duration_seconds_p95{host="web-1"')
+        for f in found
+    ), [f["headline"] for f in found]

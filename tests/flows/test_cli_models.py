@@ -108,3 +108,38 @@ def test_anomaly_detect_writes_nab_format(tmp_path: Path) -> None:
     assert max(range(len(scores)), key=scores.__getitem__) in range(800, 810)  # the spike scores highest
     dry = runner.invoke(app, ["anomaly", "detect", str(tmp_path / "in"), "--out", str(tmp_path / "o2"), "--dry-run"])
     assert dry.exit_code == 0 and "would score" in dry.stdout and not (tmp_path / "o2").exists()
+
+
+def _stepping_back_csv(path: Path, n: int = 900, step_at: int = 600) -> Path:
+    """Five-minute rows whose clock steps back 55 minutes at data row ``step_at`` (line ``step_at + 2``)."""
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "value"])
+        for i in range(n):
+            t = t0 + timedelta(minutes=5 * i - (55 if i >= step_at else 0))
+            w.writerow([t.strftime("%Y-%m-%d %H:%M:%S"), f"{50 + (i % 7) * 0.3:.3f}"])
+    return path
+
+
+def test_anomaly_detect_scores_a_stepping_back_file_with_a_warning(tmp_path: Path) -> None:
+    f = _stepping_back_csv(tmp_path / "machine.csv")
+    res = runner.invoke(app, ["anomaly", "detect", str(f), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.stderr and "line 602" in res.stderr and "file order" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1  # one line per file, however many steps back
+    assert len(list(csv.DictReader((tmp_path / "out" / "machine.csv").open()))) == 900
+    # NAB's probationary period by default (15 % of 900 rows), a fixed count on request
+    assert " 135 " in res.output
+    res = runner.invoke(app, ["anomaly", "detect", str(f), "--out", str(tmp_path / "o2"), "--warmup", "40", "--sort"])
+    assert res.exit_code == 0, res.output
+    assert " 40 " in res.output and "sorted by time" in res.stderr
+    stamps = [r["timestamp"] for r in csv.DictReader((tmp_path / "o2" / "machine.csv").open())]
+    assert stamps == sorted(stamps)
+
+
+def test_anomaly_detect_bad_warmup_is_one_line(tmp_path: Path) -> None:
+    f = _series_csv(tmp_path / "a.csv", n=50)
+    res = runner.invoke(app, ["anomaly", "detect", str(f), "--out", str(tmp_path / "o"), "--warmup", "lots"])
+    assert res.exit_code == 2 and "--warmup" in res.stderr and "'nab'" in res.stderr
+    assert not (tmp_path / "o").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def test_forecast_flow_writes_forecasts_registry_event_and_artifact(demo_overrid
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])))
     mine = [a for a in arts if a.flow_run_id == state.state_details.flow_run_id]
     assert len(mine) == 1 and "xgboost" in str(mine[0].data) and "seasonal_naive" in str(mine[0].data)
+    table = json.loads(mine[0].data) if isinstance(mine[0].data, str) else mine[0].data
+    numbers = [str(v) for row in table for k, v in row.items() if k not in ("group", "model") and v not in (None, "")]
+    assert numbers and all(re.fullmatch(r"-?[\d,]*\.?\d*", n) for n in numbers), numbers
+    # read by people: at most 4 significant digits (it printed 16-digit floats)
+    assert all(len(n.replace(",", "").replace(".", "").lstrip("-0")) <= 4 for n in numbers), numbers
 
     # a second retrain on the same data registers v2; it cannot beat v1 by more than nothing
     again = forecast(overrides=[*demo_overrides, "forecast.min_improvement=0.01"])

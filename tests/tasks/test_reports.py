@@ -191,6 +191,19 @@ def _offline(html: str) -> bool:
     return not re.search(r"<(?:script|link)[^>]+(?:src|href)=\"https?://", html)
 
 
+def _readable_tables(html: str) -> None:
+    """The report's tables are HTML tables of values, not polars' text repr: no ``shape:`` line, no
+    dtype row, no quoted strings, no ``null``."""
+    assert "shape: (" not in html
+    assert not re.search(
+        r"<t[dh][^>]*>\s*(?:str|f64|i64|u32|i32|bool|datetime\[[^<]*|duration\[[^<]*)\s*</t[dh]>", html
+    )
+    assert not re.search(r"<td[^>]*>\s*&quot;[^<]*&quot;\s*</td>", html)  # polars quotes whole strings
+    assert not re.search(r"<td[^>]*>\s*null\s*</td>", html)
+    for cell in re.findall(r"<td[^>]*>\s*-?(\d+\.\d+)\s*</td>", html):  # 4 significant digits at most
+        assert len(cell.replace(".", "").lstrip("0")) <= 4, cell
+
+
 def test_performance_report_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
     lake, state_path = planted
     res = R.run_report(
@@ -212,6 +225,7 @@ def test_performance_report_notebook_end_to_end(planted: tuple[Lake, str], tmp_p
     assert "data:image/png;base64," in html and _offline(html)
     assert "def show" not in html and "R.latency_percentiles" not in html  # inputs hidden
     assert "Flappy" in html and "web-1" in html and "no data" not in html.lower()
+    _readable_tables(html)
 
 
 def test_alert_review_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
@@ -226,7 +240,8 @@ def test_alert_review_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: P
         "Noisiest and flapping rules",
     ]
     assert res.images >= 2 and _offline(html)
-    assert "HighLatency" in html and "120.0" in html  # its MTTA in seconds
+    assert "HighLatency" in html and re.search(r"<td[^>]*>120</td>", html)  # its MTTA in seconds
+    _readable_tables(html)
     nb = json.loads(Path(res.html).with_suffix(".ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
 
@@ -373,6 +388,7 @@ def test_capacity_planning_notebook_end_to_end(planted: tuple[Lake, str], tmp_pa
     ]
     assert res.images == 3 and _offline(html)  # forecast band, heatmap, scaling steps
     assert "against capacity <strong>0.5</strong>" in html  # the injected parameter, not the default 0.9
+    _readable_tables(html)
 
 
 def test_forecast_errors_against_the_actuals(planted: tuple[Lake, str]) -> None:
@@ -408,3 +424,39 @@ def test_forecast_accuracy_notebook_end_to_end(planted: tuple[Lake, str], tmp_pa
         "Champion history",
     ]
     assert res.images == 2 and _offline(html) and "seasonal_naive" in html and "champion" in html
+    _readable_tables(html)
+
+
+def test_show_table_renders_rounded_escaped_html() -> None:
+    """The one display helper the notebooks use: a real HTML table, numbers rounded to 4 significant
+    digits, empty cells for null, user text escaped, and a row limit that says what it left out."""
+    df = pl.DataFrame(
+        {
+            "series": ['cpu{host="<b>web-1</b>"}', None, "x"],
+            "p95": [0.123456789, 12345.678, None],
+            "count": [3, None, 1_000_000],
+            "flapping": [True, False, None],
+            "at": [datetime(2026, 1, 2, 3, 4, tzinfo=UTC), None, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)],
+        }
+    )
+    html = R.table_html(df)
+    assert html.startswith("<table") and "<b>web-1</b>" not in html and "&lt;b&gt;web-1&lt;/b&gt;" in html
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", html)
+    assert cells[:5] == ["cpu{host=&quot;&lt;b&gt;web-1&lt;/b&gt;&quot;}", "0.1235", "3", "yes", "2026-01-02 03:04"]
+    assert cells[5:10] == ["", "12,346", "", "no", ""]
+    assert cells[10:] == ["x", "", "1,000,000", "", "2026-01-02 03:04:05"]
+    assert "shape" not in html and "str" not in re.sub(r"<td.*", "", html)  # no dtype row in the header
+    _readable_tables(html)
+    big = pl.DataFrame({"i": list(range(100))})
+    cut = R.table_html(big, max_rows=10)
+    assert cut.count("<tr>") == 1 + 10 and "90 more rows not shown" in cut
+
+
+def test_the_kernel_warns_nothing_about_unencrypted_tcp(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The report kernel talks over local IPC sockets, so ipykernel's "running over TCP without
+    encryption" warning never reaches the report's stderr (it did on every report)."""
+    res = R.run_report("alert_review", lake_root=str(tmp_path / "lake"), out_dir=tmp_path / "out", since="1d")
+    out, err = capfd.readouterr()
+    assert "without encryption" not in err + out
+    assert "without encryption" not in Path(res.html).read_text()
+    assert not list(Path.cwd().glob("kernel-*ipc*"))  # no socket files left in the working directory

@@ -174,3 +174,26 @@ def test_change_point_finds_a_step_and_ignores_a_blip() -> None:
     assert cp2 is not None and abs(cp2[1]) < 4
     assert change_point(np.ones(3)) is None
     assert isinstance(Finding("idle", "s", 0.5, "h").to_dict()["numbers"], dict)
+
+
+def test_the_demo_latency_spike_is_listed_as_a_regression(tmp_path: Path) -> None:
+    """``run --demo``'s lake: the planted 20-minute latency spike on web-1 (``tasks.demo``) is a
+    latency regression among the top findings, dated to its hour (hourly trends smoothed it away)."""
+    from tasks.demo import DEMO_INCIDENTS, incident_window, seed_demo
+
+    lake = Lake(str(tmp_path / "lake"))
+    seed_demo(lake, now=NOW, days=3)
+    spike = next(i for i in DEMO_INCIDENTS if i.name == "latency_spike")
+    last = lake.read_rows(S.SAMPLES, NOW - timedelta(hours=1), NOW + timedelta(minutes=1)).get_column("ts").max()
+    assert isinstance(last, datetime)
+    begins, ends = incident_window(spike, last)
+    found = insights(lake, NOW - timedelta(days=7), NOW + timedelta(minutes=1), limit=10)  # the report's limit
+    mine = [f for f in found if f.kind == "latency_regression" and 'host="web-1"' in f.series]
+    assert mine, [f.headline for f in found]
+    f = mine[0]
+    assert f.series.startswith(spike.metric) and "spiked" in f.headline
+    at = datetime.fromisoformat(f.numbers["spike_at"])
+    assert begins - timedelta(hours=1) < at <= ends  # the hour bucket that holds the spike
+    assert f.numbers["times_typical"] >= 2 and f.numbers["hours"] <= 2
+    # the unaffected hosts' latency is not called a regression
+    assert not any(x.kind == "latency_regression" and ("web-3" in x.series or "worker-1" in x.series) for x in found)

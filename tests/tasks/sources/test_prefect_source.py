@@ -6,6 +6,7 @@ Reading a live Prefect server is tested elsewhere (slow tests that start one).
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 import time
@@ -87,3 +88,24 @@ def test_flow_runs_to_samples(check_samples) -> None:
         ("report", "scheduled"): 1,
     }
     assert all(s.ts == NOW for s in samples if s.metric == "prefect_flow_runs")
+
+
+def test_no_api_is_decided_without_prefect_only_when_nothing_could_set_one(monkeypatch, tmp_path) -> None:
+    """The fast "no API" answer is conservative: a variable, a profile or a project file that could
+    name an API sends the question to Prefect's own settings."""
+    from tasks.sources.prefect_runs import _surely_no_api
+
+    for key in [k for k in os.environ if k.startswith("PREFECT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert _surely_no_api()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "profiles.toml").write_text('[profiles.x]\nPREFECT_API_URL = "http://h:4200/api"\n')
+    assert not _surely_no_api()
+    (tmp_path / "home" / "profiles.toml").unlink()
+    (tmp_path / "pyproject.toml").write_text('[tool.prefect.api]\nurl = "http://h:4200/api"\n')
+    assert not _surely_no_api()
+    (tmp_path / "pyproject.toml").unlink()
+    monkeypatch.setenv("PREFECT_API_URL", "http://h:4200/api")
+    assert not _surely_no_api()
