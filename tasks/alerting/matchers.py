@@ -100,7 +100,7 @@ _PERL_HINTS = {
 }
 
 
-def compile_go_regex(pattern: str) -> re.Pattern[str]:
+def compile_go_regex(pattern: str) -> goregex.GoRegexp:
     """Compile an RE2 pattern (``tasks.goregex``) so that ``fullmatch`` behaves as Go's ``^(?:pattern)$``.
 
     Raises ``MatcherError`` with Go's message and the offset for syntax RE2 rejects."""
@@ -122,7 +122,7 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: goregex.GoRegexp | None = field(default=None, compare=False, repr=False)
 
     def matches_value(self, s: str) -> bool:
         if self.op == "=":

@@ -42,7 +42,7 @@ from typing import Any
 
 from tasks.alerting.evaluate import format_value
 from tasks.alerting.promql import parse_duration
-from tasks.goregex import GoRegexError, compile_go_regex
+from tasks.goregex import GoRegexError, GoRegexp, compile_go_regex
 
 __all__ = [
     "FUNCTIONS",
@@ -1038,7 +1038,7 @@ def _strip_domain(hp: str) -> str:
     return host
 
 
-def _go_regexp(pattern: str, caller: str = "match") -> re.Pattern[str]:
+def _go_regexp(pattern: str, caller: str = "match") -> GoRegexp:
     """Compile a Go RE2 pattern (``tasks.goregex``); a bad one fails with Go's text for ``caller``:
     ``match`` is ``regexp.MatchString`` (returns the error), ``reReplaceAll`` is ``regexp.MustCompile``
     (panics with ``regexp: Compile(`PATTERN`): …``, which ``text/template`` reports as the error)."""
@@ -1057,66 +1057,9 @@ def _go_regexp_quote(s: str) -> str:
     return f"`{s}`"
 
 
-def _go_expand(template: str, m: re.Match[str], names: Mapping[str, int]) -> str:
-    """Go's ``Regexp.Expand`` replacement syntax: ``$1``, ``${1}``, ``$name``, ``${name}``, ``$$``."""
-    out: list[str] = []
-    while template:
-        before, sep, after = template.partition("$")
-        if not sep:
-            break
-        out.append(before)
-        template = after
-        if template.startswith("$"):
-            out.append("$")
-            template = template[1:]
-            continue
-        brace = template.startswith("{")
-        s = template[1:] if brace else template
-        k = 0
-        while k < len(s) and (s[k].isalnum() or s[k] == "_"):
-            k += 1
-        if k == 0 or (brace and (k >= len(s) or s[k] != "}")):
-            out.append("$")
-            continue
-        name = s[:k]
-        template = s[k + 1 :] if brace else s[k:]
-        num = -1
-        if name.isascii() and name.isdigit() and not (name[0] == "0" and len(name) > 1) and len(name) <= 8:
-            num = int(name)
-        if num >= 0:
-            if num <= (m.re.groups) and m.group(num) is not None:
-                out.append(m.group(num))
-        elif name in names and m.group(names[name]) is not None:
-            out.append(m.group(names[name]))
-    out.append(template)
-    return "".join(out)
-
-
 def _re_replace_all(pattern: str, repl: str, text: str) -> str:
-    """``regexp.MustCompile(pattern).ReplaceAllString(text, repl)`` with Go's empty-match rule."""
-    rx = _go_regexp(pattern, "reReplaceAll")
-    out: list[str] = []
-    last_match_end = 0
-    search = 0
-    prev_end = -1
-    while search <= len(text):
-        m = rx.search(text, search)
-        if m is None:
-            break
-        a0, a1 = m.span()
-        out.append(text[last_match_end:a0])
-        if a1 > prev_end or a0 == 0:
-            out.append(_go_expand(repl, m, rx.groupindex))
-        prev_end = a1
-        last_match_end = a1
-        if search + 1 > a1:
-            search += 1
-        else:
-            search = a1
-        if a0 == a1 and search <= a1:
-            search = a1 + 1
-    out.append(text[last_match_end:])
-    return "".join(out)
+    """``regexp.MustCompile(pattern).ReplaceAllString(text, repl)`` (RE2: linear in ``text``)."""
+    return _go_regexp(pattern, "reReplaceAll").replace_all(text, repl)
 
 
 def _match(pattern: str, text: str) -> bool:

@@ -292,3 +292,26 @@ def test_template_value_types_in_printf() -> None:
     assert go_sprintf("%[2]d %[1]d", [1, 2]) == "2 1"
     assert go_sprintf("%*d|%.*f|%-*d|", [5, 7, 2, 3.14159, 3, 1]) == "    7|3.14|1  |"
     assert go_sprintf("%d%%|%!|%z", [1, 2]) == "1%|%!!(int=2)|%!z(MISSING)"
+
+
+@pytest.mark.timeout(30)
+def test_regex_functions_run_in_linear_time() -> None:
+    """``reReplaceAll``/``match`` with ``(a*)*c`` over a 40-character label backtracked for hours."""
+    labels = {**GO, "host": "a" * 40}
+    got = render('{{ reReplaceAll "(a*)*c" "x" $labels.host }}|{{ match "(a|aa)+c" $labels.host }}', labels, 0.0)
+    assert got == "a" * 40 + "|false"
+
+
+# Produced by promtool 2.42: Go's leftmost-first submatches and ReplaceAll's empty-match rule.
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{{ reReplaceAll "(a*)*c" "[$1]" "baaacd" }}', "b[aaa]d"),
+        ('{{ reReplaceAll "(a|ab)(c|bcd)(d*)" "[$1|$2|$3]" "abcd" }}', "[a|bcd|]"),
+        ('{{ reReplaceAll "a*" "-" "baaac" }}', "-b-c-"),
+        ('{{ reReplaceAll "(?P<x>b)|a" "<${x}>" "abba" }}', "<><b><b><>"),
+    ],
+)
+def test_re_replace_all_submatches_like_go(template: str, expected: str) -> None:
+    assert render(template, GO, 0.0) == expected
+
