@@ -514,7 +514,9 @@ def labels_str(labels: Mapping[str, str]) -> str:
 
 
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_GO_FLOAT_RE = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.I)
+#: ``[0-9]+(?:\.[0-9]*)?``, not ``[0-9]+\.?[0-9]*``: the ambiguous split backtracks quadratically
+#: on a long digit run, and ``le`` is a label value (data).
+_GO_FLOAT_RE = re.compile(r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.I)
 
 
 def _parse_go_float(text: str) -> float | None:

@@ -780,8 +780,11 @@ class _FuncError(Exception):
     """An error a template function returns: Go reports it as ``error calling NAME: MSG``."""
 
 
-_GO_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
-_GO_HEXFLOAT_RE = re.compile(r"[+-]?0[xX](?:_?[0-9a-fA-F])*\.?(?:[0-9a-fA-F]_?)*[pP][+-]?\d+")
+#: Unambiguous on purpose (``\d+(?:\.\d*)?``, not ``\d+\.?\d*``): these run on label values
+#: (``humanize $labels.x``), and an ambiguous split backtracks quadratically on a long digit run.
+#: Hex: underscores only between digits or after the prefix, as Go's ``underscoreOK``.
+_GO_FLOAT_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
+_GO_HEXFLOAT_RE = re.compile(r"[+-]?0[xX](?:_?[0-9a-fA-F])*(?:\.(?:[0-9a-fA-F](?:_?[0-9a-fA-F])*)?)?[pP][+-]?\d+")
 _GO_SPECIAL_RE = re.compile(r"[+-]?(?:inf|infinity)|nan", re.I)
 
 
@@ -801,6 +804,8 @@ def _parse_go_float(s: str) -> float:
             return sign * float.fromhex(body)
         except OverflowError:
             raise _FuncError(f"strconv.ParseFloat: parsing {_go_quote(s)}: value out of range") from None
+        except ValueError:  # no mantissa digit: "0xp1"
+            pass
     raise _FuncError(f"strconv.ParseFloat: parsing {_go_quote(s)}: invalid syntax")
 
 
@@ -2226,7 +2231,8 @@ class _Parser:
             n.is_int = n.is_float = True
             n.int_value, n.float_value = iv, float(iv)
             return n
-        if text.lstrip("+-")[:2].lower() in ("0x",) or re.fullmatch(r"[+-]?[\d_]*\.?[\d_]*(?:[eE][+-]?[\d_]+)?", text):
+        decimal = re.fullmatch(r"[+-]?[\d_]*(?:\.[\d_]*)?(?:[eE][+-]?[\d_]+)?", text)  # unambiguous: linear
+        if text.lstrip("+-")[:2].lower() in ("0x",) or decimal:
             try:
                 fv = _go_number_float(text)
             except ValueError:

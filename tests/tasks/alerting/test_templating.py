@@ -315,3 +315,15 @@ def test_regex_functions_run_in_linear_time() -> None:
 def test_re_replace_all_submatches_like_go(template: str, expected: str) -> None:
     assert render(template, GO, 0.0) == expected
 
+
+@pytest.mark.timeout(30)
+def test_number_parsing_of_long_label_values_is_linear() -> None:
+    """``humanize`` parses a label value with Go's ``ParseFloat``; the syntax check backtracked
+    quadratically over a long digit run (``\\d+\\.?\\d*``), minutes for 200 000 digits."""
+    digits = "1" * 200_000
+    for bad in (digits + "x", "0x" + digits + "x"):
+        got = expand("{{ humanize $labels.v }}", {"v": bad}, 0.0, name="A", external_url=None)
+        assert got.endswith(": invalid syntax>"), got[-80:]
+    assert render('{{ humanize "0x1_0p0" }}|{{ humanize "1.5e3" }}', GO, 0.0) == "16|1.5k"
+    for bad in ("0x1_p0", "0xp1", "0x_.1p0"):  # Go: underscores only between digits; a digit is needed
+        assert expand(f'{{{{ humanize "{bad}" }}}}', GO, 0.0, name="A", external_url=None).endswith("invalid syntax>")
