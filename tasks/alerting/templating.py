@@ -613,6 +613,54 @@ def _fmt_arg_inner(x: Any, verb: str, f: _Flags, depth: int) -> str:
     raise _Unsupported(f"printing a {_type_name(x)}")
 
 
+#: Go's ``fmt`` refuses widths and precisions beyond this (``tooLarge``): ``%!(BADWIDTH)`` from a
+#: ``*`` argument, and a literal that grows past it ends the verb (``%!(NOVERB)``). Why it matters:
+#: ``printf "%*d" 2000000000 1`` would otherwise build a 2 GB string inside an alert tick.
+_FMT_NUM_MAX = 1_000_000
+
+
+def _too_large(x: int) -> bool:
+    return x > _FMT_NUM_MAX or x < -_FMT_NUM_MAX
+
+
+def _parsenum(s: str, start: int, end: int) -> tuple[int, bool, int]:
+    """Go's ``parsenum``: (number, found, index after); on overflow (0, False, end): the rest of the
+    format is consumed, as Go does."""
+    if start >= end:
+        return 0, False, end
+    num, found, i = 0, False, start
+    while i < end and "0" <= s[i] <= "9":
+        if _too_large(num):
+            return 0, False, end
+        num = num * 10 + ord(s[i]) - 0x30
+        found = True
+        i += 1
+    return num, found, i
+
+
+def _parse_arg_number(fmt: str, i: int) -> tuple[int, int, bool]:
+    """Go's ``parseArgNumber`` on ``fmt[i:]`` (which starts with ``[``): (0-based index, width, ok)."""
+    if len(fmt) - i < 3:
+        return 0, 1, False
+    close = fmt.find("]", i + 1)
+    if close < 0:
+        return 0, 1, False
+    n, ok, newi = _parsenum(fmt, i + 1, close)
+    if not ok or newi != close:
+        return 0, close - i + 1, False
+    return n - 1, close - i + 1, True
+
+
+def _int_from_arg(args: list[Any], arg_num: int) -> tuple[int, bool, int]:
+    """Go's ``intFromArg``: a ``*`` width or precision from an int argument within ±1e6."""
+    if arg_num >= len(args):
+        return 0, False, arg_num
+    a = args[arg_num]
+    if not isinstance(a, int) or isinstance(a, bool) or _too_large(a):
+        return 0, False, arg_num + 1
+    return a, True, arg_num + 1
+
+
 def go_sprintf(fmt: str, args: list[Any]) -> str:
     """Go's ``fmt.Sprintf`` over template values (``%v %s %d %f %.2f %g %e %q %x %t %T %c %U %%`` …)."""
     out: list[str] = []
@@ -649,70 +697,47 @@ def go_sprintf(fmt: str, args: list[Any]) -> str:
         after_index = False
 
         def arg_number(n: int, i: int) -> tuple[int, int, bool]:
+            """Go's ``argNumber``: an explicit ``[n]`` at ``i`` (1-based in the text)."""
             nonlocal reordered, good_arg_num
             if i >= end or fmt[i] != "[":
                 return n, i, False
             reordered = True
-            close = fmt.find("]", i + 1)
-            if close < 0:
-                good_arg_num = False
-                return n, end, False
-            try:
-                idx = int(fmt[i + 1 : close])
-                if not fmt[i + 1 : close].isdigit():
-                    raise ValueError
-            except ValueError:
-                good_arg_num = False
-                return n, close + 1, True
-            if 1 <= idx <= len(args):
-                return idx - 1, close + 1, True
+            index, wid, ok = _parse_arg_number(fmt, i)
+            if ok and 0 <= index < len(args):
+                return index, i + wid, True
             good_arg_num = False
-            return n, close + 1, True
+            return n, i + wid, ok
 
         arg_num, i, after_index = arg_number(arg_num, i)
         if i < end and fmt[i] == "*":
             i += 1
-            if arg_num < len(args) and isinstance(args[arg_num], int) and not isinstance(args[arg_num], bool):
-                f.wid, f.wid_present = int(args[arg_num]), True
-            else:
-                f.wid_present = False
+            f.wid, f.wid_present, arg_num = _int_from_arg(args, arg_num)
+            if not f.wid_present:
                 out.append("%!(BADWIDTH)")
-            arg_num += 1
             if f.wid < 0:
                 f.wid, f.minus, f.zero = -f.wid, True, False
             after_index = False
         else:
-            j = i
-            while j < end and fmt[j].isdigit():
-                j += 1
-            if j > i:
-                f.wid, f.wid_present = int(fmt[i:j]), True
-                if after_index:
-                    good_arg_num = False
-            i = j
-        if i < end and fmt[i] == ".":
+            f.wid, f.wid_present, i = _parsenum(fmt, i, end)
+            if after_index and f.wid_present:  # "%[3]2d"
+                good_arg_num = False
+        if i + 1 < end and fmt[i] == ".":
             i += 1
-            if after_index:
+            if after_index:  # "%[3].2d"
                 good_arg_num = False
             arg_num, i, after_index = arg_number(arg_num, i)
             if i < end and fmt[i] == "*":
                 i += 1
-                if arg_num < len(args) and isinstance(args[arg_num], int) and not isinstance(args[arg_num], bool):
-                    f.prec, f.prec_present = int(args[arg_num]), True
-                    if f.prec < 0:
-                        f.prec, f.prec_present = 0, False
-                else:
-                    f.prec_present = False
+                f.prec, f.prec_present, arg_num = _int_from_arg(args, arg_num)
+                if f.prec < 0:
+                    f.prec, f.prec_present = 0, False
                 if not f.prec_present:
                     out.append("%!(BADPREC)")
-                arg_num += 1
                 after_index = False
             else:
-                j = i
-                while j < end and fmt[j].isdigit():
-                    j += 1
-                f.prec, f.prec_present = (int(fmt[i:j]) if j > i else 0), True
-                i = j
+                f.prec, f.prec_present, i = _parsenum(fmt, i, end)
+                if not f.prec_present:
+                    f.prec, f.prec_present = 0, True
         if not after_index:
             arg_num, i, after_index = arg_number(arg_num, i)
         if i >= end:

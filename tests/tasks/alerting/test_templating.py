@@ -294,6 +294,34 @@ def test_template_value_types_in_printf() -> None:
     assert go_sprintf("%d%%|%!|%z", [1, 2]) == "1%|%!!(int=2)|%!z(MISSING)"
 
 
+# Produced by promtool 2.42 (Go's fmt): widths and precisions beyond 1e6 are refused, never allocated.
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{{ printf "%*d" 1000001 7 }}', "%!(BADWIDTH)7"),
+        ('{{ printf "%*d" 100000000 7 }}', "%!(BADWIDTH)7"),
+        ('{{ printf "%-*d|" -1000001 7 }}', "%!(BADWIDTH)7|"),
+        ('{{ printf "%[2]*[1]d|" 7 1000001 }}', "%!(BADWIDTH)7|"),
+        ('{{ printf "%.*f" 1000001 1.5 }}', "%!(BADPREC)1.500000"),
+        ('{{ printf "%*d" 1000000 7 | len }}', "1000000"),
+        ('{{ printf "%10000000d" 7 | len }}', "10000000"),  # Go's parsenum stops only past 1e6 *before* a digit
+        ('{{ printf "%100000000d" 7 }}', "%!(NOVERB)%!(EXTRA int=7)"),
+        ('{{ printf "%.100000000f" 1.5 }}', "%!(NOVERB)%!(EXTRA float64=1.5)"),
+        ('{{ printf "%[1000000000]d" 7 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%5." 1 }}', "%!.(int=    1)"),
+        ('{{ printf "%.5" 1 }}', "%!(NOVERB)%!(EXTRA int=1)"),
+        ('{{ printf "%[d" 1 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%[1d" 1 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%[]d" 1 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%.[2]d" 1 2 }}', "2"),
+        ('{{ printf "%[1]5d" 1 }}', "%!d(BADINDEX)"),
+    ],
+)
+def test_printf_width_and_precision_bounded_like_go(template: str, expected: str) -> None:
+    assert render(template, GO, 0.0) == expected
+
+
 @pytest.mark.timeout(30)
 def test_regex_functions_run_in_linear_time() -> None:
     """``reReplaceAll``/``match`` with ``(a*)*c`` over a 40-character label backtracked for hours."""
