@@ -226,3 +226,19 @@ def test_catastrophic_pattern_still_finds_its_matches() -> None:
     assert rx.fullmatch("a" * 40 + "c") is not None
     m = rx.search("b" + "a" * 40 + "cd")
     assert m is not None and m.span() == (1, 42)
+
+
+def test_text_without_a_utf8_form_is_matched_not_raised() -> None:
+    # RE2 takes UTF-8; a lone surrogate (possible in a str, never in UTF-8) must not crash a tick
+    assert compile_go_regex("a.+b").fullmatch("a\ud800b") is not None
+    assert compile_go_regex("(x)").replace_all("x\ud800x", "[$1]") == "[x]\ufffd\ufffd\ufffd[x]"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [("$1-${2}", "a-b"), ("$$1", "$1"), ("${1", "${1"), ("$x$1x", "b"), ("$01", ""), ("$name!", "a!"), ("$9", "")],
+)
+def test_expand_is_gos(template: str, expected: str) -> None:
+    rx = compile_go_regex("(?P<name>a)(?P<x>b)")
+    m = rx.fullmatch("ab")
+    assert m is not None and rx.expand(template, m) == expected
