@@ -1,33 +1,39 @@
-"""Go RE2 regular expressions (``regexp/syntax``, Perl flags) translated to Python ``re``.
+"""Go RE2 regular expressions (``regexp/syntax``, Perl flags), checked as Go does and run by RE2.
 
-Why one translator: Prometheus label matchers (``=~``), Alertmanager matchers and the template functions
-``match``/``reReplaceAll`` all take Go RE2 syntax, and people paste the same regexes into each. Python's
-``re`` reads much of the same text differently: its ``$`` also matches before a final newline, ``\\d``
-``\\s`` ``\\w`` ``\\b`` are Unicode, ``{,3}`` is a repeat (a literal in Go), ``(?i)`` must come first,
-``\\Q…\\E``, ``\\z``, ``\\x{41}`` and POSIX ``[[:alpha:]]`` do not exist, and it accepts look-around and
-back-references that RE2 rejects. So this module parses the pattern the way Go's ``regexp/syntax``
-parser does (same grammar, same order of checks) and emits an equivalent Python pattern in which every
-atom carries its own flags; a pattern Go rejects raises ``GoRegexError`` with Go's error code and
-fragment, so ``str(error)`` is Go's ``error parsing regexp: CODE: `EXPR``` text, and with ``position``,
-the 0-based offset of the problem in the pattern.
+Why one translator: Prometheus label matchers (``=~``), Alertmanager matchers, PromQL's
+``label_replace`` and the template functions ``match``/``reReplaceAll`` all take Go RE2 syntax, and
+people paste the same regexes into each. So this module parses the pattern the way Go's
+``regexp/syntax`` parser does (same grammar, same order of checks): a pattern Go rejects raises
+``GoRegexError`` with Go's error code and fragment, so ``str(error)`` is Go's ``error parsing regexp:
+CODE: `EXPR``` text, and with ``position``, the 0-based offset of the problem in the pattern. It emits
+an equivalent pattern in which every atom carries its own flags, and compiles that with RE2
+(``google-re2``): the C++ library Go's ``regexp`` was ported from.
 
-Semantics are Go's: the compiled pattern finds what Go's unanchored ``regexp`` finds (leftmost-first,
-like Python's backtracking); callers that need Prometheus's fully anchored label match use
-``fullmatch`` (``^(?:re)$``). Targets Go ≤ 1.21 as shipped in Prometheus 2.42 / Alertmanager 0.25
-(``(?<name>…)`` is an error there). Not supported: Unicode classes ``\\pL``/``\\p{Greek}`` (Go accepts
-them; here they raise ``GoRegexError`` with code ``unsupported Unicode class``), and Go's size limits
-beyond the repeat-count rule (``expression too large``, nesting depth). Under ``(?i)`` case folding is
-Python's, which agrees with Go's simple folding (``K``/``k``/Kelvin sign, ``s``/``ſ``) except for rare
-classes that mix a negated Perl class with ``(?i)`` (``(?i)[\\W]``).
+Why RE2 and not Python's ``re``: ``re`` backtracks, so ``(a*)*c`` against 40 ``a`` runs for days, and a
+regex is user input here (a lake query, an alert rule, a silence, a template). RE2 runs in time linear
+in the text, as Go's ``regexp`` does, and with Go's semantics: leftmost-first matching and submatches,
+``$`` only at the end of the text, ASCII ``\\d \\s \\w \\b``, Unicode simple case folding.
+
+``compile_go_regex`` hands back a ``GoRegexp``: ``search`` is Go's ``MatchString``/``FindStringSubmatch``,
+``fullmatch`` is Go's ``^(?:pattern)$`` (Prometheus's and Alertmanager's label match), ``expand`` is
+``Regexp.ExpandString`` and ``replace_all`` is ``ReplaceAllString``. Targets Go ≤ 1.21 as shipped in
+Prometheus 2.42 / Alertmanager 0.25 (``(?<name>…)`` is an error there). Not supported: Unicode classes
+``\\pL``/``\\p{Greek}`` (Go accepts them; here they raise ``GoRegexError`` with code ``unsupported Unicode
+class``: Go's and RE2's Unicode tables are of different versions, so we refuse rather than guess). A
+program larger than RE2's memory budget fails with Go's ``expression too large``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, Protocol
 
-__all__ = ["GoRegexError", "compile_go_regex", "translate_go_regex"]
+import re2
+
+__all__ = ["GoMatch", "GoRegexError", "GoRegexp", "compile_go_regex", "translate_go_regex"]
 
 # Go's regexp/syntax ErrorCode texts.
 ERR_INVALID_CHAR_RANGE = "invalid character class range"
@@ -41,12 +47,13 @@ ERR_MISSING_PAREN = "missing closing )"
 ERR_MISSING_REPEAT_ARGUMENT = "missing argument to repetition operator"
 ERR_TRAILING_BACKSLASH = "trailing backslash at end of expression"
 ERR_UNEXPECTED_PAREN = "unexpected )"
+ERR_LARGE = "expression too large"
 #: Not a Go code: Go accepts ``\\p`` classes, Python's ``re`` has none, and we do not build the tables.
 ERR_UNSUPPORTED_UNICODE_CLASS = "unsupported Unicode class"
 
 
 class GoRegexError(ValueError):
-    """A pattern Go's ``regexp.Compile`` rejects (or, for ``\\p`` classes, that we cannot express).
+    """A pattern Go's ``regexp.Compile`` rejects (or, for ``\\p`` classes, that we do not support).
 
     ``code`` and ``expr`` are Go's ``syntax.Error`` fields; ``str()`` is Go's ``Error()`` text;
     ``position`` is the 0-based offset in ``pattern`` where the offending part starts."""
@@ -116,12 +123,14 @@ class _Group:
     cur: list[_Atom] = field(default_factory=list)
 
 
+def _cp(c: int) -> str:
+    """One code point as an RE2 escape: nothing in it is special, inside a class or out."""
+    return f"\\x{{{c:x}}}"
+
+
 def _ranges_py(ranges: list[tuple[int, int]]) -> str:
-    """Python class body for code-point ranges, every code point escaped so nothing is special."""
-    parts = []
-    for lo, hi in ranges:
-        parts.append(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}")
-    return "".join(parts)
+    """RE2 class body for code-point ranges, every code point escaped so nothing is special."""
+    return "".join(_cp(lo) if lo == hi else f"{_cp(lo)}-{_cp(hi)}" for lo, hi in ranges)
 
 
 def _normalise(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -147,23 +156,23 @@ def _negate(ranges: tuple[tuple[int, int], ...] | list[tuple[int, int]]) -> list
 
 
 def _class_py(ranges: list[tuple[int, int]], negated: bool, fold: bool) -> str:
-    """A Python class; negation is left to Python so that, under ``(?i)``, it folds then negates as Go."""
+    """An RE2 class; negation is left to RE2 so that, under ``(?i)``, it folds then negates as Go."""
     norm = _normalise(ranges)
     if not norm:  # cannot come from Go syntax (a class has an item), but stay total
-        return "[\\x00-\\U0010ffff]" if negated else "(?!)"
+        norm, negated = [(0, _MAX_RUNE)], not negated
     py = f"[{'^' if negated else ''}{_ranges_py(norm)}]"
     return f"(?i:{py})" if fold else py
 
 
 def _literal_py(c: str, fold: bool) -> str:
-    esc = re.escape(c)
+    esc = c if c.isascii() and c.isalnum() else _cp(ord(c))
     if fold and (c.lower() != c or c.upper() != c):
         return f"(?i:{esc})"
     return esc
 
 
 class _Parser:
-    """Go's ``regexp/syntax`` parser (Perl flags), emitting Python instead of a syntax tree."""
+    """Go's ``regexp/syntax`` parser (Perl flags), emitting RE2 text instead of a syntax tree."""
 
     def __init__(self, pattern: str) -> None:
         self.s = pattern
@@ -234,7 +243,7 @@ class _Parser:
         raise self.error(ERR_INVALID_ESCAPE, s[i:j], i)
 
     def unicode_class(self, i: int) -> None:
-        """``\\p``/``\\P`` at ``i``: Go checks the name; we cannot express the class in ``re``."""
+        """``\\p``/``\\P`` at ``i``: Go checks the name against its tables; we do not support them."""
         s = self.s
         if i + 2 < len(s) and s[i + 2] == "{":
             end = s.find("}", i)
@@ -309,8 +318,8 @@ class _Parser:
             name = s[i + 4 : end]
             if not name or not all(ch == "_" or (ch.isascii() and ch.isalnum()) for ch in name):
                 raise self.error(ERR_INVALID_NAMED_CAPTURE, s[i : end + 1], i)
-            # Python needs identifiers and unique names; Go allows both ("1", twice): number those.
-            if name.isidentifier() and name not in self.names:
+            # RE2 refuses a repeated name, which Go allows (its first use wins): number the repeats.
+            if name not in self.names:
                 self.names.add(name)
                 self.open_group(f"(?P<{name}>", i)
             else:
@@ -443,7 +452,7 @@ class _Parser:
                 self.push("(?m:^)" if "m" in self.flags else "\\A")
                 i += 1
             elif c == "$":
-                self.push("(?m:$)" if "m" in self.flags else "\\Z")
+                self.push("(?m:$)" if "m" in self.flags else "\\z")
                 i += 1
             elif c == ".":
                 self.push("(?s:.)" if "s" in self.flags else "[^\\n]")
@@ -481,11 +490,11 @@ class _Parser:
         if nxt == "A":
             self.push("\\A")
         elif nxt == "z":
-            self.push("\\Z")
+            self.push("\\z")
         elif nxt == "b":
-            self.push("(?a:\\b)")
+            self.push("\\b")  # ASCII in RE2, as in Go
         elif nxt == "B":
-            self.push("(?a:\\B)")
+            self.push("\\B")
         elif nxt == "C":
             raise self.error(ERR_INVALID_ESCAPE, s[i : i + 2], i)
         elif nxt == "Q":
@@ -507,7 +516,7 @@ class _Parser:
 
 
 def translate_go_regex(pattern: str) -> str:
-    """The Python ``re`` source equivalent to Go RE2 ``pattern`` (unanchored, flags inline).
+    """The RE2 source equivalent to Go RE2 ``pattern`` (unanchored, flags inline, literals escaped).
 
     Raises ``GoRegexError`` (Go's message, and the position) for what ``regexp.Compile`` rejects."""
     if not isinstance(pattern, str):
@@ -515,14 +524,163 @@ def translate_go_regex(pattern: str) -> str:
     return _Parser(pattern).parse()
 
 
+#: RE2's memory budget per compiled pattern (its default): the program and the DFA's state cache.
+#: A pattern whose program does not fit fails with Go's ``expression too large``; a DFA that runs
+#: out falls back to RE2's NFA, still linear in the text.
+MAX_MEM_BYTES = 8 << 20
+
+
+def _options() -> Any:
+    opts = re2.Options()
+    opts.max_mem = MAX_MEM_BYTES
+    opts.log_errors = False  # RE2 would print every refused pattern to stderr
+    return opts
+
+
+_OPTIONS = _options()
+
+
+class GoMatch(Protocol):
+    """One match (``re2``'s match object, the ``re.Match`` API): offsets count code points."""
+
+    def group(self, *groups: int | str) -> Any: ...
+
+    def span(self, group: int = 0) -> tuple[int, int]: ...
+
+    def start(self, group: int = 0) -> int: ...
+
+    def end(self, group: int = 0) -> int: ...
+
+
+def _utf8(text: str) -> str:
+    """``text`` as RE2 can take it: a lone surrogate (no UTF-8 form) becomes U+FFFD, as Go reads a
+    bad byte. Why: a crash on one odd label value must not stop an alert tick."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+class GoRegexp:
+    """A compiled Go regexp run by RE2 (linear time in the text): the one API every caller uses."""
+
+    __slots__ = ("_names", "_rx", "pattern")
+
+    def __init__(self, pattern: str, rx: Any) -> None:
+        self.pattern = pattern  # the Go source, for messages
+        self._rx = rx
+        self._names: dict[str, int] = dict(rx.groupindex)
+
+    def __repr__(self) -> str:
+        return f"GoRegexp({self.pattern!r})"
+
+    @property
+    def groups(self) -> int:
+        """Number of capturing groups (Go's ``NumSubexp``)."""
+        return int(self._rx.groups)
+
+    @property
+    def groupindex(self) -> Mapping[str, int]:
+        """Named groups and their numbers (the first use of a name Go allows twice)."""
+        return self._names
+
+    def search(self, text: str, pos: int = 0) -> GoMatch | None:
+        """The leftmost-first match at or after ``pos`` (Go's ``FindStringSubmatch``), or None."""
+        return self._rx.search(_utf8(text), pos)
+
+    def fullmatch(self, text: str) -> GoMatch | None:
+        """A match of the whole text: Go's ``^(?:pattern)$``, Prometheus's label match."""
+        return self._rx.fullmatch(_utf8(text))
+
+    def finditer(self, text: str) -> Iterator[GoMatch]:
+        """Successive matches as Go's ``FindAll`` loop meets them (an empty match advances one
+        character), including an empty match right after a match: ``replace_all`` drops those."""
+        return self._rx.finditer(_utf8(text))
+
+    def expand(self, template: str, m: GoMatch) -> str:
+        """Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``, ``${name}``, ``$$``; a group that
+        does not exist or did not take part expands to ""; a malformed ``$`` is literal text."""
+        out: list[str] = []
+        while template:
+            before, sep, after = template.partition("$")
+            if not sep:
+                break
+            out.append(before)
+            template = after
+            if template.startswith("$"):
+                out.append("$")
+                template = template[1:]
+                continue
+            got = _extract(template)
+            if got is None:
+                out.append("$")
+                continue
+            name, num, template = got
+            group = num if num >= 0 else self._names.get(name, -1)
+            if 0 <= group <= self.groups:
+                text = m.group(group)
+                if text is not None:
+                    out.append(text)
+        out.append(template)
+        return "".join(out)
+
+    def replace_all(self, text: str, repl: str) -> str:
+        """Go's ``ReplaceAllString(text, repl)`` (``repl`` expanded as ``expand``): no replacement for
+        an empty match right after a previous match, so ``a*`` on ``baaac`` gives ``-b-c-``."""
+        text = _utf8(text)
+        out: list[str] = []
+        last_end = 0
+        for m in self.finditer(text):
+            a0, a1 = m.span()
+            out.append(text[last_end:a0])
+            if a1 > last_end or a0 == 0:
+                out.append(self.expand(repl, m))
+            last_end = a1
+        out.append(text[last_end:])
+        return "".join(out)
+
+
+def _extract(s: str) -> tuple[str, int, str] | None:
+    """Go's ``regexp.extract``: the name after a ``$`` (braced or not), its number (-1 if not a
+    number: leading zero, non-ASCII digits or ≥ 1e9), and the rest; None when malformed."""
+    brace = s.startswith("{")
+    if brace:
+        s = s[1:]
+    i = 0
+    while i < len(s) and (s[i].isalpha() or s[i].isdecimal() or s[i] == "_"):  # unicode.IsLetter/IsDigit
+        i += 1
+    if i == 0:
+        return None
+    name = s[:i]
+    if brace:
+        if i >= len(s) or s[i] != "}":
+            return None
+        i += 1
+    num = 0
+    for ch in name:
+        if not "0" <= ch <= "9" or num >= 100_000_000:
+            num = -1
+            break
+        num = num * 10 + ord(ch) - 0x30
+    if name[0] == "0" and len(name) > 1:
+        num = -1
+    return name, num, s[i:]
+
+
 @lru_cache(maxsize=2048)
-def compile_go_regex(pattern: str) -> re.Pattern[str]:
-    """``regexp.Compile(pattern)`` as a Python pattern: ``search`` is Go's ``MatchString`` and
-    ``fullmatch`` is Go's ``^(?:pattern)$`` (Prometheus's and Alertmanager's label match).
+def compile_go_regex(pattern: str) -> GoRegexp:
+    """``regexp.Compile(pattern)``, run by RE2; raises ``GoRegexError`` as Go's ``Compile`` would.
 
     Cached: rule evaluation and routing compile the same few patterns over and over."""
-    py = translate_go_regex(pattern)
+    source = translate_go_regex(pattern)
     try:
-        return re.compile(py)
-    except re.error as exc:  # a translation bug, not user error: say so with Go's shape
-        raise GoRegexError(f"cannot translate to Python re ({exc})", pattern, pattern, 0) from None
+        rx = re2.compile(source, _OPTIONS)
+    except re2.error as exc:
+        if "too large" in str(exc):  # RE2's "pattern too large - compile failed"
+            raise GoRegexError(ERR_LARGE, pattern, pattern, 0) from None
+        # a translation bug, not user error: say so with Go's shape
+        raise GoRegexError(f"cannot translate to RE2 ({exc})", pattern, pattern, 0) from None
+    return GoRegexp(pattern, rx)

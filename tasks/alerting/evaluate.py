@@ -67,6 +67,7 @@ from tasks.alerting.promql import (
     VectorSelector,
     parse,
 )
+from tasks.goregex import GoRegexError, compile_go_regex
 
 __all__ = [
     "LOOKBACK",
@@ -513,7 +514,9 @@ def labels_str(labels: Mapping[str, str]) -> str:
 
 
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_GO_FLOAT_RE = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.I)
+#: ``[0-9]+(?:\.[0-9]*)?``, not ``[0-9]+\.?[0-9]*``: the ambiguous split backtracks quadratically
+#: on a long digit run, and ``le`` is a label value (data).
+_GO_FLOAT_RE = re.compile(r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)", re.I)
 
 
 def _parse_go_float(text: str) -> float | None:
@@ -521,41 +524,6 @@ def _parse_go_float(text: str) -> float | None:
     if not _GO_FLOAT_RE.fullmatch(text):
         return None
     return float(text)
-
-
-def _go_expand(template: str, m: re.Match[str]) -> str:
-    """Go ``regexp.ExpandString``: ``$1``, ``${1}``, ``$name``, ``${name}``, ``$$``; unknown groups expand to ""."""
-    out: list[str] = []
-    i, n = 0, len(template)
-    names = m.re.groupindex
-    while i < n:
-        j = template.find("$", i)
-        if j < 0:
-            out.append(template[i:])
-            break
-        out.append(template[i:j])
-        i = j + 1
-        if i < n and template[i] == "$":
-            out.append("$")
-            i += 1
-            continue
-        brace = i < n and template[i] == "{"
-        k = i + 1 if brace else i
-        start = k
-        while k < n and (template[k].isalnum() or template[k] == "_"):
-            k += 1
-        name = template[start:k]
-        if not name or (brace and (k >= n or template[k] != "}")):
-            out.append("$")  # malformed: the $ is literal text
-            continue
-        i = k + 1 if brace else k
-        num = int(name) if name.isdigit() and name.isascii() and not (name[0] == "0" and len(name) > 1) else -1
-        if num >= 0 and len(name) <= 8:
-            if num <= (m.re.groups or 0) and m.group(num) is not None:
-                out.append(m.group(num))
-        elif name in names and m.group(name) is not None:
-            out.append(m.group(name))
-    return "".join(out)
 
 
 def _bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
@@ -928,8 +896,8 @@ class _Evaluator:
         v = self.vector(c.args[0])
         dst, repl, src, regex = (self.string_arg(a) for a in c.args[1:])
         try:
-            rx = re.compile(f"(?:{regex})")
-        except re.error:
+            rx = compile_go_regex(regex)  # Go RE2 run by RE2: linear time, fullmatch is ^(?:re)$
+        except GoRegexError:
             raise EvalError(f"invalid regular expression in label_replace(): {regex}") from None
         if not _LABEL_NAME_RE.fullmatch(dst):
             raise EvalError(f"invalid destination label name in label_replace(): {dst}")
@@ -940,7 +908,7 @@ class _Evaluator:
             if m is None:
                 out.append((lab, x))
                 continue
-            res = _go_expand(repl, m)
+            res = rx.expand(repl, m)
             new = {k: val for k, val in lab.items() if k != dst}
             if res:
                 new[dst] = res

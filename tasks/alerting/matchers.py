@@ -45,8 +45,11 @@ _OP_ORDER: dict[str, int] = {"=": 0, "!=": 1, "=~": 2, "!~": 3}
 _MATCHER_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 #: Prometheus label names (``match:`` keys, ``group_by``, ``equal``).
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
-_WS = "[ \t\n\f\r]"  # Go's \s: ASCII only
-_MATCHER_RE = re.compile(rf"{_WS}*([a-zA-Z_:][a-zA-Z0-9_:]*){_WS}*(=~|=|!=|!~){_WS}*(.*?){_WS}*\Z", re.S)
+_WS_CHARS = " \t\n\f\r"  # Go's \s: ASCII only
+_WS = "[ \t\n\f\r]"
+#: Matched against the token with its trailing blanks stripped first: a lazy ``(.*?)\s*\Z`` here
+#: backtracked quadratically over a long inner run of spaces. As written it is linear.
+_MATCHER_RE = re.compile(rf"{_WS}*([a-zA-Z_:][a-zA-Z0-9_:]*){_WS}*(=~|=|!=|!~){_WS}*(.*)\Z", re.S)
 
 
 PathPart = str | int
@@ -100,7 +103,7 @@ _PERL_HINTS = {
 }
 
 
-def compile_go_regex(pattern: str) -> re.Pattern[str]:
+def compile_go_regex(pattern: str) -> goregex.GoRegexp:
     """Compile an RE2 pattern (``tasks.goregex``) so that ``fullmatch`` behaves as Go's ``^(?:pattern)$``.
 
     Raises ``MatcherError`` with Go's message and the offset for syntax RE2 rejects."""
@@ -122,7 +125,7 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: goregex.GoRegexp | None = field(default=None, compare=False, repr=False)
 
     def matches_value(self, s: str) -> bool:
         if self.op == "=":
@@ -211,7 +214,7 @@ def _unescape(raw: str, text: str, offset: int) -> str:
 
 
 def _parse_one(token: str, text: str, offset: int) -> Matcher:
-    m = _MATCHER_RE.match(token)
+    m = _MATCHER_RE.match(token.rstrip(_WS_CHARS))
     if m is None:
         stripped = token.lstrip(" \t\n\f\r")
         pos = offset + len(token) - len(stripped)

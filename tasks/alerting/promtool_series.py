@@ -66,7 +66,8 @@ class SeriesNotationError(ValueError):
         self.column = column
 
 
-_NUM = r"(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[iI][nN][fF]|[nN][aA][nN])"
+#: ``\d+(?:\.\d*)?``, not ``\d+\.?\d*``: the ambiguous split backtracks quadratically on a long digit run.
+_NUM = r"(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|[iI][nN][fF]|[nN][aA][nN])"
 _SEGMENT_RE = re.compile(
     rf"""
     (?P<blank>_)(?:x(?P<blank_n>\d+))?

@@ -42,7 +42,7 @@ from typing import Any
 
 from tasks.alerting.evaluate import format_value
 from tasks.alerting.promql import parse_duration
-from tasks.goregex import GoRegexError, compile_go_regex
+from tasks.goregex import GoRegexError, GoRegexp, compile_go_regex
 
 __all__ = [
     "FUNCTIONS",
@@ -613,6 +613,54 @@ def _fmt_arg_inner(x: Any, verb: str, f: _Flags, depth: int) -> str:
     raise _Unsupported(f"printing a {_type_name(x)}")
 
 
+#: Go's ``fmt`` refuses widths and precisions beyond this (``tooLarge``): ``%!(BADWIDTH)`` from a
+#: ``*`` argument, and a literal that grows past it ends the verb (``%!(NOVERB)``). Why it matters:
+#: ``printf "%*d" 2000000000 1`` would otherwise build a 2 GB string inside an alert tick.
+_FMT_NUM_MAX = 1_000_000
+
+
+def _too_large(x: int) -> bool:
+    return x > _FMT_NUM_MAX or x < -_FMT_NUM_MAX
+
+
+def _parsenum(s: str, start: int, end: int) -> tuple[int, bool, int]:
+    """Go's ``parsenum``: (number, found, index after); on overflow (0, False, end): the rest of the
+    format is consumed, as Go does."""
+    if start >= end:
+        return 0, False, end
+    num, found, i = 0, False, start
+    while i < end and "0" <= s[i] <= "9":
+        if _too_large(num):
+            return 0, False, end
+        num = num * 10 + ord(s[i]) - 0x30
+        found = True
+        i += 1
+    return num, found, i
+
+
+def _parse_arg_number(fmt: str, i: int) -> tuple[int, int, bool]:
+    """Go's ``parseArgNumber`` on ``fmt[i:]`` (which starts with ``[``): (0-based index, width, ok)."""
+    if len(fmt) - i < 3:
+        return 0, 1, False
+    close = fmt.find("]", i + 1)
+    if close < 0:
+        return 0, 1, False
+    n, ok, newi = _parsenum(fmt, i + 1, close)
+    if not ok or newi != close:
+        return 0, close - i + 1, False
+    return n - 1, close - i + 1, True
+
+
+def _int_from_arg(args: list[Any], arg_num: int) -> tuple[int, bool, int]:
+    """Go's ``intFromArg``: a ``*`` width or precision from an int argument within ±1e6."""
+    if arg_num >= len(args):
+        return 0, False, arg_num
+    a = args[arg_num]
+    if not isinstance(a, int) or isinstance(a, bool) or _too_large(a):
+        return 0, False, arg_num + 1
+    return a, True, arg_num + 1
+
+
 def go_sprintf(fmt: str, args: list[Any]) -> str:
     """Go's ``fmt.Sprintf`` over template values (``%v %s %d %f %.2f %g %e %q %x %t %T %c %U %%`` …)."""
     out: list[str] = []
@@ -649,70 +697,47 @@ def go_sprintf(fmt: str, args: list[Any]) -> str:
         after_index = False
 
         def arg_number(n: int, i: int) -> tuple[int, int, bool]:
+            """Go's ``argNumber``: an explicit ``[n]`` at ``i`` (1-based in the text)."""
             nonlocal reordered, good_arg_num
             if i >= end or fmt[i] != "[":
                 return n, i, False
             reordered = True
-            close = fmt.find("]", i + 1)
-            if close < 0:
-                good_arg_num = False
-                return n, end, False
-            try:
-                idx = int(fmt[i + 1 : close])
-                if not fmt[i + 1 : close].isdigit():
-                    raise ValueError
-            except ValueError:
-                good_arg_num = False
-                return n, close + 1, True
-            if 1 <= idx <= len(args):
-                return idx - 1, close + 1, True
+            index, wid, ok = _parse_arg_number(fmt, i)
+            if ok and 0 <= index < len(args):
+                return index, i + wid, True
             good_arg_num = False
-            return n, close + 1, True
+            return n, i + wid, ok
 
         arg_num, i, after_index = arg_number(arg_num, i)
         if i < end and fmt[i] == "*":
             i += 1
-            if arg_num < len(args) and isinstance(args[arg_num], int) and not isinstance(args[arg_num], bool):
-                f.wid, f.wid_present = int(args[arg_num]), True
-            else:
-                f.wid_present = False
+            f.wid, f.wid_present, arg_num = _int_from_arg(args, arg_num)
+            if not f.wid_present:
                 out.append("%!(BADWIDTH)")
-            arg_num += 1
             if f.wid < 0:
                 f.wid, f.minus, f.zero = -f.wid, True, False
             after_index = False
         else:
-            j = i
-            while j < end and fmt[j].isdigit():
-                j += 1
-            if j > i:
-                f.wid, f.wid_present = int(fmt[i:j]), True
-                if after_index:
-                    good_arg_num = False
-            i = j
-        if i < end and fmt[i] == ".":
+            f.wid, f.wid_present, i = _parsenum(fmt, i, end)
+            if after_index and f.wid_present:  # "%[3]2d"
+                good_arg_num = False
+        if i + 1 < end and fmt[i] == ".":
             i += 1
-            if after_index:
+            if after_index:  # "%[3].2d"
                 good_arg_num = False
             arg_num, i, after_index = arg_number(arg_num, i)
             if i < end and fmt[i] == "*":
                 i += 1
-                if arg_num < len(args) and isinstance(args[arg_num], int) and not isinstance(args[arg_num], bool):
-                    f.prec, f.prec_present = int(args[arg_num]), True
-                    if f.prec < 0:
-                        f.prec, f.prec_present = 0, False
-                else:
-                    f.prec_present = False
+                f.prec, f.prec_present, arg_num = _int_from_arg(args, arg_num)
+                if f.prec < 0:
+                    f.prec, f.prec_present = 0, False
                 if not f.prec_present:
                     out.append("%!(BADPREC)")
-                arg_num += 1
                 after_index = False
             else:
-                j = i
-                while j < end and fmt[j].isdigit():
-                    j += 1
-                f.prec, f.prec_present = (int(fmt[i:j]) if j > i else 0), True
-                i = j
+                f.prec, f.prec_present, i = _parsenum(fmt, i, end)
+                if not f.prec_present:
+                    f.prec, f.prec_present = 0, True
         if not after_index:
             arg_num, i, after_index = arg_number(arg_num, i)
         if i >= end:
@@ -780,8 +805,11 @@ class _FuncError(Exception):
     """An error a template function returns: Go reports it as ``error calling NAME: MSG``."""
 
 
-_GO_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
-_GO_HEXFLOAT_RE = re.compile(r"[+-]?0[xX](?:_?[0-9a-fA-F])*\.?(?:[0-9a-fA-F]_?)*[pP][+-]?\d+")
+#: Unambiguous on purpose (``\d+(?:\.\d*)?``, not ``\d+\.?\d*``): these run on label values
+#: (``humanize $labels.x``), and an ambiguous split backtracks quadratically on a long digit run.
+#: Hex: underscores only between digits or after the prefix, as Go's ``underscoreOK``.
+_GO_FLOAT_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)")
+_GO_HEXFLOAT_RE = re.compile(r"[+-]?0[xX](?:_?[0-9a-fA-F])*(?:\.(?:[0-9a-fA-F](?:_?[0-9a-fA-F])*)?)?[pP][+-]?\d+")
 _GO_SPECIAL_RE = re.compile(r"[+-]?(?:inf|infinity)|nan", re.I)
 
 
@@ -801,6 +829,8 @@ def _parse_go_float(s: str) -> float:
             return sign * float.fromhex(body)
         except OverflowError:
             raise _FuncError(f"strconv.ParseFloat: parsing {_go_quote(s)}: value out of range") from None
+        except ValueError:  # no mantissa digit: "0xp1"
+            pass
     raise _FuncError(f"strconv.ParseFloat: parsing {_go_quote(s)}: invalid syntax")
 
 
@@ -1038,7 +1068,7 @@ def _strip_domain(hp: str) -> str:
     return host
 
 
-def _go_regexp(pattern: str, caller: str = "match") -> re.Pattern[str]:
+def _go_regexp(pattern: str, caller: str = "match") -> GoRegexp:
     """Compile a Go RE2 pattern (``tasks.goregex``); a bad one fails with Go's text for ``caller``:
     ``match`` is ``regexp.MatchString`` (returns the error), ``reReplaceAll`` is ``regexp.MustCompile``
     (panics with ``regexp: Compile(`PATTERN`): …``, which ``text/template`` reports as the error)."""
@@ -1057,66 +1087,9 @@ def _go_regexp_quote(s: str) -> str:
     return f"`{s}`"
 
 
-def _go_expand(template: str, m: re.Match[str], names: Mapping[str, int]) -> str:
-    """Go's ``Regexp.Expand`` replacement syntax: ``$1``, ``${1}``, ``$name``, ``${name}``, ``$$``."""
-    out: list[str] = []
-    while template:
-        before, sep, after = template.partition("$")
-        if not sep:
-            break
-        out.append(before)
-        template = after
-        if template.startswith("$"):
-            out.append("$")
-            template = template[1:]
-            continue
-        brace = template.startswith("{")
-        s = template[1:] if brace else template
-        k = 0
-        while k < len(s) and (s[k].isalnum() or s[k] == "_"):
-            k += 1
-        if k == 0 or (brace and (k >= len(s) or s[k] != "}")):
-            out.append("$")
-            continue
-        name = s[:k]
-        template = s[k + 1 :] if brace else s[k:]
-        num = -1
-        if name.isascii() and name.isdigit() and not (name[0] == "0" and len(name) > 1) and len(name) <= 8:
-            num = int(name)
-        if num >= 0:
-            if num <= (m.re.groups) and m.group(num) is not None:
-                out.append(m.group(num))
-        elif name in names and m.group(names[name]) is not None:
-            out.append(m.group(names[name]))
-    out.append(template)
-    return "".join(out)
-
-
 def _re_replace_all(pattern: str, repl: str, text: str) -> str:
-    """``regexp.MustCompile(pattern).ReplaceAllString(text, repl)`` with Go's empty-match rule."""
-    rx = _go_regexp(pattern, "reReplaceAll")
-    out: list[str] = []
-    last_match_end = 0
-    search = 0
-    prev_end = -1
-    while search <= len(text):
-        m = rx.search(text, search)
-        if m is None:
-            break
-        a0, a1 = m.span()
-        out.append(text[last_match_end:a0])
-        if a1 > prev_end or a0 == 0:
-            out.append(_go_expand(repl, m, rx.groupindex))
-        prev_end = a1
-        last_match_end = a1
-        if search + 1 > a1:
-            search += 1
-        else:
-            search = a1
-        if a0 == a1 and search <= a1:
-            search = a1 + 1
-    out.append(text[last_match_end:])
-    return "".join(out)
+    """``regexp.MustCompile(pattern).ReplaceAllString(text, repl)`` (RE2: linear in ``text``)."""
+    return _go_regexp(pattern, "reReplaceAll").replace_all(text, repl)
 
 
 def _match(pattern: str, text: str) -> bool:
@@ -2283,7 +2256,8 @@ class _Parser:
             n.is_int = n.is_float = True
             n.int_value, n.float_value = iv, float(iv)
             return n
-        if text.lstrip("+-")[:2].lower() in ("0x",) or re.fullmatch(r"[+-]?[\d_]*\.?[\d_]*(?:[eE][+-]?[\d_]+)?", text):
+        decimal = re.fullmatch(r"[+-]?[\d_]*(?:\.[\d_]*)?(?:[eE][+-]?[\d_]+)?", text)  # unambiguous: linear
+        if text.lstrip("+-")[:2].lower() in ("0x",) or decimal:
             try:
                 fv = _go_number_float(text)
             except ValueError:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from tasks.goregex import GoRegexError, compile_go_regex
+from tasks.goregex import GoRegexError, GoRegexp, compile_go_regex
 from tasks.lake.schema import LABEL_NAME_RE, METRIC_NAME_RE
 
 OPS = ("=~", "!~", "!=", "=")
@@ -140,7 +140,7 @@ def parse_selector(text: str) -> Selector:
     return Selector(tuple(matchers))
 
 
-def _label_regex(name: str, pattern: str) -> re.Pattern[str]:
+def _label_regex(name: str, pattern: str) -> GoRegexp:
     """The compiled Go RE2 ``pattern``; a bad one is a ``SelectorError`` naming the label and Go's error."""
     try:
         return compile_go_regex(pattern)
@@ -189,7 +189,7 @@ def match_series(catalogue: pl.DataFrame, selector: Selector | str) -> pl.DataFr
         elif m.op == "!=":
             expr = col != m.value
         else:
-            # Python's re per distinct value (few), then a vectorised membership test.
+            # RE2 (linear time) per distinct value (few), then a vectorised membership test.
             values = df.select(col.unique().alias("v")).get_column("v").to_list()
             ok = regex_full_matches(m.name, m.value, values)
             hits = pl.Series([v for v, hit in zip(values, ok, strict=True) if hit], dtype=pl.String)

@@ -169,6 +169,22 @@ def test_lake_query_rate(demo_lake: Path) -> None:
     assert rows and all(r["value"] >= 0 for r in rows)
 
 
+@pytest.mark.timeout(30)
+def test_lake_query_catastrophic_regex_finishes(tmp_path: Path) -> None:
+    """``{host=~"(a*)*c"}`` against a 40-character label value hung ``lake query`` (backtracking re)."""
+    from tasks.lake import Sample
+
+    long = "a" * 40
+    Lake(str(tmp_path / "lake")).write_samples([Sample("up", 1.0, datetime.now(UTC), {"host": long})])
+    base = ["--set", f"lake.root={tmp_path / 'lake'}", "lake", "query", "--since", "1h", "--json"]
+    code, out, err = _run(*base, 'up{host=~"(a*)*c"}')
+    assert code == 0, err
+    assert json.loads(out) == []
+    code, out, err = _run(*base, 'up{host!~"(a*)*c"}')
+    assert code == 0, err
+    assert [r["labels"] for r in json.loads(out)] == [{"host": long}]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -70,6 +70,36 @@ def test_run_dry_run_then_list(env: list[str]) -> None:
     assert code == 0 and "QueueDeep" in out and "1 firing, 1 pending" in out
 
 
+@pytest.mark.timeout(60)
+def test_run_with_catastrophic_regexes_finishes(tmp_path: Path) -> None:
+    """A rule selector, ``label_replace`` and a template with ``(a*)*c`` against a 40-character label
+    value hung ``alerts run``: Python's backtracking re took hours; RE2 is linear."""
+    long = "a" * 40
+    now = datetime.now(UTC)
+    samples = [Sample("queue_depth", 500.0, now - timedelta(seconds=s), {"queue": long}) for s in (0, 30, 60, 90)]
+    Lake(str(tmp_path / "lake")).write_samples(samples)
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        """\
+groups:
+  - name: q
+    rules:
+      - alert: Never
+        expr: queue_depth{queue=~"(a*)*c"} > 100
+      - alert: Deep
+        expr: label_replace(queue_depth{queue!~"(a|aa)+c"}, "q2", "$1", "queue", "(a*)*c") > 100
+        annotations: {summary: '{{ reReplaceAll "(a*)*c" "x" $labels.queue }} {{ match "(a*)*c" $labels.queue }}'}
+"""
+    )
+    env = ["--set", f"lake.root={tmp_path / 'lake'}", "--set", f"state.path={tmp_path / 'state.duckdb'}"]
+    env += ["--set", f'alerting.rule_files=["{rules}"]']
+    code, out = _run(*env, "alerts", "run", "--dry-run", "--json")
+    assert code == 0, out
+    (firing,) = json.loads(out)["firing"]
+    assert firing["labels"] == {"alertname": "Deep", "queue": long}
+    assert firing["annotations"] == {"summary": f"{long} false"}
+
+
 def test_run_without_rule_files_says_so(tmp_path: Path) -> None:
     code, out = _run("--set", f"state.path={tmp_path / 's.duckdb'}", "alerts", "run")
     assert code == 1 and "alerting.rule_files is empty" in out

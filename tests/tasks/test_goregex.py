@@ -8,12 +8,12 @@ whole table against promtool on every run, so a row cannot drift from Go unnotic
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import re2
 import yaml
 
 from tasks.alerting.templating import expand
@@ -134,7 +134,7 @@ def test_rejects_like_go_with_position(pattern: str, message: str, position: int
 
 
 def test_unicode_classes_are_refused_not_misread() -> None:
-    # Go accepts \pL; Python's re has no \p and we build no tables: a clear error, never a guess.
+    # Go accepts \pL; Go's and RE2's Unicode tables differ in version: a clear error, never a guess.
     for pattern, expr in ((r"\pL", r"\pL"), (r"x\p{Greek}", r"\p{Greek}"), (r"[\PN]", r"\PN")):
         with pytest.raises(GoRegexError, match="unsupported Unicode class") as exc:
             compile_go_regex(pattern)
@@ -154,8 +154,10 @@ def test_groups_keep_go_numbering_and_names() -> None:
     assert rx.groups == 2
 
 
-def test_translation_is_plain_python_and_type_checked() -> None:
-    assert re.compile(translate_go_regex("(?i)a[[:digit:]]$")).fullmatch("A1")
+def test_translation_is_plain_re2_and_type_checked() -> None:
+    assert re2.compile(translate_go_regex("(?i)a[[:digit:]]$")).fullmatch("A1")
+    # every non-alphanumeric literal is a \x{…} escape: nothing in user text is special to RE2
+    assert translate_go_regex("a.b\\.$") == "a[^\\n]b\\x{2e}\\z"
     with pytest.raises(TypeError, match="pattern: expected a str"):
         translate_go_regex(b"a")  # type: ignore[arg-type]
 
@@ -198,3 +200,45 @@ def test_promtool_agrees_on_the_table(tmp_path: Path) -> None:
         [PROMTOOL, "test", "rules", str(tmp_path / "test.yml")], capture_output=True, text=True, timeout=50
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[:4000]
+
+
+#: Patterns that backtracking engines (Python's ``re``) take exponential time on, against a text of
+#: 40+ characters: ``(a*)*c`` alone would run for days there. RE2 answers each in linear time.
+CATASTROPHIC: list[tuple[str, str]] = [
+    ("(a*)*c", "a" * 40),
+    ("(a|aa)+c", "a" * 60),
+    ("(x+x+)+y", "x" * 40),
+    ("(?:a?){40}a{40}", "a" * 39 + "b"),
+    ("^(\\w+\\s?)*$", "an alert label value that goes on and on and on!"),
+]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("pattern", "text"), CATASTROPHIC)
+def test_catastrophic_patterns_run_in_linear_time(pattern: str, text: str) -> None:
+    rx = compile_go_regex(pattern)
+    assert rx.search(text) is None and rx.fullmatch(text) is None
+
+
+@pytest.mark.timeout(30)
+def test_catastrophic_pattern_still_finds_its_matches() -> None:
+    rx = compile_go_regex("(a*)*c")
+    assert rx.fullmatch("a" * 40 + "c") is not None
+    m = rx.search("b" + "a" * 40 + "cd")
+    assert m is not None and m.span() == (1, 42)
+
+
+def test_text_without_a_utf8_form_is_matched_not_raised() -> None:
+    # RE2 takes UTF-8; a lone surrogate (possible in a str, never in UTF-8) must not crash a tick
+    assert compile_go_regex("a.+b").fullmatch("a\ud800b") is not None
+    assert compile_go_regex("(x)").replace_all("x\ud800x", "[$1]") == "[x]\ufffd\ufffd\ufffd[x]"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [("$1-${2}", "a-b"), ("$$1", "$1"), ("${1", "${1"), ("$x$1x", "b"), ("$01", ""), ("$name!", "a!"), ("$9", "")],
+)
+def test_expand_is_gos(template: str, expected: str) -> None:
+    rx = compile_go_regex("(?P<name>a)(?P<x>b)")
+    m = rx.fullmatch("ab")
+    assert m is not None and rx.expand(template, m) == expected

@@ -70,3 +70,17 @@ def test_legacy_fields_and_errors():
         parse_inhibit_rules([{}, {"source_matchers": ["a=~'("]}])
     with pytest.raises(ConfigPathError, match="unknown field 'source'"):
         parse_inhibit_rules([{"source": []}])
+
+
+@pytest.mark.timeout(30)
+def test_catastrophic_regex_matchers_inhibit_in_linear_time():
+    """Source/target matchers with ``(a*)*c`` against 40-character values backtracked for hours."""
+    long = "a" * 40
+    rule = parse_inhibit_rule(
+        {"source_matchers": ['host=~"(a*)*c"'], "target_matchers": ['host!~"(a|aa)+c"'], "equal": ["dc"]}
+    )
+    src = alert(alertname="Down", host=long + "c", dc="x")
+    tgt = alert(alertname="Slow", host="a" * 60, dc="x")
+    not_src = alert(alertname="Down2", host=long, dc="y")
+    other = alert(alertname="Slow2", host="a" * 60, dc="y")
+    assert inhibited([src, tgt, not_src, other], [rule], T) == {tgt.fingerprint}

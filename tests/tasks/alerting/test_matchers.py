@@ -87,3 +87,13 @@ def test_matches_empty_follows_silence_rule():
     assert parse_matcher('a=~".*"').matches_empty
     assert not parse_matcher('a=~".+"').matches_empty
     assert not parse_matcher('a!="x"').matches_empty  # negative matchers never count
+
+
+@pytest.mark.timeout(30)
+def test_long_matcher_text_parses_in_linear_time():
+    """The matcher splitter's ``(.*?)\\s*\\Z`` was quadratic on a value with a long inner run of spaces
+    (a 300 000-character silence matcher took minutes); Alertmanager's Go regexp is linear."""
+    value = "x" + " " * 300_000 + "y"
+    (m,) = parse_matchers(f"  host =~ {value}  \t")
+    assert (m.name, m.op, m.value) == ("host", "=~", value)
+    assert m.matches({"host": value}) and not m.matches({"host": value + "z"})

@@ -358,3 +358,18 @@ def test_label_functions_and_histogram_quantile(lake):
         put(lake, "h_bucket", {"le": le, "job": "x"}, [(0 * S, v)])
     assert evaluate("histogram_quantile(0.5, h_bucket)", lake, T) == [({"job": "x"}, 0.1 + (0.5 - 0.1) * (1.5 / 2))]
     assert evaluate("histogram_quantile(0.99, h_bucket)", lake, T) == [({"job": "x"}, 1.0)]
+
+
+@pytest.mark.timeout(30)
+def test_label_replace_reads_go_regex_in_linear_time(lake):
+    """label_replace compiled its regex with Python's ``re``: Go syntax was misread or refused (``\\z``) and
+    ``(a*)*c`` against a 40-character value backtracked for hours."""
+    long = "a" * 40
+    put(lake, "m", {"instance": long}, [(0 * S, 1.0)])
+    assert evaluate('label_replace(m, "x", "$1", "instance", "(a*)*c")', lake, T) == [
+        ({"__name__": "m", "instance": long}, 1.0)
+    ]
+    got = evaluate('label_replace(m, "x", "${1}!", "instance", "(a+)\\\\z")', lake, T)
+    assert got == [({"__name__": "m", "instance": long, "x": long + "!"}, 1.0)]
+    with pytest.raises(EvalError, match=r"^invalid regular expression in label_replace\(\): \(\?=a\)$"):
+        evaluate('label_replace(m, "x", "$1", "instance", "(?=a)")', lake, T)

@@ -106,3 +106,19 @@ def test_validation_errors_name_the_field(cfg, path, message):
         build_route(cfg, receivers=RECEIVERS, time_intervals=set())
     assert str(exc.value).startswith(path + ":")
     assert message in str(exc.value)
+
+
+@pytest.mark.timeout(30)
+def test_catastrophic_regex_routes_in_linear_time():
+    """Route matchers (``matchers`` and legacy ``match_re``) with ``(a*)*c`` on 40-character values."""
+    tree = {
+        "receiver": "root",
+        "routes": [
+            {"matchers": ['host=~"(a*)*c"'], "receiver": "db"},
+            {"match_re": {"host": "(a|aa)+c"}, "receiver": "db-page"},
+        ],
+    }
+    r = build_route(tree, receivers=RECEIVERS)
+    assert receivers_for(r, {"host": "a" * 40}) == ["root"]
+    assert receivers_for(r, {"host": "a" * 60}) == ["root"]
+    assert receivers_for(r, {"host": "a" * 40 + "c"}) == ["db"]

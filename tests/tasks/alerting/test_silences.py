@@ -76,3 +76,14 @@ def test_store_survives_reopen(tmp_path):
     assert again.matchers == s.matchers and again.matchers[0].matches({"msg": 'a"b'})
     with pytest.raises(SilenceError, match="already exists"):
         SilenceStore(path).add(s)
+
+
+@pytest.mark.timeout(30)
+def test_catastrophic_regex_silence_matches_in_linear_time():
+    """A silence ``host=~"(a*)*c"`` against a 40-character label value backtracked for hours."""
+    long = "a" * 40
+    s = new_silence('host=~"(a*)*c"', ends_at=NOW + H, now=NOW)
+    assert silenced_by([s], {"alertname": "X", "host": long}, NOW) == []
+    assert silenced_by([s], {"alertname": "X", "host": long + "c"}, NOW) == [s.id]
+    neg = new_silence('alertname="X", host!~"(a|aa)+c"', ends_at=NOW + H, now=NOW)
+    assert silenced_by([neg], {"alertname": "X", "host": "a" * 60}, NOW) == [neg.id]

@@ -287,6 +287,20 @@ def test_regex_matchers_are_fully_anchored(lake: Lake) -> None:
     assert insts('{__name__=~"g|h", instance=~"b.?"}') == ["b", "ba"]
 
 
+@pytest.mark.timeout(30)
+def test_catastrophic_regex_finishes_in_both_engines(lake: Lake) -> None:
+    """``(a*)*c`` against a 40-character label value: exponential on a backtracking engine (hours)."""
+    long = "a" * 40
+    put(lake, "g", {"instance": long}, [(-10 * S, 1.0)])
+    engine = SQLEngine(lake)
+    exprs = ['g{instance=~"(a*)*c"}', 'g{instance!~"(a*)*c"}', 'count(g{instance=~"(a|aa)+c|(a*)*"})']
+    got = engine.evaluate_many(exprs, T)
+    for e, g in zip(exprs, got, strict=True):
+        assert_same(g, reference(e, lake, T), e)
+    assert got[0] == [] and got[1] == [({"__name__": "g", "instance": long}, 1.0)] and got[2] == [({}, 1.0)]
+    assert engine.last_stats.fallbacks == 0
+
+
 def test_hostile_label_values_travel_as_parameters(lake: Lake) -> None:
     for i, v in enumerate(HOSTILE):
         put(lake, "g", {"path": v}, [(-10 * S, float(i))])

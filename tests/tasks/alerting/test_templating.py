@@ -292,3 +292,66 @@ def test_template_value_types_in_printf() -> None:
     assert go_sprintf("%[2]d %[1]d", [1, 2]) == "2 1"
     assert go_sprintf("%*d|%.*f|%-*d|", [5, 7, 2, 3.14159, 3, 1]) == "    7|3.14|1  |"
     assert go_sprintf("%d%%|%!|%z", [1, 2]) == "1%|%!!(int=2)|%!z(MISSING)"
+
+
+# Produced by promtool 2.42 (Go's fmt): widths and precisions beyond 1e6 are refused, never allocated.
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{{ printf "%*d" 1000001 7 }}', "%!(BADWIDTH)7"),
+        ('{{ printf "%*d" 100000000 7 }}', "%!(BADWIDTH)7"),
+        ('{{ printf "%-*d|" -1000001 7 }}', "%!(BADWIDTH)7|"),
+        ('{{ printf "%[2]*[1]d|" 7 1000001 }}', "%!(BADWIDTH)7|"),
+        ('{{ printf "%.*f" 1000001 1.5 }}', "%!(BADPREC)1.500000"),
+        ('{{ printf "%*d" 1000000 7 | len }}', "1000000"),
+        ('{{ printf "%10000000d" 7 | len }}', "10000000"),  # Go's parsenum stops only past 1e6 *before* a digit
+        ('{{ printf "%100000000d" 7 }}', "%!(NOVERB)%!(EXTRA int=7)"),
+        ('{{ printf "%.100000000f" 1.5 }}', "%!(NOVERB)%!(EXTRA float64=1.5)"),
+        ('{{ printf "%[1000000000]d" 7 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%5." 1 }}', "%!.(int=    1)"),
+        ('{{ printf "%.5" 1 }}', "%!(NOVERB)%!(EXTRA int=1)"),
+        ('{{ printf "%[d" 1 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%[1d" 1 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%[]d" 1 }}', "%!d(BADINDEX)"),
+        ('{{ printf "%.[2]d" 1 2 }}', "2"),
+        ('{{ printf "%[1]5d" 1 }}', "%!d(BADINDEX)"),
+    ],
+)
+def test_printf_width_and_precision_bounded_like_go(template: str, expected: str) -> None:
+    assert render(template, GO, 0.0) == expected
+
+
+@pytest.mark.timeout(30)
+def test_regex_functions_run_in_linear_time() -> None:
+    """``reReplaceAll``/``match`` with ``(a*)*c`` over a 40-character label backtracked for hours."""
+    labels = {**GO, "host": "a" * 40}
+    got = render('{{ reReplaceAll "(a*)*c" "x" $labels.host }}|{{ match "(a|aa)+c" $labels.host }}', labels, 0.0)
+    assert got == "a" * 40 + "|false"
+
+
+# Produced by promtool 2.42: Go's leftmost-first submatches and ReplaceAll's empty-match rule.
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{{ reReplaceAll "(a*)*c" "[$1]" "baaacd" }}', "b[aaa]d"),
+        ('{{ reReplaceAll "(a|ab)(c|bcd)(d*)" "[$1|$2|$3]" "abcd" }}', "[a|bcd|]"),
+        ('{{ reReplaceAll "a*" "-" "baaac" }}', "-b-c-"),
+        ('{{ reReplaceAll "(?P<x>b)|a" "<${x}>" "abba" }}', "<><b><b><>"),
+    ],
+)
+def test_re_replace_all_submatches_like_go(template: str, expected: str) -> None:
+    assert render(template, GO, 0.0) == expected
+
+
+@pytest.mark.timeout(30)
+def test_number_parsing_of_long_label_values_is_linear() -> None:
+    """``humanize`` parses a label value with Go's ``ParseFloat``; the syntax check backtracked
+    quadratically over a long digit run (``\\d+\\.?\\d*``), minutes for 200 000 digits."""
+    digits = "1" * 200_000
+    for bad in (digits + "x", "0x" + digits + "x"):
+        got = expand("{{ humanize $labels.v }}", {"v": bad}, 0.0, name="A", external_url=None)
+        assert got.endswith(": invalid syntax>"), got[-80:]
+    assert render('{{ humanize "0x1_0p0" }}|{{ humanize "1.5e3" }}', GO, 0.0) == "16|1.5k"
+    for bad in ("0x1_p0", "0xp1", "0x_.1p0"):  # Go: underscores only between digits; a digit is needed
+        assert expand(f'{{{{ humanize "{bad}" }}}}', GO, 0.0, name="A", external_url=None).endswith("invalid syntax>")

@@ -68,3 +68,13 @@ def test_rejected_regex_names_the_label_with_gos_error():
     # a regex that matches "" for every matcher is still refused, judged with Go's semantics
     with pytest.raises(SelectorError, match="at least one non-empty matcher"):
         parse_selector(r'{job=~"\Q\E"}')
+
+
+@pytest.mark.timeout(30)
+def test_catastrophic_regex_against_long_label_value_finishes(lake, now):
+    """``(a*)*c`` against a 40-character value took exponential time on Python's backtracking ``re``."""
+    long = "a" * 40
+    lake.write_samples([Sample("up", 1.0, now - timedelta(minutes=1), {"host": long})], now=now)
+    assert lake.raw('up{host=~"(a*)*c"}', now - timedelta(hours=1), now).height == 0
+    df = lake.raw('up{host!~"(a*)*c"}', now - timedelta(hours=1), now)
+    assert [str(s) for s in df.get_column("series").unique()] == [f'up{{host="{long}"}}']
