@@ -178,3 +178,17 @@ def test_notifications_without_config_or_outbox(tmp_path: Path) -> None:
     assert code == 2 and "notify_config is not set" in out
     code, out = _run(*base, "alerts", "notifications")
     assert code == 0 and "No notifications." in out
+
+
+def test_a_failing_rule_does_not_stop_the_others_and_alerts_list_shows_it(env: list[str], tmp_path: Path) -> None:
+    """A rule failing at evaluation is reported by the tick and by `alerts list` (its health), while
+    the other rules of the file still fire."""
+    (tmp_path / "rules.yml").write_text(RULES + "      - alert: Broken\n        expr: topk(1e300, queue_depth) > 0\n")
+    code, out = _run(*env, "alerts", "run", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert [a["labels"]["alertname"] for a in data["firing"]] == ["QueueDeep"]
+    assert [(f["rule"], f["failures"]) for f in data["failing_rules"]] == [("Broken", 1)]
+    code, out = _run(*env, "alerts", "list")
+    assert code == 0 and "QueueDeep" in out
+    assert "1 rule failing" in out and "Broken" in out and "overflows int64" in out
