@@ -232,18 +232,23 @@ def _decide(
         dedupe_window_s=DEDUPE_WINDOW_S,
     )
     dstore.save(new_state, now=now)
-    out.due = take_due(state, now)
+    out.due = take_due(state, now, lease_s=_lease_s(settings))
     return out
+
+
+def _lease_s(settings: Any) -> float:
+    return parse_duration(settings.alerting.delivery_lease).total_seconds()
 
 
 NO_NOTIFY_CONFIG = "alerting.notify_config is not set: alerts are kept, nobody is told"
 
 
-def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime) -> None:
+def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime, lease_s: float) -> None:
     """The sends, after the decisions' commit: each claimed in a transaction of its own before it
-    goes out (``tasks.alerting.delivery``), never inside the batch."""
+    goes out (``tasks.alerting.delivery``), never inside the batch; each claim's lease is renewed
+    while this run lives, so a tick that sends for minutes is never taken over by the next one."""
     if out.due:
-        results = deliver_due(now, cfg.parsed_receivers, state=state, lake=lake, due=out.due)
+        results = deliver_due(now, cfg.parsed_receivers, state=state, lake=lake, due=out.due, lease_s=lease_s)
         out.deliveries = [r.to_dict() for r in results]
 
 
@@ -334,7 +339,7 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
     if decide_error is not None:
         raise decide_error
     if cfg is not None and not dry_run:
-        _deliver(sent, cfg, state, lake, now)
+        _deliver(sent, cfg, state, lake, now, _lease_s(settings))
     return AlertsRunResult(
         now=now,
         rules=len(ruleset.alerts),
