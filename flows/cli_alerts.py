@@ -66,6 +66,30 @@ def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def _print_failing_rules(settings: Any) -> None:
+    """Rules whose last evaluation failed: their alerts below are as they were before it (the
+    failure would otherwise only show in the tick's summary, which nobody may be reading)."""
+    from tasks.alerting.ruler import RuleStore
+    from tasks.state import State
+
+    failing = sorted(
+        (r for r in RuleStore(State.from_settings(settings)).load().values() if r.last_error is not None),
+        key=lambda r: (r.group, r.alert),
+    )
+    if not failing:
+        return
+    console.print(f"{len(failing)} rule{'s' if len(failing) != 1 else ''} failing (alerts keep their last state):")
+    for r in failing:
+        since = f" at {r.last_error_at:%Y-%m-%d %H:%M}" if r.last_error_at else ""
+        # rule names and errors are user text: printed as data, never as Rich markup
+        console.print(
+            f"  {r.group}/{r.alert}: {r.failures} failure(s), last{since}: {r.last_error}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def _find(settings: Any, alert_id: str) -> dict[str, Any]:
     """The live alert whose ID is ``alert_id`` or starts with it (at least 6 characters, unique)."""
     from flows.cli import CliError
@@ -88,10 +112,12 @@ def alerts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Current alerts (firing first, then pending) as the alerts flow last left them."""
-    rows = _rows(_state(ctx).settings(), all_)
+    settings = _state(ctx).settings()
+    rows = _rows(settings, all_)
     if as_json:
         _print_json(rows)
         return
+    _print_failing_rules(settings)
     if not rows:
         console.print("No alert is firing or pending.")
         return

@@ -7,23 +7,43 @@ which is what lets a collect flow, an alert flow and the CLI share it.
 
 Each capability declares its own tables with ``register_schema`` (DDL that is safe to repeat);
 they are created on first use.
+
+Claims (a row one process works on while others must keep off it: an outbox send in flight) name
+their holder with :class:`ClaimOwner` and keep a lease that a :class:`Heartbeat` renews while the
+holder works. Why both: a lease alone cannot tell a slow holder from a dead one once a renewal is
+late; on the same host the holder's process can be looked up, so a live one is never taken over.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
+import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-__all__ = ["State", "StateLockTimeout", "TransactionStats", "observe_transactions", "register_schema", "transaction"]
+__all__ = [
+    "ClaimOwner",
+    "Heartbeat",
+    "State",
+    "StateLockTimeout",
+    "TransactionStats",
+    "observe_transactions",
+    "register_schema",
+    "transaction",
+]
+
+log = logging.getLogger(__name__)
 
 _SCHEMAS: dict[str, str] = {
     "kv": "CREATE TABLE IF NOT EXISTS kv (key VARCHAR PRIMARY KEY, value JSON, updated_at TIMESTAMPTZ)",
@@ -233,3 +253,119 @@ class State:
                 "updated_at = excluded.updated_at",
                 [key, json.dumps(value)],
             )
+
+
+# ---- claims: who holds a row, and whether it still lives ---------------------------------------------
+
+#: Tokens of the claimants of this process whose work is under way (a :class:`Heartbeat` is running).
+_live_tokens: set[str] = set()
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _boot_id() -> str:
+    """This machine's boot (Linux): the same host name after a reboot is another life of the host."""
+    return (_read("/proc/sys/kernel/random/boot_id") or "").strip()
+
+
+def _process_start(pid: int) -> tuple[str, str] | None:
+    """``(state, start time in clock ticks since boot)`` of ``pid`` from ``/proc``; ``None`` if unknown.
+    The start time tells a recycled pid from the process that held a claim."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat or ")" not in stat:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and parentheses
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+_SELF_START = _process_start(os.getpid())
+
+
+@dataclass(frozen=True)
+class ClaimOwner:
+    """Who holds a claim: host and boot, process id and start time, and a token per claimant (one
+    process may run several claimants, one after the other or in threads)."""
+
+    host: str
+    boot: str
+    pid: int
+    started: str | None
+    token: str
+
+    @classmethod
+    def me(cls) -> ClaimOwner:
+        """A new claimant in this process."""
+        pid = os.getpid()
+        start = _process_start(pid)
+        return cls(socket.gethostname(), _boot_id(), pid, start[1] if start else None, uuid.uuid4().hex)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ClaimOwner | None:
+        try:
+            d = json.loads(text) if text else None
+            return cls(str(d["host"]), str(d["boot"]), int(d["pid"]), d["started"], str(d["token"])) if d else None
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def alive(self) -> bool | None:
+        """Whether the claimant still works: ``True``/``False`` on this host, ``None`` on another
+        (only its lease can tell then). In this process: whether its heartbeat runs. Elsewhere on
+        this host: whether its pid exists, is no zombie, and is still the same process."""
+        if self.host != socket.gethostname() or self.boot != _boot_id():
+            return None
+        if self.pid == os.getpid() and (self.started is None or _SELF_START is None or self.started == _SELF_START[1]):
+            return self.token in _live_tokens
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # it exists, under another user
+        proc = _process_start(self.pid)
+        if proc is None:
+            return True  # no /proc to ask: the pid exists, so assume it is the holder
+        state, started = proc
+        return state not in ("Z", "X") and (self.started is None or started == self.started)
+
+
+class Heartbeat:
+    """Runs ``renew`` every ``every_s`` seconds from a daemon thread while the ``with`` block runs,
+    and marks ``token`` as alive in this process meanwhile (see :meth:`ClaimOwner.alive`).
+
+    A renewal that fails is logged and tried again at the next beat: the lease is longer than
+    several beats, and on this host the pid check protects a holder whose renewals are late."""
+
+    def __init__(self, token: str, renew: Callable[[], None], every_s: float) -> None:
+        self.token, self.renew, self.every_s = token, renew, every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        _live_tokens.add(self.token)
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.token[:8]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.renew()
+            except Exception as e:
+                log.warning("claim %s: lease renewal failed (retried at the next beat): %s", self.token[:8], e)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        _live_tokens.discard(self.token)
+        if self._thread is not None:
+            # a renewal waiting for the state DB's lock may take a while; it only touches rows
+            # still claimed by this token, so it is harmless to leave it finishing on its own
+            self._thread.join(timeout=5.0)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -111,17 +112,24 @@ class Hook:
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict]] = []
         self.codes: dict[str, list[int]] = {}
+        #: when a test sets it, the first POST is held (its sender waits for the answer) until set
+        self.hold_first: threading.Event | None = None
         outer = self
 
         class Handler(JsonHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.posts.append((self.path, json.loads(body)))
+                with outer._lock:
+                    outer.posts.append((self.path, json.loads(body)))
+                    first = len(outer.posts) == 1
+                if first and outer.hold_first is not None:
+                    outer.hold_first.wait(120)
                 script = outer.codes.get(self.path, [])
                 code = script.pop(0) if len(script) > 1 else (script[0] if script else 200)
                 self.send_response(code)
                 self.end_headers()
 
+        self._lock = threading.Lock()
         self.http = LocalServer(Handler)
         self.server, self.port = self.http.server, self.http.port
 
@@ -136,6 +144,8 @@ class Hook:
 def hook() -> Iterator[Hook]:
     h = Hook()
     yield h
+    if h.hold_first is not None:
+        h.hold_first.set()  # never leave a sender (or the server's shutdown) waiting
     h.http.close()
 
 

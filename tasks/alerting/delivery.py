@@ -15,9 +15,13 @@ what is due only write intentions, so the alert tick runs them inside its one ba
    through Apprise, then marks it ``sent``, or ``failed`` with the error and the next attempt time
    (exponential backoff, deterministic, capped), or ``dead`` after ``max_retries`` retries. Dead
    entries stay in the outbox and are listed; nothing is dropped silently.
-3. An entry found in ``sending`` at the start of a run (older than ``stale_sending_s``: its run
-   crashed between send and record) is sent again once, flagged ``possible_duplicate`` — the
-   message says so.
+3. A claim names its holder (host, pid, process start time, a token: ``tasks.state.ClaimOwner``)
+   and carries a lease (``lease_until``, wall-clock time) that the holder renews from a heartbeat
+   thread while it works — a tick with many slow receivers sends for minutes. An entry found in
+   ``sending`` at the start of a run is taken over only when its lease has run out *and* its
+   holder is gone (on the same host: its process no longer exists; on another host the lease
+   alone decides). It is then sent again once, flagged ``possible_duplicate`` — the message says
+   so. A live holder's claim is never taken over, however long its send takes.
 
 Where outcomes are recorded, and why two places: every step appends a row to the state DB's
 ``alert_notifications`` table *in the same transaction* as the outbox change, so the history can
@@ -54,7 +58,7 @@ from tasks.alerting.notify_templates import (
 from tasks.alerting.receivers import Receiver, redact_url
 from tasks.lake import schema as S
 from tasks.lake.write import write_partitioned
-from tasks.state import State, register_schema
+from tasks.state import ClaimOwner, Heartbeat, State, register_schema
 
 __all__ = [
     "DeliveryError",
@@ -119,6 +123,23 @@ register_schema(
         next_attempt_at TIMESTAMPTZ
     )""",
 )
+
+# Claims, added after the outbox first shipped: existing state DBs gain the columns in place.
+register_schema(
+    "alert_outbox_claims",
+    f"ALTER TABLE {OUTBOX} ADD COLUMN IF NOT EXISTS claim_token VARCHAR;"
+    f" ALTER TABLE {OUTBOX} ADD COLUMN IF NOT EXISTS claim_owner VARCHAR;"
+    f" ALTER TABLE {OUTBOX} ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ",
+)
+
+#: How long a claim holds without renewal (``alerting.delivery_lease``); renewed every third of it.
+DEFAULT_LEASE_S = 60.0
+Clock = Callable[[], datetime]
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
 
 _RECORD_COLS = (
     "notification_id",
@@ -450,16 +471,32 @@ def _load(raw: str) -> Notification:
     return as_notification(json.loads(raw))
 
 
-def _recover(con: Any, now: datetime, stale_sending_s: float) -> None:
-    """Entries left in ``sending`` by a run that crashed between send and record become due now,
-    once, as possible duplicates."""
-    cutoff = now - timedelta(seconds=stale_sending_s)
-    con.execute(
-        f"UPDATE {OUTBOX} SET status = 'failed', possible_duplicate = true, next_attempt_at = ?, "
-        "last_error = 'interrupted after the send was started: re-sent as a possible duplicate' "
-        "WHERE status = 'sending' AND updated_at <= ?",
-        [now, cutoff],
-    )
+def _recover(con: Any, now: datetime, lease_s: float, clock: Clock) -> None:
+    """Entries left in ``sending`` by a run that died between send and record become due now,
+    once, as possible duplicates: those whose lease has run out and whose holder is gone (see the
+    module docstring). Entries claimed before claims had owners expire ``lease_s`` after their claim."""
+    wall = clock()
+    rows = con.execute(
+        f"SELECT id, claim_token, claim_owner, lease_until, updated_at FROM {OUTBOX} WHERE status = 'sending'"
+    ).fetchall()
+    for entry_id, token, owner_json, lease_until, updated_at in rows:
+        expired = lease_until <= wall if lease_until is not None else updated_at <= now - timedelta(seconds=lease_s)
+        if not expired:
+            continue
+        owner = ClaimOwner.from_json(owner_json)
+        if owner is not None and owner.alive():
+            log.warning(
+                "notification %s: lease ran out but its sender (pid %d on this host) is alive: not taken over",
+                entry_id,
+                owner.pid,
+            )
+            continue
+        con.execute(
+            f"UPDATE {OUTBOX} SET status = 'failed', possible_duplicate = true, next_attempt_at = ?, "
+            "last_error = 'interrupted after the send was started: re-sent as a possible duplicate' "
+            "WHERE id = ? AND status = 'sending' AND claim_token IS NOT DISTINCT FROM ?",
+            [now, entry_id, token],
+        )
 
 
 @dataclass
@@ -474,14 +511,28 @@ class _Finish:
     title: str
     error: str | None
     next_at: datetime | None
+    #: the claim's token; ``None`` for an attempt that failed before any send (nothing was claimed)
+    token: str | None
 
 
 def _write_finish(con: Any, f: _Finish, now: datetime) -> dict[str, Any]:
-    con.execute(
+    """The attempt's outcome, into the outbox only while this run still holds the claim (a run
+    taken over — its lease ran out, on another host — must not overwrite its successor's state)
+    or, for an attempt that sent nothing, while no other run has made an attempt since; into the
+    records always, since the attempt did happen."""
+    params: list[Any]
+    if f.token is not None:
+        guard, params = "claim_token = ?", [f.token]
+    else:
+        guard, params = "status IN ('pending', 'failed') AND attempts = ?", [f.attempt - 1]
+    mine = con.execute(
         f"UPDATE {OUTBOX} SET status = ?, attempts = ?, updated_at = ?, next_attempt_at = ?, last_error = ?, "
-        "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
-        [f.status, f.attempt, now, f.next_at, f.error, f.status, now, f.entry_id],
-    )
+        f"lease_until = NULL, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ? AND {guard} "
+        "RETURNING id",
+        [f.status, f.attempt, now, f.next_at, f.error, f.status, now, f.entry_id, *params],
+    ).fetchall()
+    if not mine:
+        log.warning("notification %s: another run took the claim over while this one sent (%s)", f.entry_id, f.status)
     return _record(
         con,
         entry_id=f.entry_id,
@@ -507,14 +558,23 @@ class DueEntry:
     possible_duplicate: bool
 
 
-def take_due(state: State, now: datetime, *, limit: int = 500, stale_sending_s: float = 60.0) -> list[DueEntry]:
-    """Recover entries a crashed run left in ``sending`` and list what is due at ``now`` (oldest
+def take_due(
+    state: State,
+    now: datetime,
+    *,
+    limit: int = 500,
+    lease_s: float = DEFAULT_LEASE_S,
+    clock: Clock = _wall_clock,
+) -> list[DueEntry]:
+    """Recover entries a dead run left in ``sending`` and list what is due at ``now`` (oldest
     first). Only reads and the recovery write, so it may run inside a :meth:`State.batch` (the
     alert tick lists due entries in the transaction that enqueued them); the sends are claimed
-    one by one later, by :func:`deliver_due`, which skips any another process claimed meanwhile."""
+    one by one later, by :func:`deliver_due`, which skips any another process claimed meanwhile.
+    ``clock``: the wall clock leases are judged by (``now`` is the tick's time, which may be far
+    behind it once a tick has been sending for a while)."""
     now = _aware(now)
     with state.transaction() as con:
-        _recover(con, now, stale_sending_s)
+        _recover(con, now, lease_s, clock)
         rows = con.execute(
             f"SELECT id, receiver, notification, attempts, possible_duplicate FROM {OUTBOX} "
             "WHERE status IN ('pending', 'failed') AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?",
@@ -531,15 +591,16 @@ def deliver_due(
     state: State,
     lake: Any = None,
     limit: int = 500,
-    stale_sending_s: float = 60.0,
+    lease_s: float = DEFAULT_LEASE_S,
     due: Sequence[DueEntry] | None = None,
+    clock: Clock = _wall_clock,
 ) -> list[DeliveryResult]:
     """Send every outbox entry due at ``now`` (oldest first, at most ``limit``); see the module
     docstring for the state machine. ``send`` is injectable (tests, dry runs); the default goes
-    through Apprise. ``stale_sending_s``: an entry in ``sending`` for longer than this belongs to
-    a crashed run (one send is bounded by the receiver's timeout, 10 s by default), not to a run
-    still in flight in another process. With ``lake``, the rows recorded are also appended to the
-    lake's ``notifications`` table.
+    through Apprise. ``lease_s``: each claim's lease, renewed every third of it by a heartbeat
+    thread while this run works (``clock`` tells the time for it); another run takes a claim over
+    only once its lease has run out and its holder is gone. With ``lake``, the rows recorded are
+    also appended to the lake's ``notifications`` table.
 
     Transactions: one to recover and list what is due, then one per entry that commits the
     previous entry's outcome together with this entry's claim (``sending``) — still before this
@@ -552,7 +613,40 @@ def deliver_due(
     if state.in_batch:
         raise ValueError("state: deliver_due commits each claim before its send; give it a State outside a batch")
     if due is None:
-        due = take_due(state, now, limit=limit, stale_sending_s=stale_sending_s)
+        due = take_due(state, now, limit=limit, lease_s=lease_s, clock=clock)
+    if not due:
+        return []
+    owner = ClaimOwner.me()
+    lease = timedelta(seconds=lease_s)
+
+    def renew() -> None:
+        with state.transaction() as con:
+            con.execute(
+                f"UPDATE {OUTBOX} SET lease_until = ? WHERE claim_token = ? AND status = 'sending'",
+                [clock() + lease, owner.token],
+            )
+
+    with Heartbeat(owner.token, renew, lease_s / 3):
+        results, rows = _deliver_entries(due, now, receivers, send, state, owner, lease, clock)
+    if lake is not None and rows:
+        try:
+            _write_lake(lake, rows)
+        except Exception as e:  # the state DB holds the record; export_to_lake can replay this
+            log.warning("notifications: lake write failed (state DB keeps the records): %s", e)
+    return results
+
+
+def _deliver_entries(
+    due: Sequence[DueEntry],
+    now: datetime,
+    receivers: Mapping[str, Receiver],
+    send: Sender,
+    state: State,
+    owner: ClaimOwner,
+    lease: timedelta,
+    clock: Clock,
+) -> tuple[list[DeliveryResult], list[dict[str, Any]]]:
+    """:func:`deliver_due`'s loop, while the heartbeat keeps ``owner``'s claims alive."""
     results: list[DeliveryResult] = []
     rows: list[dict[str, Any]] = []
     finish: _Finish | None = None
@@ -585,12 +679,14 @@ def deliver_due(
                     finish = None
                 if rendered is not None:
                     # Intended → in flight, committed before the network call: a crash from here
-                    # on leaves the entry in 'sending'; the next run re-sends it once, flagged.
+                    # on leaves the entry in 'sending'; once the lease has run out, the next run
+                    # re-sends it once, flagged.
                     claimed = bool(
                         con.execute(
-                            f"UPDATE {OUTBOX} SET status = 'sending', attempts = ?, updated_at = ? "
+                            f"UPDATE {OUTBOX} SET status = 'sending', attempts = ?, updated_at = ?, "
+                            "claim_token = ?, claim_owner = ?, lease_until = ? "
                             "WHERE id = ? AND status IN ('pending', 'failed') AND attempts = ? RETURNING id",
-                            [attempt, now, entry_id, attempts],
+                            [attempt, now, owner.token, owner.to_json(), clock() + lease, entry_id, attempts],
                         ).fetchall()
                     )
                     if claimed:
@@ -625,7 +721,8 @@ def deliver_due(
             status = "failed"
             next_at = now + timedelta(seconds=policy.backoff_s(attempt))
         title = rendered.title if rendered else ""
-        finish = _Finish(entry_id, n, attempt, status, bool(dup), title, error, next_at)
+        token = owner.token if rendered is not None else None
+        finish = _Finish(entry_id, n, attempt, status, bool(dup), title, error, next_at, token)
         if status != "sent":
             log.warning("notification %s to %s: %s (attempt %d): %s", entry_id, receiver_name, status, attempt, error)
         results.append(
@@ -646,12 +743,7 @@ def deliver_due(
     if finish is not None:
         with state.transaction() as con:
             rows.append(_write_finish(con, finish, now))
-    if lake is not None and rows:
-        try:
-            _write_lake(lake, rows)
-        except Exception as e:  # the state DB holds the record; export_to_lake can replay this
-            log.warning("notifications: lake write failed (state DB keeps the records): %s", e)
-    return results
+    return results, rows
 
 
 # ---- test-notify -----------------------------------------------------------------------------------

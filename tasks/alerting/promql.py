@@ -292,18 +292,33 @@ def tokenize(src: str) -> list[Token]:
 
 #: Prometheus's common/model.ParseDuration: units in descending order, each at most once; "0" alone.
 _FULL_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_ORDERED_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+_ORDERED_UNITS_MS = (31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1_000, 1)
+#: The longest duration Prometheus accepts: its durations are Go ``time.Duration``s (int64
+#: nanoseconds, about 292 years), counted in whole milliseconds. Beyond it promtool says "duration
+#: out of range"; we must too, or a rule that passes ``rules check`` overflows at evaluation.
+MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 
 
 def parse_duration(text: str) -> float:
     """``1h30m`` → 5400.0 seconds, as Prometheus parses durations (range selectors and rule files
-    alike): units ms s m h d w y, in descending order, each at most once; raises ``ValueError``."""
+    alike): units ms s m h d w y, in descending order, each at most once, at most
+    :data:`MAX_DURATION_MS` in all; raises ``ValueError``."""
     if text == "0":
         return 0.0
     m = _FULL_DURATION_RE.match(text)
     if not text or m is None or not any(m.groups()):
         raise ValueError(f'not a valid duration string: "{text}"')
-    return sum(int(g) * u for g, u in zip(m.groups(), _ORDERED_UNITS, strict=True) if g)
+    total_ms = 0
+    for g, unit_ms in zip(m.groups(), _ORDERED_UNITS_MS, strict=True):
+        if g:
+            # a count longer than the bound's 13 digits is out of range whatever its value (and
+            # int() of thousands of digits would fail with Python's own message)
+            if len(g.lstrip("0")) > len(str(MAX_DURATION_MS)):
+                raise ValueError("duration out of range")
+            total_ms += int(g) * unit_ms
+    if total_ms > MAX_DURATION_MS:
+        raise ValueError("duration out of range")
+    return total_ms / 1000
 
 
 # ---- parser ---------------------------------------------------------------------------------------

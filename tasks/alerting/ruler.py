@@ -29,14 +29,19 @@ top of it, so the compatible core stays provable:
 * **Recording rules** write their result back to the lake at the evaluation time, before the next
   rule of the group runs, as Prometheus does within a group.
 
-A failing rule (an expression error, duplicate alert label sets) leaves its state untouched and is
-reported; it never stops the other rules.
+A failing rule (an expression error, duplicate alert label sets, or any unexpected exception)
+leaves its alert state untouched and is reported; it never stops the other rules. Like Prometheus's
+``prometheus_rule_evaluation_failures_total`` and rule ``health``/``lastError``, each rule's failures
+are counted in its stored state (``failures``, ``last_error``: ``None`` once an evaluation succeeds
+again) and :func:`failure_samples` turns them into the lake series
+``cortex_perf_rule_evaluation_failures_total{rule_group, rule}``, so a broken rule can alert.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,7 +52,6 @@ from tasks.alerting.evaluate import Vector, evaluate
 from tasks.alerting.lifecycle import (
     AlertInstance,
     AlertState,
-    LifecycleError,
     Transition,
     alert_labels,
     dump_instances,
@@ -61,7 +65,9 @@ from tasks.state import State, register_schema
 
 __all__ = [
     "NODATA_LABEL",
+    "RULE_FAILURES_METRIC",
     "Evaluator",
+    "RuleHealth",
     "RuleOutcome",
     "RuleStore",
     "StoredRule",
@@ -69,6 +75,7 @@ __all__ = [
     "due_times",
     "effective_rule",
     "evaluate_rule",
+    "failure_samples",
     "instances_to_alerts",
     "rule_key",
     "run_rules",
@@ -78,13 +85,23 @@ Evaluator = Callable[[Expr, Any, datetime], "float | Vector"]
 #: Many expressions at one time, each slot a value or the exception it raised (``sqlcompile.evaluate_many``).
 BatchEvaluator = Callable[[Sequence[Expr], Any, datetime], "list[float | Vector | Exception]"]
 NODATA_LABEL = "nodata"
+#: Prometheus's ``prometheus_rule_evaluation_failures_total``, per rule: ``{rule_group, rule}``.
+RULE_FAILURES_METRIC = "cortex_perf_rule_evaluation_failures_total"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+log = logging.getLogger(__name__)
 
 register_schema(
     "alert_rules",
     "CREATE TABLE IF NOT EXISTS alert_rules ("
     " rule_key VARCHAR PRIMARY KEY, grp VARCHAR, alert VARCHAR, last_eval TIMESTAMPTZ,"
     " instances JSON, updated_at TIMESTAMPTZ)",
+)
+# Rule health, added after the table first shipped: existing state DBs gain the columns in place.
+register_schema(
+    "alert_rules_health",
+    "ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS failures BIGINT DEFAULT 0;"
+    " ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS last_error VARCHAR;"
+    " ALTER TABLE alert_rules ADD COLUMN IF NOT EXISTS last_error_at TIMESTAMPTZ",
 )
 
 
@@ -214,8 +231,14 @@ def evaluate_rule(
             vector = _hold_until_resolved(rule, lake, t, vector, live, evaluator)
         new, transitions = step(rule, vector, t, instances)
         return RuleOutcome(new, transitions, no_data=no_data)
-    except (LifecycleError, ValueError, ArithmeticError) as exc:
-        return RuleOutcome(list(instances), [], error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # LifecycleError, PromQL errors, and bugs alike: this rule fails alone
+        return RuleOutcome(list(instances), [], error=_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a rule's error: its type (an ``OverflowError`` says more than its text) and text."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _hold_until_resolved(
@@ -249,6 +272,11 @@ class StoredRule:
     alert: str
     last_eval: datetime | None
     instances: list[AlertInstance]
+    #: evaluations that failed since the rule (this definition of it) was first evaluated
+    failures: int = 0
+    #: the newest evaluation's error, ``None`` when it succeeded (Prometheus's ``lastError``)
+    last_error: str | None = None
+    last_error_at: datetime | None = None
 
 
 class RuleStore:
@@ -259,25 +287,48 @@ class RuleStore:
 
     def load(self) -> dict[str, StoredRule]:
         with self.state.transaction() as con:
-            rows = con.execute("SELECT rule_key, grp, alert, last_eval, instances FROM alert_rules").fetchall()
+            rows = con.execute(
+                "SELECT rule_key, grp, alert, last_eval, instances, failures, last_error, last_error_at "
+                "FROM alert_rules"
+            ).fetchall()
         out: dict[str, StoredRule] = {}
-        for key, grp, alert, last_eval, inst in rows:
-            le = last_eval.astimezone(UTC) if last_eval is not None else None
-            out[key] = StoredRule(key, grp, alert, le, load_instances(json.loads(inst) if inst else []))
+        for key, grp, alert, last_eval, inst, failures, last_error, last_error_at in rows:
+            out[key] = StoredRule(
+                key,
+                grp,
+                alert,
+                _as_utc(last_eval),
+                load_instances(json.loads(inst) if inst else []),
+                int(failures or 0),
+                last_error,
+                _as_utc(last_error_at),
+            )
         return out
 
     def save(self, rows: Iterable[StoredRule], *, prune_except: set[str] | None = None) -> None:
         """Upsert ``rows``; with ``prune_except``, delete rules no longer configured (their alerts end)."""
         data = [
-            (r.rule_key, r.group, r.alert, r.last_eval, json.dumps(dump_instances(r.instances)), datetime.now(UTC))
+            (
+                r.rule_key,
+                r.group,
+                r.alert,
+                r.last_eval,
+                json.dumps(dump_instances(r.instances)),
+                datetime.now(UTC),
+                r.failures,
+                r.last_error,
+                r.last_error_at,
+            )
             for r in rows
         ]
         with self.state.transaction() as con:
             if data:
                 con.executemany(
-                    "INSERT INTO alert_rules VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (rule_key) DO UPDATE SET "
-                    "grp = excluded.grp, alert = excluded.alert, last_eval = excluded.last_eval, "
-                    "instances = excluded.instances, updated_at = excluded.updated_at",
+                    "INSERT INTO alert_rules (rule_key, grp, alert, last_eval, instances, updated_at, failures, "
+                    "last_error, last_error_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rule_key) DO UPDATE "
+                    "SET grp = excluded.grp, alert = excluded.alert, last_eval = excluded.last_eval, "
+                    "instances = excluded.instances, updated_at = excluded.updated_at, failures = excluded.failures, "
+                    "last_error = excluded.last_error, last_error_at = excluded.last_error_at",
                     data,
                 )
             if prune_except is not None:
@@ -286,6 +337,10 @@ class RuleStore:
                     con.execute("DELETE FROM alert_rules WHERE NOT list_contains(?, rule_key)", [keep])
                 else:
                     con.execute("DELETE FROM alert_rules")
+
+
+def _as_utc(v: datetime | None) -> datetime | None:
+    return v.astimezone(UTC) if v is not None else None
 
 
 # ---- a tick over every group --------------------------------------------------------------------------
@@ -315,6 +370,32 @@ def instances_to_alerts(rule: Rule, key: str, instances: Iterable[AlertInstance]
     return out
 
 
+@dataclass(frozen=True)
+class RuleHealth:
+    """A rule's evaluation health after a tick (Prometheus's rule ``health``, ``lastError`` and
+    failure counter), for :func:`failure_samples` and the people reading the tick's summary."""
+
+    rule_key: str
+    #: Prometheus's ``rule_group`` label: ``<file>;<group>``
+    rule_group: str
+    rule: str
+    failures: int
+    #: failures in this tick (catch-up evaluations included)
+    new_failures: int
+    #: the group's grid point before this tick's first failing evaluation (where the counter was 0)
+    before_first_failure: datetime | None
+    #: this tick's newest evaluation time of the rule (``None``: not evaluated this tick)
+    evaluated_at: datetime | None
+    last_error: str | None
+
+    @property
+    def health(self) -> str:
+        """``ok`` / ``err`` / ``unknown`` (never evaluated), as Prometheus's rules API says."""
+        if self.last_error is not None:
+            return "err"
+        return "ok" if self.evaluated_at is not None or self.failures else "unknown"
+
+
 @dataclass
 class TickOutcome:
     """What one tick did: the alerts to notify, every transition (catch-up included), counts, errors."""
@@ -328,6 +409,8 @@ class TickOutcome:
     recorded_samples: int = 0
     no_data: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    #: every configured rule's health after the tick, in rule-file order
+    health: list[RuleHealth] = field(default_factory=list)
     #: the rule state to persist (``RuleStore.save(stored, prune_except=configured)``): saved by
     #: ``run_rules`` itself unless ``persist=False`` hands it to the caller's transaction
     stored: list[StoredRule] = field(default_factory=list)
@@ -375,17 +458,17 @@ def run_rules(
         out.skipped += skipped
         state = {k: (p.instances if p else []) for k, p in zip(keys, prev, strict=True)}
         done = {k: (p.last_eval if p else None) for k, p in zip(keys, prev, strict=True)}
+        health = {k: _Health.of(p) for k, p in zip(keys, prev, strict=True)}
         for t in times:
             due = [i for i, k in enumerate(keys) if _is_due(done[k], t, times[-1])]
             batches = _Batches(group, due, lake, t, batch) if batch is not None else None
             for i in due:
                 rule, k = group.rules[i], keys[i]
                 out.evaluations += 1
+                err: str | None
                 if not rule.is_alert:
                     n, err = _record(rule, lake, t, evaluator, Sample, dry_run)
                     out.recorded_samples += n
-                    if err:
-                        out.errors.append((k, err))
                 else:
                     pre = batches.get(i) if batches is not None else None
                     res = evaluate_rule(rule, lake, t, state[k], evaluator, result=pre)
@@ -393,18 +476,91 @@ def run_rules(
                     out.transitions.extend((k, tr) for tr in res.transitions)
                     if res.no_data and t == times[-1]:
                         out.no_data.append(k)
-                    if res.error:
-                        out.errors.append((k, res.error))
+                    err = res.error
+                if err:
+                    out.errors.append((k, err))
+                    log.warning("rule %s at %s failed: %s", k, t.isoformat(), err)
+                health[k].evaluated(t, err, group.interval_s)
                 done[k] = t
         for rule, k in zip(group.rules, keys, strict=True):
             if rule.is_alert:
                 out.alerts.extend(instances_to_alerts(effective_rule(rule), k, state[k]))
                 out.pending.extend(a for a in state[k] if a.state is AlertState.PENDING)
-            rows.append(StoredRule(k, group.name, rule.name, done[k], state[k]))
+            h = health[k]
+            rows.append(StoredRule(k, group.name, rule.name, done[k], state[k], h.failures, h.error, h.error_at))
+            out.health.append(
+                RuleHealth(
+                    k,
+                    f"{group.file};{group.name}",
+                    rule.name,
+                    h.failures,
+                    h.new,
+                    h.before_first,
+                    h.at,
+                    h.error,
+                )
+            )
     out.stored, out.configured = rows, configured
     if persist and not dry_run:
         store.save(rows, prune_except=configured)
     out.alerts.sort(key=lambda a: (a.name, sorted(a.labels.items())))
+    return out
+
+
+@dataclass
+class _Health:
+    """A rule's failure count and last error while a tick runs (see :class:`RuleHealth`)."""
+
+    failures: int = 0
+    error: str | None = None
+    error_at: datetime | None = None
+    new: int = 0
+    before_first: datetime | None = None
+    at: datetime | None = None
+
+    @classmethod
+    def of(cls, stored: StoredRule | None) -> _Health:
+        if stored is None:
+            return cls()
+        return cls(stored.failures, stored.last_error, stored.last_error_at)
+
+    def evaluated(self, t: datetime, error: str | None, interval_s: float) -> None:
+        self.at = t
+        if error is None:
+            self.error = None  # healthy again; the count stays, as a counter does
+            return
+        if self.new == 0:
+            self.before_first = t - timedelta(seconds=interval_s)
+        self.failures += 1
+        self.new += 1
+        self.error, self.error_at = error, t
+
+
+def failure_samples(outcome: TickOutcome) -> list[Any]:
+    """``cortex_perf_rule_evaluation_failures_total{rule_group, rule}`` samples for the lake.
+
+    Only rules that ever failed have the series (10 k healthy rules would otherwise add 10 k samples
+    a minute), written at each of their evaluations so it stays fresh; a rule's first failure also
+    writes a 0 one interval before it, so ``increase()``/``rate()`` see that first failure (a
+    counter that appears at 1 shows no increase). Rules sharing a group and name add up."""
+    from tasks.lake.schema import Sample
+
+    totals: dict[tuple[str, str], list[Any]] = {}
+    for h in outcome.health:
+        if h.failures == 0 or h.evaluated_at is None:
+            continue
+        agg = totals.setdefault((h.rule_group, h.rule), [0, 0, h.evaluated_at, h.before_first_failure])
+        agg[0] += h.failures
+        agg[1] += h.new_failures
+        agg[2] = max(agg[2], h.evaluated_at)
+        if h.before_first_failure is not None and (agg[3] is None or h.before_first_failure < agg[3]):
+            agg[3] = h.before_first_failure
+    out = []
+    for (group, rule), (total, new, at, before) in totals.items():
+        labels = {"rule_group": group, "rule": rule}
+        if total == new and before is not None:
+            out.append(Sample(RULE_FAILURES_METRIC, 0.0, before, labels))
+        out.append(Sample(RULE_FAILURES_METRIC, float(total), at, labels))
     return out
 
 
@@ -444,27 +600,40 @@ class _Batches:
             return None
         if i not in self.results:
             exprs = [self.group.rules[j].expr_ast for j in seg]
-            self.results.update(zip(seg, self.batch(exprs, self.lake, self.t), strict=True))
+            try:
+                self.results.update(zip(seg, self.batch(exprs, self.lake, self.t), strict=True))
+            except Exception:
+                # the batch promises per-slot errors; should it break that promise, one call per
+                # rule finds the culprit instead of failing the whole segment
+                for j, e in zip(seg, exprs, strict=True):
+                    self.results[j] = self._one(e)
         return self.results[i]
+
+    def _one(self, expr: Expr) -> float | Vector | Exception:
+        try:
+            return self.batch([expr], self.lake, self.t)[0]
+        except Exception as exc:
+            return exc
 
 
 def _record(rule: Rule, lake: Any, t: datetime, evaluator: Evaluator, sample: Any, dry_run: bool) -> tuple[int, str]:
-    """A recording rule: its result becomes samples of ``record`` at ``t`` (labels: result's + rule's)."""
+    """A recording rule: its result becomes samples of ``record`` at ``t`` (labels: result's + rule's).
+    Any error (evaluating, writing) is returned, never raised: it fails this rule alone."""
     try:
         vector = _as_vector(evaluator(rule.expr_ast, lake, t))
-    except (ValueError, ArithmeticError) as exc:
-        return 0, f"{type(exc).__name__}: {exc}"
-    samples = []
-    for labels, v in vector:
-        lab = {k: v2 for k, v2 in labels.items() if k != "__name__"}
-        lab.update(rule.labels)
-        if not math.isnan(v):
-            samples.append(sample(metric=rule.name, value=float(v), ts=t, labels=lab))
-    if samples and not dry_run:
-        res = lake.write_samples(samples)
-        if res.rejected:
-            return res.accepted, f"recording rule wrote {res.accepted}, rejected {res.rejected}: " + "; ".join(
-                res.reasons[:2]
-            )
-        return res.accepted, ""
-    return len(samples), ""
+        samples = []
+        for labels, v in vector:
+            lab = {k: v2 for k, v2 in labels.items() if k != "__name__"}
+            lab.update(rule.labels)
+            if not math.isnan(v):
+                samples.append(sample(metric=rule.name, value=float(v), ts=t, labels=lab))
+        if samples and not dry_run:
+            res = lake.write_samples(samples)
+            if res.rejected:
+                return res.accepted, f"recording rule wrote {res.accepted}, rejected {res.rejected}: " + "; ".join(
+                    res.reasons[:2]
+                )
+            return res.accepted, ""
+        return len(samples), ""
+    except Exception as exc:
+        return 0, _describe(exc)

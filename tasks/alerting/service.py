@@ -19,6 +19,7 @@ dispatcher state the first saved, and a send either of them lists is claimed by 
 from __future__ import annotations
 
 import glob
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from tasks.alerting.dispatch import Dispatcher, DispatchStore
 from tasks.alerting.inhibit import inhibited
 from tasks.alerting.model import Alert, fingerprint, labels_text
 from tasks.alerting.notify_config import load_notify_config
-from tasks.alerting.ruler import RuleStore, TickOutcome, run_rules
+from tasks.alerting.ruler import RuleStore, TickOutcome, failure_samples, run_rules
 from tasks.alerting.rules import RuleFileError, RuleSet, load_rule_files
 from tasks.alerting.silences import SilenceStore, silenced_by
 from tasks.alerting.sqlcompile import evaluate_many
@@ -41,6 +42,8 @@ from tasks.state import State
 from tasks.timeparse import parse_duration
 
 __all__ = ["AlertsRunResult", "expand_rule_files", "load_rules", "run_alerts"]
+
+log = logging.getLogger(__name__)
 
 
 def expand_rule_files(patterns: list[str]) -> list[Path]:
@@ -80,6 +83,8 @@ class AlertsRunResult:
     transitions: int = 0
     no_data: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    #: rules whose newest evaluation failed: rule_group (``file;group``), rule, failures in all, last_error
+    failing_rules: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     silenced: int = 0
@@ -99,6 +104,7 @@ class AlertsRunResult:
             "transitions": self.transitions,
             "no_data": list(self.no_data),
             "errors": [{"rule": r, "error": e} for r, e in self.errors],
+            "failing_rules": list(self.failing_rules),
             "notifications": list(self.notifications),
             "deliveries": list(self.deliveries),
             "silenced": self.silenced,
@@ -143,6 +149,18 @@ class AlertsRunResult:
             lines += ["", self.notify_note]
         if self.no_data:
             lines += ["", "No data for: " + ", ".join(f"`{r}`" for r in self.no_data)]
+        if self.failing_rules:
+            lines += [
+                "",
+                "**Failing rules** (their alerts keep their last state; "
+                "`cortex_perf_rule_evaluation_failures_total` counts the failures)",
+                "",
+            ]
+            lines += [
+                f"- `{f['rule_group']}` / `{f['rule']}` ({f['failures']} failure{'s' if f['failures'] != 1 else ''}): "
+                + " ".join(str(f["last_error"]).split())
+                for f in self.failing_rules
+            ]
         if self.errors:
             lines += ["", "**Rule errors**", ""] + [f"- `{r}`: {e}" for r, e in self.errors]
         return "\n".join(lines)
@@ -214,18 +232,23 @@ def _decide(
         dedupe_window_s=DEDUPE_WINDOW_S,
     )
     dstore.save(new_state, now=now)
-    out.due = take_due(state, now)
+    out.due = take_due(state, now, lease_s=_lease_s(settings))
     return out
+
+
+def _lease_s(settings: Any) -> float:
+    return parse_duration(settings.alerting.delivery_lease).total_seconds()
 
 
 NO_NOTIFY_CONFIG = "alerting.notify_config is not set: alerts are kept, nobody is told"
 
 
-def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime) -> None:
+def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime, lease_s: float) -> None:
     """The sends, after the decisions' commit: each claimed in a transaction of its own before it
-    goes out (``tasks.alerting.delivery``), never inside the batch."""
+    goes out (``tasks.alerting.delivery``), never inside the batch; each claim's lease is renewed
+    while this run lives, so a tick that sends for minutes is never taken over by the next one."""
     if out.due:
-        results = deliver_due(now, cfg.parsed_receivers, state=state, lake=lake, due=out.due)
+        results = deliver_due(now, cfg.parsed_receivers, state=state, lake=lake, due=out.due, lease_s=lease_s)
         out.deliveries = [r.to_dict() for r in results]
 
 
@@ -246,6 +269,20 @@ def _events(lake: Any, outcome: TickOutcome) -> None:
         }
         items.append((f"alert.{tr.kind}", f"alert.{fingerprint(a.labels)}", payload, tr.t))
     emit_many(lake, items)
+
+
+def _failure_counter(lake: Any, outcome: TickOutcome) -> None:
+    """``cortex_perf_rule_evaluation_failures_total`` to the lake, after the rule state's commit (the
+    count lives there). Best effort: the tick's summary and the state DB keep the failures anyway."""
+    samples = failure_samples(outcome)
+    if not samples:
+        return
+    try:
+        res = lake.write_samples(samples)
+        if res.rejected:
+            log.warning("rule failure counter: %d sample(s) rejected: %s", res.rejected, "; ".join(res.reasons[:2]))
+    except Exception as e:
+        log.warning("rule failure counter: lake write failed: %s", e)
 
 
 def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run: bool = False) -> AlertsRunResult:
@@ -296,12 +333,13 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
         decide_error = e
     if not dry_run:
         _events(lake, outcome)  # after the rule state's commit: a re-run never emits a transition twice
+        _failure_counter(lake, outcome)
     if cfg_error is not None:
         raise cfg_error
     if decide_error is not None:
         raise decide_error
     if cfg is not None and not dry_run:
-        _deliver(sent, cfg, state, lake, now)
+        _deliver(sent, cfg, state, lake, now, _lease_s(settings))
     return AlertsRunResult(
         now=now,
         rules=len(ruleset.alerts),
@@ -313,6 +351,11 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
         transitions=len(outcome.transitions),
         no_data=outcome.no_data,
         errors=outcome.errors,
+        failing_rules=[
+            {"rule_group": h.rule_group, "rule": h.rule, "failures": h.failures, "last_error": h.last_error}
+            for h in outcome.health
+            if h.health == "err"
+        ],
         notifications=sent.notifications,
         deliveries=sent.deliveries,
         silenced=sent.silenced,

@@ -857,64 +857,70 @@ class SQLEngine:
         stats.seconds["compile"] = time.perf_counter() - t0
 
         if shapes:
-            t1 = time.perf_counter()
-            self._refresh_catalogue()
-            sels: dict[int, Selector] = {}
-            for c in compiled.values():
-                known = self._sel_of.get(id(c))
-                if known is None:
-                    known = self._sel_of[id(c)] = tuple((self._sel_id(s), s) for s in c.selectors)
-                sels.update(known)
-            self._match(sels, stats)
-            if self._bad_sels:
-                for i, c in list(compiled.items()):
-                    if any(sid in self._bad_sels for sid, _ in self._sel_of[id(c)]):
-                        shapes[c.sql].remove(i)
-                        del compiled[i]
-                        fallback.append(i)
-                shapes = {sql: rids for sql, rids in shapes.items() if rids}
-                stats.shapes = len(shapes)
-            key = frozenset(sels)
-            if key != self._last_sels or self._matched_for is not self._matched:
-                self._sel_frame = self._matched.filter(pl.col("sel").is_in(list(sels)))
-                self._sel_ids_wanted = self._sel_frame.get_column("sid").unique().to_list()
-                self.con.register("sel_match", self._sel_frame)
-                self._last_sels, self._matched_for = key, self._matched
-            ids = self._sel_ids_wanted
-            stats.seconds["match"] = time.perf_counter() - t1
+            # The shared steps (selector matching, the one window read) serve every compiled rule;
+            # should one of them fail (a window no datetime can hold...), the rules they served go
+            # to the reference one by one, where each failure stays in its own slot.
+            try:
+                t1 = time.perf_counter()
+                self._refresh_catalogue()
+                sels: dict[int, Selector] = {}
+                for c in compiled.values():
+                    known = self._sel_of.get(id(c))
+                    if known is None:
+                        known = self._sel_of[id(c)] = tuple((self._sel_id(s), s) for s in c.selectors)
+                    sels.update(known)
+                self._match(sels, stats)
+                if self._bad_sels:
+                    for i, c in list(compiled.items()):
+                        if any(sid in self._bad_sels for sid, _ in self._sel_of[id(c)]):
+                            shapes[c.sql].remove(i)
+                            del compiled[i]
+                            fallback.append(i)
+                    shapes = {sql: rids for sql, rids in shapes.items() if rids}
+                    stats.shapes = len(shapes)
+                key = frozenset(sels)
+                if key != self._last_sels or self._matched_for is not self._matched:
+                    self._sel_frame = self._matched.filter(pl.col("sel").is_in(list(sels)))
+                    self._sel_ids_wanted = self._sel_frame.get_column("sid").unique().to_list()
+                    self.con.register("sel_match", self._sel_frame)
+                    self._last_sels, self._matched_for = key, self._matched
+                ids = self._sel_ids_wanted
+                stats.seconds["match"] = time.perf_counter() - t1
 
-            t2 = time.perf_counter()
-            max_ms = max((c.max_range_ms for c in compiled.values()), default=0)
-            start = datetime.fromtimestamp((t_ms - max_ms) / 1000, UTC)
-            end = datetime.fromtimestamp((t_ms + 1) / 1000, UTC)
-            # Most series wanted (the usual case with many rules): read them all, unfiltered; the
-            # joins through sel_match ignore the rest.
-            wanted: list[int] | None = None if len(ids) * 2 > self._n_series else ids
-            win = self.lake.window_samples(wanted, start, end) if max_ms and ids else None
-            if win is None:
-                win = pl.DataFrame(schema={"series_id": pl.Int64, "ts": pl.Int64, "value": pl.Float64})
-            stats.queries += 1 if max_ms and ids else 0
-            stats.series, stats.samples = len(ids), win.height
-            win = win.rename({"series_id": "sid", "value": "v"})
-            if any(c.needs_prev for c in compiled.values()):
-                same = pl.col("sid").shift(1) == pl.col("sid")  # predecessor within the same series
-                win = win.sort("sid", "ts").with_columns(
-                    pl.when(same).then(pl.col("v").shift(1)).alias("pv"),
-                    pl.when(same).then(pl.col("ts").shift(1)).alias("pts"),
-                )
-            else:
-                win = win.with_columns(pl.lit(None, pl.Float64).alias("pv"), pl.lit(None, pl.Int64).alias("pts"))
-            self.con.register("win", win)
-            self.con.register("stale_sids", self._stale_sids(win, stale, t_ms))
-            offsets = {p.value for c in compiled.values() for p in c.params if p.kind == "offset_ms"}
-            self.con.register("stale_off", self._stale_offsets(win, stale, t_ms, offsets))
-            stats.seconds["window"] = time.perf_counter() - t2
+                t2 = time.perf_counter()
+                max_ms = max((c.max_range_ms for c in compiled.values()), default=0)
+                start = datetime.fromtimestamp((t_ms - max_ms) / 1000, UTC)
+                end = datetime.fromtimestamp((t_ms + 1) / 1000, UTC)
+                # Most series wanted (the usual case with many rules): read them all, unfiltered; the
+                # joins through sel_match ignore the rest.
+                wanted: list[int] | None = None if len(ids) * 2 > self._n_series else ids
+                win = self.lake.window_samples(wanted, start, end) if max_ms and ids else None
+                if win is None:
+                    win = pl.DataFrame(schema={"series_id": pl.Int64, "ts": pl.Int64, "value": pl.Float64})
+                stats.queries += 1 if max_ms and ids else 0
+                stats.series, stats.samples = len(ids), win.height
+                win = win.rename({"series_id": "sid", "value": "v"})
+                if any(c.needs_prev for c in compiled.values()):
+                    same = pl.col("sid").shift(1) == pl.col("sid")  # predecessor within the same series
+                    win = win.sort("sid", "ts").with_columns(
+                        pl.when(same).then(pl.col("v").shift(1)).alias("pv"),
+                        pl.when(same).then(pl.col("ts").shift(1)).alias("pts"),
+                    )
+                else:
+                    win = win.with_columns(pl.lit(None, pl.Float64).alias("pv"), pl.lit(None, pl.Int64).alias("pts"))
+                self.con.register("win", win)
+                self.con.register("stale_sids", self._stale_sids(win, stale, t_ms))
+                offsets = {p.value for c in compiled.values() for p in c.params if p.kind == "offset_ms"}
+                self.con.register("stale_off", self._stale_offsets(win, stale, t_ms, offsets))
+                stats.seconds["window"] = time.perf_counter() - t2
 
-            t3 = time.perf_counter()
-            for sql, rids in shapes.items():
-                failed = self._run_shape(sql, rids, compiled, t_ms, out, stats)
-                fallback += failed
-            stats.seconds["shapes"] = time.perf_counter() - t3
+                t3 = time.perf_counter()
+                for sql, rids in shapes.items():
+                    failed = self._run_shape(sql, rids, compiled, t_ms, out, stats)
+                    fallback += failed
+                stats.seconds["shapes"] = time.perf_counter() - t3
+            except Exception:
+                fallback += [i for i in compiled if out[i] is None and i not in fallback]
 
         t4 = time.perf_counter()
         for i in fallback:

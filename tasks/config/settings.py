@@ -240,8 +240,14 @@ class AlertingSettings(_Section):
         "1h", description="After downtime, evaluate missed rule intervals up to this far back (older ones are skipped)."
     )
     ack_timeout: str = Field("30m", description="How long an acknowledgement holds before the alert re-triggers.")
+    delivery_lease: str = Field(
+        "60s",
+        description="A run sending a notification holds it this long, renewed every third of it while the run "
+        "lives; another run resends it (once, as a possible duplicate) only after the lease ran out and, on the "
+        "same host, the run's process is gone.",
+    )
 
-    @field_validator("max_catch_up", "ack_timeout")
+    @field_validator("max_catch_up", "ack_timeout", "delivery_lease")
     @classmethod
     def _durations(cls, v: str) -> str:
         return _check_duration(v)

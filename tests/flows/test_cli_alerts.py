@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -208,3 +209,123 @@ def test_notifications_without_config_or_outbox(tmp_path: Path) -> None:
     assert code == 2 and "notify_config is not set" in out
     code, out = _run(*base, "alerts", "notifications")
     assert code == 0 and "No notifications." in out
+
+
+def test_a_failing_rule_does_not_stop_the_others_and_alerts_list_shows_it(env: list[str], tmp_path: Path) -> None:
+    """A rule failing at evaluation is reported by the tick and by `alerts list` (its health), while
+    the other rules of the file still fire."""
+    (tmp_path / "rules.yml").write_text(RULES + "      - alert: Broken\n        expr: topk(1e300, queue_depth) > 0\n")
+    code, out = _run(*env, "alerts", "run", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert [a["labels"]["alertname"] for a in data["firing"]] == ["QueueDeep"]
+    assert [(f["rule"], f["failures"]) for f in data["failing_rules"]] == [("Broken", 1)]
+    code, out = _run(*env, "alerts", "list")
+    assert code == 0 and "QueueDeep" in out
+    assert "1 rule failing" in out and "Broken" in out and "overflows int64" in out
+
+
+# ---- two `alerts run` processes and one outbox (issue 11: no duplicate without a crash) -------------
+
+CLAIM_RULES = "groups:\n  - name: c\n    rules:\n" + "".join(
+    f"      - alert: A{i}\n        expr: vector(1)\n" for i in range(1, 4)
+)
+CLAIM_NOTIFY = """\
+route:
+  receiver: ops
+  group_by: [alertname]
+  group_wait: 0s
+receivers:
+  - name: ops
+    apprise: ["{url}?rto=100"]  # Apprise's read timeout (4 s by default): the held send must outlast
+    timeout: 100s                # the other run, not time out
+"""
+#: short, so a run that wrongly takes over a claim whose lease ran out does so within the test
+LEASE = "1s"
+
+
+def _tick_process(tmp_path: Path, hook_url: str) -> list[str]:
+    """The command line of a real `cortex-perf alerts run` against tmp_path's lake and state."""
+    import sys
+
+    (tmp_path / "rules.yml").write_text(CLAIM_RULES)
+    (tmp_path / "notify.yml").write_text(CLAIM_NOTIFY.format(url=hook_url))
+    return [
+        str(Path(sys.executable).parent / "cortex-perf"),
+        *("--set", f"lake.root={tmp_path / 'lake'}", "--set", f"state.path={tmp_path / 'state.duckdb'}"),
+        *("--set", f'alerting.rule_files=["{tmp_path / "rules.yml"}"]'),
+        *("--set", f"alerting.notify_config={tmp_path / 'notify.yml'}"),
+        *("--set", f"alerting.delivery_lease={LEASE}"),
+        "alerts",
+        "run",
+    ]
+
+
+def _wait_for(cond: Any, what: str, timeout_s: float = 90.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _titles(hook: Any) -> list[str]:
+    return sorted(p["title"] for p in hook.at("/ops"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_second_run_never_takes_over_a_live_claim(tmp_path: Path, hook: Any) -> None:
+    """Run 1 is sending its first message (the receiver holds it) for far longer than the lease;
+    run 2 starts meanwhile and sends what is left, but must not resend the message in flight: run 1
+    is alive and renews its lease. Before the fix, a claim older than 60 s (here: the lease) looked
+    stale to run 2, which resent the in-flight message as a 'possible duplicate'."""
+    import subprocess
+    import threading
+    import time
+
+    hook.hold_first = threading.Event()
+    cmd = _tick_process(tmp_path, hook.url("/ops"))
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: len(hook.posts) == 1 or first.poll() is not None, "run 1's first send")
+        assert first.poll() is None, first.communicate()[0]
+        time.sleep(3)  # three leases: a claim judged by its start time alone is stale now
+        code, out = _run(*cmd[1:])  # the second run: this process (each start of the CLI costs seconds)
+        assert code == 0, out
+    finally:
+        hook.hold_first.set()
+        out = first.communicate(timeout=120)[0]
+    assert first.returncode == 0, out
+    assert _titles(hook) == ["[FIRING:1] A1", "[FIRING:1] A2", "[FIRING:1] A3"]  # each once, none a duplicate
+    code, listing = _run(*cmd[1:9], "alerts", "notifications", "--json")
+    assert code == 0, listing
+    assert sorted((e["status"], e["possible_duplicate"]) for e in json.loads(listing)) == [("sent", False)] * 3, listing
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_dead_runs_claim_is_taken_over_once_as_a_possible_duplicate(tmp_path: Path, hook: Any) -> None:
+    """Run 1 is killed while its first message is in flight: once its lease has run out (and its
+    pid is gone), the next run re-sends that message once, flagged as a possible duplicate."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    hook.hold_first = threading.Event()
+    cmd = _tick_process(tmp_path, hook.url("/ops"))
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: len(hook.posts) == 1 or first.poll() is not None, "run 1's first send")
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    time.sleep(1.5)  # the lease runs out
+    for _ in range(2):  # the second run (this process) re-sends once; a third has nothing left to do
+        code, out = _run(*cmd[1:])
+        assert code == 0, out
+    hook.hold_first.set()
+    titles = _titles(hook)
+    held = hook.posts[0][1]["title"]  # what run 1 was sending when it died
+    assert titles.count(held) == 1 and titles.count(f"(possible duplicate) {held}") == 1
+    assert len(titles) == 4

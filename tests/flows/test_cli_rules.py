@@ -126,3 +126,23 @@ def test_rules_test_help_explains_the_format() -> None:
     code, out, _ = _run("rules", "test", "--help")
     assert code == 0
     assert "promtool" in out and "input_series" in out and "exit code 1" in out
+
+
+def test_check_rejects_overflowing_durations_with_file_line_col(tmp_path: Path) -> None:
+    """``rate(x[99999999999999999999999d])`` passed `rules check` and then aborted `alerts run`
+    for every rule (OverflowError); promtool says "duration out of range" at load time."""
+    bad = tmp_path / "huge.yml"
+    bad.write_text(
+        "groups:\n"
+        "  - name: g\n"
+        "    rules:\n"
+        "      - alert: Huge\n"
+        "        expr: rate(x[99999999999999999999999d]) > 0\n"
+        "        for: 293y\n"
+    )
+    code, out, err = _run("rules", "check", str(bad))
+    assert code == 1, (out, err)
+    assert err.splitlines()[1:] == [
+        f"{bad}:5:22: group 'g', rule 1 ('Huge'): expr: could not parse expression: duration out of range",
+        f"{bad}:6:14: group 'g', rule 1 ('Huge'): for: duration out of range",
+    ]

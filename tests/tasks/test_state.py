@@ -123,3 +123,33 @@ def test_table_registered_inside_a_batch_is_created_there(tmp_path):
             con.execute("INSERT INTO test_late_table VALUES (7)")
     with st.transaction() as con:
         assert con.execute("SELECT x FROM test_late_table").fetchall() == [(7,)]
+
+
+# ---- claims ----------------------------------------------------------------------------------------
+
+
+def test_claim_owner_alive_on_this_host_another_host_and_this_process():
+    """Who may take a claim over: a live holder never; a gone one yes; another host's only by lease."""
+    import dataclasses
+
+    from tasks.state import ClaimOwner, Heartbeat
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        me = ClaimOwner.me()
+        other = dataclasses.replace(me, pid=child.pid, started=None)
+        assert other.alive() is True
+        assert dataclasses.replace(me, host="elsewhere").alive() is None  # only its lease can tell
+    finally:
+        child.kill()
+        child.wait()
+    assert other.alive() is False  # its process is gone
+    assert ClaimOwner.from_json(other.to_json()) == other and ClaimOwner.from_json("{bad") is None
+    # in this process: alive exactly while its heartbeat runs
+    beats: list[int] = []
+    with Heartbeat(me.token, lambda: beats.append(1), every_s=0.01):
+        assert me.alive() is True
+        deadline = time.monotonic() + 10
+        while not beats and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert beats and me.alive() is False

@@ -240,3 +240,46 @@ def test_a_failing_notification_step_still_advances_the_rule_state(setup, hook, 
     monkeypatch.undo()
     res = run_alerts(settings, lake, now=T0 + 4 * M)  # the next tick does not start from scratch
     assert [a.labels["alertname"] for a in res.firing] == ["QueueDeep"] and not res.errors
+
+
+def test_a_failing_rule_is_counted_and_alertable_while_the_others_notify(setup, hook, tmp_path):
+    """One rule failing at evaluation (here topk's k overflowing int64) neither stops the other
+    rules nor their notifications; its failures become
+    ``cortex_perf_rule_evaluation_failures_total{rule_group,rule}`` in the lake, on which a rule can
+    alert (as on Prometheus's ``prometheus_rule_evaluation_failures_total``)."""
+    from tasks.alerting.evaluate import evaluate
+    from tasks.alerting.promql import parse
+
+    settings, lake = setup
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        RULES
+        + "      - alert: Broken\n        expr: topk(1e300, queue_depth) > 0\n"
+        + "      - alert: RuleFailing\n        expr: increase(cortex_perf_rule_evaluation_failures_total[5m]) > 0\n"
+    )
+    depth(lake, [300] * 4)
+    first = run_alerts(settings, lake, now=T0)
+    assert [e["rule"].split("/")[1] for e in first.to_dict()["errors"]] == ["Broken"]
+    second = run_alerts(settings, lake, now=T0 + M)
+    assert [(n["group_key"].split("alertname=")[-1], n["reason"]) for n in second.notifications] == [
+        ('"QueueDeep"}', "initial")
+    ]
+    assert [d["status"] for d in second.deliveries] == ["sent"] and len(hook.at("/ops")) == 1
+    assert sorted(a.name for a in second.firing) == ["QueueDeep", "RuleFailing"]
+    assert second.failing_rules == [
+        {
+            "rule_group": f"{rules};q",
+            "rule": "Broken",
+            "failures": 2,
+            "last_error": "EvalError: Scalar value 1e+300 overflows int64",
+        }
+    ]
+    md = second.markdown()
+    assert "**Failing rules**" in md and "`Broken` (2 failures): EvalError: Scalar value 1e+300 overflows int64" in md
+    counter = evaluate(parse('cortex_perf_rule_evaluation_failures_total{rule="Broken"}'), lake, T0 + M)
+    assert counter == [
+        ({"__name__": "cortex_perf_rule_evaluation_failures_total", "rule_group": f"{rules};q", "rule": "Broken"}, 2.0)
+    ]
+    # a dry run records nothing: no failure counted, nothing in the lake
+    assert run_alerts(settings, lake, now=T0 + 2 * M, dry_run=True).failing_rules[0]["failures"] == 3
+    assert run_alerts(settings, lake, now=T0 + 2 * M).failing_rules[0]["failures"] == 3

@@ -166,13 +166,17 @@ def test_crash_between_send_and_record_resends_once_as_possible_duplicate(hook, 
         apprise_send(receiver, message, notify_type)
         raise Crash
 
+    def at(t):  # leases are judged by the wall clock; here it reads the ticks' times
+        return {"state": state, "clock": lambda: t}
+
     with pytest.raises(Crash):
-        deliver_due(T0, {"hook": rec}, send_then_die, state=state)
+        deliver_due(T0, {"hook": rec}, send_then_die, **at(T0))
     [entry] = list_outbox(state)
     assert entry.status == "sending" and len(hook.at("/crash")) == 1
-    # An overlapping run seconds later must not duplicate an in-flight send.
-    assert deliver_due(T0 + timedelta(seconds=10), {"hook": rec}, state=state) == []
-    [res] = deliver_due(T0 + timedelta(minutes=1), {"hook": rec}, state=state)
+    # A run within the lease must not resend (its holder might still be sending)...
+    assert deliver_due(T0 + timedelta(seconds=10), {"hook": rec}, **at(T0 + timedelta(seconds=10))) == []
+    # ...after it, the dead run's claim (its heartbeat stopped with it) is taken over, once
+    [res] = deliver_due(T0 + timedelta(minutes=1), {"hook": rec}, **at(T0 + timedelta(minutes=1)))
     assert (res.status, res.possible_duplicate, res.attempt) == ("sent", True, 2)
     first, second = hook.at("/crash")
     assert "possible duplicate" not in first["title"].lower()

@@ -203,3 +203,39 @@ def test_new_functions_and_aggregations_parse():
     assert parse("predict_linear(m[1h], 3600)") == Call(
         "predict_linear", (MatrixSelector(m, 3600), NumberLiteral(3600))
     )
+
+
+# ---- duration bounds (Prometheus: a duration must fit Go's time.Duration, 2^63-1 ns) ----------------
+
+
+@pytest.mark.parametrize(
+    ("dur", "seconds"),
+    [("292y", 292 * 31536000.0), ("106751d", 106751 * 86400.0), ("9223372036s", 9223372036.0)],
+)
+def test_largest_durations_prometheus_accepts(dur, seconds):
+    # promtool 2.42 accepts each of these in a range selector
+    assert parse_duration(dur) == seconds
+    assert parse(f"rate(m[{dur}])") == Call("rate", (MatrixSelector(vs("m"), seconds),))
+    assert parse_duration("9223372036854ms") == pytest.approx(9223372036.854)
+
+
+@pytest.mark.parametrize(
+    "dur", ["293y", "106752d", "15251w", "9223372037s", "9223372036855ms", "292y106751d", "99999999999999999999999d"]
+)
+def test_overflowing_durations_are_out_of_range_like_prometheus(dur):
+    # promtool 2.42: "parse error: duration out of range" for each of these
+    with pytest.raises(ValueError, match="^duration out of range$"):
+        parse_duration(dur)
+    with pytest.raises(PromQLError) as ei:
+        parse(f"rate(m[{dur}])")
+    assert (ei.value.line, ei.value.column) == (1, 8) and "duration out of range" in str(ei.value)
+    with pytest.raises(PromQLError, match="duration out of range"):
+        parse(f"m offset {dur}")
+    with pytest.raises(PromQLError, match="duration out of range"):
+        parse(f"forecast(m, {dur})")
+
+
+def test_a_duration_with_thousands_of_digits_is_out_of_range_not_a_crash():
+    # Python refuses int() of over 4300 digits with its own ValueError: the message must stay ours
+    with pytest.raises(ValueError, match="^duration out of range$"):
+        parse_duration("9" * 5000 + "s")

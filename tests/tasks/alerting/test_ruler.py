@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tasks.alerting.evaluate import evaluate as evaluate_ref
 from tasks.alerting.lifecycle import AlertState
 from tasks.alerting.ruler import RuleStore, due_times
 from tasks.alerting.ruler import run_rules as _run_rules
@@ -310,3 +311,68 @@ def test_batches_are_one_call_per_segment_between_recording_rules(tmp_path, lake
     out = _run_rules(rs, lake, store, T0 + M, batch=batch)
     assert calls == [(2, T0 + M), (1, T0 + M)]  # A+B together; C after the recording rule wrote
     assert sorted(a.name for a in out.alerts) == ["A", "B", "C"]
+
+
+TWO_RULES = """\
+groups:
+  - name: node
+    rules:
+      - alert: Boom
+        expr: cpu > 0.5
+      - alert: Fine
+        expr: cpu > 0.9
+"""
+
+
+def test_an_unexpected_error_in_one_rule_is_recorded_and_the_others_run(tmp_path, lake, store, engine):
+    """Any exception (not only the expected PromQL ones) fails its rule alone: recorded with its
+    type, counted, the rule's state kept, the other rules evaluated and alerting."""
+    write(lake, [0.95] * 3)
+    rs = rules(tmp_path, TWO_RULES)
+    boom = rs.groups[0].rules[0].expr_ast
+
+    def evaluator(expr, lake_, t):
+        if expr == boom:
+            raise TypeError("a bug in the engine")
+        return evaluate_ref(expr, lake_, t)
+
+    def batch(exprs, lake_, t):
+        if boom in exprs:  # the whole batch blows up, as evaluate_many once did on an overflow
+            raise OverflowError("timestamp out of range for platform time_t")
+        return evaluate_many(exprs, lake_, t)
+
+    kw = {"batch": batch} if engine == "sql" else {"evaluator": evaluator}
+    out = _run_rules(rs, lake, store, T0 + M, **kw)
+    assert [a.name for a in out.alerts] == ["Fine"]
+    [(key, err)] = out.errors
+    assert key.startswith("node/Boom/") and err.split(":")[0] in ("TypeError", "OverflowError")
+    out = _run_rules(rs, lake, store, T0 + 2 * M, **kw)
+    [health] = [h for h in out.health if h.rule == "Boom"]
+    assert (health.failures, health.last_error) == (2, err)
+    stored = {r.alert: r for r in store.load().values()}
+    assert (stored["Boom"].failures, stored["Boom"].last_error) == (2, err)
+    assert (stored["Fine"].failures, stored["Fine"].last_error) == (0, None)
+    # healthy again: the error clears, the count stays (a counter)
+    out = _run_rules(rs, lake, store, T0 + 3 * M)
+    assert sorted(a.name for a in out.alerts) == ["Boom", "Fine"] and not out.errors
+    assert {r.alert: (r.failures, r.last_error) for r in store.load().values()}["Boom"] == (2, None)
+
+
+def test_rule_failures_become_a_prometheus_style_counter(tmp_path, lake, store):
+    """``cortex_perf_rule_evaluation_failures_total{rule_group="<file>;<group>", rule}``: a 0 one
+    interval before the first failure (so increase() sees the first one), then the running total."""
+    from tasks.alerting.ruler import RULE_FAILURES_METRIC, failure_samples
+
+    write(lake, [0.95] * 5)
+    rs = rules(tmp_path, TWO_RULES.replace("cpu > 0.5", "topk(1e300, cpu) > 0.5"))
+    first = _run_rules(rs, lake, store, T0 + M)
+    assert first.errors and "overflows" in first.errors[0][1]
+    second = _run_rules(rs, lake, store, T0 + 2 * M)
+    group = f"{tmp_path / 'r.yml'};node"
+    got = [(s.metric, dict(s.labels), s.ts, s.value) for s in failure_samples(first) + failure_samples(second)]
+    labels = {"rule_group": group, "rule": "Boom"}
+    assert got == [
+        (RULE_FAILURES_METRIC, labels, T0, 0.0),
+        (RULE_FAILURES_METRIC, labels, T0 + M, 1.0),
+        (RULE_FAILURES_METRIC, labels, T0 + 2 * M, 2.0),
+    ]

@@ -549,3 +549,17 @@ def test_offset_reads_the_past_and_staleness_as_of_then(lake: Lake) -> None:
     for e, g in zip(exprs, got, strict=True):
         assert_same(g, reference(e, lake, T, stale), e, exact=True)
     assert got[3] == [({"h": "a"}, 3.0), ({"h": "b"}, 5.0)]  # [t-10m, t-6m], closed: a at -600s and -400s
+
+
+def test_a_rule_whose_window_overflows_fails_alone(lake: Lake) -> None:
+    """The window every rule of a tick shares is computed once; a range too long for a datetime
+    (the parser now refuses one, but an AST can be built directly) once raised OverflowError out of
+    ``evaluate_many`` and sank every rule of the tick. It must fail in its own slot only."""
+    from tasks.alerting.promql import Call, MatrixSelector
+
+    put(lake, "a", {"x": "1"}, [(-10 * S, 1.0)])
+    huge = Call("rate", (MatrixSelector(VectorSelector(Selector((Matcher("__name__", "=", "a"),))), 1e30),))
+    got = SQLEngine(lake).evaluate_many(["a > 0", huge, "a * 2"], T)
+    assert got[0] == [({"__name__": "a", "x": "1"}, 1.0)]
+    assert isinstance(got[1], OverflowError)
+    assert got[2] == [({"x": "1"}, 2.0)]
