@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["DurationError", "format_duration", "parse_duration", "parse_time"]
+__all__ = ["MAX_DURATION", "DurationError", "format_duration", "parse_duration", "parse_time"]
 
 _UNITS: dict[str, float] = {
     "ms": 0.001,
@@ -23,8 +23,20 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 
 
+#: The longest duration accepted: Prometheus's bound (int64 nanoseconds, about 292 years). Longer
+#: ones are typing mistakes, and Python's ``timedelta`` (or the ``datetime`` it is subtracted from)
+#: would otherwise overflow deep inside whatever uses them.
+MAX_DURATION = timedelta(days=106_751)
+
+
 class DurationError(ValueError):
     """A duration or time that cannot be parsed; the message shows the accepted forms."""
+
+
+def _bounded(seconds: float, text: object) -> timedelta:
+    if not seconds <= MAX_DURATION.total_seconds():  # also refuses nan and inf
+        raise DurationError(f"invalid duration {text!r}: out of range (at most {MAX_DURATION.days}d)")
+    return timedelta(seconds=seconds)
 
 
 def parse_duration(text: str | int | float | timedelta) -> timedelta:
@@ -33,20 +45,21 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     Prometheus's duration syntax (units ms, s, m, h, d, w; combinable, largest first by habit).
     """
     if isinstance(text, timedelta):
+        _bounded(abs(text.total_seconds()), text)
         return text
     if isinstance(text, bool):
         raise DurationError(f"invalid duration {text!r}")
     if isinstance(text, int | float):
         if text < 0:
             raise DurationError(f"invalid duration {text!r}: must not be negative")
-        return timedelta(seconds=float(text))
+        return _bounded(float(text), text)
     s = str(text).strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", s):
-        return timedelta(seconds=float(s))
+        return _bounded(float(s), text)
     if not s or not _WHOLE.match(s):
         raise DurationError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 1h, 1h30m, 7d, 2w")
     seconds = sum(float(num) * _UNITS[unit] for num, unit in _PART.findall(s))
-    return timedelta(seconds=seconds)
+    return _bounded(seconds, text)
 
 
 def format_duration(td: timedelta) -> str:
@@ -78,8 +91,11 @@ def parse_time(text: str | datetime, *, now: datetime | None = None) -> datetime
         return ref
     try:
         return ref - parse_duration(s)
-    except DurationError:
-        pass
+    except DurationError as exc:
+        if "out of range" in str(exc):
+            raise
+    except OverflowError:
+        raise DurationError(f"invalid time {text!r}: that long ago is before year 1") from None
     try:
         ts = datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

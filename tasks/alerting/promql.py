@@ -324,11 +324,54 @@ def parse_duration(text: str) -> float:
 # ---- parser ---------------------------------------------------------------------------------------
 
 
+#: How deeply an expression may nest (parentheses, unary signs, function calls, aggregations).
+#: Why a bound: the parser and both evaluators recurse once per level, and Python's stack is far
+#: smaller than Go's: ~150 nested calls overflowed it (``RecursionError`` crashed ``rules check``).
+#: No real rule nests a third as deep.
+MAX_NESTING = 32
+#: How deep the parsed tree may be: a long chain ``a + b + c + …`` nests no parentheses but builds
+#: one tree level per operator, and the evaluators recurse once per level.
+MAX_TREE_DEPTH = 128
+
+
+def tree_depth(expr: Expr) -> int:
+    """The depth of ``expr``'s tree, counted without recursion (the point is to bound recursion)."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Binary):
+            kids: tuple[Expr | None, ...] = (node.lhs, node.rhs)
+        elif isinstance(node, Unary):
+            kids = (node.expr,)
+        elif isinstance(node, Aggregate):
+            kids = (node.expr, node.param)
+        elif isinstance(node, Call):
+            kids = node.args
+        elif isinstance(node, MatrixSelector):
+            kids = (node.vector,)
+        else:
+            kids = ()
+        stack.extend((k, depth + 1) for k in kids if k is not None)
+    return deepest
+
+
 class _Parser:
     def __init__(self, src: str) -> None:
         self.src = src
         self.toks = tokenize(src)
         self.i = 0
+        self.depth = 0
+        self.depths: dict[int, int] = {}  # id(Binary) → its tree depth, so a chain is measured once
+
+    def depth_of(self, e: Expr) -> int:
+        """``tree_depth`` of a node, remembered for Binary nodes (a long chain stays linear)."""
+        known = self.depths.get(id(e))
+        if known is None:
+            known = tree_depth(e)
+            if isinstance(e, Binary):
+                self.depths[id(e)] = known
+        return known
 
     # helpers
     @property
@@ -368,7 +411,10 @@ class _Parser:
     def parse(self) -> Expr:
         if self.tok.kind == "EOF":
             raise self.error("empty expression")
+        start = self.tok
         expr = self.expr(0)
+        if tree_depth(expr) > MAX_TREE_DEPTH:
+            raise self.error(f"expression too deep (more than {MAX_TREE_DEPTH} levels of operators and calls)", start)
         if self.tok.kind != "EOF":
             t = self.tok
             if self.is_keyword(*KEYWORDS_UNSUPPORTED):
@@ -385,7 +431,15 @@ class _Parser:
             if self.is_op("^"):
                 op_tok = self.advance()
                 bool_mod, matching = self.modifiers(op_tok)
-                rhs = self.expr(level)
+                self.depth += 1  # right-associative: each ``^`` recurses, like a level of nesting
+                try:
+                    if self.depth > MAX_TREE_DEPTH:
+                        raise self.error(
+                            f"expression too deep (more than {MAX_TREE_DEPTH} levels of operators and calls)", op_tok
+                        )
+                    rhs = self.expr(level)
+                finally:
+                    self.depth -= 1
                 return self.binary(op_tok, lhs, rhs, bool_mod, matching)
             return lhs
         lhs = self.expr(level + 1)
@@ -423,6 +477,9 @@ class _Parser:
     ) -> Binary:
         """The checks of 2.42's ``checkAST`` for a binary expression, with its messages."""
         op = op_tok.text.lower()
+        depth = 1 + max(self.depth_of(lhs), self.depth_of(rhs))
+        if depth > MAX_TREE_DEPTH:  # before ``.type``, which recurses down the chain
+            raise self.error(f"expression too deep (more than {MAX_TREE_DEPTH} levels of operators and calls)", op_tok)
         for side in (lhs, rhs):
             if side.type not in ("scalar", "vector"):
                 raise self.error(
@@ -447,12 +504,24 @@ class _Parser:
             if matching.card != "one-to-one":
                 raise self.error(f"no grouping allowed for {op!r} operation", op_tok)
             matching = VectorMatching("many-to-many", matching.on, matching.labels)
-        return Binary(op, lhs, rhs, bool_mod, matching)
+        node = Binary(op, lhs, rhs, bool_mod, matching)
+        self.depths[id(node)] = depth
+        return node
 
     def unary(self) -> Expr:
         return self.expr(len(PRECEDENCE) - 1)
 
     def unary_operand(self) -> Expr:
+        """Every level of nesting passes here once, so this is where its depth is bounded."""
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING + 1:  # the innermost operand is a level of its own
+                raise self.error(f"expression nested too deeply (more than {MAX_NESTING} levels)")
+            return self._unary_operand()
+        finally:
+            self.depth -= 1
+
+    def _unary_operand(self) -> Expr:
         if self.is_op("-", "+"):
             op_tok = self.advance()
             operand = self.unary()  # -a^b == -(a^b)

@@ -44,3 +44,17 @@ def test_parse_time() -> None:
     assert plus2 == datetime(2025, 1, 1, tzinfo=UTC) and plus2.utcoffset() == timedelta(0)
     with pytest.raises(DurationError, match="invalid time"):
         parse_time("yesterday", now=NOW)
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999d", "106752d", "1" * 400 + "s", 10**30, float("inf"), "292y"])
+def test_durations_are_bounded_with_a_clear_message(text):
+    """Prometheus's bound (about 292 years): longer durations are refused by name, not an OverflowError
+    from deep inside timedelta (`alerts silence add ... --for 99999999999999999999d` crashed so)."""
+    with pytest.raises(DurationError, match=r"invalid duration"):
+        parse_duration(text)
+
+
+def test_the_longest_duration_is_accepted_and_a_time_that_far_back_is_refused_by_name():
+    assert parse_duration("106751d").days == 106_751
+    with pytest.raises(DurationError, match="out of range"):
+        parse_time("106752d")

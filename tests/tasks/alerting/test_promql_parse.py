@@ -239,3 +239,23 @@ def test_a_duration_with_thousands_of_digits_is_out_of_range_not_a_crash():
     # Python refuses int() of over 4300 digits with its own ValueError: the message must stay ours
     with pytest.raises(ValueError, match="^duration out of range$"):
         parse_duration("9" * 5000 + "s")
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("(" * 3000 + "up" + ")" * 3000, "nested too deeply"),
+        ("abs(" * 200 + "up" + ")" * 200, "nested too deeply"),
+        ("-" * 3000 + "up", "nested too deeply"),
+        ("2 ^ " * 3000 + "2", "nested too deeply"),
+        (" + ".join(["up"] * 30000), "too deep"),
+        ("(" * 33 + "up" + ")" * 33, "nested too deeply"),
+        (" + ".join(["up"] * 129), "too deep"),
+    ],
+    ids=["parens", "calls", "signs", "power", "chain", "parens-33", "chain-129"],
+)
+def test_deep_expressions_are_refused_by_name_not_a_recursion_error(expr, message):
+    """Python's stack is far smaller than Go's: ~150 nested calls raised RecursionError, which crashed
+    `rules check` and would have stopped every rule at evaluation. Now a parse error with a position."""
+    with pytest.raises(PromQLError, match=message):
+        parse(expr)

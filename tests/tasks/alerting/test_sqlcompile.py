@@ -563,3 +563,21 @@ def test_a_rule_whose_window_overflows_fails_alone(lake: Lake) -> None:
     assert got[0] == [({"__name__": "a", "x": "1"}, 1.0)]
     assert isinstance(got[1], OverflowError)
     assert got[2] == [({"x": "1"}, 2.0)]
+
+
+DEEPEST = [
+    "abs(" * 32 + "g" + ")" * 32,  # 32 levels of nesting
+    "(" * 32 + "g" + ")" * 32,
+    " + ".join(["g"] * 128),  # a chain of 127 operators: 128 levels of tree
+    "-" * 32 + "g",
+]
+
+
+@pytest.mark.parametrize("expr", DEEPEST, ids=["calls", "parens", "chain", "signs"])
+def test_the_deepest_expression_allowed_runs_in_both_engines(lake: Lake, expr: str) -> None:
+    """The parser's bounds (MAX_NESTING, MAX_TREE_DEPTH) sit below what either evaluator's recursion can
+    take: the deepest expression it accepts evaluates, in the SQL engine and in the reference."""
+    put(lake, "g", {"k": "v"}, [(-10 * S, 1.0)])
+    got = evaluate_many([expr], lake, T)[0]
+    assert_same(got, reference(expr, lake, T), expr[:20])
+    assert got and isinstance(got, list)
