@@ -114,9 +114,7 @@ def test_flows_last_run_from_a_real_prefect_api(prefect_harness: None, tmp_path:
     assert failed.status == "down" and "failed" in failed.why
 
 
-def test_flow_status_is_the_last_finished_run_and_the_next_scheduled_one(
-    prefect_harness: None, tmp_path: Path
-) -> None:
+def test_flow_status_is_the_last_finished_run_and_the_next_scheduled_one(prefect_harness: None, tmp_path: Path) -> None:
     """A run scheduled an hour ahead is the *next* run, not the last one ("last run scheduled -60 min
     ago" was the bug): the last run is the newest finished one, and the next is reported beside it."""
     import asyncio
