@@ -214,7 +214,7 @@ class AlertingSettings(_Section):
     enabled: bool = Field(True, description="Run the alerting stage (rules, notifications) in the alerts flow.")
     rule_files: list[str] = Field(
         default_factory=list,
-        description="Rule files or globs in the Prometheus rule-file format (relative to the project root: the config file's folder).",
+        description="Rule files or globs in the Prometheus rule-file format (relative to the project root).",
     )
     notify_config: str | None = Field(
         None,
