@@ -123,3 +123,14 @@ def test_table_registered_inside_a_batch_is_created_there(tmp_path):
             con.execute("INSERT INTO test_late_table VALUES (7)")
     with st.transaction() as con:
         assert con.execute("SELECT x FROM test_late_table").fetchall() == [(7,)]
+
+
+def test_a_relative_path_in_another_directory_is_another_db(tmp_path, monkeypatch):
+    """The tables made for data/state.duckdb in one project are not assumed to exist in another
+    project's data/state.duckdb (one process, two working directories: tests, notebooks)."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        st = State("data/state.duckdb")
+        st.set("project", name)
+        assert st.get("project") == name
