@@ -415,7 +415,8 @@ def serve(
     """Serve every deployment of prefect.yaml (same schedules and parameters) from this process.
 
     Needs a Prefect server (`PREFECT_API_URL`), e.g. `prefect server start` in another terminal.
-    Ctrl-C stops serving (Prefect pauses the served deployments' schedules when it stops).
+    Ctrl-C stops serving (Prefect pauses the served deployments' schedules when it stops). Refuses
+    when `prefect deploy` already registered these deployments for workers: use one or the other.
     """
     st = _state(ctx)
     if not os.environ.get("PREFECT_API_URL"):
