@@ -14,7 +14,7 @@ from tasks.config_checks import load_checked_settings
 from tasks.lake import Lake
 from tasks.redact import install_log_redaction
 
-__all__ = ["lateness_s", "load", "skipped_summary", "stale_run"]
+__all__ = ["lateness_s", "load", "nothing_to_do", "skipped_summary", "stale_run"]
 
 
 def load(config_path: str | None, overrides: list[str] | None) -> tuple[Settings, Lake]:
@@ -62,3 +62,20 @@ def stale_run(flow: str, max_lateness_s: float | None) -> dict[str, Any] | None:
     skipped = skipped_summary(flow, late, max_lateness_s)
     get_run_logger().warning("skipping stale run: %s", skipped["reason"])
     return skipped
+
+
+def nothing_to_do(flow: str, reason: str, *, hint: str = "", artifact_key: str, warn: bool = True) -> dict[str, Any]:
+    """Say in the run's log and its artifact why this run did nothing, and return its summary.
+
+    Why: an unconfigured deployment (no rule files, no scaling targets) completes every minute
+    while doing nothing; without a line saying so it looks like a healthy flow in the UI. ``warn``
+    is for a missing configuration, not for a stage someone switched off on purpose.
+    """
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    text = f"nothing to do because {reason}" + (f": {hint}" if hint else "")
+    logger = get_run_logger()
+    (logger.warning if warn else logger.info)(text)
+    create_markdown_artifact(markdown=f"**{flow}**: {text}", key=artifact_key, description=f"{flow}: nothing to do")
+    return {"flow": flow, "skipped": True, "reason": reason}

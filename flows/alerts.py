@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, stale_run
+from flows._common import load, nothing_to_do, stale_run
 from tasks.alerting.service import AlertsRunResult, run_alerts
 from tasks.config import Settings
 from tasks.lake import Lake
@@ -23,6 +23,10 @@ from tasks.lake import Lake
 __all__ = ["AlertsSummary", "alerts"]
 
 ARTIFACT_KEY = "alerts-current"
+NO_RULES_HINT = (
+    'list Prometheus rule files in cortex-perf.yaml (alerting: {rule_files: ["rules/*.yml"]}); '
+    "`cortex-perf run --demo` writes a cortex-perf.yaml with example rules"
+)
 
 
 class AlertsSummary(TypedDict, total=False):
@@ -57,10 +61,13 @@ def alerts(
         return AlertsSummary(**skipped)  # type: ignore[typeddict-item]
     t0 = time.perf_counter()
     settings, lake = load(config_path, overrides)
+    idle = None
     if not settings.alerting.enabled:
-        return AlertsSummary(flow="alerts", skipped=True, reason="alerting.enabled is false")
-    if not settings.alerting.rule_files:
-        return AlertsSummary(flow="alerts", skipped=True, reason="alerting.rule_files is empty")
+        idle = nothing_to_do("alerts", "alerting.enabled is false", artifact_key=ARTIFACT_KEY, warn=False)
+    elif not settings.alerting.rule_files:
+        idle = nothing_to_do("alerts", "alerting.rule_files is empty", hint=NO_RULES_HINT, artifact_key=ARTIFACT_KEY)
+    if idle is not None:
+        return AlertsSummary(**idle)  # type: ignore[typeddict-item]
     res = tick(lake, settings, dry_run)
     create_markdown_artifact(markdown=res.markdown(), key=ARTIFACT_KEY, description="Current alerts")
     for rule, err in res.errors:

@@ -329,6 +329,14 @@ def run(
     Without `PREFECT_API_URL` Prefect starts a temporary local server for the run.
     """
     st = _state(ctx)
+    config_file: Path | None = None
+    if demo:  # leave a working config behind (never replacing one), so later commands find the demo's setup
+        from tasks.demo_config import ensure_demo_config
+
+        config_file, written = ensure_demo_config(st.config)
+        note = "Wrote" if written else "Using your"
+        why = " (demo rules, a dry-run demo scaling target, a receiver example)" if written else " (not changed)"
+        err_console.print(f"{note} {config_file}{why}.", markup=False, highlight=False, soft_wrap=True)
     settings = st.settings()  # fail fast on bad config, before any server starts
     seeded_here: dict[str, Any] | None = None
     if demo:
@@ -362,6 +370,11 @@ def run(
                     f"({seeded_here['start'][:16]} → {seeded_here['end'][:16]} UTC; seeded before the run)"
                 )
     render_pipeline_summary(summary)
+    if config_file is not None and not settings.alerting.notify_config:
+        from tasks.demo_config import receiver_hint
+
+        for line in receiver_hint(config_file):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if failed:
         _fail(str(result), code=1)
 
@@ -425,7 +438,8 @@ def serve(
     """Serve every deployment of prefect.yaml (same schedules and parameters) from this process.
 
     Needs a Prefect server (`PREFECT_API_URL`), e.g. `prefect server start` in another terminal.
-    Ctrl-C stops serving (Prefect pauses the served deployments' schedules when it stops).
+    Ctrl-C stops serving (Prefect pauses the served deployments' schedules when it stops). Refuses
+    when `prefect deploy` already registered these deployments for workers: use one or the other.
     """
     st = _state(ctx)
     if not os.environ.get("PREFECT_API_URL"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from prefect import flow, get_run_logger, task
@@ -29,26 +28,11 @@ from flows.maintain import maintain
 from flows.report import report
 from flows.scale import scale
 from tasks.demo import DEMO_INCIDENTS, seed_demo
+from tasks.demo_config import DEMO_RULES, DEMO_SCALING_TARGET
 from tasks.lake import Lake
 from tasks.timeparse import format_duration
 
 __all__ = ["DEMO_RULES", "PipelineFailed", "PipelineSummary", "StageSummary", "pipeline"]
-
-#: The scaling target the demo decides for when ``scaling.targets`` is empty: the demo web tier's
-#: request rate, 40 req/s per replica, dry-run through the ``log`` actuator (assumed to run 8 replicas).
-DEMO_SCALING_TARGET = {
-    "name": "demo-web",
-    "capacity_per_unit": 40,
-    "provisioning_delay_s": 120,
-    "interval_s": 120,
-    "cost_per_unit_hour": 0.1,
-    "rails": {"min_units": 2, "max_units": 20},
-    "metric": {"selector": 'http_requests_per_second{source="demo"}', "agg": "avg", "combine": "sum", "step": "1m"},
-    "actuator": {"kind": "log", "initial": 8},
-}
-
-#: Rules the demo evaluates when ``alerting.rule_files`` is empty.
-DEMO_RULES = Path(__file__).resolve().parents[1] / "data" / "examples" / "alerting" / "demo-rules.yml"
 
 ARTIFACT_KEY = "pipeline-summary"
 
@@ -220,6 +204,8 @@ def pipeline(
     stages.append(_run_stage("maintain", lambda: dict(maintain.fn(config_path, overrides)), _detail_maintain))
     stages.append(_run_stage("forecast", lambda: dict(forecast.fn(config_path, overrides)), _detail_forecast))
     stages.append(_run_stage("anomaly", lambda: dict(anomaly.fn(config_path, overrides)), _detail_anomaly))
+    # Without a config (`run --demo` writes one; a pipeline called directly may have none) the demo
+    # still decides for its web tier and evaluates its rules.
     scale_overrides = list(overrides or [])
     if demo and not _settings.scaling.targets:
         scale_overrides.append(f"scaling.targets={json.dumps([DEMO_SCALING_TARGET])}")

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, stale_run
+from flows._common import load, nothing_to_do, stale_run
 from tasks.config import Settings
 from tasks.lake import Lake
 from tasks.scaling.service import ScalingRun, run_scaling
@@ -24,6 +24,10 @@ from tasks.scaling.service import ScalingRun, run_scaling
 __all__ = ["ARTIFACT_KEY", "ScaleSummary", "scale"]
 
 ARTIFACT_KEY = "scaling-tick"
+NO_TARGETS_HINT = (
+    "add scaling.targets to cortex-perf.yaml (see cortex-perf.example.yaml); "
+    "`cortex-perf run --demo` writes a cortex-perf.yaml with a demo target"
+)
 
 
 class ScaleSummary(TypedDict, total=False):
@@ -67,10 +71,13 @@ def scale(
         return ScaleSummary(**skipped)  # type: ignore[typeddict-item]
     t0 = time.perf_counter()
     settings, lake = load(config_path, overrides)
+    idle = None
     if not settings.scaling.enabled:
-        return ScaleSummary(flow="scale", skipped=True, reason="scaling.enabled is false")
-    if not settings.scaling.targets:
-        return ScaleSummary(flow="scale", skipped=True, reason="scaling.targets is empty")
+        idle = nothing_to_do("scale", "scaling.enabled is false", artifact_key=ARTIFACT_KEY, warn=False)
+    elif not settings.scaling.targets:
+        idle = nothing_to_do("scale", "scaling.targets is empty", hint=NO_TARGETS_HINT, artifact_key=ARTIFACT_KEY)
+    if idle is not None:
+        return ScaleSummary(**idle)  # type: ignore[typeddict-item]
     now = datetime.now(UTC).replace(microsecond=0)
     run_mode = mode or settings.scaling.mode
     res = tick(settings, lake, now, run_mode)

@@ -4,6 +4,12 @@ Why read ``prefect.yaml`` instead of repeating schedules in code: deployments ar
 ``prefect deploy --all`` (workers) and ``serve`` (one process, no worker) must run the same
 schedules, parameters and concurrency limits. Anything the file says that ``serve`` cannot honour
 (work pools) is ignored: served runs execute in this process.
+
+Why serve refuses to start next to ``prefect deploy``: both register deployments under the same
+names (``collect/collect``), and serving a name rewrites that deployment without its pull step,
+while it stays in its work pool; every worker run of it then crashes ("Downloading flow code from
+storage at None"), and both would run every schedule. So one project uses one of the two, and
+serve says which deployments stand in its way and how to choose (``ServeConflict``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DeploymentSpec", "deployments_from_yaml", "load_deployment_specs", "serve_from_yaml"]
+__all__ = [
+    "DeploymentSpec",
+    "ServeConflict",
+    "deployed_by_workers",
+    "deployments_from_yaml",
+    "load_deployment_specs",
+    "serve_from_yaml",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,6 +136,43 @@ def deployments_from_yaml(
     return out
 
 
+class ServeConflict(ValueError):
+    """Deployments to be served already exist as worker deployments (``prefect deploy``)."""
+
+
+def deployed_by_workers(deployments: list[Any]) -> dict[str, str | None]:
+    """``{"flow/deployment": work pool}`` of the given deployments that the API already holds as
+    worker deployments: in a work pool or with pull steps, as ``prefect deploy`` creates them.
+    Deployments a previous ``serve`` registered have neither, so serving again is no conflict."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found: dict[str, str | None] = {}
+    with get_client(sync_client=True) as client:
+        for d in deployments:
+            name = f"{d.flow_name}/{d.name}"
+            try:
+                existing = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name or existing.pull_steps:
+                found[name] = existing.work_pool_name
+    return found
+
+
+def _conflict_message(found: dict[str, str | None]) -> str:
+    pools = sorted({p for p in found.values() if p})
+    first = next(iter(found))
+    worker = f"`prefect worker start --pool {pools[0]}`" if pools else "a worker"
+    return (
+        f"cannot serve: {', '.join(found)} already deployed by `prefect deploy`"
+        + (f" (work pool {', '.join(pools)})" if pools else "")
+        + "; serving the same names would strip their pull step and crash every worker run. "
+        f"Use one of the two: keep the deployments and run {worker}, or delete them "
+        f"(`prefect deployment delete {first}`, one per name) and run `cortex-perf serve` again"
+    )
+
+
 def serve_from_yaml(
     path: str | Path,
     *,
@@ -130,8 +180,12 @@ def serve_from_yaml(
     config_path: str | None = None,
     limit: int | None = None,
 ) -> None:
-    """Block serving every deployment of ``path`` until interrupted."""
+    """Block serving every deployment of ``path`` until interrupted; ``ServeConflict`` (naming them)
+    when ``prefect deploy`` already registered some of them for workers."""
     from prefect import serve
 
     deployments = deployments_from_yaml(path, overrides=overrides, config_path=config_path)
+    found = deployed_by_workers(deployments)
+    if found:
+        raise ServeConflict(_conflict_message(found))
     serve(*deployments, limit=limit)

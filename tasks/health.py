@@ -306,52 +306,95 @@ def _actuator(settings: Settings, index: int) -> ComponentHealth:
 #: Prefect state types, lower case, grouped by what they say about a flow's health.
 _FLOW_OK = {"completed", "running", "pending", "scheduled"}
 _FLOW_DOWN = {"failed", "crashed"}
+#: The state types a *finished* run can have: the last run is the newest of these. Why not the
+#: newest run of any state: deployments create their scheduled runs ahead of time, so the newest
+#: run by expected start is one that has not happened yet ("last run scheduled -60 min ago").
+FINISHED_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
-def flow_health(flow: str, state: str | None, when: datetime | None, now: datetime) -> ComponentHealth:
-    """A flow's health from its last run's state type (pure, so it is tested without a server).
+def _minutes(seconds: float) -> str:
+    return f"{abs(seconds) / 60:.0f} min"
 
-    Completed/running → OK; failed/crashed → down (the flow is broken now); cancelled, paused or
-    anything else → degraded; no run yet → degraded."""
+
+def _sentence(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def flow_health(
+    flow: str,
+    state: str | None,
+    when: datetime | None,
+    now: datetime,
+    next_at: datetime | None = None,
+) -> ComponentHealth:
+    """A flow's health from its last *finished* run's state type (pure, so it is tested without a
+    server), with its next scheduled run (``next_at``) added to the sentence.
+
+    Completed → OK; failed/crashed → down (the flow is broken now); cancelled, paused or anything
+    else → degraded; no finished run yet → degraded. A next run that is already due is called
+    late: a schedule whose runs nobody picks up (no worker, serve stopped) shows here."""
     name = f"flow:{flow}"
+    nums: dict[str, float] = {}
+    upcoming = ""
+    if next_at is not None:
+        in_s = (next_at - now).total_seconds()
+        nums["next_run_in_s"] = in_s
+        upcoming = f"next run in {_minutes(in_s)}" if in_s >= 0 else f"next run late by {_minutes(in_s)}"
     if state is None:
-        return ComponentHealth(name, "flow", "degraded", "no run yet")
+        return ComponentHealth(name, "flow", "degraded", _sentence("no finished run yet", upcoming), nums)
     st = state.lower()
-    ago = f" {(now - when).total_seconds() / 60:.0f} min ago" if when else ""
-    nums = {"last_run_age_s": (now - when).total_seconds()} if when else {}
-    if st in _FLOW_OK:
-        status: Status = "OK"
-    elif st in _FLOW_DOWN:
-        status = "down"
-    else:
-        status = "degraded"
-    return ComponentHealth(name, "flow", status, f"last run {st}{ago}", nums)
+    ago = ""
+    if when is not None:
+        nums["last_run_age_s"] = max(0.0, (now - when).total_seconds())
+        ago = f" {_minutes(nums['last_run_age_s'])} ago"
+    status: Status = "OK" if st in _FLOW_OK else "down" if st in _FLOW_DOWN else "degraded"
+    return ComponentHealth(name, "flow", status, _sentence(f"last run {st}{ago}", upcoming), nums)
+
+
+_FlowRow = tuple[str, str | None, datetime | None, datetime | None]
 
 
 def _flows(api_url: str, now: datetime) -> list[ComponentHealth]:
     import asyncio
 
-    async def read() -> list[tuple[str, str | None, datetime | None]]:
+    async def read() -> list[_FlowRow]:
         from prefect.client.orchestration import PrefectClient
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterId,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
         from prefect.client.schemas.sorting import FlowRunSort
+
+        def of_states(*types: str) -> FlowRunFilter:
+            by_type = FlowRunFilterStateType(any_=[StateType(t) for t in types])
+            return FlowRunFilter(state=FlowRunFilterState(type=by_type))
 
         async with PrefectClient(api_url) as client:
             flows = await client.read_flows(limit=200)
-            out: list[tuple[str, str | None, datetime | None]] = []
+            out: list[_FlowRow] = []
             for f in flows:
-                runs = await client.read_flow_runs(
-                    flow_filter=FlowFilter(id=FlowFilterId(any_=[f.id])),
-                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                    limit=1,
-                )
-                if not runs:
-                    out.append((f.name, None, None))
+                one_flow = FlowFilter(id=FlowFilterId(any_=[f.id]))
+                last = await client.read_flow_runs(
+                    flow_filter=one_flow, flow_run_filter=of_states(*FINISHED_STATES),
+                    sort=FlowRunSort.END_TIME_DESC, limit=1,
+                )  # fmt: skip
+                upcoming = await client.read_flow_runs(
+                    flow_filter=one_flow, flow_run_filter=of_states("SCHEDULED"),
+                    sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1,
+                )  # fmt: skip
+                nxt = upcoming[0].expected_start_time if upcoming else None
+                nxt = nxt.astimezone(UTC) if nxt else None
+                if not last:
+                    out.append((f.name, None, None, nxt))
                     continue
-                r = runs[0]
+                r = last[0]
                 st = r.state_type.value if r.state_type else None
                 when = r.end_time or r.start_time or r.expected_start_time
-                out.append((f.name, st, when.astimezone(UTC) if when else None))
+                out.append((f.name, st, when.astimezone(UTC) if when else None, nxt))
             return out
 
     try:
@@ -360,7 +403,7 @@ def _flows(api_url: str, now: datetime) -> list[ComponentHealth]:
         return [ComponentHealth("flows", "flow", "unknown", f"Prefect API {api_url} not reachable: {_err(exc)}")]
     if not rows:
         return [ComponentHealth("flows", "flow", "unknown", f"Prefect API {api_url} knows no flows yet")]
-    return [flow_health(name, st, when, now) for name, st, when in sorted(rows, key=lambda r: r[0])]
+    return [flow_health(name, st, when, now, nxt) for name, st, when, nxt in sorted(rows, key=lambda r: r[0])]
 
 
 def _plan(settings: Settings, lake: Lake, now: datetime, nvml: Any | None) -> list[_Planned]:

@@ -747,15 +747,20 @@ def open_lake(lake_root: str = "") -> Lake:
 
     Under ``run_report`` the kernel gets the caller's lake settings through ``LAKE_ENV``, so an S3
     lake opens with its endpoint and credentials. In Jupyter (no handoff) the settings come from the
-    usual places (``cortex-perf.yaml``, ``CORTEX_PERF_…`` variables). ``lake_root`` (when given)
-    replaces the root and keeps every other lake setting.
+    usual places (``cortex-perf.yaml``, ``CORTEX_PERF_…`` variables) found from the project root, as
+    the CLI finds them: Jupyter starts the kernel in ``notebooks/``, where ``data/lake`` would be an
+    empty ``notebooks/data/lake``. ``lake_root`` (when given) replaces the root and keeps every other
+    lake setting; a relative one is under the project root too.
     """
     from tasks.config import LakeSettings, load_settings
+    from tasks.config.project import anchor, project_root
+    from tasks.config.settings import config_path
 
     raw = os.environ.get(LAKE_ENV)
     lake_settings = LakeSettings.model_validate_json(raw) if raw else load_settings().lake
     if lake_root:
-        lake_settings = lake_settings.model_copy(update={"root": lake_root})
+        root = anchor(lake_root, project_root(config_path())) or lake_root
+        lake_settings = lake_settings.model_copy(update={"root": root})
     return Lake.from_settings(SimpleNamespace(lake=lake_settings))
 
 
@@ -938,10 +943,18 @@ def run_report(
     """
     import papermill as pm
 
+    from tasks.config.project import anchor
+
     src = notebook_path(name)
     start, end = report_window(since, until, now=now)
     if parameters:
         check_parameters(name, parameters)
+    # The kernel runs in the checkout (NOTEBOOK_DIR's parent), not in the caller's directory: a
+    # relative lake or state path means the caller's, so it travels absolute.
+    lake_root = anchor(lake_root, Path.cwd()) or lake_root
+    state_path = anchor(state_path, Path.cwd())
+    if lake_settings is not None:
+        lake_settings = lake_settings.model_copy(update={"root": anchor(lake_settings.root, Path.cwd())})
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{name}-{end:%Y-%m-%d}"
     executed = out_dir / f"{stem}.ipynb"

@@ -131,7 +131,7 @@ def transaction(
             with _thread_lock:
                 # read-only only once this process has created every registered table: a read-only
                 # connection cannot run the CREATE TABLE IF NOT EXISTS of a table new to this file
-                ensured = all((str(p), name) in _ensured for name in _SCHEMAS)
+                ensured = all((_key(p), name) in _ensured for name in _SCHEMAS)
                 t_open = time.perf_counter()
                 con = duckdb.connect(str(p), read_only=read_only and ensured and p.exists())
                 try:
@@ -162,8 +162,14 @@ def transaction(
             delay = min(delay * 2, 1.0)
 
 
+def _key(path: str | os.PathLike[str]) -> str:
+    """The file a path names, for ``_ensured``: a relative path means another file after a chdir."""
+    return os.path.abspath(path)
+
+
 def _ensure(con: duckdb.DuckDBPyConnection, path: str) -> list[tuple[str, str]]:
     """Create the registered tables not yet created through this process; returns those it created."""
+    path = _key(path)
     new = []
     for name, ddl in _SCHEMAS.items():
         if (path, name) in _ensured:

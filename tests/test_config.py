@@ -145,7 +145,7 @@ def test_secret_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "pw-xyz" not in str(exc.value)
 
 
-def test_readme_and_example_cover_every_setting() -> None:
+def test_readme_and_example_cover_every_setting(tmp_path: Path) -> None:
     """README's config reference lists every field with its env var; the example file loads."""
     from pydantic import BaseModel
 
@@ -168,8 +168,48 @@ def test_readme_and_example_cover_every_setting() -> None:
         if f"`{p}`" not in readme or f"`CORTEX_PERF_{p.upper().replace('.', '__')}`" not in readme
     ]
     assert not missing, f"README config reference lacks: {missing}"
-    # the example file is valid and shows the defaults
-    example = load_settings(repo / "cortex-perf.example.yaml")
+    # the example file is valid and shows the defaults (loaded from the working directory, tmp_path,
+    # because its relative paths mean its own folder)
+    example = load_settings(_write(tmp_path, (repo / "cortex-perf.example.yaml").read_text()))
     defaults = load_settings()
     assert example.model_dump(mode="json") == defaults.model_dump(mode="json")
     assert example.sources.redis.url.get_secret_value() == defaults.sources.redis.url.get_secret_value()
+
+
+def test_project_root_from_a_subfolder_finds_the_config_and_anchors_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel started in notebooks/ (or a CLI run from a subfolder) reads the project's config and
+    lake, not notebooks/data/lake; --set paths stay relative to where the command runs."""
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    _write(project, 'lake:\n  root: data/lake\nalerting:\n  rule_files: ["rules/*.yml", "/abs/r.yml"]\n')
+    monkeypatch.chdir(project / "notebooks")
+    s = load_settings()
+    assert s.lake.root == str(project / "data" / "lake")
+    assert s.state.path == str(project / "data" / "state.duckdb")
+    assert s.data_dir == str(project / "data")
+    assert s.alerting.rule_files == [str(project / "rules" / "*.yml"), "/abs/r.yml"]
+    assert load_settings(None, ["state.path=here.duckdb"]).state.path == "here.duckdb"
+    monkeypatch.setenv("CORTEX_PERF_LAKE__ROOT", "s3://bucket/lake")
+    assert load_settings().lake.root == "s3://bucket/lake"  # URLs are not paths
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("CORTEX_PERF_LAKE__ROOT")
+    assert load_settings().lake.root == "data/lake"  # at the root nothing changes
+
+
+def test_project_root_stops_at_the_repository_top(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a config file the repository root (pyproject.toml, .git) is the project; a config file
+    of an unrelated project further up is never picked up. A named config file's folder is the root."""
+    from tasks.config.project import find_project
+
+    _write(tmp_path, "lake:\n  root: /not/this/one\n")
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("[project]\n")
+    monkeypatch.chdir(repo / "notebooks")
+    assert find_project() == (repo, None)
+    assert load_settings().lake.root == str(repo / "data" / "lake")
+    elsewhere = _write(tmp_path / "repo", "state:\n  path: state.duckdb\n", name="other.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(elsewhere).state.path == str(repo / "state.duckdb")

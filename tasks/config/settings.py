@@ -22,10 +22,11 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tasks.config.project import CONFIG_FILE, anchor_paths, find_project, project_root
 from tasks.redact import redact_tree, redact_url
 from tasks.scaling.policies import ScalingTarget
 
-DEFAULT_CONFIG_FILE = "cortex-perf.yaml"
+DEFAULT_CONFIG_FILE = CONFIG_FILE
 ENV_PREFIX = "CORTEX_PERF_"
 # --set overrides that carry a secret, handed to flows outside their parameters (stash_secret_overrides)
 SECRET_OVERRIDES_ENV = "CORTEX_PERF_SECRET_OVERRIDES"
@@ -230,7 +231,7 @@ class AlertingSettings(_Section):
     enabled: bool = Field(True, description="Run the alerting stage (rules, notifications) in the alerts flow.")
     rule_files: list[str] = Field(
         default_factory=list,
-        description="Rule files or globs in the Prometheus rule-file format (relative to the working directory).",
+        description="Rule files or globs in the Prometheus rule-file format (relative to the project root).",
     )
     notify_config: str | None = Field(
         None,
@@ -617,14 +618,14 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The config file in force: explicit > $CORTEX_PERF_CONFIG > ./cortex-perf.yaml (if present)."""
+    """The config file in force: explicit > $CORTEX_PERF_CONFIG > the project's cortex-perf.yaml (the
+    nearest one from the working directory up to the project's top; see ``tasks.config.project``)."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("CORTEX_PERF_CONFIG")
     if env:
         return Path(env)
-    p = Path(DEFAULT_CONFIG_FILE)
-    return p if p.exists() else None
+    return find_project()[1]
 
 
 def load_settings(
@@ -633,7 +634,11 @@ def load_settings(
 ) -> Settings:
     """Load settings with precedence defaults < file < environment < overrides.
 
-    Raises ``ConfigError`` naming each bad field and, for choices, the allowed values.
+    Relative paths from the file and the environment are resolved against the project root (the
+    config file's folder, or the repository root; ``tasks.config.project``), so a kernel started in
+    ``notebooks/`` reads the same lake as the CLI; overrides (``--set``) stay relative to the
+    working directory, as command-line paths are. Raises ``ConfigError`` naming each bad field and,
+    for choices, the allowed values.
     """
     file = config_path(path)
     data: dict[str, Any] = {}
@@ -659,9 +664,15 @@ def load_settings(
     given = overrides.items() if isinstance(overrides, dict) else map(_parse_override, overrides or [])
     # secrets given with --set come last (secret_overrides_stashed): they beat file and env too
     items = [*given, *map(_parse_override, _stashed_overrides())]
-    if items:
+    root = project_root(file)
+    # Anchored only when the root is not the working directory: there a relative path already means
+    # the same, and the settings keep the short form people wrote (and `config show` prints).
+    moved = root.resolve() != Path.cwd().resolve()
+    if items or moved:
         merged = settings.model_dump(mode="python")
         unwrap_secrets(merged)
+        if moved:
+            anchor_paths(merged, root)
         for key, value in items:
             _set_dotted(merged, key, value)
         try:

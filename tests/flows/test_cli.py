@@ -383,3 +383,44 @@ def test_lake_query_limit_caps_rows_with_a_clear_message(demo_lake: Path, fmt: s
         assert out.count("demo") == 7
     code, out, err = _run(*base[:-2], "--limit", "100000", "--json", "--since", "10m")
     assert code == 0 and "stopped" not in err and len(json.loads(out)) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_demo_leaves_a_working_config_and_never_replaces_one(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `run --demo` in a fresh project, `scale plan`, `scale recommend` and `alerts run` used to
+    fail ("no scaling targets configured", "alerting.rule_files is empty"): the demo now leaves a
+    cortex-perf.yaml with its rules and target, and ends saying how to add a Slack or e-mail receiver."""
+    quiet = ["--set", "sources.gpu.enabled=false", "--set", "sources.prefect.enabled=false"]
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    code, out, err = _run(*quiet, "run", "--demo", "--days", "1")
+    assert code == 0, out + err
+    config = project / "cortex-perf.yaml"
+    assert config.is_file() and "wrote" in err.lower() and "cortex-perf.yaml" in err
+    tail = " ".join(out.strip().splitlines()[-6:])
+    assert "Slack" in tail and "e-mail" in tail and "alerts test-notify" in tail
+    (report,) = (project / "data" / "reports").glob("performance_report-*.html")  # the project's, with its data
+    assert "no data in the lake" not in report.read_text()
+    for args in (
+        ["scale", "plan", "--json"],
+        ["scale", "recommend", "--json"],
+        ["alerts", "run", "--dry-run", "--json"],
+    ):
+        code, out, err = _run(*quiet, *args)
+        assert code == 0, f"{' '.join(args)}: {out}{err}"
+        assert ("demo-web" if args[0] == "scale" else "Watchdog") in out, f"{args}: {out}"
+
+    # A project with its own config: the demo uses it and leaves it exactly as it was.
+    other = tmp_path / "mine"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    mine = "forecast:\n  enabled: false\nanomaly:\n  enabled: false\nreports:\n  enabled: false\n"
+    (other / "cortex-perf.yaml").write_text(mine)
+    code, out, err = _run(*quiet, "run", "--demo", "--days", "0.2")
+    assert code == 0, out + err
+    assert (other / "cortex-perf.yaml").read_text() == mine
+    assert "not changed" in err

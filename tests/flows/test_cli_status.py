@@ -112,3 +112,45 @@ def test_flows_last_run_from_a_real_prefect_api(prefect_harness: None, tmp_path:
     assert res["flow:cortex-health-ok"].status == "OK" and "completed" in res["flow:cortex-health-ok"].why
     failed = res["flow:cortex-health-fails"]
     assert failed.status == "down" and "failed" in failed.why
+
+
+def test_flow_status_is_the_last_finished_run_and_the_next_scheduled_one(prefect_harness: None, tmp_path: Path) -> None:
+    """A run scheduled an hour ahead is the *next* run, not the last one ("last run scheduled -60 min
+    ago" was the bug): the last run is the newest finished one, and the next is reported beside it."""
+    import asyncio
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+    from prefect.states import Scheduled
+
+    from tasks.config.settings import Settings
+    from tasks.health import check_health
+
+    @flow(name="cortex-health-scheduled")
+    def ticks() -> int:
+        return 1
+
+    ticks()
+    now = datetime.now(UTC)
+
+    async def schedule_ahead() -> None:
+        async with get_client() as client:
+            for minutes in (60, 120):
+                await client.create_flow_run(ticks, state=Scheduled(scheduled_time=now + timedelta(minutes=minutes)))
+
+    asyncio.run(schedule_ahead())
+    api = str(get_current_settings().api.url)
+    s = Settings(
+        lake={"root": str(tmp_path / "lake")},
+        state={"path": str(tmp_path / "state.duckdb")},
+        sources={"gpu": {"enabled": False}, "host": {"enabled": False}, "prefect": {"api_url": api}},
+    )
+    res = {r.name: r for r in check_health(s, Lake(s.lake.root), now=now, timeout_s=30)}
+    got = res["flow:cortex-health-scheduled"]
+    assert got.status == "OK", got
+    assert got.why.startswith("last run completed"), got.why
+    assert "-" not in got.why.split(";")[0], got.why  # no negative age
+    assert "next run in 60 min" in got.why, got.why
+    assert 3500 <= got.numbers["next_run_in_s"] <= 3600
+    assert 0 <= got.numbers["last_run_age_s"] < 600

@@ -260,3 +260,18 @@ def test_alerts_flow_bad_rule_path_fails_with_the_setting_named(lake_overrides: 
 
     with pytest.raises(RuleFileError, match="alerting.rule_files: '/nope/rules.yml' matches no file"):
         alerts(overrides=[*lake_overrides, 'alerting.rule_files=["/nope/rules.yml"]'])
+
+
+def test_alerts_flow_with_nothing_to_do_says_why(lake_overrides: list[str]) -> None:
+    """An unconfigured alerts deployment used to complete every minute while doing nothing, silently:
+    its log and its artifact must say why and how to configure it."""
+    from prefectrun import run_artifact, run_logs
+
+    from flows.alerts import ARTIFACT_KEY, alerts
+
+    state = alerts(overrides=lake_overrides, return_state=True)
+    assert state.result()["skipped"] is True
+    run_id = state.state_details.flow_run_id
+    logged = [m for m in run_logs(run_id) if "nothing to do" in m]
+    assert logged and "nothing to do because alerting.rule_files is empty" in logged[0], run_logs(run_id)
+    assert "alerting.rule_files" in run_artifact(ARTIFACT_KEY, run_id)

@@ -81,3 +81,17 @@ def test_scale_flow_dry_run_by_default_and_skips_without_targets(loaded: list[st
     assert _lake(loaded).events(name="action.applied").height == 0
     assert scale(overrides=loaded)["reason"] == "scaling.targets is empty"
     assert scale(overrides=[*loaded, _targets(), "scaling.enabled=false"])["skipped"] is True
+
+
+def test_scale_flow_with_nothing_to_do_says_why(lake_overrides: list[str]) -> None:
+    """Without targets the scale deployment completed every 2 minutes doing nothing, silently."""
+    from prefectrun import run_artifact, run_logs
+
+    from flows.scale import ARTIFACT_KEY, scale
+
+    for extra, why in ([], "scaling.targets is empty"), (["scaling.enabled=false"], "scaling.enabled is false"):
+        state = scale(overrides=[*lake_overrides, *extra], return_state=True)
+        assert state.result()["reason"] == why
+        run_id = state.state_details.flow_run_id
+        assert any(f"nothing to do because {why}" in m for m in run_logs(run_id)), run_logs(run_id)
+        assert why in run_artifact(ARTIFACT_KEY, run_id)

@@ -317,6 +317,17 @@ def test_flow_health_from_last_run_state() -> None:
     assert flow_health("collect", None, None, NOW).status == "degraded"
 
 
+def test_flow_health_names_the_next_scheduled_run() -> None:
+    ago = NOW - timedelta(minutes=5)
+    ok = flow_health("collect", "COMPLETED", ago, NOW, next_at=NOW + timedelta(minutes=60))
+    assert ok.status == "OK" and ok.why == "last run completed 5 min ago; next run in 60 min"
+    assert ok.numbers == {"last_run_age_s": 300.0, "next_run_in_s": 3600.0}
+    late = flow_health("collect", "COMPLETED", ago, NOW, next_at=NOW - timedelta(minutes=3))
+    assert late.why.endswith("next run late by 3 min")
+    never = flow_health("collect", None, None, NOW, next_at=NOW + timedelta(minutes=1))
+    assert never.status == "degraded" and never.why == "no finished run yet; next run in 1 min"
+
+
 def test_record_health_writes_component_up(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path / "lake"))
     results = [

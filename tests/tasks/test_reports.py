@@ -460,3 +460,56 @@ def test_the_kernel_warns_nothing_about_unencrypted_tcp(tmp_path: Path, capfd: p
     assert "without encryption" not in err + out
     assert "without encryption" not in Path(res.html).read_text()
     assert not list(Path.cwd().glob("kernel-*ipc*"))  # no socket files left in the working directory
+
+
+def _outputs_text(nb: object) -> str:
+    """Everything the executed notebook displayed (text, markdown, HTML tables), as one string."""
+    parts: list[str] = []
+    for cell in nb.cells:  # type: ignore[attr-defined]
+        for out in cell.get("outputs", []):
+            parts.append(str(out.get("text", "")))
+            parts.extend(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("marker", ["cortex-perf.yaml", "pyproject.toml"])
+def test_notebook_opened_in_jupyter_reads_the_projects_lake(
+    marker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jupyter starts the kernel in the notebook's folder (notebooks/) and hands it no lake settings:
+    the default `data/lake` must still mean <project>/data/lake, the project being the config file's
+    folder or, without one, the repository root — not notebooks/data/lake (an empty report)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    for key in list(__import__("os").environ):
+        if key.startswith("CORTEX_PERF_"):
+            monkeypatch.delenv(key)
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / marker).write_text("lake:\n  root: data/lake\n" if marker == "cortex-perf.yaml" else "[project]\n")
+    seed_demo(Lake(str(project / "data" / "lake")), now=NOW, days=1)
+
+    nb = nbformat.read(R.notebook_path("performance_report"), as_version=4)
+    client = NotebookClient(
+        nb, kernel_name=R.ensure_kernel(), timeout=300, resources={"metadata": {"path": str(project / "notebooks")}}
+    )
+    client.execute()
+    shown = _outputs_text(nb)
+    assert "There is no data in the lake" not in shown
+    assert str(project / "data" / "lake") in shown and "web-1" in shown
+    assert not (project / "notebooks" / "data").exists()
+
+
+@pytest.mark.slow
+def test_relative_lake_root_means_the_callers_directory_not_the_kernels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel runs in the checkout (so `import tasks` works); a relative lake root handed to it
+    is the caller's (`cortex-perf run --demo` in a fresh project directory), not the checkout's."""
+    monkeypatch.chdir(tmp_path)
+    seed_demo(Lake(str(tmp_path / "data" / "lake")), now=NOW, days=1)
+    res = R.run_report("performance_report", lake_root="data/lake", out_dir=tmp_path / "out", since="2d", now=NOW)
+    html = Path(res.html).read_text()
+    assert "no data in the lake" not in html and str(tmp_path / "data" / "lake") in html

@@ -153,3 +153,14 @@ def test_claim_owner_alive_on_this_host_another_host_and_this_process():
         while not beats and time.monotonic() < deadline:
             time.sleep(0.01)
     assert beats and me.alive() is False
+
+
+def test_a_relative_path_in_another_directory_is_another_db(tmp_path, monkeypatch):
+    """The tables made for data/state.duckdb in one project are not assumed to exist in another
+    project's data/state.duckdb (one process, two working directories: tests, notebooks)."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        st = State("data/state.duckdb")
+        st.set("project", name)
+        assert st.get("project") == name
