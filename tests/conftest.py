@@ -24,6 +24,28 @@ from prefectserver import running_server
 REDIS_SERVER = "/usr/bin/redis-server"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_project_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests never read the checkout's own ``cortex-perf.yaml``.
+
+    Why: README's first command (``run --demo``) leaves one in the checkout (demo rules, a demo
+    scaling target), and the settings find it from any folder of the project; tests expecting the
+    defaults would then see the demo's. Every test starts from an empty config file in a folder of
+    its own (so relative paths in the settings land there, never in the checkout); a test that
+    wants another config names it (``--config``, ``CORTEX_PERF_CONFIG``) or removes the variable.
+    """
+    if os.environ.get("CORTEX_PERF_CONFIG"):
+        yield  # the caller chose a config for the whole run
+        return
+    empty = tmp_path_factory.mktemp("no-project-config") / "cortex-perf.yaml"
+    empty.write_text("# the tests' default: every setting at its default\n")
+    os.environ["CORTEX_PERF_CONFIG"] = str(empty)
+    try:
+        yield
+    finally:
+        os.environ.pop("CORTEX_PERF_CONFIG", None)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (good enough for tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
