@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from rich.table import Table
+from rich.text import Text
 
 from tasks.forecasting import MODELS, get_model
 from tasks.forecasting.base import QUANTILE_COLUMNS, QUANTILES, Forecaster, NotEnoughHistory
@@ -375,7 +376,8 @@ def render_backtest_table(result: Mapping[str, Any]) -> Table:
         f"({100 * grid.get('interpolated_fraction', 0):.1f} %), {grid.get('duplicates', 0)} duplicates averaged. "
         "MASE < 1 beats the seasonal-naive forecast."
     )
-    table = Table(title=title, caption=caption)
+    # Text, not markup: model names and error messages can quote a user's CSV (``[red]`` stays text)
+    table = Table(title=Text(title, style="table.title"), caption=Text(caption, style="table.caption"))
     for col, justify in (
         ("model", "left"),
         ("MASE", "right"),
@@ -396,7 +398,7 @@ def render_backtest_table(result: Mapping[str, Any]) -> Table:
     ok = sorted((m for m in models.items() if "error" not in m[1]), key=lambda kv: kv[1].get("mase") or math.inf)
     for name, s in ok:
         table.add_row(
-            name,
+            Text(name),
             fmt(s.get("mase"), ".3f"),
             fmt(s.get("mase_step1"), ".3f"),
             fmt(s.get("smape"), ".1f"),
@@ -408,5 +410,5 @@ def render_backtest_table(result: Mapping[str, Any]) -> Table:
         )
     for name, s in models.items():
         if "error" in s:
-            table.add_row(name, f"[red]{s['error']}[/red]", *[""] * 7)
+            table.add_row(Text(name), Text(str(s["error"]), style="red"), *[""] * 7)
     return table

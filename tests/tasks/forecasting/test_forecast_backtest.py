@@ -202,3 +202,20 @@ def test_models_are_trained_for_the_backtest_horizon(frame: pl.DataFrame) -> Non
     assert result.per_series["mase"].is_finite().all()
     model = get_model("xgboost", **fast, max_horizon=15)
     assert model.max_horizon == 15  # type: ignore[attr-defined]
+
+
+def test_backtest_table_prints_model_names_and_errors_as_text() -> None:
+    """An error message quoting a user's CSV (``[/x]``, ``[red]…[/red]``) is shown as written, not
+    parsed as Rich markup (a stray ``[/x]`` raised MarkupError and crashed `forecast backtest`)."""
+    result = {
+        "series": 1,
+        "horizon": 6,
+        "season": 24,
+        "origins": 3,
+        "grid": {"freq_s": 60},
+        "models": {"seasonal_naive": {"mase": 0.5}, "arima": {"error": "value '[/x]' or [red]y[/red] is bad"}},
+    }
+    console = Console(record=True, width=200)
+    console.print(render_backtest_table(result))
+    text = console.export_text()
+    assert "value '[/x]' or [red]y[/red] is bad" in text
