@@ -47,7 +47,7 @@ import polars as pl
 import pyarrow as pa
 
 from tasks.alerting.model import Alert
-from tasks.alerting.notify_templates import (
+from tasks.alerting.notify.notify_templates import (
     Notification,
     NotificationLike,
     NotifyTemplateError,
@@ -55,7 +55,7 @@ from tasks.alerting.notify_templates import (
     as_notification,
     render,
 )
-from tasks.alerting.receivers import Receiver, redact_url
+from tasks.alerting.notify.receivers import Receiver, redact_url
 from tasks.lake import schema as S
 from tasks.lake.write import write_partitioned
 from tasks.state import ClaimOwner, Heartbeat, State, register_schema

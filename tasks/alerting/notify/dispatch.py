@@ -50,12 +50,12 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from tasks.alerting.acks import Ack, ManualResolve, active_acks, covering_resolves, utc
-from tasks.alerting.escalation import EscalationPolicy, due_steps, parse_policies
-from tasks.alerting.flapping import FlapEvent, FlapSettings, FlapState, observe
 from tasks.alerting.model import REASONS, Alert, Notification, Reason, labels_text, sorted_alerts
-from tasks.alerting.promql import parse_duration
-from tasks.alerting.ratelimit import RateLimit, SendWindow, parse_rate_limits
+from tasks.alerting.notify.acks import Ack, ManualResolve, active_acks, covering_resolves, utc
+from tasks.alerting.notify.escalation import EscalationPolicy, due_steps, parse_policies
+from tasks.alerting.notify.flapping import FlapEvent, FlapSettings, FlapState, observe
+from tasks.alerting.notify.ratelimit import RateLimit, SendWindow, parse_rate_limits
+from tasks.alerting.rules.promql import parse_duration
 from tasks.state import State, register_schema
 from tasks.timeparse import format_duration
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tasks.alerting.promql import parse_duration
+from tasks.alerting.rules.promql import parse_duration
 
 __all__ = ["EscalationPolicy", "EscalationStep", "due_steps", "parse_policies", "parse_policy"]
 

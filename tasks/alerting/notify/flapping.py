@@ -47,7 +47,7 @@ class FlapSettings:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> FlapSettings:
         """From ``{window: 1h, start_changes: 4, stop_changes: 2, enabled: true}``; errors name the field."""
-        from tasks.alerting.promql import parse_duration
+        from tasks.alerting.rules.promql import parse_duration
 
         if not raw:
             return cls()

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.alerting.matchers import LABEL_NAME_RE, ConfigPathError, Matcher, PathPart, matchers_match
 from tasks.alerting.model import Alert
-from tasks.alerting.routing import legacy_matchers, parse_matcher_list
+from tasks.alerting.notify.matchers import LABEL_NAME_RE, ConfigPathError, Matcher, PathPart, matchers_match
+from tasks.alerting.notify.routing import legacy_matchers, parse_matcher_list
 
 __all__ = ["InhibitRule", "inhibited", "inhibited_by", "is_unresolved", "parse_inhibit_rule", "parse_inhibit_rules"]
 

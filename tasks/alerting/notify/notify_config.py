@@ -2,16 +2,16 @@
 
 ::
 
-    route: {...}                 # routing tree (tasks.alerting.routing)
-    receivers:                   # Apprise receivers (tasks.alerting.receivers), validated here
+    route: {...}                 # routing tree (tasks.alerting.notify.routing)
+    receivers:                   # Apprise receivers (tasks.alerting.notify.receivers), validated here
       - name: ops
         apprise: ["json://127.0.0.1:8080/hook"]
         send_resolved: true
-    inhibit_rules: [...]         # tasks.alerting.inhibit
-    time_intervals: [...]        # tasks.alerting.timeintervals (also the deprecated mute_time_intervals)
+    inhibit_rules: [...]         # tasks.alerting.notify.inhibit
+    time_intervals: [...]        # tasks.alerting.notify.timeintervals (also the deprecated mute_time_intervals)
     global: {...}                # Alertmanager's, accepted and kept raw
     templates: [...]             # Alertmanager's, accepted and kept raw
-    # ours (tasks.alerting.dispatch.DispatchSettings), validated here:
+    # ours (tasks.alerting.notify.dispatch.DispatchSettings), validated here:
     escalation: {RECEIVER: {name, steps: [{after: 0m, receiver: a}, {after: 15m, receiver: b}], repeat}}
     flapping: {window: 1h, start_changes: 4, stop_changes: 2}
     rate_limits: {default: {max_messages: 10, per: 5m}, receivers: {pager: {max_messages: 3, per: 1h}}}
@@ -36,12 +36,12 @@ from typing import Any
 
 import yaml
 
-from tasks.alerting.dispatch import DispatchSettings
-from tasks.alerting.inhibit import InhibitRule, parse_inhibit_rules
-from tasks.alerting.matchers import ConfigPathError, PathPart
-from tasks.alerting.receivers import Receiver, ReceiverError, parse_receiver
-from tasks.alerting.routing import Route, build_route
-from tasks.alerting.timeintervals import TimeInterval, parse_named_time_intervals
+from tasks.alerting.notify.dispatch import DispatchSettings
+from tasks.alerting.notify.inhibit import InhibitRule, parse_inhibit_rules
+from tasks.alerting.notify.matchers import ConfigPathError, PathPart
+from tasks.alerting.notify.receivers import Receiver, ReceiverError, parse_receiver
+from tasks.alerting.notify.routing import Route, build_route
+from tasks.alerting.notify.timeintervals import TimeInterval, parse_named_time_intervals
 
 __all__ = [
     "EXTENSION_SECTIONS",

@@ -48,7 +48,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from tasks.alerting.model import Alert, Notification
 
 if TYPE_CHECKING:
-    from tasks.alerting.receivers import Receiver
+    from tasks.alerting.notify.receivers import Receiver
 
 __all__ = [
     "AlertList",

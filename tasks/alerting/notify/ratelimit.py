@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tasks.alerting.promql import parse_duration
+from tasks.alerting.rules.promql import parse_duration
 
 __all__ = ["RateLimit", "SendWindow", "parse_rate_limits"]
 

@@ -32,7 +32,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.alerting.matchers import (
+from tasks.alerting.model import labels_text
+from tasks.alerting.notify.matchers import (
     LABEL_NAME_RE,
     ConfigPathError,
     Matcher,
@@ -43,8 +44,7 @@ from tasks.alerting.matchers import (
     new_matcher,
     parse_matchers,
 )
-from tasks.alerting.model import labels_text
-from tasks.alerting.promql import parse_duration
+from tasks.alerting.rules.promql import parse_duration
 
 __all__ = [
     "DEFAULT_GROUP_INTERVAL_S",

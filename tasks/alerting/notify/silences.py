@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from tasks.alerting.matchers import Matcher, MatcherError, matchers_match, matchers_text, new_matcher, parse_matchers
+from tasks.alerting.notify.matchers import (
+    Matcher,
+    MatcherError,
+    matchers_match,
+    matchers_text,
+    new_matcher,
+    parse_matchers,
+)
 from tasks.state import State, register_schema
 
 __all__ = [

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tasks.alerting.matchers import ConfigPathError, PathPart
+from tasks.alerting.notify.matchers import ConfigPathError, PathPart
 
 __all__ = [
     "TimeInterval",

@@ -50,7 +50,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from tasks.alerting.promql import (
+from tasks.alerting.rules.promql import (
     ARITHMETIC,
     COMPARISONS,
     FUNCTIONS,
@@ -946,8 +946,8 @@ class _Evaluator:
         return [(lab, _bucket_quantile(q, b)) for lab, b in groups.values() if b]
 
     def lake_function(self, c: Call) -> Vector:
-        """Ours: read stored anomaly scores / forecasts (``tasks.alerting.lake_functions``)."""
-        from tasks.alerting.lake_functions import anomaly_vector, forecast_vector
+        """Ours: read stored anomaly scores / forecasts (``tasks.alerting.rules.lake_functions``)."""
+        from tasks.alerting.rules.lake_functions import anomaly_vector, forecast_vector
 
         t = datetime.fromtimestamp(self.t / 1000, tz=UTC)
         if c.func == "anomaly":

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from tasks.alerting.evaluate import Labels, evaluate
-from tasks.alerting.rules import Rule
-from tasks.alerting.templating import Template, TemplateError, expansion_error
+from tasks.alerting.rules.evaluate import Labels, evaluate
+from tasks.alerting.rules.rule_files import Rule
+from tasks.alerting.rules.templating import Template, TemplateError, expansion_error
 
 __all__ = [
     "RESOLVED_RETENTION",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from tasks.alerting.promql import PromQLError, VectorSelector, parse
+from tasks.alerting.rules.promql import PromQLError, VectorSelector, parse
 from tasks.lake.schema import Sample
 
 __all__ = [

@@ -38,8 +38,8 @@ from typing import Literal, cast
 
 import yaml
 
-from tasks.alerting.promql import Expr, PromQLError, parse, parse_duration
-from tasks.alerting.templating import TemplateError, check_template
+from tasks.alerting.rules.promql import Expr, PromQLError, parse, parse_duration
+from tasks.alerting.rules.templating import TemplateError, check_template
 from tasks.lake.schema import LABEL_NAME_RE
 
 __all__ = [

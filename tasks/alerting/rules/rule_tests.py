@@ -26,15 +26,15 @@ A test file (Prometheus 2.42's format, so people keep the tests they have)::
 
 How a test group runs (what promtool does, checked against it):
 
-* The input series are expanded (:mod:`tasks.alerting.promtool_series`) with value ``i`` at
+* The input series are expanded (:mod:`tasks.alerting.rules.promtool_series`) with value ``i`` at
   ``1970-01-01T00:00:00Z + i·interval`` and written to a fresh temporary :class:`tasks.lake.Lake`
   (the lake takes 1970 timestamps as they are: no shift). ``stale`` values become
-  :class:`~tasks.alerting.evaluate.StaleMarkers`; NaN/±Inf values are refused (the lake stores
+  :class:`~tasks.alerting.rules.evaluate.StaleMarkers`; NaN/±Inf values are refused (the lake stores
   finite floats only).
 * Every rule of every group is evaluated at ``0, evaluation_interval, …`` up to the largest
   ``eval_time`` of the group — promtool steps all groups at ``evaluation_interval`` and ignores
   each group's own ``interval``. Groups run in ``group_eval_order`` first, then file order.
-  Alerting rules step :func:`tasks.alerting.lifecycle.step`; recording rules and the ``ALERTS`` /
+  Alerting rules step :func:`tasks.alerting.rules.lifecycle.step`; recording rules and the ``ALERTS`` /
   ``ALERTS_FOR_STATE`` series are written back to the lake (lazily: only before an expression that
   can select them) with staleness markers for series that vanish, as a rule group does.
 * An ``alert_rule_test`` at ``eval_time`` is compared with the evaluation at the largest step
@@ -43,7 +43,7 @@ How a test group runs (what promtool does, checked against it):
 * A ``promql_expr_test`` is evaluated after the last step, at ``eval_time``, and compared exactly
   (labels and values, order-insensitive).
 
-The one evaluation call is ``evaluate_fn`` (default :func:`tasks.alerting.evaluate.evaluate`): any
+The one evaluation call is ``evaluate_fn`` (default :func:`tasks.alerting.rules.evaluate.evaluate`): any
 engine with the signature ``(expr, lake, t, *, stale=None)`` can be tested the same way.
 
 Reports read like promtool's: ``Unit Testing:  FILE`` then ``  SUCCESS`` or ``  FAILED:`` and one
@@ -67,10 +67,10 @@ from typing import Any, Protocol
 
 import yaml
 
-from tasks.alerting.evaluate import EvalError, StaleMarkers, Vector, evaluate
-from tasks.alerting.lifecycle import AlertInstance, AlertState, LifecycleError, step
 from tasks.alerting.model import labels_text
-from tasks.alerting.promql import (
+from tasks.alerting.rules.evaluate import EvalError, StaleMarkers, Vector, evaluate
+from tasks.alerting.rules.lifecycle import AlertInstance, AlertState, LifecycleError, step
+from tasks.alerting.rules.promql import (
     Aggregate,
     Binary,
     Call,
@@ -82,8 +82,8 @@ from tasks.alerting.promql import (
     parse,
     parse_duration,
 )
-from tasks.alerting.promtool_series import InputSeries, SeriesNotationError, Stale, expand_input_series
-from tasks.alerting.rules import Rule, RuleFileError, RuleGroup, load_rule_files
+from tasks.alerting.rules.promtool_series import InputSeries, SeriesNotationError, Stale, expand_input_series
+from tasks.alerting.rules.rule_files import Rule, RuleFileError, RuleGroup, load_rule_files
 
 __all__ = [
     "EPOCH",

@@ -1,7 +1,7 @@
 """The rule manager: evaluates rule groups over the lake at their interval, keeps alert state in the
 state DB, catches up on missed evaluations, and applies our extensions to Prometheus's lifecycle.
 
-Why a separate module from :mod:`tasks.alerting.lifecycle`: ``lifecycle.step`` is Prometheus 2.42's
+Why a separate module from :mod:`tasks.alerting.rules.lifecycle`: ``lifecycle.step`` is Prometheus 2.42's
 state machine and nothing else (promtool checks it); what Prometheus does not have lives here, on
 top of it, so the compatible core stays provable:
 
@@ -48,8 +48,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tasks.alerting.evaluate import Vector, evaluate
-from tasks.alerting.lifecycle import (
+from tasks.alerting.model import Alert
+from tasks.alerting.rules.evaluate import Vector, evaluate
+from tasks.alerting.rules.lifecycle import (
     AlertInstance,
     AlertState,
     Transition,
@@ -58,9 +59,8 @@ from tasks.alerting.lifecycle import (
     load_instances,
     step,
 )
-from tasks.alerting.model import Alert
-from tasks.alerting.promql import Aggregate, Binary, Call, Expr, MatrixSelector, Unary, VectorSelector
-from tasks.alerting.rules import Rule, RuleGroup, RuleSet
+from tasks.alerting.rules.promql import Aggregate, Binary, Call, Expr, MatrixSelector, Unary, VectorSelector
+from tasks.alerting.rules.rule_files import Rule, RuleGroup, RuleSet
 from tasks.state import State, register_schema
 
 __all__ = [

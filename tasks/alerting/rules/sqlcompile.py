@@ -1,6 +1,6 @@
 """Rule expressions compiled to parameterised DuckDB SQL, evaluated many rules per query.
 
-Why: the reference evaluator (``tasks.alerting.evaluate``) fetches per selector and computes in
+Why: the reference evaluator (``tasks.alerting.rules.evaluate``) fetches per selector and computes in
 Python, which is exact but far too slow for thousands of rules per tick. Here every expression is
 compiled into SQL *text that depends only on its shape* (node kinds, operators, functions,
 by/without) and a row of *parameters* (numbers, selectors, windows, grouping labels). Rules of one
@@ -54,8 +54,8 @@ from typing import Any, Literal
 import duckdb
 import polars as pl
 
-from tasks.alerting.evaluate import LOOKBACK, NAME, StaleMarkers, Vector, _absent_labels, evaluate
-from tasks.alerting.promql import (
+from tasks.alerting.rules.evaluate import LOOKBACK, NAME, StaleMarkers, Vector, _absent_labels, evaluate
+from tasks.alerting.rules.promql import (
     ARITHMETIC,
     COMPARISONS,
     SET_OPERATORS,

@@ -40,8 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.alerting.evaluate import format_value
-from tasks.alerting.promql import parse_duration
+from tasks.alerting.rules.evaluate import format_value
+from tasks.alerting.rules.promql import parse_duration
 from tasks.goregex import GoRegexError, GoRegexp, compile_go_regex
 
 __all__ = [

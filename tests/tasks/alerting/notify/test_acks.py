@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.acks import Ack, AckStore, ManualResolve, active_acks
-from tasks.alerting.dispatch import Dispatcher, RouteSettings
 from tasks.alerting.model import Alert
+from tasks.alerting.notify.acks import Ack, AckStore, ManualResolve, active_acks
+from tasks.alerting.notify.dispatch import Dispatcher, RouteSettings
 from tasks.state import State
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.alerting.notify_config import alertmanager_config, load_notify_config, parse_notify_config
-from tasks.alerting.routing import receivers_for
+from tasks.alerting.notify.notify_config import alertmanager_config, load_notify_config, parse_notify_config
+from tasks.alerting.notify.routing import receivers_for
 
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 SEED = int(os.environ.get("AMTOOL_ROUTES_SEED", "20240425"))
 CASES = int(os.environ.get("AMTOOL_ROUTES_CASES", "300"))
-EXAMPLE = Path(__file__).resolve().parents[3] / "data" / "examples" / "alerting" / "alerting.yml"
+EXAMPLE = Path(__file__).resolve().parents[4] / "data" / "examples" / "alerting" / "alerting.yml"
 
 TREE = """
 route:

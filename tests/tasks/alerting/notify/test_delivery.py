@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.delivery import (
+from tasks.alerting.model import Alert
+from tasks.alerting.notify.delivery import (
     apprise_send,
     deliver_due,
     enqueue,
@@ -19,9 +20,8 @@ from tasks.alerting.delivery import (
     take_due,
     test_notify,
 )
-from tasks.alerting.model import Alert
-from tasks.alerting.notify_templates import Notification
-from tasks.alerting.receivers import parse_receiver
+from tasks.alerting.notify.notify_templates import Notification
+from tasks.alerting.notify.receivers import parse_receiver
 from tasks.lake.lake import Lake
 from tasks.state import State, observe_transactions
 

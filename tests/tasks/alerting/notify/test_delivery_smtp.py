@@ -7,10 +7,10 @@ import time
 from datetime import UTC, datetime
 from email.message import Message
 
-from tasks.alerting.delivery import deliver_due, enqueue, list_outbox
 from tasks.alerting.model import Alert
-from tasks.alerting.notify_templates import Notification
-from tasks.alerting.receivers import parse_receiver
+from tasks.alerting.notify.delivery import deliver_due, enqueue, list_outbox
+from tasks.alerting.notify.notify_templates import Notification
+from tasks.alerting.notify.receivers import parse_receiver
 from tasks.state import State
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.dispatch import (
+from tasks.alerting.model import Alert
+from tasks.alerting.notify.dispatch import (
     Dispatcher,
     DispatchSettings,
     DispatchState,
@@ -17,7 +18,6 @@ from tasks.alerting.dispatch import (
     RouteSettings,
     group_key,
 )
-from tasks.alerting.model import Alert
 from tasks.state import State
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.acks import Ack
-from tasks.alerting.dispatch import Dispatcher, DispatchSettings, RouteSettings
-from tasks.alerting.escalation import EscalationStep, due_steps, parse_policies, parse_policy
 from tasks.alerting.model import Alert
+from tasks.alerting.notify.acks import Ack
+from tasks.alerting.notify.dispatch import Dispatcher, DispatchSettings, RouteSettings
+from tasks.alerting.notify.escalation import EscalationStep, due_steps, parse_policies, parse_policy
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.dispatch import Dispatcher, DispatchSettings, RouteSettings
-from tasks.alerting.flapping import FlapSettings, FlapState, observe
 from tasks.alerting.model import Alert
+from tasks.alerting.notify.dispatch import Dispatcher, DispatchSettings, RouteSettings
+from tasks.alerting.notify.flapping import FlapSettings, FlapState, observe
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

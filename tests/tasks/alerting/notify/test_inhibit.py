@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.inhibit import inhibited, inhibited_by, parse_inhibit_rule, parse_inhibit_rules
-from tasks.alerting.matchers import ConfigPathError
 from tasks.alerting.model import Alert
+from tasks.alerting.notify.inhibit import inhibited, inhibited_by, parse_inhibit_rule, parse_inhibit_rules
+from tasks.alerting.notify.matchers import ConfigPathError
 
 T = datetime(2024, 4, 25, 12, tzinfo=UTC)
 RULE = parse_inhibit_rule(

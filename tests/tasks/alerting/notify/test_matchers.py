@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.alerting.matchers import (
+from tasks.alerting.notify.matchers import (
     MatcherError,
     compile_go_regex,
     matchers_from_legacy,

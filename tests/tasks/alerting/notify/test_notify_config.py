@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.alerting.notify_config import NotifyConfigError, load_notify_config, parse_notify_config
-from tasks.alerting.routing import receivers_for
+from tasks.alerting.notify.notify_config import NotifyConfigError, load_notify_config, parse_notify_config
+from tasks.alerting.notify.routing import receivers_for
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "data" / "examples" / "alerting" / "alerting.yml"
+EXAMPLE = Path(__file__).resolve().parents[4] / "data" / "examples" / "alerting" / "alerting.yml"
 
 GOOD = """\
 route:

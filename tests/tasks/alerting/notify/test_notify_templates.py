@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from tasks.alerting.model import Alert
-from tasks.alerting.notify_templates import (
+from tasks.alerting.notify.notify_templates import (
     Notification,
     NotifyTemplateError,
     as_notification,
     render,
     template_data,
 )
-from tasks.alerting.receivers import parse_receiver
+from tasks.alerting.notify.receivers import parse_receiver
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 T1 = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.dispatch import Dispatcher, DispatchSettings, RouteSettings
 from tasks.alerting.model import Alert
-from tasks.alerting.ratelimit import RateLimit, SendWindow, parse_rate_limits
+from tasks.alerting.notify.dispatch import Dispatcher, DispatchSettings, RouteSettings
+from tasks.alerting.notify.ratelimit import RateLimit, SendWindow, parse_rate_limits
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

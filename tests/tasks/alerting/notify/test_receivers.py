@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.alerting.receivers import ReceiverError, parse_receiver, parse_receivers, redact_text, redact_url
+from tasks.alerting.notify.receivers import ReceiverError, parse_receiver, parse_receivers, redact_text, redact_url
 
 SECRET = "hunter2secret"
 

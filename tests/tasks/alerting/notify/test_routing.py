@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tasks.alerting.matchers import ConfigPathError
-from tasks.alerting.routing import build_route, group_key, group_labels, receivers_for
+from tasks.alerting.notify.matchers import ConfigPathError
+from tasks.alerting.notify.routing import build_route, group_key, group_labels, receivers_for
 
 TREE = yaml.safe_load(
     """

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.silences import SilenceError, SilenceStore, new_silence, silenced_by
+from tasks.alerting.notify.silences import SilenceError, SilenceStore, new_silence, silenced_by
 
 NOW = datetime(2024, 4, 25, 12, tzinfo=UTC)
 H = timedelta(hours=1)

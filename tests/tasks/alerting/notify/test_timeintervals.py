@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.alerting.matchers import ConfigPathError
-from tasks.alerting.routing import build_route
-from tasks.alerting.timeintervals import (
+from tasks.alerting.notify.matchers import ConfigPathError
+from tasks.alerting.notify.routing import build_route
+from tasks.alerting.notify.timeintervals import (
     in_intervals,
     muted,
     parse_named_time_intervals,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from tasks.alerting.lake_functions import FORECAST_MAX_AGE, anomaly_vector, forecast_vector
-from tasks.alerting.promql import PromQLError, parse
+from tasks.alerting.rules.lake_functions import FORECAST_MAX_AGE, anomaly_vector, forecast_vector
+from tasks.alerting.rules.promql import PromQLError, parse
 from tasks.lake import Lake, Sample
 from tasks.lake import schema as S
 
@@ -119,7 +119,7 @@ def test_rule_syntax_for_our_functions():
 
 
 def test_rules_use_them_through_the_evaluator(lake):
-    from tasks.alerting.evaluate import evaluate
+    from tasks.alerting.rules.evaluate import evaluate
 
     anomalies(lake, [("a", T - 2 * M, 0.95), ("b", T - 2 * M, 0.3)])
     forecasts(lake, "b", T - M, [T + 30 * M, T + 60 * M], [80.0, 120.0])

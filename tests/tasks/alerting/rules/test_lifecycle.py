@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.lifecycle import (
+from tasks.alerting.rules.lifecycle import (
     AlertInstance,
     AlertState,
     LifecycleError,
@@ -16,8 +16,8 @@ from tasks.alerting.lifecycle import (
     replay,
     step,
 )
-from tasks.alerting.promql import parse
-from tasks.alerting.rules import Rule
+from tasks.alerting.rules.promql import parse
+from tasks.alerting.rules.rule_files import Rule
 from tasks.lake import Lake, Sample
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.evaluate import EvalError, evaluate, extrapolated_rate, format_value, quantile
+from tasks.alerting.rules.evaluate import EvalError, evaluate, extrapolated_rate, format_value, quantile
 from tasks.lake import Lake, Sample
 
 T = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -244,7 +244,7 @@ def test_rate_scales_by_one_factor_like_prometheus_242(lake):
 
 
 def test_stale_markers_end_instant_selectors_but_not_ranges(lake):
-    from tasks.alerting.evaluate import StaleMarkers
+    from tasks.alerting.rules.evaluate import StaleMarkers
 
     put(lake, "g", {"k": "v"}, [(-120 * S, 1.0), (-60 * S, 2.0)])
     stale = StaleMarkers([({"__name__": "g", "k": "v"}, T - 30 * S)])

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from tasks.alerting.promql import (
+from tasks.alerting.rules.promql import (
     Aggregate,
     Binary,
     Call,

@@ -12,7 +12,7 @@ resets``, math functions (``abs ceil floor round sqrt sgn exp ln clamp*``), ``la
 ``topk``/``bottomk`` and ``stddev``/``stdvar`` aggregations — promtool loads its input series in
 Go map order, so ties (topk) and the last bit of order-dependent sums differ from run to run of
 promtool itself; the hand-written tests cover them. OUR engine steps the rule (the same
-:class:`~tasks.alerting.rule_tests.Simulation` that ``cortex-perf rules test`` uses) and its results
+:class:`~tasks.alerting.rules.rule_tests.Simulation` that ``cortex-perf rules test`` uses) and its results
 become a promtool test file: the firing set at every evaluation as ``exp_alerts``, the pending set
 as ``ALERTS{alertstate="pending"}`` and every active alert's start as ``ALERTS_FOR_STATE`` in
 ``promql_expr_test``. One ``promtool test rules`` run over all the files must pass every one.
@@ -41,9 +41,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.alerting.lifecycle import AlertState
-from tasks.alerting.promtool_series import expand_input_series
-from tasks.alerting.rule_tests import (
+from tasks.alerting.rules.lifecycle import AlertState
+from tasks.alerting.rules.promtool_series import expand_input_series
+from tasks.alerting.rules.rule_files import load_rule_files
+from tasks.alerting.rules.rule_tests import (
     EPOCH,
     Simulation,
     alerts_series_labels,
@@ -51,7 +52,6 @@ from tasks.alerting.rule_tests import (
     format_duration,
     run_test_file,
 )
-from tasks.alerting.rules import load_rule_files
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 SEED = int(os.environ.get("ALERT_DIFF_SEED", "20261127"))
@@ -295,12 +295,12 @@ def make_case(seed: int, index: int) -> Case:
 
 def _engine() -> Any:
     if ENGINE_NAME == "reference":
-        from tasks.alerting.evaluate import evaluate
+        from tasks.alerting.rules.evaluate import evaluate
 
         return evaluate
     if ENGINE_NAME != "sql":
         raise ValueError(f"ALERT_DIFF_ENGINE: {ENGINE_NAME!r} is not sql or reference")
-    from tasks.alerting.sqlcompile import evaluate_one
+    from tasks.alerting.rules.sqlcompile import evaluate_one
 
     return evaluate_one
 

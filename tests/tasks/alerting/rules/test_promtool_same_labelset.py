@@ -9,7 +9,7 @@ hands them to the reference for the error. Controls: the same shapes over names 
 differ in other labels too must not fail, and must fire the same alerts in all three.
 
 Each rule gets its own promtool test file, because promtool stops at a file's first rule error;
-our runner (``tasks.alerting.rule_tests.run_test_file``) runs the same file with each engine and
+our runner (``tasks.alerting.rules.rule_tests.run_test_file``) runs the same file with each engine and
 must print promtool's failure text, or pass where promtool passes.
 """
 
@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.alerting.evaluate import EvalError, evaluate
-from tasks.alerting.promql import parse
-from tasks.alerting.promtool_series import expand_input_series
-from tasks.alerting.rule_tests import EPOCH, Simulation, run_test_file
-from tasks.alerting.sqlcompile import SQLEngine, compile_expr, evaluate_one
+from tasks.alerting.rules.evaluate import EvalError, evaluate
+from tasks.alerting.rules.promql import parse
+from tasks.alerting.rules.promtool_series import expand_input_series
+from tasks.alerting.rules.rule_tests import EPOCH, Simulation, run_test_file
+from tasks.alerting.rules.sqlcompile import SQLEngine, compile_expr, evaluate_one
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 DUP = "vector cannot contain metrics with the same labelset"

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.promtool_series import (
+from tasks.alerting.rules.promtool_series import (
     STALE,
     SeriesNotationError,
     expand_input_series,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tasks.alerting.evaluate import StaleMarkers, Vector, evaluate
-from tasks.alerting.promql import Expr
-from tasks.alerting.rule_tests import (
+from tasks.alerting.rules.evaluate import StaleMarkers, Vector, evaluate
+from tasks.alerting.rules.promql import Expr
+from tasks.alerting.rules.rule_tests import (
     format_duration,
     format_sample_value,
     load_test_file,
@@ -24,7 +24,7 @@ from tasks.alerting.rule_tests import (
 )
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-EXAMPLES = Path(__file__).resolve().parents[3] / "data" / "examples" / "alerting"
+EXAMPLES = Path(__file__).resolve().parents[4] / "data" / "examples" / "alerting"
 
 RULES = """\
 groups:

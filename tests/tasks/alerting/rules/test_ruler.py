@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.evaluate import evaluate as evaluate_ref
-from tasks.alerting.lifecycle import AlertState
-from tasks.alerting.ruler import RuleStore, due_times
-from tasks.alerting.ruler import run_rules as _run_rules
-from tasks.alerting.rules import load_rule_files
-from tasks.alerting.sqlcompile import evaluate_many
+from tasks.alerting.rules.evaluate import evaluate as evaluate_ref
+from tasks.alerting.rules.lifecycle import AlertState
+from tasks.alerting.rules.rule_files import load_rule_files
+from tasks.alerting.rules.ruler import RuleStore, due_times
+from tasks.alerting.rules.ruler import run_rules as _run_rules
+from tasks.alerting.rules.sqlcompile import evaluate_many
 from tasks.lake import Lake, Sample
 from tasks.state import State
 
@@ -361,7 +361,7 @@ def test_an_unexpected_error_in_one_rule_is_recorded_and_the_others_run(tmp_path
 def test_rule_failures_become_a_prometheus_style_counter(tmp_path, lake, store):
     """``cortex_perf_rule_evaluation_failures_total{rule_group="<file>;<group>", rule}``: a 0 one
     interval before the first failure (so increase() sees the first one), then the running total."""
-    from tasks.alerting.ruler import RULE_FAILURES_METRIC, failure_samples
+    from tasks.alerting.rules.ruler import RULE_FAILURES_METRIC, failure_samples
 
     write(lake, [0.95] * 5)
     rs = rules(tmp_path, TWO_RULES.replace("cpu > 0.5", "topk(1e300, cpu) > 0.5"))

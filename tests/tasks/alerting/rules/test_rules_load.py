@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.alerting.promql import Binary
-from tasks.alerting.rules import (
+from tasks.alerting.rules.promql import Binary
+from tasks.alerting.rules.rule_files import (
     DEFAULT_INTERVAL_S,
     RuleFileError,
     check_rule_files,

@@ -1,6 +1,6 @@
 """The SQL rule engine against the reference evaluator, over real tmp lakes.
 
-The oracle is ``tasks.alerting.evaluate.evaluate`` (exact Prometheus 2.42 semantics): a seeded
+The oracle is ``tasks.alerting.rules.evaluate.evaluate`` (exact Prometheus 2.42 semantics): a seeded
 random differential test over irregular series with gaps and counter resets, plus edge cases
 written by hand (lookback edges, empty windows, regex anchors, hostile label values).
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from tasks.alerting.evaluate import EvalError, StaleMarkers, evaluate
-from tasks.alerting.promql import VectorSelector, parse
-from tasks.alerting.sqlcompile import NotCompilable, SQLEngine, compile_expr, evaluate_many
+from tasks.alerting.rules.evaluate import EvalError, StaleMarkers, evaluate
+from tasks.alerting.rules.promql import VectorSelector, parse
+from tasks.alerting.rules.sqlcompile import NotCompilable, SQLEngine, compile_expr, evaluate_many
 from tasks.lake import Lake, Sample
 from tasks.lake.selector import Matcher, Selector
 
@@ -555,7 +555,7 @@ def test_a_rule_whose_window_overflows_fails_alone(lake: Lake) -> None:
     """The window every rule of a tick shares is computed once; a range too long for a datetime
     (the parser now refuses one, but an AST can be built directly) once raised OverflowError out of
     ``evaluate_many`` and sank every rule of the tick. It must fail in its own slot only."""
-    from tasks.alerting.promql import Call, MatrixSelector
+    from tasks.alerting.rules.promql import Call, MatrixSelector
 
     put(lake, "a", {"x": "1"}, [(-10 * S, 1.0)])
     huge = Call("rate", (MatrixSelector(VectorSelector(Selector((Matcher("__name__", "=", "a"),))), 1e30),))

@@ -11,7 +11,7 @@ fail (``gt $value 1`` compares float64 with int; ``toUpper`` of a number …): P
 ``<error expanding template: …>`` with Go's error text, and so must we.
 
 Each case is one series and one alerting rule whose annotations are the generated templates; OUR
-rendering (:func:`tasks.alerting.templating.expand`, as promtool runs: no external URL) becomes the
+rendering (:func:`tasks.alerting.rules.templating.expand`, as promtool runs: no external URL) becomes the
 ``exp_annotations`` of a promtool test file, and one ``promtool test rules`` run must pass them all.
 ``TEMPLATE_DIFF_SEED`` / ``TEMPLATE_DIFF_CASES`` pick the seed and the number of cases (default
 150); a failure prints the seed, the failing cases and promtool's words (``got`` vs ``exp``).
@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.alerting.templating import check_template, expand
+from tasks.alerting.rules.templating import check_template, expand
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 SEED = int(os.environ.get("TEMPLATE_DIFF_SEED", "20260611"))

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from tasks.alerting.templating import (
+from tasks.alerting.rules.templating import (
     HTML,
     Template,
     TemplateError,
