@@ -55,9 +55,8 @@ from tasks.alerting.notify.acks import Ack, ManualResolve, active_acks, covering
 from tasks.alerting.notify.escalation import EscalationPolicy, due_steps, parse_policies
 from tasks.alerting.notify.flapping import FlapEvent, FlapSettings, FlapState, observe
 from tasks.alerting.notify.ratelimit import RateLimit, SendWindow, parse_rate_limits
-from tasks.alerting.rules.promql import parse_duration
 from tasks.state import State, register_schema
-from tasks.timeparse import format_duration
+from tasks.timeparse import format_duration, parse_prometheus_duration
 
 __all__ = [
     "DispatchSettings",
@@ -173,7 +172,7 @@ class DispatchSettings:
         retention = DEFAULT_NFLOG_RETENTION
         if raw.get("nflog_retention") is not None:
             try:
-                retention = timedelta(seconds=parse_duration(str(raw["nflog_retention"])))
+                retention = timedelta(seconds=parse_prometheus_duration(str(raw["nflog_retention"])))
             except ValueError as exc:
                 raise ValueError(f"dispatch.nflog_retention: {exc}") from None
         return cls(

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tasks.alerting.rules.promql import parse_duration
+from tasks.timeparse import parse_prometheus_duration
 
 __all__ = ["EscalationPolicy", "EscalationStep", "due_steps", "parse_policies", "parse_policy"]
 
@@ -66,7 +66,7 @@ def _duration(raw: Any, where: str) -> timedelta:
     if not isinstance(raw, str):
         raise ValueError(f"{where}: expected a duration like 15m, got {raw!r}")
     try:
-        return timedelta(seconds=parse_duration(raw.strip()))
+        return timedelta(seconds=parse_prometheus_duration(raw.strip()))
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from tasks.alerting.model import AlertStatus
+from tasks.timeparse import parse_prometheus_duration
 
 __all__ = ["FlapEvent", "FlapSettings", "FlapState", "observe"]
 
@@ -47,8 +48,6 @@ class FlapSettings:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> FlapSettings:
         """From ``{window: 1h, start_changes: 4, stop_changes: 2, enabled: true}``; errors name the field."""
-        from tasks.alerting.rules.promql import parse_duration
-
         if not raw:
             return cls()
         unknown = set(raw) - {"window", "start_changes", "stop_changes", "enabled"}
@@ -57,7 +56,7 @@ class FlapSettings:
         kw: dict[str, Any] = {}
         if "window" in raw:
             try:
-                kw["window"] = timedelta(seconds=parse_duration(str(raw["window"])))
+                kw["window"] = timedelta(seconds=parse_prometheus_duration(str(raw["window"])))
             except ValueError as exc:
                 raise ValueError(f"flapping.window: {exc}") from None
         for k in ("start_changes", "stop_changes"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tasks.alerting.rules.promql import parse_duration
+from tasks.timeparse import parse_prometheus_duration
 
 __all__ = ["RateLimit", "SendWindow", "parse_rate_limits"]
 
@@ -46,7 +46,7 @@ class RateLimit:
             kw["max_messages"] = m
         if "per" in raw:
             try:
-                kw["per"] = timedelta(seconds=parse_duration(str(raw["per"])))
+                kw["per"] = timedelta(seconds=parse_prometheus_duration(str(raw["per"])))
             except ValueError as exc:
                 raise ValueError(f"{where}.per: {exc}") from None
         try:

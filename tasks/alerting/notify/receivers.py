@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from tasks.alerting.rules.promql import parse_duration
+from tasks.timeparse import parse_prometheus_duration
 
 __all__ = [
     "FORMATS",
@@ -257,7 +257,7 @@ def _seconds(name: str, fld: str, value: object) -> float:
         secs = float(value)
     elif isinstance(value, str):
         try:
-            secs = parse_duration(value.strip())
+            secs = parse_prometheus_duration(value.strip())
         except ValueError as e:
             raise _err(name, fld, str(e)) from None
     else:

@@ -44,7 +44,7 @@ from tasks.alerting.notify.matchers import (
     new_matcher,
     parse_matchers,
 )
-from tasks.alerting.rules.promql import parse_duration
+from tasks.timeparse import parse_prometheus_duration
 
 __all__ = [
     "DEFAULT_GROUP_INTERVAL_S",
@@ -210,7 +210,7 @@ def _str_list(v: Any, path: Sequence[PathPart]) -> list[str]:
 
 def _duration(v: Any, path: Sequence[PathPart]) -> float:
     try:
-        return parse_duration(_str(v, path))
+        return parse_prometheus_duration(_str(v, path))
     except ValueError as exc:
         raise ConfigPathError(path, str(exc)) from None
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tasks.lake.selector import Selector, SelectorError, parse_selector
+from tasks.timeparse import parse_prometheus_duration
 
 ValueType = Literal["scalar", "vector", "matrix", "string"]
 
@@ -290,37 +291,6 @@ def tokenize(src: str) -> list[Token]:
     return toks
 
 
-#: Prometheus's common/model.ParseDuration: units in descending order, each at most once; "0" alone.
-_FULL_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_ORDERED_UNITS_MS = (31_536_000_000, 604_800_000, 86_400_000, 3_600_000, 60_000, 1_000, 1)
-#: The longest duration Prometheus accepts: its durations are Go ``time.Duration``s (int64
-#: nanoseconds, about 292 years), counted in whole milliseconds. Beyond it promtool says "duration
-#: out of range"; we must too, or a rule that passes ``rules check`` overflows at evaluation.
-MAX_DURATION_MS = (2**63 - 1) // 1_000_000
-
-
-def parse_duration(text: str) -> float:
-    """``1h30m`` → 5400.0 seconds, as Prometheus parses durations (range selectors and rule files
-    alike): units ms s m h d w y, in descending order, each at most once, at most
-    :data:`MAX_DURATION_MS` in all; raises ``ValueError``."""
-    if text == "0":
-        return 0.0
-    m = _FULL_DURATION_RE.match(text)
-    if not text or m is None or not any(m.groups()):
-        raise ValueError(f'not a valid duration string: "{text}"')
-    total_ms = 0
-    for g, unit_ms in zip(m.groups(), _ORDERED_UNITS_MS, strict=True):
-        if g:
-            # a count longer than the bound's 13 digits is out of range whatever its value (and
-            # int() of thousands of digits would fail with Python's own message)
-            if len(g.lstrip("0")) > len(str(MAX_DURATION_MS)):
-                raise ValueError("duration out of range")
-            total_ms += int(g) * unit_ms
-    if total_ms > MAX_DURATION_MS:
-        raise ValueError("duration out of range")
-    return total_ms / 1000
-
-
 # ---- parser ---------------------------------------------------------------------------------------
 
 
@@ -554,7 +524,7 @@ class _Parser:
                 raise self.error(f"bad duration {dur.text!r}: missing unit (e.g. 5m)")
             self.expect("DURATION", "a duration like 5m or 1h30m")
             try:
-                range_s = parse_duration(dur.text)
+                range_s = parse_prometheus_duration(dur.text)
             except ValueError as e:
                 raise self.error(str(e), dur) from None
             if range_s <= 0:
@@ -577,7 +547,7 @@ class _Parser:
             dur = self.tok
             self.expect("DURATION", "a duration like 5m after offset")
             try:
-                offset_s = sign * parse_duration(dur.text)
+                offset_s = sign * parse_prometheus_duration(dur.text)
             except ValueError as e:
                 raise self.error(str(e), dur) from None
             if isinstance(expr, MatrixSelector):
@@ -724,7 +694,7 @@ class _Parser:
             if self.tok.kind == "DURATION" and DURATION_ARGS.get(name) == len(args):
                 dur = self.advance()
                 try:
-                    args.append(NumberLiteral(parse_duration(dur.text)))
+                    args.append(NumberLiteral(parse_prometheus_duration(dur.text)))
                 except ValueError as e:
                     raise self.error(str(e), dur) from None
             else:

@@ -38,9 +38,10 @@ from typing import Literal, cast
 
 import yaml
 
-from tasks.alerting.rules.promql import Expr, PromQLError, parse, parse_duration
+from tasks.alerting.rules.promql import Expr, PromQLError, parse
 from tasks.alerting.rules.templating import TemplateError, check_template
 from tasks.lake.schema import LABEL_NAME_RE
+from tasks.timeparse import parse_prometheus_duration
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -51,7 +52,6 @@ __all__ = [
     "RuleSet",
     "check_rule_files",
     "load_rule_files",
-    "parse_prom_duration",
     "summarize",
 ]
 
@@ -77,10 +77,6 @@ _RULE_FIELDS = {
 _ALERT_ONLY = ("for", "keep_firing_for", "annotations", "resolve_expr", "no_data", "severity", "runbook_url")
 
 _METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-
-
-#: Rule-file durations parse exactly like range-selector durations (one implementation).
-parse_prom_duration = parse_duration
 
 
 # ---- models -------------------------------------------------------------------------------------------
@@ -199,7 +195,7 @@ class _FileChecker:
         if s is None:
             return None
         try:
-            return parse_prom_duration(s)
+            return parse_prometheus_duration(s)
         except ValueError as exc:
             self.error(node, f"{what}: {exc}")
             return None

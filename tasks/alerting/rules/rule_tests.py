@@ -80,10 +80,10 @@ from tasks.alerting.rules.promql import (
     Unary,
     VectorSelector,
     parse,
-    parse_duration,
 )
 from tasks.alerting.rules.promtool_series import InputSeries, SeriesNotationError, Stale, expand_input_series
 from tasks.alerting.rules.rule_files import Rule, RuleFileError, RuleGroup, load_rule_files
+from tasks.timeparse import format_duration, parse_prometheus_duration
 
 __all__ = [
     "EPOCH",
@@ -99,7 +99,6 @@ __all__ = [
     "TestGroup",
     "alerts_series_labels",
     "eval_times",
-    "format_duration",
     "format_sample_value",
     "load_test_file",
     "run_test_file",
@@ -259,7 +258,7 @@ class _Checker:
         if text is None:
             return None
         try:
-            d = parse_duration(text)
+            d = parse_prometheus_duration(text)
         except ValueError as exc:
             self.error(node, where, str(exc))
             return None
@@ -458,27 +457,6 @@ def _test_group(c: _Checker, node: yaml.Node, where: str, default_interval: floa
 
 
 # ---- formatting like promtool -------------------------------------------------------------------
-
-
-def format_duration(seconds: float) -> str:
-    """Prometheus ``model.Duration`` text: ``0s``, ``90s`` → ``1m30s``, ``1h``, ``1d``, ``1500ms``→``1s500ms``."""
-    ms = round(seconds * 1000)
-    if ms == 0:
-        return "0s"
-    out = []
-    for unit, size in (
-        ("y", 31_536_000_000),
-        ("w", 604_800_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ):
-        if ms >= size:
-            out.append(f"{ms // size}{unit}")
-            ms %= size
-    return "".join(out)
 
 
 def _go_duration(seconds: float) -> str:
@@ -780,14 +758,15 @@ def _run_group(tf: RuleTestFile, groups: Sequence[RuleGroup], tg: TestGroup, eva
                         key=lambda a: (_label_sort_key(a.labels), _label_sort_key(a.annotations)),
                     )
                     if got != exp:
+                        when = format_duration(case.eval_time_s, prometheus=True)
                         errors.append(
-                            f"{test_name}    alertname: {case.alertname}, time: {format_duration(case.eval_time_s)}, \n"
+                            f"{test_name}    alertname: {case.alertname}, time: {when}, \n"
                             f"        exp:{_indent(_alerts_text(exp), ' ' * 12)}, \n"
                             f"        got:{_indent(_alerts_text(got), ' ' * 12)}"
                         )
                 cur += 1
         for pc in tg.promql_tests:
-            when = format_duration(pc.eval_time_s)
+            when = format_duration(pc.eval_time_s, prometheus=True)
             try:
                 result = sim.eval(pc.expr, EPOCH + timedelta(seconds=pc.eval_time_s))
             except (PromQLError, EvalError, ValueError) as exc:

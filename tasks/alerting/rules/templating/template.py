@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.alerting.rules.evaluate import format_value
-from tasks.alerting.rules.promql import parse_duration
 from tasks.goregex import GoRegexError, GoRegexp, compile_go_regex
+from tasks.timeparse import parse_prometheus_duration
 
 __all__ = [
     "FUNCTIONS",
@@ -1103,7 +1103,7 @@ def _query_escape(s: str) -> str:
 
 def _parse_duration(d: str) -> float:
     try:
-        return parse_duration(d)
+        return parse_prometheus_duration(d)
     except ValueError as exc:
         raise _FuncError(str(exc)) from None
 

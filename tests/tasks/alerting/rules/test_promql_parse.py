@@ -14,9 +14,9 @@ from tasks.alerting.rules.promql import (
     VectorMatching,
     VectorSelector,
     parse,
-    parse_duration,
 )
 from tasks.lake.selector import Matcher, parse_selector
+from tasks.timeparse import parse_prometheus_duration
 
 
 def vs(text: str) -> VectorSelector:
@@ -56,7 +56,7 @@ def test_selector_all_matchers():
 @pytest.mark.parametrize(("dur", "seconds"), [("5m", 300), ("1h30m", 5400), ("90s", 90), ("1d", 86400), ("500ms", 0.5)])
 def test_range_durations(dur, seconds):
     assert parse(f"m[{dur}]") == MatrixSelector(vs("m"), seconds)
-    assert parse_duration(dur) == seconds
+    assert parse_prometheus_duration(dur) == seconds
 
 
 def test_functions_and_aggregations():
@@ -214,9 +214,9 @@ def test_new_functions_and_aggregations_parse():
 )
 def test_largest_durations_prometheus_accepts(dur, seconds):
     # promtool 2.42 accepts each of these in a range selector
-    assert parse_duration(dur) == seconds
+    assert parse_prometheus_duration(dur) == seconds
     assert parse(f"rate(m[{dur}])") == Call("rate", (MatrixSelector(vs("m"), seconds),))
-    assert parse_duration("9223372036854ms") == pytest.approx(9223372036.854)
+    assert parse_prometheus_duration("9223372036854ms") == pytest.approx(9223372036.854)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_largest_durations_prometheus_accepts(dur, seconds):
 def test_overflowing_durations_are_out_of_range_like_prometheus(dur):
     # promtool 2.42: "parse error: duration out of range" for each of these
     with pytest.raises(ValueError, match="^duration out of range$"):
-        parse_duration(dur)
+        parse_prometheus_duration(dur)
     with pytest.raises(PromQLError) as ei:
         parse(f"rate(m[{dur}])")
     assert (ei.value.line, ei.value.column) == (1, 8) and "duration out of range" in str(ei.value)
@@ -238,7 +238,7 @@ def test_overflowing_durations_are_out_of_range_like_prometheus(dur):
 def test_a_duration_with_thousands_of_digits_is_out_of_range_not_a_crash():
     # Python refuses int() of over 4300 digits with its own ValueError: the message must stay ours
     with pytest.raises(ValueError, match="^duration out of range$"):
-        parse_duration("9" * 5000 + "s")
+        parse_prometheus_duration("9" * 5000 + "s")
 
 
 @pytest.mark.parametrize(

@@ -49,9 +49,9 @@ from tasks.alerting.rules.rule_tests import (
     Simulation,
     alerts_series_labels,
     eval_times,
-    format_duration,
     run_test_file,
 )
+from tasks.timeparse import format_duration
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 SEED = int(os.environ.get("ALERT_DIFF_SEED", "20261127"))
@@ -320,7 +320,7 @@ def write_case(case: Case, root: Path) -> Path:
         for t in eval_times(case.horizon_s, case.evaluation_interval_s):
             errors = sim.step(t)
             assert not errors, f"case {case.index}: our engine failed: {errors}"
-            at = format_duration((t - EPOCH).total_seconds())
+            at = format_duration((t - EPOCH).total_seconds(), prometheus=True)
             alert_tests.append(
                 {
                     "eval_time": at,
@@ -360,11 +360,11 @@ def write_case(case: Case, root: Path) -> Path:
             )
     test = {
         "rule_files": ["rules.yml"],
-        "evaluation_interval": format_duration(case.evaluation_interval_s),
+        "evaluation_interval": format_duration(case.evaluation_interval_s, prometheus=True),
         "tests": [
             {
                 "name": f"seed {SEED} case {case.index}",
-                "interval": format_duration(case.interval_s),
+                "interval": format_duration(case.interval_s, prometheus=True),
                 "input_series": case.series,
                 "alert_rule_test": alert_tests,
                 "promql_expr_test": promql_tests,

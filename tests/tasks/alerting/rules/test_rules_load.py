@@ -14,7 +14,6 @@ from tasks.alerting.rules.rule_files import (
     RuleFileError,
     check_rule_files,
     load_rule_files,
-    parse_prom_duration,
     summarize,
 )
 
@@ -220,26 +219,3 @@ def test_unreadable_file_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yml"
     (err,) = check_rule_files([missing])
     assert err.startswith(f"{missing}:1:1: cannot read rule file")
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("0", 0.0),
-        ("5m", 300.0),
-        ("1h30m", 5400.0),
-        ("1d", 86400.0),
-        ("1w2d", 777600.0),
-        ("1y", 31536000.0),
-        ("250ms", 0.25),
-        ("1m30s500ms", 90.5),
-    ],
-)
-def test_prometheus_durations(text: str, seconds: float) -> None:
-    assert parse_prom_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "5", "5x", "1m1h", "1h1h", "-1m", "1.5h", " 5m", "5M"])
-def test_bad_prometheus_durations(text: str) -> None:
-    with pytest.raises(ValueError, match="not a valid duration string"):
-        parse_prom_duration(text)
