@@ -82,7 +82,7 @@ _PROMETHEUS_DURATION_RE = re.compile(
 )
 #: Prometheus's units, largest first, in milliseconds: the groups of the pattern above, and what
 #: :func:`format_duration` writes in its ``prometheus`` style.
-_PROMETHEUS_UNITS_MS = (
+_PROMETHEUS_UNITS_MS: tuple[tuple[str, int], ...] = (
     ("y", 31_536_000_000),
     ("w", 604_800_000),
     ("d", 86_400_000),
@@ -126,7 +126,7 @@ def parse_prometheus_duration(text: str) -> float:
     return total_ms / 1000
 
 
-_UNITS_S = (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1))
+_UNITS_S: tuple[tuple[str, int], ...] = (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1))
 
 
 def format_duration(d: timedelta | float, *, prometheus: bool = False) -> str:
