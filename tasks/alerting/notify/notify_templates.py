@@ -40,15 +40,12 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from tasks.alerting.model import Alert, Notification
-
-if TYPE_CHECKING:
-    from tasks.alerting.notify.receivers import Receiver
 
 __all__ = [
     "AlertList",
@@ -56,11 +53,30 @@ __all__ = [
     "NotificationLike",
     "NotifyTemplateError",
     "Rendered",
+    "TemplatedReceiver",
     "as_notification",
     "check_receiver_templates",
     "render",
     "template_data",
 ]
+
+
+class TemplatedReceiver(Protocol):
+    """What rendering needs of a receiver; :class:`tasks.alerting.notify.receivers.Receiver` is one.
+
+    Why a protocol and not ``Receiver`` itself: ``receivers`` compiles a receiver's templates when it
+    parses one (:func:`check_receiver_templates`), so it imports this module; importing it back
+    would close a cycle."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def body(self) -> str | None: ...
+
 
 STATUS_EMOJI = {"firing": "🔥", "resolved": "✅"}
 DUPLICATE_NOTE = (
@@ -367,7 +383,7 @@ def _compile(source: str, *, receiver: str, which: str, autoescape: bool) -> jin
         raise NotifyTemplateError(f"receiver {receiver!r}: {which} template: line {e.lineno}: {e.message}") from None
 
 
-def check_receiver_templates(receiver: Receiver) -> None:
+def check_receiver_templates(receiver: TemplatedReceiver) -> None:
     """Compile a receiver's custom templates (called when receivers are parsed)."""
     if receiver.title is not None:
         _compile(receiver.title, receiver=receiver.name, which="title", autoescape=False)
@@ -390,7 +406,7 @@ def _run(tpl: jinja2.Template, data: Mapping[str, Any], *, receiver: str, which:
 
 def render(
     notification: NotificationLike | Mapping[str, Any] | Notification,
-    receiver: Receiver,
+    receiver: TemplatedReceiver,
     *,
     possible_duplicate: bool = False,
 ) -> Rendered:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from tasks.alerting.notify.notify_templates import check_receiver_templates
 from tasks.timeparse import parse_prometheus_duration
 
 __all__ = [
@@ -364,8 +365,6 @@ def parse_receiver(raw: Mapping[str, Any], *, base_dir: str | os.PathLike[str] |
         retry_backoff_max_s=backoff_max,
         timeout_s=timeout,
     )
-    from tasks.alerting.notify.notify_templates import check_receiver_templates
-
     check_receiver_templates(rec)
     return rec
 
