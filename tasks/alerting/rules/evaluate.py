@@ -50,6 +50,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from tasks.alerting.rules.lake_functions import anomaly_vector, forecast_vector
 from tasks.alerting.rules.promql import (
     ARITHMETIC,
     COMPARISONS,
@@ -947,8 +948,6 @@ class _Evaluator:
 
     def lake_function(self, c: Call) -> Vector:
         """Ours: read stored anomaly scores / forecasts (``tasks.alerting.rules.lake_functions``)."""
-        from tasks.alerting.rules.lake_functions import anomaly_vector, forecast_vector
-
         t = datetime.fromtimestamp(self.t / 1000, tz=UTC)
         if c.func == "anomaly":
             ms = c.args[0]

@@ -83,6 +83,7 @@ from tasks.alerting.rules.promql import (
 )
 from tasks.alerting.rules.promtool_series import InputSeries, SeriesNotationError, Stale, expand_input_series
 from tasks.alerting.rules.rule_files import Rule, RuleFileError, RuleGroup, load_rule_files
+from tasks.lake import Lake, Sample
 from tasks.timeparse import format_duration, parse_prometheus_duration
 
 __all__ = [
@@ -552,8 +553,6 @@ class Simulation:
         evaluate_fn: EvaluateFn = evaluate,
         root: str | None = None,
     ) -> None:
-        from tasks.lake import Lake, Sample
-
         self._tmp = tempfile.TemporaryDirectory(prefix="rule-test-") if root is None else None
         self.lake = Lake(os.path.join(root or self._tmp.name, "lake"))  # type: ignore[union-attr]
         self.groups = list(groups)

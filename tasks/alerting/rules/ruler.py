@@ -61,6 +61,7 @@ from tasks.alerting.rules.lifecycle import (
 )
 from tasks.alerting.rules.promql import Aggregate, Binary, Call, Expr, MatrixSelector, Unary, VectorSelector
 from tasks.alerting.rules.rule_files import Rule, RuleGroup, RuleSet
+from tasks.lake.schema import Sample
 from tasks.state import State, register_schema
 
 __all__ = [
@@ -438,8 +439,6 @@ def run_rules(
     With ``batch`` (the SQL engine's ``evaluate_many``), the alerting rules between two recording
     rules of a group are evaluated together, one query per expression shape, instead of one by one;
     ``evaluator`` still serves ``resolve_expr``, no-data checks and recording rules."""
-    from tasks.lake.schema import Sample
-
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     stored = store.load()
@@ -543,8 +542,6 @@ def failure_samples(outcome: TickOutcome) -> list[Any]:
     a minute), written at each of their evaluations so it stays fresh; a rule's first failure also
     writes a 0 one interval before it, so ``increase()``/``rate()`` see that first failure (a
     counter that appears at 1 shows no increase). Rules sharing a group and name add up."""
-    from tasks.lake.schema import Sample
-
     totals: dict[tuple[str, str], list[Any]] = {}
     for h in outcome.health:
         if h.failures == 0 or h.evaluated_at is None:
