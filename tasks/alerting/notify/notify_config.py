@@ -20,7 +20,7 @@
 How long an acknowledgement holds by default is a setting (``alerting.ack_timeout``), not part of
 this file: it is about how people work, not about where messages go.
 
-Why compose YAML nodes (as ``rules.py`` does): every error is reported as ``file:line:col: message`` at
+Why compose YAML nodes (as ``rules.rule_files`` does): every error is reported as ``file:line:col: message`` at
 its place in the file. The section parsers work on plain data and raise ``ConfigPathError`` with a path
 (``route.routes[1].receiver``); this module maps the path back to the node's mark. Errors from
 independent sections are all collected.
