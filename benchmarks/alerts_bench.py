@@ -4,7 +4,7 @@ Builds a temporary lake of ``--series`` series (100 metrics x series/100 instanc
 with resets, the rest gauges; each series scraped every 15-60 s with jitter over the last hour),
 generates ``--rules`` realistic rules (instant thresholds, ``avg_over_time``, ``rate``,
 ``sum by (job) (rate(...))``, ``quantile_over_time(0.9, ...)``, regex matchers, ``absent()``) and
-times ``evaluate_many`` (``tasks.alerting.sqlcompile``): the first (cold) tick, then the median of
+times ``evaluate_many`` (``tasks.alerting.rules.sqlcompile``): the first (cold) tick, then the median of
 ``--ticks`` ticks one minute apart. A random sample of rules is also evaluated by the reference
 evaluator at the same time: the agreement count and the speed ratio are reported.
 
@@ -12,7 +12,7 @@ evaluator at the same time: the agreement count and the speed ratio are reported
     uv run python benchmarks/alerts_bench.py --quick      # smoke: 300 x 300, a few seconds
     options: --rules N --series N --ticks N --sample N --dir PARENT --json
              --promtool-cases N   also run the promtool differential test with N random cases
-                                  (tests/alerting/test_promtool_differential.py: the same oracle,
+                                  (tests/tasks/alerting/rules/test_promtool_differential.py: the same oracle,
                                   Prometheus 2.42's promtool) and report its agreement count
 
 ``--tick``: instead, the cost of a whole alert tick (``tasks.alerting.service.run_alerts``: rules →
@@ -56,9 +56,9 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tasks.alerting.evaluate import evaluate  # noqa: E402
-from tasks.alerting.promql import parse  # noqa: E402
-from tasks.alerting.sqlcompile import SQLEngine  # noqa: E402
+from tasks.alerting.rules.evaluate import evaluate  # noqa: E402
+from tasks.alerting.rules.promql import parse  # noqa: E402
+from tasks.alerting.rules.sqlcompile import SQLEngine  # noqa: E402
 from tasks.lake import Lake  # noqa: E402
 
 TARGET_TICK_S = 1.0
@@ -419,7 +419,7 @@ def promtool_agreement(cases: int, seed: int | None = None) -> tuple[int, int, f
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-         "tests/alerting/test_promtool_differential.py", "-k", "agrees"],
+         "tests/tasks/alerting/rules/test_promtool_differential.py", "-k", "agrees"],
         cwd=root, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     m = re.search(r"(\d+)/(\d+) cases agree", proc.stdout)

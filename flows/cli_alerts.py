@@ -21,9 +21,9 @@ def _labels(labels: dict[str, str]) -> str:
 
 
 def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
-    from tasks.alerting.lifecycle import AlertState
     from tasks.alerting.model import fingerprint
-    from tasks.alerting.ruler import RuleStore
+    from tasks.alerting.rules.lifecycle import AlertState
+    from tasks.alerting.rules.ruler import RuleStore
     from tasks.state import State
 
     rows: list[dict[str, Any]] = []
@@ -50,7 +50,7 @@ def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
     rows.sort(key=lambda r: (order[r["state"]], r["alertname"], sorted(r["labels"].items())))
     from datetime import UTC, datetime
 
-    from tasks.alerting.acks import AckStore
+    from tasks.alerting.notify.acks import AckStore
 
     acks_store = AckStore(State.from_settings(settings))
     acks = {a.fingerprint: a for a in acks_store.acks(t=datetime.now(UTC))}
@@ -69,7 +69,7 @@ def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
 def _print_failing_rules(settings: Any) -> None:
     """Rules whose last evaluation failed: their alerts below are as they were before it (the
     failure would otherwise only show in the tick's summary, which nobody may be reading)."""
-    from tasks.alerting.ruler import RuleStore
+    from tasks.alerting.rules.ruler import RuleStore
     from tasks.state import State
 
     failing = sorted(
@@ -174,7 +174,7 @@ alerts_app.add_typer(silence_app, name="silence")
 
 
 def _silences(ctx: typer.Context) -> Any:
-    from tasks.alerting.silences import SilenceStore
+    from tasks.alerting.notify.silences import SilenceStore
     from tasks.state import State
 
     return SilenceStore(State.from_settings(_state(ctx).settings()))
@@ -196,7 +196,7 @@ def silence_add(
     import getpass
     from datetime import UTC, datetime
 
-    from tasks.alerting.silences import new_silence
+    from tasks.alerting.notify.silences import new_silence
     from tasks.timeparse import parse_duration
 
     now = datetime.now(UTC)
@@ -280,7 +280,7 @@ def alerts_ack(
     """Acknowledge an alert: no repeats or escalation until it resolves or the ack expires (then it re-triggers)."""
     from datetime import UTC, datetime
 
-    from tasks.alerting.acks import AckStore
+    from tasks.alerting.notify.acks import AckStore
     from tasks.state import State
     from tasks.timeparse import parse_duration
 
@@ -314,7 +314,7 @@ def alerts_resolve(
     from datetime import UTC, datetime
 
     from flows.cli import CliError
-    from tasks.alerting.acks import AckStore
+    from tasks.alerting.notify.acks import AckStore
     from tasks.state import State
 
     if not reason.strip():
@@ -333,7 +333,7 @@ def alerts_resolve(
 
 def _notify_config(settings: Any) -> Any:
     from flows.cli import CliError
-    from tasks.alerting.notify_config import load_notify_config
+    from tasks.alerting.notify.notify_config import load_notify_config
 
     if not settings.alerting.notify_config:
         raise CliError("alerting.notify_config is not set: no receivers are configured")
@@ -351,7 +351,7 @@ def alerts_test_notify(
 ) -> None:
     """Send a test notification to RECEIVER now (bypassing routing and the outbox); exit 1 if it fails."""
     from flows.cli import CliError
-    from tasks.alerting.delivery import test_notify
+    from tasks.alerting.notify.delivery import test_notify
     from tasks.state import State
 
     settings = _state(ctx).settings()
@@ -385,7 +385,7 @@ def alerts_notifications(
     """The notification outbox: what was sent, what is waiting for a retry, what failed for good."""
     from dataclasses import asdict
 
-    from tasks.alerting.delivery import list_outbox
+    from tasks.alerting.notify.delivery import list_outbox
     from tasks.state import State
 
     entries = list_outbox(State.from_settings(_state(ctx).settings()), status=status, receiver=receiver, limit=limit)

@@ -1,6 +1,6 @@
 """``cortex-perf rules …``: check rule files like ``promtool check rules`` and run rule unit tests like
-``promtool test rules``. Parsing and printing only; the work is in ``tasks.alerting.rules`` and
-``tasks.alerting.rule_tests``. Mounted on the main app by ``flows.cli``."""
+``promtool test rules``. Parsing and printing only; the work is in ``tasks.alerting.rules.rule_files`` and
+``tasks.alerting.rules.rule_tests``. Mounted on the main app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def rules_check(
 
     Prints `SUCCESS: N rules found` per valid file, or each problem as `file:line:col: message`
     (exit code 1), like `promtool check rules`."""
-    from tasks.alerting.rules import summarize
+    from tasks.alerting.rules.rule_files import summarize
 
     failed = False
     for path in files:
@@ -59,8 +59,8 @@ def rules_test(
     `promql_expr_test`. Prints `Unit Testing:  FILE` then `  SUCCESS`, or `  FAILED:` with each
     failure showing expected and got; exit code 1 if any test fails. Example:
     `cortex-perf rules test data/examples/alerting/rules_test.yml`."""
-    from tasks.alerting.rule_tests import run_test_files
-    from tasks.alerting.sqlcompile import evaluate_one  # the engine the alerts flow runs
+    from tasks.alerting.rules.rule_tests import run_test_files
+    from tasks.alerting.rules.sqlcompile import evaluate_one  # the engine the alerts flow runs
 
     def out(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -254,8 +254,8 @@ def _state_db(settings: Settings) -> ComponentHealth:
 
 
 def _alerting(settings: Settings) -> ComponentHealth:
-    from tasks.alerting.delivery import list_outbox
-    from tasks.alerting.notify_config import load_notify_config
+    from tasks.alerting.notify.delivery import list_outbox
+    from tasks.alerting.notify.notify_config import load_notify_config
     from tasks.state import State
 
     path = settings.alerting.notify_config

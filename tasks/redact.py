@@ -9,7 +9,7 @@ copy of the rule.
 
 The rule: ``scheme://user:password@`` keeps the user name (it helps debugging) and masks the
 password; ``scheme://token@`` (userinfo without a password is usually a token) is masked whole.
-Apprise URLs hide more than userinfo (tokens in hosts and paths): ``tasks.alerting.receivers``
+Apprise URLs hide more than userinfo (tokens in hosts and paths): ``tasks.alerting.notify.receivers``
 has that richer rule for them.
 """
 

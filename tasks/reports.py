@@ -345,7 +345,7 @@ def acks_from_state(state_path: str | None) -> dict[str, datetime]:
     """fingerprint → acked_at of the acknowledgements in the state DB (empty when there is none)."""
     if not state_path or not Path(state_path).exists():
         return {}
-    from tasks.alerting.acks import AckStore
+    from tasks.alerting.notify.acks import AckStore
     from tasks.state import State
 
     return {a.fingerprint: a.acked_at for a in AckStore(State(state_path)).acks()}
@@ -1080,7 +1080,7 @@ def mail_reports(url: str, results: list[ReportResult], *, timeout_s: float = 30
     """
     import apprise
 
-    from tasks.alerting.receivers import redact_url
+    from tasks.alerting.notify.receivers import redact_url
 
     if not results:
         raise ReportError("email_to: no reports to send")

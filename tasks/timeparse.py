@@ -2,6 +2,12 @@
 
 Why one helper: the CLI, the REST API and flow parameters all take ``--since 1h`` style values;
 parsing them in one place keeps the accepted forms (and the error message) identical everywhere.
+
+Two grammars live here on purpose, side by side: :func:`parse_duration` is lenient (what people
+type: ``1.5h``, ``90``, any unit order) and :func:`parse_prometheus_duration` is Prometheus's strict
+one (rule files, range selectors, the notification config: what promtool and amtool accept, with
+their error texts), so a file that passes our checks passes theirs. :func:`format_duration` writes
+either style back.
 """
 
 from __future__ import annotations
@@ -9,7 +15,15 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["MAX_DURATION", "DurationError", "format_duration", "parse_duration", "parse_time"]
+__all__ = [
+    "MAX_DURATION",
+    "MAX_DURATION_MS",
+    "DurationError",
+    "format_duration",
+    "parse_duration",
+    "parse_prometheus_duration",
+    "parse_time",
+]
 
 _UNITS: dict[str, float] = {
     "ms": 0.001,
@@ -62,18 +76,83 @@ def parse_duration(text: str | int | float | timedelta) -> timedelta:
     return _bounded(seconds, text)
 
 
-def format_duration(td: timedelta) -> str:
-    """The shortest ``1h30m``-style text for ``td`` (whole seconds; ``0s`` for zero)."""
-    total = int(td.total_seconds())
-    if total == 0:
+#: Prometheus's common/model.ParseDuration: units in descending order, each at most once; "0" alone.
+_PROMETHEUS_DURATION_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+#: Prometheus's units, largest first, in milliseconds: the groups of the pattern above, and what
+#: :func:`format_duration` writes in its ``prometheus`` style.
+_PROMETHEUS_UNITS_MS: tuple[tuple[str, int], ...] = (
+    ("y", 31_536_000_000),
+    ("w", 604_800_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+)
+#: The longest duration Prometheus accepts: its durations are Go ``time.Duration``s (int64
+#: nanoseconds, about 292 years), counted in whole milliseconds. Beyond it promtool says "duration
+#: out of range"; we must too, or a rule that passes ``rules check`` overflows at evaluation.
+#: (:data:`MAX_DURATION` is the same bound in whole days, for the lenient parser.)
+MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+
+
+def parse_prometheus_duration(text: str) -> float:
+    """``1h30m`` → 5400.0 seconds, as Prometheus parses durations (range selectors, rule files and
+    Alertmanager's config alike): units ms s m h d w y, in descending order, each at most once, at
+    most :data:`MAX_DURATION_MS` in all.
+
+    Returns float seconds because that is what the PromQL evaluators and templates compute with;
+    callers that schedule (``group_wait``, escalation steps) wrap it in a ``timedelta``. Raises
+    :class:`DurationError` (a ``ValueError``) with Prometheus's own texts (``not a valid duration
+    string: "…"``, ``duration out of range``), which ``rules check`` and the config checks show as is.
+    """
+    if text == "0":
+        return 0.0
+    m = _PROMETHEUS_DURATION_RE.match(text)
+    if not text or m is None or not any(m.groups()):
+        raise DurationError(f'not a valid duration string: "{text}"')
+    total_ms = 0
+    for g, (_unit, unit_ms) in zip(m.groups(), _PROMETHEUS_UNITS_MS, strict=True):
+        if g:
+            # a count longer than the bound's 13 digits is out of range whatever its value (and
+            # int() of thousands of digits would fail with Python's own message)
+            if len(g.lstrip("0")) > len(str(MAX_DURATION_MS)):
+                raise DurationError("duration out of range")
+            total_ms += int(g) * unit_ms
+    if total_ms > MAX_DURATION_MS:
+        raise DurationError("duration out of range")
+    return total_ms / 1000
+
+
+_UNITS_S: tuple[tuple[str, int], ...] = (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def format_duration(d: timedelta | float, *, prometheus: bool = False) -> str:
+    """The shortest text for ``d`` (a ``timedelta`` or seconds); ``0s`` for zero.
+
+    Default: ``1h30m`` style in whole seconds, units d h m s, ``-`` before a negative duration:
+    what :func:`parse_duration` reads back, for event reasons and CLI output.
+    ``prometheus=True``: Prometheus's ``model.Duration`` text as promtool prints it (``rules test``
+    output must match it byte for byte): rounded to milliseconds, units y w d h m s ms (``1.5`` →
+    ``1s500ms``); a negative duration is empty there, and so here.
+    """
+    seconds = d.total_seconds() if isinstance(d, timedelta) else float(d)
+    sign = ""
+    if prometheus:
+        n, units = round(seconds * 1000), _PROMETHEUS_UNITS_MS
+    else:
+        n, units = int(seconds), _UNITS_S
+        if n < 0:
+            sign, n = "-", -n
+    if n == 0:
         return "0s"
-    sign = "-" if total < 0 else ""
-    total = abs(total)
     out = []
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, total = divmod(total, size)
-        if n:
-            out.append(f"{n}{unit}")
+    for unit, size in units:
+        if n >= size:
+            out.append(f"{n // size}{unit}")
+            n %= size
     return sign + "".join(out)
 
 

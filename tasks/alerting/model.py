@@ -4,6 +4,10 @@ grouping, escalation and delivery, so each stage is a plain function of alerts a
 The rule engine (``lifecycle``) owns how an alert comes to be; from there on an alert is only its
 label set (its identity), annotations, whether it is firing or resolved, and when it started and
 ended — the fields Alertmanager's API carries, so everything downstream can be checked against it.
+
+This module is the one seam between the two sides: ``rules/`` produces alerts and ``notify/``
+consumes them, and neither imports the other; what both need goes here (or to a leaf utility such
+as ``tasks.timeparse``), never across.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ dispatcher's state are saved in one state-DB transaction after the evaluation (`
 a crash leaves either all of them or none — a re-run of the tick then evaluates nothing twice, or
 everything again, and decides the same messages, which the outbox would also recognise by content
 (``DEDUPE_WINDOW``); events follow that commit; delivery then works through the outbox, each send
-marked before it goes out and recorded after (see ``tasks.alerting.delivery``). Two ticks at once
+marked before it goes out and recorded after (see ``tasks.alerting.notify.delivery``). Two ticks at once
 (the flow and ``cortex-perf alerts run``) serialise on that transaction: the second reads the
 dispatcher state the first saved, and a send either of them lists is claimed by one only.
 """
@@ -25,18 +25,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-# the stores at import time: their tables are registered before the tick's state batch begins
-from tasks.alerting.acks import AckStore
-from tasks.alerting.delivery import DueEntry, deliver_due, enqueue_many, take_due
-from tasks.alerting.dispatch import Dispatcher, DispatchStore
-from tasks.alerting.inhibit import inhibited
 from tasks.alerting.model import Alert, fingerprint, labels_text
-from tasks.alerting.notify_config import load_notify_config
-from tasks.alerting.ruler import RuleStore, TickOutcome, failure_samples, run_rules
-from tasks.alerting.rules import RuleFileError, RuleSet, load_rule_files
-from tasks.alerting.silences import SilenceStore, silenced_by
-from tasks.alerting.sqlcompile import evaluate_many
-from tasks.alerting.timeintervals import muted
+
+# the stores at import time: their tables are registered before the tick's state batch begins
+from tasks.alerting.notify.acks import AckStore
+from tasks.alerting.notify.delivery import DueEntry, deliver_due, enqueue_many, take_due
+from tasks.alerting.notify.dispatch import Dispatcher, DispatchStore
+from tasks.alerting.notify.inhibit import inhibited
+from tasks.alerting.notify.notify_config import load_notify_config
+from tasks.alerting.notify.silences import SilenceStore, silenced_by
+from tasks.alerting.notify.timeintervals import muted
+from tasks.alerting.rules.rule_files import RuleFileError, RuleSet, load_rule_files
+from tasks.alerting.rules.ruler import RuleStore, TickOutcome, failure_samples, run_rules
+from tasks.alerting.rules.sqlcompile import evaluate_many
 from tasks.events import emit_many
 from tasks.state import State
 from tasks.timeparse import parse_duration
@@ -245,7 +246,7 @@ NO_NOTIFY_CONFIG = "alerting.notify_config is not set: alerts are kept, nobody i
 
 def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime, lease_s: float) -> None:
     """The sends, after the decisions' commit: each claimed in a transaction of its own before it
-    goes out (``tasks.alerting.delivery``), never inside the batch; each claim's lease is renewed
+    goes out (``tasks.alerting.notify.delivery``), never inside the batch; each claim's lease is renewed
     while this run lives, so a tick that sends for minutes is never taken over by the next one."""
     if out.due:
         results = deliver_due(now, cfg.parsed_receivers, state=state, lake=lake, due=out.due, lease_s=lease_s)

@@ -119,7 +119,7 @@ ANOMALIES_SCHEMA = pa.schema(
     ]
 )
 #: One row per delivery step of an alert notification (pending → sending → sent | failed | dead),
-#: written by ``tasks.alerting.delivery``: the long-term history reports and retention work on.
+#: written by ``tasks.alerting.notify.delivery``: the long-term history reports and retention work on.
 #: ``notification_id`` is the outbox entry; (id, attempt, status) identifies a row, so re-writing a
 #: batch is harmless.
 NOTIFICATIONS_SCHEMA = pa.schema(

@@ -151,7 +151,7 @@ def _label_regex(name: str, pattern: str) -> GoRegexp:
 def regex_full_matches(name: str, pattern: str, values: Sequence[str]) -> list[bool]:
     """Whether each of ``values`` matches label regex ``pattern`` as Prometheus does (``^(?:re)$``).
 
-    Shared with the SQL rule engine (``tasks.alerting.sqlcompile``), which matches distinct label
+    Shared with the SQL rule engine (``tasks.alerting.rules.sqlcompile``), which matches distinct label
     values the same way, so both engines agree with the alert rules' Go semantics."""
     rx = _label_regex(name, pattern)
     return [rx.fullmatch(v) is not None for v in values]

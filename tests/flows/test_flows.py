@@ -256,7 +256,7 @@ def test_alerts_flow_fires_records_events_and_honours_dry_run(lake_overrides: li
 
 def test_alerts_flow_bad_rule_path_fails_with_the_setting_named(lake_overrides: list[str]) -> None:
     from flows.alerts import alerts
-    from tasks.alerting.rules import RuleFileError
+    from tasks.alerting.rules.rule_files import RuleFileError
 
     with pytest.raises(RuleFileError, match="alerting.rule_files: '/nope/rules.yml' matches no file"):
         alerts(overrides=[*lake_overrides, 'alerting.rule_files=["/nope/rules.yml"]'])

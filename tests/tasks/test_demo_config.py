@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.alerting.notify_config import parse_notify_config
+from tasks.alerting.notify.notify_config import parse_notify_config
 from tasks.config import load_settings
 from tasks.demo_config import DEMO_RULES, DEMO_SCALING_TARGET, ensure_demo_config, receiver_hint
 

@@ -16,7 +16,7 @@ import pytest
 import re2
 import yaml
 
-from tasks.alerting.templating import expand
+from tasks.alerting.rules.templating import expand
 from tasks.goregex import GoRegexError, compile_go_regex, translate_go_regex
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

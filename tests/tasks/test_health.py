@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from tasks.alerting.delivery import deliver_due, enqueue
 from tasks.alerting.model import Alert
-from tasks.alerting.notify_templates import Notification
-from tasks.alerting.receivers import parse_receiver
+from tasks.alerting.notify.delivery import deliver_due, enqueue
+from tasks.alerting.notify.notify_templates import Notification
+from tasks.alerting.notify.receivers import parse_receiver
 from tasks.config.settings import Settings
 from tasks.health import COMPONENT_UP, ComponentHealth, any_down, check_health, flow_health, record_health
 from tasks.lake import Lake, Sample

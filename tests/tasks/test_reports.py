@@ -15,7 +15,7 @@ import pytest
 from localsmtp import Mailbox
 
 from tasks import reports as R
-from tasks.alerting.acks import AckStore
+from tasks.alerting.notify.acks import AckStore
 from tasks.demo import seed_demo
 from tasks.forecasting.baselines import SeasonalNaive
 from tasks.forecasting.registry import ModelRegistry

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tasks.timeparse import DurationError, format_duration, parse_duration, parse_time
+from tasks.timeparse import (
+    DurationError,
+    format_duration,
+    parse_duration,
+    parse_prometheus_duration,
+    parse_time,
+)
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -30,6 +36,48 @@ def test_format_duration_round_trips() -> None:
     for text in ("10s", "30m", "1h30m", "7d", "1d6h"):
         assert format_duration(parse_duration(text)) == text
     assert format_duration(timedelta(0)) == "0s"
+    assert format_duration(timedelta(seconds=-90.7)) == "-1m30s"  # whole seconds, signed
+
+
+def test_format_duration_in_prometheus_style_is_what_promtool_prints() -> None:
+    """``rules test`` output quotes eval times as Prometheus's model.Duration prints them."""
+    assert [format_duration(s, prometheus=True) for s in (0, 30, 90, 150, 3600, 5400, 86400, 1.5)] == [
+        "0s",
+        "30s",
+        "1m30s",
+        "2m30s",
+        "1h",
+        "1h30m",
+        "1d",
+        "1s500ms",
+    ]
+    assert format_duration(timedelta(weeks=1), prometheus=True) == "1w"
+    assert format_duration(-5, prometheus=True) == ""  # as model.Duration.String()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0", 0.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("1d", 86400.0),
+        ("1w2d", 777600.0),
+        ("1y", 31536000.0),
+        ("250ms", 0.25),
+        ("1m30s500ms", 90.5),
+    ],
+)
+def test_prometheus_durations(text: str, seconds: float) -> None:
+    """Rule files, range selectors and the notification config share Prometheus's strict grammar."""
+    assert parse_prometheus_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "5x", "1m1h", "1h1h", "-1m", "1.5h", " 5m", "5M"])
+def test_bad_prometheus_durations_fail_with_prometheus_wording(text: str) -> None:
+    """Prometheus's error text (the lenient parser accepts several of these)."""
+    with pytest.raises(DurationError, match=f'^not a valid duration string: "{text}"$'):
+        parse_prometheus_duration(text)
 
 
 def test_parse_time() -> None:

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.alerting.acks import AckStore
-from tasks.alerting.delivery import list_outbox
 from tasks.alerting.model import fingerprint
+from tasks.alerting.notify.acks import AckStore
+from tasks.alerting.notify.delivery import list_outbox
+from tasks.alerting.notify.silences import SilenceStore
 from tasks.alerting.service import run_alerts
-from tasks.alerting.silences import SilenceStore
 from tasks.config import load_settings
 from tasks.lake import Lake, Sample
 from tasks.state import State, observe_transactions
@@ -221,7 +221,7 @@ def test_a_failing_notification_step_still_advances_the_rule_state(setup, hook, 
     """The notification decisions share the rule state's transaction; when they fail, the rule state
     is saved alone (else every later tick would re-evaluate the same times) and the error is raised."""
     from tasks.alerting import service
-    from tasks.alerting.ruler import RuleStore
+    from tasks.alerting.rules.ruler import RuleStore
 
     settings, lake = setup
     depth(lake, [300] * 4)
@@ -247,8 +247,8 @@ def test_a_failing_rule_is_counted_and_alertable_while_the_others_notify(setup, 
     rules nor their notifications; its failures become
     ``cortex_perf_rule_evaluation_failures_total{rule_group,rule}`` in the lake, on which a rule can
     alert (as on Prometheus's ``prometheus_rule_evaluation_failures_total``)."""
-    from tasks.alerting.evaluate import evaluate
-    from tasks.alerting.promql import parse
+    from tasks.alerting.rules.evaluate import evaluate
+    from tasks.alerting.rules.promql import parse
 
     settings, lake = setup
     rules = tmp_path / "rules.yml"

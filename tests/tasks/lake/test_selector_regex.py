@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from tasks.alerting.matchers import new_matcher
+from tasks.alerting.notify.matchers import new_matcher
 from tasks.lake import Sample
 from tasks.lake.selector import SelectorError, parse_selector
 

@@ -383,7 +383,7 @@ def test_each_decision_says_what_it_saves_vs_static_peak_and_reactive(tmp_path: 
 def test_decisions_are_series_so_alert_rules_route_emergencies(
     tmp_path: Path, lake: Lake, three: list[dict[str, Any]]
 ) -> None:
-    from tasks.alerting.evaluate import evaluate
+    from tasks.alerting.rules.evaluate import evaluate
 
     run_scaling(settings_for(tmp_path, three), lake, NOW)
     fired = evaluate("max_over_time(cortex_perf_scaling_emergency[5m]) > 0", lake, NOW)
