@@ -113,7 +113,7 @@ def scale_history(
     as_json: JsonOpt = False,
 ) -> None:
     """Recorded decisions (newest first) and what the actuators did with them."""
-    from tasks.scaling.actuators import Ledger
+    from tasks.actuators import Ledger
     from tasks.scaling.records import ScalingRecords
 
     settings = _state(ctx).settings()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tasks.scaling.actuators.base import (
+from tasks.actuators.base import (
     ActionResult,
     ActionStatus,
     Actuator,
@@ -32,12 +32,12 @@ from tasks.scaling.actuators.base import (
     record_result,
     validate_config,
 )
-from tasks.scaling.actuators.command import CommandActuator, CommandConfig
-from tasks.scaling.actuators.kubernetes import KubernetesActuator, KubernetesConfig
-from tasks.scaling.actuators.log import LogActuator, LogConfig
-from tasks.scaling.actuators.prefect_pool import PrefectPoolActuator, PrefectPoolConfig
-from tasks.scaling.actuators.process_pool import ProcessPoolActuator, ProcessPoolConfig
-from tasks.scaling.actuators.webhook import WebhookActuator, WebhookConfig
+from tasks.actuators.command import CommandActuator, CommandConfig
+from tasks.actuators.kubernetes import KubernetesActuator, KubernetesConfig
+from tasks.actuators.log import LogActuator, LogConfig
+from tasks.actuators.prefect_pool import PrefectPoolActuator, PrefectPoolConfig
+from tasks.actuators.process_pool import ProcessPoolActuator, ProcessPoolConfig
+from tasks.actuators.webhook import WebhookActuator, WebhookConfig
 
 __all__ = [
     "ACTUATORS",

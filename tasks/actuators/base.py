@@ -41,7 +41,7 @@ __all__ = [
     "validate_config",
 ]
 
-log = logging.getLogger("cortex_perf.scaling.actuators")
+log = logging.getLogger("cortex_perf.actuators")
 
 ActionStatus = Literal["applied", "dry-run", "skipped", "failed"]
 

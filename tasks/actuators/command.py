@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
+from tasks.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
 
 __all__ = ["CommandActuator", "CommandConfig", "render_argv"]
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
+from tasks.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
 
 __all__ = ["KubernetesActuator", "KubernetesConfig"]
 

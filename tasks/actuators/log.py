@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, Decision
+from tasks.actuators.base import Actuator, ActuatorConfig, Decision
 
 __all__ = ["LogActuator", "LogConfig"]
 
-log = logging.getLogger("cortex_perf.scaling.actuators.log")
+log = logging.getLogger("cortex_perf.actuators.log")
 
 
 class LogConfig(ActuatorConfig):

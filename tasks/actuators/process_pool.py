@@ -30,7 +30,7 @@ from typing import Any, Literal
 import psutil
 from pydantic import Field, field_validator
 
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
+from tasks.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
 
 __all__ = ["ProcessPoolActuator", "ProcessPoolConfig"]
 

@@ -23,8 +23,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
+from tasks.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
 from tasks.redact import redact_url
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
 
 __all__ = ["WebhookActuator", "WebhookConfig", "sign", "verify"]
 

@@ -316,10 +316,10 @@ class _Located(dict[str, Any]):
 def _check_actuator(data: Any, origin: str) -> dict[str, Any]:
     """Validate an actuator config through the actuators' own models; the typed config as a dict.
 
-    Why a dict and not the typed config: ``tasks.scaling.actuators`` imports this package (for
+    Why a dict and not the typed config: ``tasks.actuators`` imports this package (for
     its error formatter), so the settings cannot name its classes at import time. The dict keeps
     secrets as ``SecretStr`` (shown as ``**********`` by ``config show``)."""
-    from tasks.scaling.actuators import parse_actuator_config
+    from tasks.actuators import parse_actuator_config
 
     if data is None:
         data = {"kind": "log"}

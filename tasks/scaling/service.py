@@ -38,8 +38,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from tasks.actuators import Actuator, Decision, Ledger, build_actuator, record_result
 from tasks.events import emit
-from tasks.scaling.actuators import Actuator, Decision, Ledger, build_actuator, record_result
 from tasks.scaling.nowcast import DAY_MIN, Nowcaster
 from tasks.scaling.policies import Forecast, MetricHistory, decide
 from tasks.scaling.records import ScalingRecords, decision_id

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.scaling.actuators import CommandActuator, Decision, Ledger, build_actuator
+from tasks.actuators import CommandActuator, Decision, Ledger, build_actuator
 
 SCALER = r"""
 import os, sys, time

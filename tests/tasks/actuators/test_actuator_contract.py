@@ -14,8 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from tasks.lake import Lake
-from tasks.scaling.actuators import (
+from tasks.actuators import (
     ACTUATORS,
     Actuator,
     ActuatorConfig,
@@ -29,6 +28,7 @@ from tasks.scaling.actuators import (
     record_result,
     register_actuator,
 )
+from tasks.lake import Lake
 
 
 @pytest.fixture

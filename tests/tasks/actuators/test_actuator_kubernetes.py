@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from localhttp import JsonHandler, LocalServer
 
-from tasks.scaling.actuators import ActuatorError, Decision, KubernetesActuator, Ledger, build_actuator
+from tasks.actuators import ActuatorError, Decision, KubernetesActuator, Ledger, build_actuator
 
 TOKEN = "k8s-bearer-token-for-tests"
 PREFIX = "/apis/apps/v1/namespaces/"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks.scaling.actuators import CommandActuator, Decision, Ledger, parse_actuator_config
+from tasks.actuators import CommandActuator, Decision, Ledger, parse_actuator_config
 
 #: Appends who ran it to a log; the first run then holds its apply until the test creates the
 #: release file (a second run, the bug, returns at once so the test fails instead of hanging).

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.scaling.actuators import ActuatorError, Decision, Ledger, PrefectPoolActuator, build_actuator
+from tasks.actuators import ActuatorError, Decision, Ledger, PrefectPoolActuator, build_actuator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

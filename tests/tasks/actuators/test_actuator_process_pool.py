@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks.scaling.actuators import Decision, Ledger, ProcessPoolActuator, build_actuator
+from tasks.actuators import Decision, Ledger, ProcessPoolActuator, build_actuator
 
 # a worker that writes its index and exits cleanly on SIGTERM (as a real worker should)
 WORKER = (

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from localhttp import JsonHandler, LocalServer
 
-from tasks.scaling.actuators import Decision, Ledger, WebhookActuator, build_actuator
-from tasks.scaling.actuators.webhook import sign, verify
+from tasks.actuators import Decision, Ledger, WebhookActuator, build_actuator
+from tasks.actuators.webhook import sign, verify
 
 SECRET = "s3cr3t-hmac-key-for-tests"
 

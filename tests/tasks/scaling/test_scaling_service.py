@@ -22,9 +22,9 @@ import polars as pl
 import pytest
 from localhttp import JsonHandler, LocalServer
 
+from tasks.actuators import Decision, Ledger, ProcessPoolActuator, build_actuator
 from tasks.config import ConfigError, Settings, load_settings
 from tasks.lake import Lake, Sample
-from tasks.scaling.actuators import Decision, Ledger, ProcessPoolActuator, build_actuator
 from tasks.scaling.records import ScalingRecords
 from tasks.scaling.service import load_forecast, load_metric, run_scaling
 
