@@ -286,13 +286,13 @@ def _alerting(settings: Settings) -> ComponentHealth:
 
 
 def _actuator(settings: Settings, index: int) -> ComponentHealth:
-    from tasks.actuators import Ledger, build_actuator
+    from tasks.actuators import ActionLedger, build_actuator
 
     t = settings.scaling.targets[index]
     name = f"actuator:{t.name}"
     try:
         act = build_actuator(
-            t.actuator, ledger=Ledger.from_settings(settings), origin=f"scaling.targets[{index}].actuator"
+            t.actuator, ledger=ActionLedger.from_settings(settings), origin=f"scaling.targets[{index}].actuator"
         )
         with act:
             count = act.current(t.name)

@@ -1,110 +1,63 @@
-"""Scaling actuators: plug-ins that set a target's count on a real system, behind one interface.
+"""Actuators: the one home of "decide → record → apply once → verify", for every kind of action.
 
-``Actuator.current(target) -> int`` reads reality; ``Actuator.apply(decision, *, dry_run=True) ->
-ActionResult`` sets ``decision.to`` at most once per decision id (see ``base`` for how). Kinds:
+A capability decides (scaling today; cache warming, slot and task moves, routing weights next) and
+hands an :class:`Action` to an actuator, which applies it at most once per action id:
 
-- ``log`` (the default: records only), ``command`` (runs an argv with the count, no shell),
-- ``webhook`` (POSTs the decision, HMAC-SHA256 signed like ``X-Hub-Signature-256``),
-- ``prefect_pool`` (a work pool's or work queue's concurrency limit),
-- ``kubernetes`` (a Deployment's/StatefulSet's ``scale`` subresource),
-- ``process_pool`` (N local worker processes, tracked by pid files).
+- ``Actuator.current(target)`` reads reality; ``Actuator.apply(action, *, dry_run=True, retries=0)``
+  claims the action in the :class:`ActionLedger` (state DB), sets ``action.to``, reads it back and
+  records the outcome — dry run by default, a failure recorded and retried with the same id, a live
+  apply never taken over by another process (``ledger``);
+- :func:`record_result` appends ``action.applied`` / ``action.failed`` to the lake.
 
-Build one from config with ``build_actuator({"kind": "webhook", ...}, ledger=Ledger(state_path))``;
-``record_result(lake, result)`` appends ``action.applied``/``action.failed`` to the lake;
-``register_actuator`` adds a kind (plug-ins). Bad config raises ``ActuatorConfigError`` naming the
-field (``unknown actuator`` lists the known kinds).
+Kinds are plug-ins found through Python entry points (group ``cortex_perf.actuators``, see
+``registry``); the built-ins set counts (:class:`CountActuator`, :class:`ScaleAction`): ``log``
+(the default: records only), ``command`` (an argv with the count, no shell), ``webhook`` (POSTs
+the action, HMAC-SHA256 signed like ``X-Hub-Signature-256``), ``prefect_pool`` (a work pool's or
+queue's concurrency limit), ``kubernetes`` (a Deployment's/StatefulSet's ``scale`` subresource),
+``process_pool`` (N local worker processes). Build one from config with
+``build_actuator({"kind": "webhook", ...}, ledger=ActionLedger(state_path))``; bad config raises
+``ActuatorConfigError`` naming the field (``unknown actuator`` lists the known kinds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from tasks.actuators.base import (
-    ActionResult,
-    ActionStatus,
-    Actuator,
-    ActuatorConfig,
-    ActuatorConfigError,
-    ActuatorError,
-    Decision,
-    Ledger,
-    record_result,
-    validate_config,
+from tasks.actuators.action import Action, ActionMode, ActionResult, ActionStatus, ScaleAction
+from tasks.actuators.base import Actuator, ActuatorConfig, CountActuator, validate_config
+from tasks.actuators.errors import ActuatorConfigError, ActuatorError
+from tasks.actuators.ledger import ActionLedger, LedgerRow
+from tasks.actuators.record import record_result
+from tasks.actuators.registry import (
+    ENTRY_POINT_GROUP,
+    actuator_class,
+    actuator_kinds,
+    build_actuator,
+    discover,
+    parse_actuator_config,
+    register_actuator,
+    unregister_actuator,
 )
-from tasks.actuators.command import CommandActuator, CommandConfig
-from tasks.actuators.kubernetes import KubernetesActuator, KubernetesConfig
-from tasks.actuators.log import LogActuator, LogConfig
-from tasks.actuators.prefect_pool import PrefectPoolActuator, PrefectPoolConfig
-from tasks.actuators.process_pool import ProcessPoolActuator, ProcessPoolConfig
-from tasks.actuators.webhook import WebhookActuator, WebhookConfig
 
 __all__ = [
-    "ACTUATORS",
+    "ENTRY_POINT_GROUP",
+    "Action",
+    "ActionLedger",
+    "ActionMode",
     "ActionResult",
     "ActionStatus",
     "Actuator",
     "ActuatorConfig",
     "ActuatorConfigError",
     "ActuatorError",
-    "CommandActuator",
-    "CommandConfig",
-    "Decision",
-    "KubernetesActuator",
-    "KubernetesConfig",
-    "Ledger",
-    "LogActuator",
-    "LogConfig",
-    "PrefectPoolActuator",
-    "PrefectPoolConfig",
-    "ProcessPoolActuator",
-    "ProcessPoolConfig",
-    "WebhookActuator",
-    "WebhookConfig",
+    "CountActuator",
+    "LedgerRow",
+    "ScaleAction",
+    "actuator_class",
+    "actuator_kinds",
     "build_actuator",
+    "discover",
     "parse_actuator_config",
     "record_result",
     "register_actuator",
+    "unregister_actuator",
+    "validate_config",
 ]
-
-#: kind → actuator class (its ``config_model`` validates the config). The one registry.
-ACTUATORS: dict[str, type[Actuator]] = {
-    cls.kind: cls
-    for cls in (
-        LogActuator,
-        CommandActuator,
-        WebhookActuator,
-        PrefectPoolActuator,
-        KubernetesActuator,
-        ProcessPoolActuator,
-    )
-}
-
-
-def register_actuator(cls: type[Actuator]) -> type[Actuator]:
-    """Add an actuator kind (usable as a class decorator); a kind already taken is an error."""
-    if cls.kind in ACTUATORS and ACTUATORS[cls.kind] is not cls:
-        raise ValueError(f"actuator kind {cls.kind!r} is already registered ({ACTUATORS[cls.kind].__name__})")
-    ACTUATORS[cls.kind] = cls
-    return cls
-
-
-def parse_actuator_config(data: Mapping[str, Any] | ActuatorConfig, *, origin: str = "actuator") -> ActuatorConfig:
-    """Validate a config mapping (``kind`` picks the model; default ``log``) into its typed config."""
-    if isinstance(data, ActuatorConfig):
-        return data
-    if not isinstance(data, Mapping):
-        raise ActuatorConfigError(f"{origin}: expected a mapping with a 'kind', got {type(data).__name__}")
-    kind = data.get("kind", "log")
-    cls = ACTUATORS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        raise ActuatorConfigError(f"{origin}.kind: unknown actuator {kind!r} (known: {', '.join(sorted(ACTUATORS))})")
-    return validate_config(cls.config_model, {**data, "kind": kind}, origin)
-
-
-def build_actuator(
-    config: Mapping[str, Any] | ActuatorConfig, *, ledger: Ledger, origin: str = "actuator", **kwargs: Any
-) -> Actuator:
-    """The actuator a config describes, bound to ``ledger``; ``kwargs`` go to its constructor (clients)."""
-    cfg = parse_actuator_config(config, origin=origin)
-    return ACTUATORS[cfg.kind](cfg, ledger=ledger, **kwargs)

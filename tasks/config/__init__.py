@@ -31,6 +31,7 @@ from tasks.config.settings import (
     redacted,
     secret_overrides_stashed,
     unwrap_secrets,
+    validation_problems,
 )
 
 __all__ = [
@@ -58,4 +59,5 @@ __all__ = [
     "redacted",
     "secret_overrides_stashed",
     "unwrap_secrets",
+    "validation_problems",
 ]

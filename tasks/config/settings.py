@@ -597,7 +597,15 @@ def _parse_override(item: str) -> tuple[str, Any]:
 
 
 def format_validation_error(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
+    """``err`` as ``invalid configuration (<origin>):`` and one indented ``field: message`` line per error."""
+    return "\n".join([f"invalid configuration ({origin}):", *(f"  {line}" for line in validation_problems(err))])
+
+
+def validation_problems(err: ValidationError) -> list[str]:
+    """One ``field: message (got value)`` line per error of ``err``, the value left out where it
+    might be a secret; for models validated outside the settings (actuator configs) to report
+    their fields the way the settings do."""
+    lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if p != "__root__") or "(root)"
         msg = e["msg"]
@@ -612,8 +620,8 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
         # of a secret field's name, e.g. `ulr: redis://:password@host`, would otherwise leak it).
         if _may_be_secret(loc, shown) or loc.endswith(".url") or e["type"] == "extra_forbidden":
             shown = ""
-        lines.append(f"  {loc}: {msg}{shown}")
-    return "\n".join(lines)
+        lines.append(f"{loc}: {msg}{shown}")
+    return lines
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

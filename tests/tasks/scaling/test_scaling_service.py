@@ -22,7 +22,8 @@ import polars as pl
 import pytest
 from localhttp import JsonHandler, LocalServer
 
-from tasks.actuators import Decision, Ledger, ProcessPoolActuator, build_actuator
+from tasks.actuators import ActionLedger, ScaleAction, build_actuator
+from tasks.actuators.process_pool import ProcessPoolActuator
 from tasks.config import ConfigError, Settings, load_settings
 from tasks.lake import Lake, Sample
 from tasks.scaling.records import ScalingRecords
@@ -134,10 +135,10 @@ def three(tmp_path: Path, receiver: Receiver) -> Iterator[list[dict[str, Any]]]:
         target("pool", "pool", pool_cfg),
         target("hook", "hook", hook_cfg),
     ]
-    act = build_actuator(pool_cfg, ledger=Ledger(str(tmp_path / "cleanup.duckdb")))
+    act = build_actuator(pool_cfg, ledger=ActionLedger(str(tmp_path / "cleanup.duckdb")))
     assert isinstance(act, ProcessPoolActuator)
     if act.current("pool"):
-        act.apply(Decision(id="cleanup", target="pool", to=0), dry_run=False)
+        act.apply(ScaleAction(id="cleanup", target="pool", to=0), dry_run=False)
 
 
 def events(lake: Lake, name: str) -> list[dict[str, Any]]:
@@ -163,10 +164,10 @@ def test_dry_run_records_every_decision_and_changes_nothing(
     }
     assert {o.status for o in run.outcomes} == {"dry-run"}
     # nothing changed anywhere: no workers, no POST, no ledger row, no action event
-    pool = build_actuator(three[1]["actuator"], ledger=Ledger(str(tmp_path / "other.duckdb")))
+    pool = build_actuator(three[1]["actuator"], ledger=ActionLedger(str(tmp_path / "other.duckdb")))
     assert pool.current("pool") == 0
     assert receiver.posts == []
-    assert Ledger(str(tmp_path / "state.duckdb")).history() == []
+    assert ActionLedger(str(tmp_path / "state.duckdb")).history() == []
     assert events(lake, "action.applied") == [] and events(lake, "action.failed") == []
     # ... but every decision is on record, in the lake and the state DB
     triggered = {e["target"]: e for e in events(lake, "scaling.triggered")}
@@ -182,7 +183,7 @@ def test_apply_twice_in_the_same_tick_applies_once(
     settings = settings_for(tmp_path, three, mode="apply")
     first = by_target(run_scaling(settings, lake, NOW))
     assert {k: o.status for k, o in first.items()} == {"web": "applied", "pool": "applied", "hook": "applied"}
-    pool = build_actuator(three[1]["actuator"], ledger=Ledger(str(tmp_path / "other.duckdb")))
+    pool = build_actuator(three[1]["actuator"], ledger=ActionLedger(str(tmp_path / "other.duckdb")))
     assert pool.current("pool") == 2  # two real worker processes
     assert [p["to"] for p in receiver.posts] == [3]
 
@@ -245,7 +246,7 @@ def test_plan_records_nothing(tmp_path: Path, lake: Lake, three: list[dict[str, 
     assert run.outcomes[0].status == "planned" and run.outcomes[0].decision["to"] == 9
     assert lake.events().height == 0
     assert ScalingRecords(str(tmp_path / "state.duckdb")).decisions() == []
-    assert Ledger(str(tmp_path / "state.duckdb")).history() == []
+    assert ActionLedger(str(tmp_path / "state.duckdb")).history() == []
 
 
 def test_policy_state_carries_to_the_next_tick(tmp_path: Path, lake: Lake) -> None:
