@@ -173,3 +173,20 @@ def test_readme_and_example_cover_every_setting() -> None:
     defaults = load_settings()
     assert example.model_dump(mode="json") == defaults.model_dump(mode="json")
     assert example.sources.redis.url.get_secret_value() == defaults.sources.redis.url.get_secret_value()
+
+
+def test_config_is_a_leaf() -> None:
+    """Loading settings imports no domain package: each domain checks its own section
+    (``tasks.config_checks``), so the settings never import what they configure."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tasks.config\n"
+        "s = tasks.config.load_settings(None, {'scaling.targets': [{'name': 'w', 'capacity_per_unit': 1,"
+        " 'metric': {'selector': 'x'}, 'actuator': {'kind': 'webhook'}}], 'reports.notebooks': ['any']})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tasks.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = {m for m in eval(out) if not m.startswith("tasks.config")}
+    assert loaded <= {"tasks.redact", "tasks.timeparse"}, loaded

@@ -25,6 +25,7 @@ from localhttp import JsonHandler, LocalServer
 from tasks.actuators import ActionLedger, ScaleAction, build_actuator
 from tasks.actuators.process_pool import ProcessPoolActuator
 from tasks.config import ConfigError, Settings, load_settings
+from tasks.config_checks import check_settings
 from tasks.lake import Lake, Sample
 from tasks.scaling.records import ScalingRecords
 from tasks.scaling.service import load_forecast, load_metric, run_scaling
@@ -273,7 +274,7 @@ def test_load_metric_rate_and_combine(tmp_path: Path) -> None:
             ts = end - timedelta(seconds=15 * (30 - i) + 1)
             samples.append(Sample("reqs_total", per_s * 15 * i, ts, {"job": job}))
     lk.write_samples(samples)
-    from tasks.config.settings import ScalingMetricSettings
+    from tasks.config.scaling import ScalingMetricSettings
 
     m = ScalingMetricSettings(selector="reqs_total", agg="rate", combine="sum", step="1m", lookback="5m")
     df = load_metric(lk, m, NOW)
@@ -340,15 +341,16 @@ def test_unknown_target_name_lists_the_known_ones(tmp_path: Path, lake: Lake, th
 def test_bad_target_config_names_the_field(tmp_path: Path, bad: dict[str, Any], where: str, why: str) -> None:
     t = {**target("web", "web", {"kind": "log"}), **bad}
     with pytest.raises(ConfigError) as exc:
-        settings_for(tmp_path, [t])
+        check_settings(settings_for(tmp_path, [t]))
     assert where in str(exc.value) and why in str(exc.value)
 
 
 def test_config_errors_never_echo_an_actuator_secret(tmp_path: Path) -> None:
     t = target("web", "web", {"kind": "webhook", "url": "ftp://nope", "secret": "do-not-print-this-secret"})
     with pytest.raises(ConfigError) as exc:
-        settings_for(tmp_path, [t, {**t, "metric": {"selector": "x", "agg": "nope"}}])
+        check_settings(settings_for(tmp_path, [t, {**t, "name": "b", "metric": {"selector": "x", "agg": "nope"}}]))
     assert "do-not-print-this-secret" not in str(exc.value)
+    assert "scaling.targets[0].actuator.url" in str(exc.value) and "scaling.targets.1.metric.agg" in str(exc.value)
 
 
 def test_duplicate_target_names_and_bad_mode(tmp_path: Path) -> None:
