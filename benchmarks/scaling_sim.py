@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` importable
     sys.path.insert(0, str(ROOT))
 
-from tasks.scaling.policies import ScalingTarget  # noqa: E402
+from tasks.config.scaling import ScalingTarget  # noqa: E402
 from tasks.scaling.simulate import (  # noqa: E402
     SimResult,
     nowcasts,

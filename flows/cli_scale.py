@@ -113,7 +113,7 @@ def scale_history(
     as_json: JsonOpt = False,
 ) -> None:
     """Recorded decisions (newest first) and what the actuators did with them."""
-    from tasks.scaling.actuators import Ledger
+    from tasks.actuators import ActionLedger
     from tasks.scaling.records import ScalingRecords
 
     settings = _state(ctx).settings()
@@ -121,7 +121,7 @@ def scale_history(
         settings.scaling.target(target)  # a typo is an error naming the known targets
     decisions = ScalingRecords.from_settings(settings).decisions(target, limit=limit)
     actions: dict[str, list[Any]] = {}
-    for row in Ledger.from_settings(settings).history(target, limit=limit * 4):
+    for row in ActionLedger.from_settings(settings).history(target, limit=limit * 4):
         actions.setdefault(row.decision_id, []).append(row)
     rows = [
         {

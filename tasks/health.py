@@ -1,7 +1,7 @@
 """Orchestrator health: is every part of cortex-perf working, and if not, why.
 
 ``check_health(settings, lake, now=...)`` asks each configured component once (sources, the lake,
-the state DB, the flows' last runs, the alert channels, the scaling actuators) and returns one
+the state DB, the flows' last runs, the alert channels, the actuators) and returns one
 :class:`ComponentHealth` per component: ``OK``, ``degraded``, ``down`` or ``unknown`` with a
 sentence saying why and the numbers behind it. ``record_health`` writes the same as the
 ``cortex_perf_component_up{component, kind}`` series (1 OK, 0.5 degraded, 0 down) so alert rules
@@ -286,13 +286,13 @@ def _alerting(settings: Settings) -> ComponentHealth:
 
 
 def _actuator(settings: Settings, index: int) -> ComponentHealth:
-    from tasks.scaling.actuators import Ledger, build_actuator
+    from tasks.actuators import ActionLedger, build_actuator
 
     t = settings.scaling.targets[index]
     name = f"actuator:{t.name}"
     try:
         act = build_actuator(
-            t.actuator, ledger=Ledger.from_settings(settings), origin=f"scaling.targets[{index}].actuator"
+            t.actuator, ledger=ActionLedger.from_settings(settings), origin=f"scaling.targets[{index}].actuator"
         )
         with act:
             count = act.current(t.name)

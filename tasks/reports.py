@@ -32,6 +32,7 @@ from typing import Any
 
 import polars as pl
 
+from tasks.config import ReportsSettings
 from tasks.lake import Lake
 from tasks.timeparse import parse_time
 
@@ -63,6 +64,7 @@ __all__ = [
     "prune_reports",
     "report_window",
     "reports_dir",
+    "reports_settings_problems",
     "run_report",
     "scaling_decisions",
     "series_with_forecast",
@@ -916,6 +918,34 @@ def check_parameters(name: str, parameters: Mapping[str, Any], origin: str = "pa
         raise ReportError(
             f"{origin}.{name}.{bad[0]}: report {name!r} has no such parameter (known: {', '.join(sorted(known))})"
         )
+
+
+def reports_settings_problems(cfg: ReportsSettings) -> list[str]:
+    """Every problem of the ``reports`` settings section, one ``field: message`` line each: reports
+    that do not exist, and per-report parameters the run sets itself or the notebook lacks.
+
+    Why here: only the reports know their notebooks; the settings are a leaf, and the one check
+    every loader runs (``tasks.config_checks``) asks this. Notebooks are read only when
+    ``parameters`` are set."""
+    out = []
+    known = ", ".join(sorted(NOTEBOOKS))
+    for field_name, names in (("notebooks", list(cfg.notebooks)), ("parameters", list(cfg.parameters))):
+        bad = [n for n in names if n not in NOTEBOOKS]
+        if bad:
+            out.append(f"reports.{field_name}: unknown report(s) {', '.join(map(repr, bad))} (known: {known})")
+    for name, params in cfg.parameters.items():
+        if name not in NOTEBOOKS:
+            continue
+        reserved = sorted(set(params) & set(RESERVED_PARAMETERS))
+        if reserved:
+            why = "is set by the report run itself (use reports.since, lake.root)"
+            out.append(f"reports.parameters: {name}.{reserved[0]} {why}")
+            continue
+        try:
+            check_parameters(name, params, origin="reports.parameters")
+        except ReportError as exc:
+            out.append(str(exc))
+    return out
 
 
 def run_report(

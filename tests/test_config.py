@@ -213,3 +213,20 @@ def test_project_root_stops_at_the_repository_top(tmp_path: Path, monkeypatch: p
     elsewhere = _write(tmp_path / "repo", "state:\n  path: state.duckdb\n", name="other.yaml")
     monkeypatch.chdir(tmp_path)
     assert load_settings(elsewhere).state.path == str(repo / "state.duckdb")
+
+
+def test_config_is_a_leaf() -> None:
+    """Loading settings imports no domain package: each domain checks its own section
+    (``tasks.config_checks``), so the settings never import what they configure."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tasks.config\n"
+        "s = tasks.config.load_settings(None, {'scaling.targets': [{'name': 'w', 'capacity_per_unit': 1,"
+        " 'metric': {'selector': 'x'}, 'actuator': {'kind': 'webhook'}}], 'reports.notebooks': ['any']})\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tasks.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = {m for m in eval(out) if not m.startswith("tasks.config")}
+    assert loaded <= {"tasks.redact", "tasks.timeparse"}, loaded

@@ -6,6 +6,13 @@ directory, or the file ``CORTEX_PERF_CONFIG`` names), environment variables ``CO
 (``--set lake.root=/tmp/lake``). Everything else reads settings from here and nowhere else.
 """
 
+from tasks.config.scaling import (
+    GuardRails,
+    ScalingMetricSettings,
+    ScalingSettings,
+    ScalingTarget,
+    ScalingTargetSettings,
+)
 from tasks.config.settings import (
     AlertingSettings,
     AnomalySettings,
@@ -20,9 +27,6 @@ from tasks.config.settings import (
     PrometheusTarget,
     RedisSourceSettings,
     ReportsSettings,
-    ScalingMetricSettings,
-    ScalingSettings,
-    ScalingTargetSettings,
     Settings,
     SourcesSettings,
     StateSettings,
@@ -31,6 +35,7 @@ from tasks.config.settings import (
     redacted,
     secret_overrides_stashed,
     unwrap_secrets,
+    validation_problems,
 )
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "ConfigError",
     "ForecastSettings",
     "GpuSourceSettings",
+    "GuardRails",
     "HostSourceSettings",
     "LakeSettings",
     "LoggingSettings",
@@ -49,6 +55,7 @@ __all__ = [
     "ReportsSettings",
     "ScalingMetricSettings",
     "ScalingSettings",
+    "ScalingTarget",
     "ScalingTargetSettings",
     "Settings",
     "SourcesSettings",
@@ -58,4 +65,5 @@ __all__ = [
     "redacted",
     "secret_overrides_stashed",
     "unwrap_secrets",
+    "validation_problems",
 ]

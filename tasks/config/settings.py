@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,8 +23,9 @@ from pydantic_settings import (
 )
 
 from tasks.config.project import CONFIG_FILE, anchor_paths, find_project, project_root
+from tasks.config.scaling import ScalingSettings
+from tasks.config.section import Section, check_duration
 from tasks.redact import redact_tree, redact_url
-from tasks.scaling.policies import ScalingTarget
 
 DEFAULT_CONFIG_FILE = CONFIG_FILE
 ENV_PREFIX = "CORTEX_PERF_"
@@ -37,13 +38,7 @@ class ConfigError(ValueError):
     """Raised when the configuration cannot be loaded; the message names every bad field."""
 
 
-class _Section(BaseModel):
-    # allow_inf_nan=False: every number here is a size, a duration or a ratio; ``.inf`` or ``.nan``
-    # from YAML would pass ``gt=0`` (inf) and turn into a loop that never sleeps or never ends.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class LakeSettings(_Section):
+class LakeSettings(Section):
     """Where the metric lake lives and how strictly it takes data in."""
 
     root: str = Field("data/lake", description="Lake root: a directory or a URL (file://, s3://bucket/prefix).")
@@ -88,14 +83,14 @@ class LakeSettings(_Section):
         return v
 
 
-class StateSettings(_Section):
+class StateSettings(Section):
     """The DuckDB file that holds mutable state (alerts, registry, queues)."""
 
     path: str = Field("data/state.duckdb")
     lock_timeout_s: float = Field(30.0, gt=0, description="Give up acquiring the state DB after this long.")
 
 
-class HostSourceSettings(_Section):
+class HostSourceSettings(Section):
     enabled: bool = True
     per_cpu: bool = True
     disk_paths: list[str] = Field(default_factory=lambda: ["/"])
@@ -105,11 +100,11 @@ class HostSourceSettings(_Section):
     )
 
 
-class GpuSourceSettings(_Section):
+class GpuSourceSettings(Section):
     enabled: bool = True
 
 
-class RedisSourceSettings(_Section):
+class RedisSourceSettings(Section):
     enabled: bool = False
     url: SecretStr = Field(SecretStr("redis://127.0.0.1:6379/0"), description="redis:// URL (may hold a password).")
     cluster: bool = Field(False, description="Also read INFO from every node of a Redis Cluster.")
@@ -121,7 +116,7 @@ class RedisSourceSettings(_Section):
     )
 
 
-class PrometheusTarget(_Section):
+class PrometheusTarget(Section):
     name: str = Field(..., description="Value of the `job` label.")
     url: str = Field(..., description="The /metrics URL to scrape.")
     timeout_s: float = Field(5.0, gt=0)
@@ -136,7 +131,7 @@ class PrometheusTarget(_Section):
         return v
 
 
-class PrefectSourceSettings(_Section):
+class PrefectSourceSettings(Section):
     enabled: bool = True
     api_url: str | None = Field(
         None, description="Prefect API to read flow runs from (default: Prefect's own PREFECT_API_URL)."
@@ -145,7 +140,7 @@ class PrefectSourceSettings(_Section):
     limit: int = Field(200, ge=1)
 
 
-class SourcesSettings(_Section):
+class SourcesSettings(Section):
     host: HostSourceSettings = Field(default_factory=HostSourceSettings)
     gpu: GpuSourceSettings = Field(default_factory=GpuSourceSettings)
     redis: RedisSourceSettings = Field(default_factory=RedisSourceSettings)
@@ -153,23 +148,12 @@ class SourcesSettings(_Section):
     prefect: PrefectSourceSettings = Field(default_factory=PrefectSourceSettings)
 
 
-class CollectSettings(_Section):
+class CollectSettings(Section):
     interval_s: float = Field(60.0, gt=0)
     source_timeout_s: float = Field(10.0, gt=0, description="A source slower than this is abandoned for the tick.")
 
 
-def _check_duration(v: str) -> str:
-    from tasks.timeparse import parse_duration
-
-    try:
-        if parse_duration(v).total_seconds() <= 0:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"{v!r} is not a positive duration like 5m, 1h or 14d") from None
-    return v
-
-
-class ForecastSettings(_Section):
+class ForecastSettings(Section):
     """What the forecast flow retrains and forecasts (hourly)."""
 
     enabled: bool = Field(True, description="Run the forecast stage (retrain, backtest, forecasts).")
@@ -201,10 +185,10 @@ class ForecastSettings(_Section):
     @field_validator("step", "lookback")
     @classmethod
     def _durations(cls, v: str) -> str:
-        return _check_duration(v)
+        return check_duration(v)
 
 
-class AnomalySettings(_Section):
+class AnomalySettings(Section):
     """The causal anomaly detector run after each collection."""
 
     enabled: bool = Field(True, description="Run the anomaly stage after each collection.")
@@ -222,10 +206,10 @@ class AnomalySettings(_Section):
     @field_validator("step")
     @classmethod
     def _durations(cls, v: str) -> str:
-        return _check_duration(v)
+        return check_duration(v)
 
 
-class AlertingSettings(_Section):
+class AlertingSettings(Section):
     """The alerts flow: rule files evaluated over the lake, notifications routed and delivered."""
 
     enabled: bool = Field(True, description="Run the alerting stage (rules, notifications) in the alerts flow.")
@@ -251,154 +235,10 @@ class AlertingSettings(_Section):
     @field_validator("max_catch_up", "ack_timeout", "delivery_lease")
     @classmethod
     def _durations(cls, v: str) -> str:
-        return _check_duration(v)
+        return check_duration(v)
 
 
-#: Within-bucket aggregations a scaling metric may use: the lake's own (``Lake.query``) plus the
-#: counter functions ``rate`` (per second) and ``increase`` (per bucket).
-COUNTER_AGGS = ("rate", "increase")
-
-
-class ScalingMetricSettings(_Section):
-    """The load a target follows, read from the lake: ``combine(agg(selector) per step bucket)``.
-
-    Why so small a language: ``sum(rate(http_requests_total[1m]))`` is what nearly every scaling
-    metric is; a selector, a bucket aggregation, a step and a cross-series combination say it
-    without a second query engine (the alert rules have the PromQL one)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    selector: str = Field(..., min_length=1, description="Series selector, e.g. 'http_requests_total{job=\"api\"}'.")
-    agg: str = Field("avg", description="Per-bucket aggregation: a lake one (avg, max, p95, ...), rate or increase.")
-    combine: Literal["sum", "avg", "max"] = Field("sum", description="How matching series add up to one load.")
-    step: str = Field("1m", description="Bucket size of the load series (the nowcaster wants 1m).")
-    lookback: str = Field("6h", description="History read each tick (the nowcaster needs about 4 h of it).")
-    forecast: Literal["auto", "lake", "nowcast", "none"] = Field(
-        "auto",
-        description="auto: the forecast flow's forecasts when fresh ones exist (agg avg only), else the nowcaster.",
-    )
-    forecast_max_age: str = Field("2h", description="Lake forecasts issued longer ago than this are not used.")
-
-    @field_validator("step", "lookback", "forecast_max_age")
-    @classmethod
-    def _durations(cls, v: str) -> str:
-        return _check_duration(v)
-
-    @field_validator("agg")
-    @classmethod
-    def _agg(cls, v: str) -> str:
-        if v in COUNTER_AGGS:
-            return v
-        from tasks.lake.lake import QueryError, parse_agg
-
-        try:
-            parse_agg(v)
-        except QueryError as exc:
-            raise ValueError(f"{exc} or one of {', '.join(COUNTER_AGGS)}") from None
-        return v
-
-    @field_validator("selector")
-    @classmethod
-    def _selector(cls, v: str) -> str:
-        from tasks.lake.selector import parse_selector
-
-        parse_selector(v)  # raises ValueError naming what is wrong
-        return v
-
-
-class _Located(dict[str, Any]):
-    """A raw actuator config that knows where it sits in the file (a dict, so errors never echo it)."""
-
-    def __init__(self, data: dict[str, Any], origin: str) -> None:
-        super().__init__(data)
-        self.origin = origin
-
-
-def _check_actuator(data: Any, origin: str) -> dict[str, Any]:
-    """Validate an actuator config through the actuators' own models; the typed config as a dict.
-
-    Why a dict and not the typed config: ``tasks.scaling.actuators`` imports this package (for
-    its error formatter), so the settings cannot name its classes at import time. The dict keeps
-    secrets as ``SecretStr`` (shown as ``**********`` by ``config show``)."""
-    from tasks.scaling.actuators import parse_actuator_config
-
-    if data is None:
-        data = {"kind": "log"}
-    return parse_actuator_config(dict(data) if isinstance(data, _Located) else data, origin=origin).model_dump()
-
-
-class ScalingTargetSettings(ScalingTarget):
-    """One scaling target: the policy's ``ScalingTarget`` fields, the load ``metric`` and the ``actuator``.
-
-    ``actuator`` here is the actuator's config (``{kind: log|command|webhook|prefect_pool|kubernetes|
-    process_pool, ...}``); :meth:`policy_target` gives the policy its ``ScalingTarget`` with the
-    actuator's name in its place."""
-
-    metric: ScalingMetricSettings
-    actuator: dict[str, Any] = Field(  # type: ignore[assignment]  # the policy keeps only the name
-        default_factory=lambda: {"kind": "log"}, description="Actuator config, validated by its kind."
-    )
-
-    @field_validator("actuator", mode="before")
-    @classmethod
-    def _actuator(cls, v: Any) -> dict[str, Any]:
-        return _check_actuator(v, v.origin if isinstance(v, _Located) else "actuator")
-
-    @property
-    def actuator_name(self) -> str:
-        """The ledger name of this target's actuator (its ``name``, else its kind)."""
-        return str(self.actuator.get("name") or self.actuator.get("kind") or "log")
-
-    def policy_target(self) -> ScalingTarget:
-        """The target as the policy sees it (no metric; the actuator by name)."""
-        data = {k: getattr(self, k) for k in ScalingTarget.model_fields if k != "actuator"}
-        return ScalingTarget(**data, actuator=self.actuator_name)
-
-
-class ScalingSettings(_Section):
-    """The scale flow: targets, their load metric, policy, guard rails and actuator."""
-
-    enabled: bool = Field(True, description="Run the scaling stage (the scale flow decides for every target).")
-    mode: Literal["dry-run", "apply"] = Field(
-        "dry-run", description="dry-run records decisions only; apply sets counts through the actuators."
-    )
-    targets: list[ScalingTargetSettings] = Field(
-        default_factory=list, description="Scaling targets (policy fields + metric + actuator; see README)."
-    )
-
-    @field_validator("targets", mode="before")
-    @classmethod
-    def _locate_actuators(cls, v: Any) -> Any:
-        """Tag each target's actuator config with its index, so its errors name the field the way
-        people read it (``scaling.targets[2].actuator.url``)."""
-        if not isinstance(v, list):
-            return v
-        return [
-            {**item, "actuator": _Located(item["actuator"], f"scaling.targets[{i}].actuator")}
-            if isinstance(item, dict) and isinstance(item.get("actuator"), dict)
-            else item
-            for i, item in enumerate(v)
-        ]
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> ScalingSettings:
-        """Target names key the ledger, the policy state and the events: two alike would share them."""
-        names = [t.name for t in self.targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"targets: duplicate target name(s) {', '.join(dupes)}")
-        return self
-
-    def target(self, name: str) -> ScalingTargetSettings:
-        """The target called ``name``; a ``LookupError`` listing the known ones otherwise."""
-        for t in self.targets:
-            if t.name == name:
-                return t
-        known = ", ".join(t.name for t in self.targets) or "none configured"
-        raise LookupError(f"scaling target {name!r} is not configured (known: {known})")
-
-
-class ReportsSettings(_Section):
+class ReportsSettings(Section):
     """The report flow and ``cortex-perf report``: which notebooks, over which window, mailed where.
 
     Why settings and not only flow parameters: the scheduled deployment, the CLI and ``run`` read
@@ -428,34 +268,10 @@ class ReportsSettings(_Section):
     @field_validator("since")
     @classmethod
     def _since(cls, v: str) -> str:
-        return _check_duration(v)
-
-    @field_validator("notebooks")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        from tasks.reports import NOTEBOOKS
-
-        bad = [n for n in v if n not in NOTEBOOKS]
-        if bad:
-            raise ValueError(f"unknown report(s) {', '.join(map(repr, bad))} (known: {', '.join(sorted(NOTEBOOKS))})")
-        return v
-
-    @field_validator("parameters")
-    @classmethod
-    def _param_reports(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from tasks.reports import NOTEBOOKS, RESERVED_PARAMETERS
-
-        bad = [n for n in v if n not in NOTEBOOKS]
-        if bad:
-            raise ValueError(f"unknown report(s) {', '.join(map(repr, bad))} (known: {', '.join(sorted(NOTEBOOKS))})")
-        for name, params in v.items():
-            reserved = sorted(set(params) & set(RESERVED_PARAMETERS))
-            if reserved:
-                raise ValueError(f"{name}.{reserved[0]} is set by the report run itself (use reports.since, lake.root)")
-        return v
+        return check_duration(v)
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["console", "json"] = "console"
 
@@ -598,7 +414,15 @@ def _parse_override(item: str) -> tuple[str, Any]:
 
 
 def format_validation_error(err: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
+    """``err`` as ``invalid configuration (<origin>):`` and one indented ``field: message`` line per error."""
+    return "\n".join([f"invalid configuration ({origin}):", *(f"  {line}" for line in validation_problems(err))])
+
+
+def validation_problems(err: ValidationError) -> list[str]:
+    """One ``field: message (got value)`` line per error of ``err``, the value left out where it
+    might be a secret; for models validated outside the settings (actuator configs) to report
+    their fields the way the settings do."""
+    lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if p != "__root__") or "(root)"
         msg = e["msg"]
@@ -613,8 +437,8 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
         # of a secret field's name, e.g. `ulr: redis://:password@host`, would otherwise leak it).
         if _may_be_secret(loc, shown) or loc.endswith(".url") or e["type"] == "extra_forbidden":
             shown = ""
-        lines.append(f"  {loc}: {msg}{shown}")
-    return "\n".join(lines)
+        lines.append(f"{loc}: {msg}{shown}")
+    return lines
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

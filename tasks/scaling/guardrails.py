@@ -23,37 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tasks.config.scaling import GuardRails
 
-__all__ = ["GuardRails", "RailState", "apply_guardrails"]
-
-
-class GuardRails(BaseModel):
-    """The limits one target's decisions pass through (defaults: the HPA's)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_units: int = Field(1, ge=0)
-    max_units: int = Field(1000, ge=1)
-    scale_up_percent: float = Field(100.0, ge=0)
-    scale_up_units: int = Field(4, ge=0)
-    scale_up_period_s: float = Field(15.0, gt=0)
-    scale_up_stabilisation_s: float = Field(0.0, ge=0)
-    scale_down_percent: float = Field(100.0, ge=0, le=100)
-    scale_down_period_s: float = Field(15.0, gt=0)
-    scale_down_stabilisation_s: float = Field(300.0, ge=0)
-    scale_up_cooldown_s: float = Field(0.0, ge=0)
-    scale_down_cooldown_s: float = Field(0.0, ge=0)
-    max_changes: int = Field(0, ge=0, description="changes allowed per rate_window_s; 0 = no limit")
-    rate_window_s: float = Field(3600.0, gt=0)
-
-    @model_validator(mode="after")
-    def _min_le_max(self) -> GuardRails:
-        if self.min_units > self.max_units:
-            raise ValueError(f"min_units ({self.min_units}) must not exceed max_units ({self.max_units})")
-        if self.scale_up_percent == 0 and self.scale_up_units == 0:
-            raise ValueError("scale_up_percent and scale_up_units are both 0: the target could never scale up")
-        return self
+__all__ = ["RailState", "apply_guardrails"]
 
 
 @dataclass(frozen=True)

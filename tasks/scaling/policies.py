@@ -59,11 +59,10 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from tasks.scaling.guardrails import GuardRails, RailState, apply_guardrails
+from tasks.config.scaling import GuardRails, ScalingTarget
+from tasks.scaling.guardrails import RailState, apply_guardrails
 
 __all__ = [
     "POLICIES",
@@ -71,7 +70,6 @@ __all__ = [
     "Forecast",
     "MetricHistory",
     "PolicyState",
-    "ScalingTarget",
     "decide",
     "hpa_recommendation",
     "newsvendor_quantile",
@@ -79,53 +77,6 @@ __all__ = [
 ]
 
 POLICIES: tuple[str, ...] = ("reactive", "predictive", "hybrid", "static")
-
-
-class ScalingTarget(BaseModel):
-    """One thing that scales, as configured: capacity, costs, SLO, delay, policy and guard rails."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1)
-    kind: Literal["replicas", "memory", "gpu"] = "replicas"
-    capacity_per_unit: float = Field(gt=0, description="load one unit serves at its SLO (metric units)")
-    provisioning_delay_s: float = Field(60.0, ge=0)
-    interval_s: float = Field(15.0, gt=0, description="how often decisions are made")
-    cost_per_unit_hour: float = Field(1.0, gt=0)
-    shortage_penalty_per_unit_hour: float = Field(
-        19.0, gt=0, description="price of one unit-hour short (19 × the unit cost: the p95 of the forecast)"
-    )
-    policy: Literal["reactive", "predictive", "hybrid", "static"] = "predictive"
-    target_utilisation: float = Field(0.7, gt=0, le=1, description="the HPA's target (0.7 = 70 %)")
-    tolerance: float = Field(0.1, ge=0, lt=1)
-    hybrid_floor_utilisation: float = Field(0.75, gt=0, le=1, description="hybrid: the reactive floor's utilisation")
-    predictive_headroom: float = Field(1.1, ge=1, description="capacity ordered = forecast quantile × this")
-    predictive_median_headroom: float = Field(
-        1.3, ge=1, description="capacity ordered ≥ the forecast median × this (a relative margin; 1 = off)"
-    )
-    predictive_stabilisation_s: float | None = Field(
-        90.0, ge=0, description="scale-down stabilisation while the forecast is trusted; None: the rails' window"
-    )
-    hold_after_miss_s: float = Field(300.0, ge=0, description="scale-down stabilisation after a forecast miss")
-    ramp_gain: float = Field(3.0, ge=0, description="ramp-aware headroom: 0 = off, 1 = extrapolate the ramp fully")
-    ramp_window_s: float = Field(180.0, gt=0, description="history the ramp rate is measured over")
-    ramp_min_rate: float = Field(0.0, ge=0, description="growth per minute below which no ramp is assumed")
-    ramp_max_headroom: float = Field(1.5, ge=1, description="cap on the ramp-aware multiplier")
-    ramp_noise_k: float = Field(5.0, ge=0, description="ramp counted = slope − k × its counting-noise standard error")
-    forecast_max_age_s: float = Field(120.0, gt=0)
-    miss_window: int = Field(20, ge=1)
-    miss_limit: int = Field(6, ge=1)
-    emergency_utilisation: float | None = Field(1.5, gt=1, description="None: off")
-    emergency_miss_ratio: float | None = Field(1.5, gt=1, description="None: off")
-    emergency_headroom: float = Field(1.5, ge=1, description="an emergency orders load × this")
-    actuator: str = Field("log", min_length=1)
-    rails: GuardRails = GuardRails()
-
-    @model_validator(mode="after")
-    def _checks(self) -> ScalingTarget:
-        if self.miss_limit > self.miss_window:
-            raise ValueError(f"miss_limit ({self.miss_limit}) must not exceed miss_window ({self.miss_window})")
-        return self
 
 
 @dataclass(frozen=True)

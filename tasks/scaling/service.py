@@ -38,8 +38,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from tasks.actuators import ActionLedger, Actuator, ScaleAction, build_actuator, record_result
 from tasks.events import emit
-from tasks.scaling.actuators import Actuator, Decision, Ledger, build_actuator, record_result
 from tasks.scaling.nowcast import DAY_MIN, Nowcaster
 from tasks.scaling.policies import Forecast, MetricHistory, decide
 from tasks.scaling.records import ScalingRecords, decision_id
@@ -357,7 +357,7 @@ def _fail_current(lake: Any, target: str, actuator: str, error: str, now: dateti
 def _one(
     lake: Any,
     t: Any,
-    actuator: Actuator,
+    actuator: Actuator[ScaleAction, int],
     records: ScalingRecords,
     now: datetime,
     mode: Mode,
@@ -409,7 +409,7 @@ def _one(
     to, frm = int(rec["to"]), int(rec["from"])
     if to == frm:
         return TargetOutcome(t.name, "hold", decision=rec, replayed=replayed)
-    dec = Decision(
+    dec = ScaleAction(
         id=did,
         target=t.name,
         to=to,
@@ -447,7 +447,7 @@ def run_scaling(
     if mode not in ("dry-run", "apply"):
         raise ValueError(f"mode: must be 'dry-run' or 'apply', got {mode!r}")
     chosen = [settings.scaling.target(n) for n in targets] if targets else list(settings.scaling.targets)
-    ledger = Ledger.from_settings(settings)
+    ledger = ActionLedger.from_settings(settings)
     records = ScalingRecords.from_settings(settings)
     run = ScalingRun(now=now, mode=mode, recorded=record)
     for i, t in enumerate(chosen):

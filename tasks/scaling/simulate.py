@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from tasks.config.scaling import ScalingTarget
 from tasks.scaling.nowcast import Nowcaster
-from tasks.scaling.policies import Forecast, MetricHistory, PolicyState, ScalingTarget, decide
+from tasks.scaling.policies import Forecast, MetricHistory, PolicyState, decide
 from tasks.scaling.traces import Trace
 
 __all__ = ["SimResult", "nowcasts", "oracle", "reference_targets", "simulate", "static_peak"]

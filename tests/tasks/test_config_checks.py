@@ -1,6 +1,7 @@
 """``config check`` and every command refuse values that would hurt: a non-positive retention (it
 would delete the whole lake), an infinite interval, an empty lake root, a selector that does not
-parse, a report parameter the notebook does not have. Each error names the field."""
+parse, a report or report parameter that does not exist, a scaling metric the lake cannot query, an
+actuator kind that is not installed or a config it does not take. Each error names the field."""
 
 from __future__ import annotations
 
@@ -30,7 +31,16 @@ BAD = [
     ('forecast.selectors=["host_cpu_utilization_ratio", "cpu{host=\\"a\\""]', "forecast.selectors[1]"),
     ('anomaly.selectors=["{"]', "anomaly.selectors[0]"),
     ('reports.parameters={"capacity_planning":{"capacty":0.8}}', "reports.parameters.capacity_planning.capacty"),
-]
+    ('reports.notebooks=["weekly"]', "reports.notebooks"),
+    ('scaling.targets=[{"name":"w","capacity_per_unit":1,"metric":{"selector":"x"},"actuator":{"kind":"helm"}}]',
+     "scaling.targets[0].actuator.kind"),
+    ('scaling.targets=[{"name":"w","capacity_per_unit":1,"metric":{"selector":"x"},'
+     '"actuator":{"kind":"command","argv":[]}}]', "scaling.targets[0].actuator.argv"),
+    ('scaling.targets=[{"name":"w","capacity_per_unit":1,"metric":{"selector":"x","agg":"p101"}}]',
+     "scaling.targets.0.metric.agg"),
+    ('scaling.targets=[{"name":"w","capacity_per_unit":1,"metric":{"selector":"x{"}}]',
+     "scaling.targets.0.metric.selector"),
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

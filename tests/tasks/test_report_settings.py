@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tasks import reports as R
 from tasks.anomaly.stream import detect_incremental
 from tasks.config import ConfigError, load_settings
+from tasks.config_checks import load_checked_settings
 from tasks.demo import seed_demo
 from tasks.lake import Lake
 from tasks.state import State
@@ -40,14 +41,20 @@ def _settings(tmp_path: Path, **extra: object):
 
 # ---- settings validation -------------------------------------------------------------------------
 def test_reports_settings_reject_unknown_reports_and_bad_windows() -> None:
+    # which reports exist is the reports' to say: the check every loader runs asks them
     with pytest.raises(ConfigError, match=r"reports\.notebooks: .*unknown report\(s\) 'weekly'"):
-        load_settings(overrides={"reports.notebooks": ["weekly"]})
+        load_checked_settings(overrides={"reports.notebooks": ["weekly"]})
     with pytest.raises(ConfigError, match=r"reports\.since: .*'soon' is not a positive duration"):
         load_settings(overrides={"reports.since": "soon"})
     with pytest.raises(ConfigError, match=r"reports\.parameters: .*unknown report\(s\) 'nope'"):
-        load_settings(overrides={"reports.parameters": {"nope": {"x": 1}}})
+        load_checked_settings(overrides={"reports.parameters": {"nope": {"x": 1}}})
     with pytest.raises(ConfigError, match=r"reports\.parameters: .*capacity_planning\.since is set by the report run"):
-        load_settings(overrides={"reports.parameters": {"capacity_planning": {"since": "30d"}}})
+        load_checked_settings(overrides={"reports.parameters": {"capacity_planning": {"since": "30d"}}})
+    # every problem at once, each naming its field
+    with pytest.raises(ConfigError) as err:
+        load_checked_settings(overrides={"reports.notebooks": ["weekly"], "reports.parameters": {"nope": {}}})
+    assert "reports.notebooks: unknown report(s) 'weekly'" in str(err.value)
+    assert "reports.parameters: unknown report(s) 'nope'" in str(err.value)
     with pytest.raises(R.ReportError, match=r"parameters\.alert_review\.lake_root: set by the report run itself"):
         R.check_parameters("alert_review", {"lake_root": "/elsewhere"})
     with pytest.raises(ConfigError, match=r"reports\.timeout_s"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from tasks.scaling.guardrails import GuardRails, RailState, apply_guardrails
+from tasks.config.scaling import GuardRails
+from tasks.scaling.guardrails import RailState, apply_guardrails
 
 
 def test_scale_up_limit_is_max_of_double_and_plus_four() -> None:

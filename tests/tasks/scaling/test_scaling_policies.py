@@ -7,12 +7,11 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from tasks.scaling.guardrails import GuardRails
+from tasks.config.scaling import GuardRails, ScalingTarget
 from tasks.scaling.policies import (
     Forecast,
     MetricHistory,
     PolicyState,
-    ScalingTarget,
     decide,
     hpa_recommendation,
     newsvendor_quantile,

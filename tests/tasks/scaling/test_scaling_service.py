@@ -22,9 +22,11 @@ import polars as pl
 import pytest
 from localhttp import JsonHandler, LocalServer
 
+from tasks.actuators import ActionLedger, ScaleAction, build_actuator
+from tasks.actuators.process_pool import ProcessPoolActuator
 from tasks.config import ConfigError, Settings, load_settings
+from tasks.config_checks import check_settings
 from tasks.lake import Lake, Sample
-from tasks.scaling.actuators import Decision, Ledger, ProcessPoolActuator, build_actuator
 from tasks.scaling.records import ScalingRecords
 from tasks.scaling.service import load_forecast, load_metric, run_scaling
 
@@ -134,10 +136,10 @@ def three(tmp_path: Path, receiver: Receiver) -> Iterator[list[dict[str, Any]]]:
         target("pool", "pool", pool_cfg),
         target("hook", "hook", hook_cfg),
     ]
-    act = build_actuator(pool_cfg, ledger=Ledger(str(tmp_path / "cleanup.duckdb")))
+    act = build_actuator(pool_cfg, ledger=ActionLedger(str(tmp_path / "cleanup.duckdb")))
     assert isinstance(act, ProcessPoolActuator)
     if act.current("pool"):
-        act.apply(Decision(id="cleanup", target="pool", to=0), dry_run=False)
+        act.apply(ScaleAction(id="cleanup", target="pool", to=0), dry_run=False)
 
 
 def events(lake: Lake, name: str) -> list[dict[str, Any]]:
@@ -163,10 +165,10 @@ def test_dry_run_records_every_decision_and_changes_nothing(
     }
     assert {o.status for o in run.outcomes} == {"dry-run"}
     # nothing changed anywhere: no workers, no POST, no ledger row, no action event
-    pool = build_actuator(three[1]["actuator"], ledger=Ledger(str(tmp_path / "other.duckdb")))
+    pool = build_actuator(three[1]["actuator"], ledger=ActionLedger(str(tmp_path / "other.duckdb")))
     assert pool.current("pool") == 0
     assert receiver.posts == []
-    assert Ledger(str(tmp_path / "state.duckdb")).history() == []
+    assert ActionLedger(str(tmp_path / "state.duckdb")).history() == []
     assert events(lake, "action.applied") == [] and events(lake, "action.failed") == []
     # ... but every decision is on record, in the lake and the state DB
     triggered = {e["target"]: e for e in events(lake, "scaling.triggered")}
@@ -182,7 +184,7 @@ def test_apply_twice_in_the_same_tick_applies_once(
     settings = settings_for(tmp_path, three, mode="apply")
     first = by_target(run_scaling(settings, lake, NOW))
     assert {k: o.status for k, o in first.items()} == {"web": "applied", "pool": "applied", "hook": "applied"}
-    pool = build_actuator(three[1]["actuator"], ledger=Ledger(str(tmp_path / "other.duckdb")))
+    pool = build_actuator(three[1]["actuator"], ledger=ActionLedger(str(tmp_path / "other.duckdb")))
     assert pool.current("pool") == 2  # two real worker processes
     assert [p["to"] for p in receiver.posts] == [3]
 
@@ -245,7 +247,7 @@ def test_plan_records_nothing(tmp_path: Path, lake: Lake, three: list[dict[str, 
     assert run.outcomes[0].status == "planned" and run.outcomes[0].decision["to"] == 9
     assert lake.events().height == 0
     assert ScalingRecords(str(tmp_path / "state.duckdb")).decisions() == []
-    assert Ledger(str(tmp_path / "state.duckdb")).history() == []
+    assert ActionLedger(str(tmp_path / "state.duckdb")).history() == []
 
 
 def test_policy_state_carries_to_the_next_tick(tmp_path: Path, lake: Lake) -> None:
@@ -272,7 +274,7 @@ def test_load_metric_rate_and_combine(tmp_path: Path) -> None:
             ts = end - timedelta(seconds=15 * (30 - i) + 1)
             samples.append(Sample("reqs_total", per_s * 15 * i, ts, {"job": job}))
     lk.write_samples(samples)
-    from tasks.config.settings import ScalingMetricSettings
+    from tasks.config.scaling import ScalingMetricSettings
 
     m = ScalingMetricSettings(selector="reqs_total", agg="rate", combine="sum", step="1m", lookback="5m")
     df = load_metric(lk, m, NOW)
@@ -339,15 +341,16 @@ def test_unknown_target_name_lists_the_known_ones(tmp_path: Path, lake: Lake, th
 def test_bad_target_config_names_the_field(tmp_path: Path, bad: dict[str, Any], where: str, why: str) -> None:
     t = {**target("web", "web", {"kind": "log"}), **bad}
     with pytest.raises(ConfigError) as exc:
-        settings_for(tmp_path, [t])
+        check_settings(settings_for(tmp_path, [t]))
     assert where in str(exc.value) and why in str(exc.value)
 
 
 def test_config_errors_never_echo_an_actuator_secret(tmp_path: Path) -> None:
     t = target("web", "web", {"kind": "webhook", "url": "ftp://nope", "secret": "do-not-print-this-secret"})
     with pytest.raises(ConfigError) as exc:
-        settings_for(tmp_path, [t, {**t, "metric": {"selector": "x", "agg": "nope"}}])
+        check_settings(settings_for(tmp_path, [t, {**t, "name": "b", "metric": {"selector": "x", "agg": "nope"}}]))
     assert "do-not-print-this-secret" not in str(exc.value)
+    assert "scaling.targets[0].actuator.url" in str(exc.value) and "scaling.targets.1.metric.agg" in str(exc.value)
 
 
 def test_duplicate_target_names_and_bad_mode(tmp_path: Path) -> None:

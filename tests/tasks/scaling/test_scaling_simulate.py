@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.scaling.guardrails import GuardRails
+from tasks.config.scaling import GuardRails, ScalingTarget
 from tasks.scaling.nowcast import Nowcaster
-from tasks.scaling.policies import ScalingTarget
 from tasks.scaling.simulate import nowcasts, oracle, reference_targets, simulate, static_peak
 from tasks.scaling.traces import Trace, TraceError, load_csv_trace, regularise
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from localhttp import JsonHandler, LocalServer
 
-from tasks.scaling.actuators import ActuatorError, Decision, KubernetesActuator, Ledger, build_actuator
+from tasks.actuators import ActionLedger, ActuatorError, ScaleAction, build_actuator
+from tasks.actuators.kubernetes import KubernetesActuator
 
 TOKEN = "k8s-bearer-token-for-tests"
 PREFIX = "/apis/apps/v1/namespaces/"
@@ -108,22 +109,22 @@ def api() -> Iterator[ApiServer]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Any) -> Ledger:
-    return Ledger(str(tmp_path / "state.duckdb"))
+def ledger(tmp_path: Any) -> ActionLedger:
+    return ActionLedger(str(tmp_path / "state.duckdb"))
 
 
-def _act(api: ApiServer, ledger: Ledger, **extra: Any) -> KubernetesActuator:
+def _act(api: ApiServer, ledger: ActionLedger, **extra: Any) -> KubernetesActuator:
     cfg = {"kind": "kubernetes", "host": api.url, "token": TOKEN, "namespace": "shop"} | extra
     act = build_actuator(cfg, ledger=ledger)
     assert isinstance(act, KubernetesActuator)
     return act
 
 
-def _d(id: str, to: int, target: str = "api") -> Decision:
-    return Decision(id=id, target=target, to=to)
+def _d(id: str, to: int, target: str = "api") -> ScaleAction:
+    return ScaleAction(id=id, target=target, to=to)
 
 
-def test_reads_and_patches_a_deployments_scale_subresource(api: ApiServer, ledger: Ledger) -> None:
+def test_reads_and_patches_a_deployments_scale_subresource(api: ApiServer, ledger: ActionLedger) -> None:
     act = _act(api, ledger)
     assert act.current("api") == 3
     res = act.apply(_d("d1", 7), dry_run=False)
@@ -146,7 +147,7 @@ def test_reads_and_patches_a_deployments_scale_subresource(api: ApiServer, ledge
     assert act.current("api") == 7
 
 
-def test_statefulset_and_a_workload_name_other_than_the_target(api: ApiServer, ledger: Ledger) -> None:
+def test_statefulset_and_a_workload_name_other_than_the_target(api: ApiServer, ledger: ActionLedger) -> None:
     act = _act(api, ledger, resource="statefulset", workload="db")
     assert act.current("database") == 1
     assert act.apply(_d("d1", 3, target="database"), dry_run=False).status == "applied"
@@ -154,12 +155,12 @@ def test_statefulset_and_a_workload_name_other_than_the_target(api: ApiServer, l
     assert api.requests[-1][1].startswith("/apis/apps/v1/namespaces/shop/statefulsets/db/scale")
 
 
-def test_scale_to_zero_reads_back_an_omitted_replicas_as_zero(api: ApiServer, ledger: Ledger) -> None:
+def test_scale_to_zero_reads_back_an_omitted_replicas_as_zero(api: ApiServer, ledger: ActionLedger) -> None:
     res = _act(api, ledger).apply(_d("d0", 0), dry_run=False)
     assert (res.status, res.observed) == ("applied", 0), res.error
 
 
-def test_a_rewritten_replica_count_is_a_failure(api: ApiServer, ledger: Ledger) -> None:
+def test_a_rewritten_replica_count_is_a_failure(api: ApiServer, ledger: ActionLedger) -> None:
     api.max_replicas = 5
     res = _act(api, ledger).apply(_d("d1", 9), dry_run=False)
     assert res.status == "failed" and res.observed == 5 and "read back 5 after setting 9" in (res.error or "")
@@ -172,7 +173,7 @@ def test_a_rewritten_replica_count_is_a_failure(api: ApiServer, ledger: Ledger) 
     [("missing", TOKEN, "HTTP 404 Not Found"), ("locked", TOKEN, "HTTP 403 Forbidden"), ("api", "wrong", "HTTP 401")],
 )
 def test_api_errors_are_recorded_with_status_and_no_token(
-    api: ApiServer, ledger: Ledger, target: str, token: str, status: str
+    api: ApiServer, ledger: ActionLedger, target: str, token: str, status: str
 ) -> None:
     res = _act(api, ledger, token=token).apply(_d("d1", 2, target=target), dry_run=False)
     assert res.status == "failed" and status in (res.error or ""), res.error
@@ -180,7 +181,7 @@ def test_api_errors_are_recorded_with_status_and_no_token(
     assert TOKEN not in (res.error or "") and "wrong" not in (res.error or "")
 
 
-def test_unreachable_api_server_and_current_errors(ledger: Ledger) -> None:
+def test_unreachable_api_server_and_current_errors(ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "kubernetes", "host": "http://127.0.0.1:9", "timeout_s": 2}, ledger=ledger)
     res = act.apply(_d("d1", 2), dry_run=False)
     assert res.status == "failed" and "patch deployment default/api scale" in (res.error or "")
@@ -188,7 +189,7 @@ def test_unreachable_api_server_and_current_errors(ledger: Ledger) -> None:
         act.current("api")
 
 
-def test_kubeconfig_file_is_honoured(api: ApiServer, ledger: Ledger, tmp_path: Any) -> None:
+def test_kubeconfig_file_is_honoured(api: ApiServer, ledger: ActionLedger, tmp_path: Any) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         json.dumps(

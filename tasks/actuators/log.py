@@ -12,11 +12,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, Decision
+from tasks.actuators.action import ScaleAction
+from tasks.actuators.base import ActuatorConfig, CountActuator
 
 __all__ = ["LogActuator", "LogConfig"]
 
-log = logging.getLogger("cortex_perf.scaling.actuators.log")
+log = logging.getLogger("cortex_perf.actuators.log")
 
 
 class LogConfig(ActuatorConfig):
@@ -26,7 +27,7 @@ class LogConfig(ActuatorConfig):
     initial: int = Field(1, ge=0)
 
 
-class LogActuator(Actuator):
+class LogActuator(CountActuator):
     """Records each decision in the ledger and the log; its "reality" is what it recorded last."""
 
     kind = "log"
@@ -39,14 +40,14 @@ class LogActuator(Actuator):
             return self.config.initial
         return row.observed
 
-    def _set(self, decision: Decision, detail: dict[str, Any]) -> int:
+    def _set(self, action: ScaleAction, detail: dict[str, Any]) -> int:
         log.info(
             "scale %s: %s → %d by %s (%s)",
-            decision.target,
-            decision.from_ if decision.from_ is not None else "?",
-            decision.to,
-            decision.policy or "?",
-            decision.reason,
+            action.target,
+            action.from_ if action.from_ is not None else "?",
+            action.to,
+            action.policy or "?",
+            action.reason,
         )
         detail["recorded_only"] = True
-        return decision.to
+        return action.to

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from localhttp import JsonHandler, LocalServer
 
-from tasks.scaling.actuators import Decision, Ledger, WebhookActuator, build_actuator
-from tasks.scaling.actuators.webhook import sign, verify
+from tasks.actuators import ActionLedger, ScaleAction, build_actuator
+from tasks.actuators.webhook import WebhookActuator, sign, verify
 
 SECRET = "s3cr3t-hmac-key-for-tests"
 
@@ -64,17 +64,17 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Any) -> Ledger:
-    return Ledger(str(tmp_path / "state.duckdb"))
+def ledger(tmp_path: Any) -> ActionLedger:
+    return ActionLedger(str(tmp_path / "state.duckdb"))
 
 
-def _d(id: str = "dec-1", to: int = 6) -> Decision:
-    return Decision.model_validate(
+def _d(id: str = "dec-1", to: int = 6) -> ScaleAction:
+    return ScaleAction.model_validate(
         {"id": id, "target": "api", "to": to, "from": 3, "policy": "hybrid", "reason": "p90 forecast 540 req/s"}
     )
 
 
-def _act(receiver: Receiver, ledger: Ledger, secret: str = SECRET, **extra: Any) -> WebhookActuator:
+def _act(receiver: Receiver, ledger: ActionLedger, secret: str = SECRET, **extra: Any) -> WebhookActuator:
     act = build_actuator(
         {"kind": "webhook", "url": f"{receiver.url}/scale", "current_url": f"{receiver.url}/current", "secret": secret}
         | extra,
@@ -84,7 +84,7 @@ def _act(receiver: Receiver, ledger: Ledger, secret: str = SECRET, **extra: Any)
     return act
 
 
-def test_posts_the_signed_decision_and_reads_the_count(receiver: Receiver, ledger: Ledger) -> None:
+def test_posts_the_signed_decision_and_reads_the_count(receiver: Receiver, ledger: ActionLedger) -> None:
     act = _act(receiver, ledger)
     assert act.current("api") == 0
     res = act.apply(_d(), dry_run=False)
@@ -101,7 +101,7 @@ def test_posts_the_signed_decision_and_reads_the_count(receiver: Receiver, ledge
     assert act.client.is_closed  # the client it opened is released
 
 
-def test_the_same_decision_is_delivered_once(receiver: Receiver, ledger: Ledger) -> None:
+def test_the_same_decision_is_delivered_once(receiver: Receiver, ledger: ActionLedger) -> None:
     act = _act(receiver, ledger)
     assert act.apply(_d(), dry_run=False).status == "applied"
     assert act.apply(_d(), dry_run=False).status == "skipped"
@@ -110,13 +110,13 @@ def test_the_same_decision_is_delivered_once(receiver: Receiver, ledger: Ledger)
     assert len(receiver.deliveries) == 2 and receiver.count["api"] == 2
 
 
-def test_a_wrong_secret_is_refused_by_the_receiver_and_recorded(receiver: Receiver, ledger: Ledger) -> None:
+def test_a_wrong_secret_is_refused_by_the_receiver_and_recorded(receiver: Receiver, ledger: ActionLedger) -> None:
     res = _act(receiver, ledger, secret="another-secret-of-enough-length").apply(_d(), dry_run=False)
     assert res.status == "failed" and "HTTP 401" in (res.error or "") and "bad signature" in (res.error or "")
     assert receiver.deliveries == [] and "another-secret" not in (res.error or "")
 
 
-def test_a_5xx_fails_and_the_retry_delivers(receiver: Receiver, ledger: Ledger) -> None:
+def test_a_5xx_fails_and_the_retry_delivers(receiver: Receiver, ledger: ActionLedger) -> None:
     receiver.fail_next = [503]
     act = _act(receiver, ledger)
     first = act.apply(_d(), dry_run=False)
@@ -126,7 +126,7 @@ def test_a_5xx_fails_and_the_retry_delivers(receiver: Receiver, ledger: Ledger) 
     assert len(receiver.deliveries) == 1
 
 
-def test_without_a_current_answer_the_ledger_stands_for_reality(receiver: Receiver, ledger: Ledger) -> None:
+def test_without_a_current_answer_the_ledger_stands_for_reality(receiver: Receiver, ledger: ActionLedger) -> None:
     receiver.answer_current = False
     act = build_actuator({"kind": "webhook", "url": f"{receiver.url}/scale", "secret": SECRET}, ledger=ledger)
     with pytest.raises(Exception, match="no current_url configured and nothing applied yet"):
@@ -135,7 +135,7 @@ def test_without_a_current_answer_the_ledger_stands_for_reality(receiver: Receiv
     assert act.current("api") == 4
 
 
-def test_unreachable_receiver_is_a_failure(ledger: Ledger) -> None:
+def test_unreachable_receiver_is_a_failure(ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "webhook", "url": "http://127.0.0.1:9/scale", "secret": SECRET}, ledger=ledger)
     res = act.apply(_d(), dry_run=False)
     assert res.status == "failed" and "ConnectError" in (res.error or "")

@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tasks.scaling.actuators import Decision, Ledger, ProcessPoolActuator, build_actuator
+from tasks.actuators import ActionLedger, ScaleAction, build_actuator
+from tasks.actuators.process_pool import ProcessPoolActuator
 
 # a worker that writes its index and exits cleanly on SIGTERM (as a real worker should)
 WORKER = (
@@ -35,12 +36,12 @@ STUBBORN = (
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(str(tmp_path / "state.duckdb"))
+def ledger(tmp_path: Path) -> ActionLedger:
+    return ActionLedger(str(tmp_path / "state.duckdb"))
 
 
 @pytest.fixture
-def pool(tmp_path: Path, ledger: Ledger) -> Iterator[ProcessPoolActuator]:
+def pool(tmp_path: Path, ledger: ActionLedger) -> Iterator[ProcessPoolActuator]:
     marks = tmp_path / "marks"
     marks.mkdir()
     act = build_actuator(
@@ -63,8 +64,8 @@ def _stop_all(act: ProcessPoolActuator, target: str) -> None:
         act._stop(pid)
 
 
-def _d(id: str, to: int, target: str = "web") -> Decision:
-    return Decision(id=id, target=target, to=to)
+def _d(id: str, to: int, target: str = "web") -> ScaleAction:
+    return ScaleAction(id=id, target=target, to=to)
 
 
 def _wait_for(cond: object, timeout_s: float = 10) -> bool:
@@ -110,7 +111,7 @@ def test_dry_run_starts_nothing(pool: ProcessPoolActuator) -> None:
 
 
 def test_a_new_actuator_instance_finds_the_pool_and_refills_a_dead_slot(
-    pool: ProcessPoolActuator, ledger: Ledger
+    pool: ProcessPoolActuator, ledger: ActionLedger
 ) -> None:
     assert pool.apply(_d("up", 3), dry_run=False).status == "applied"
     later = build_actuator(pool.config, ledger=ledger)  # as a later flow run would
@@ -134,7 +135,7 @@ def test_a_reused_pid_is_not_counted(pool: ProcessPoolActuator, tmp_path: Path) 
     assert list(slot_dir.glob("*.pid")) == []
 
 
-def test_a_worker_that_dies_at_once_fails_the_action(tmp_path: Path, ledger: Ledger) -> None:
+def test_a_worker_that_dies_at_once_fails_the_action(tmp_path: Path, ledger: ActionLedger) -> None:
     act = build_actuator(
         {
             "kind": "process_pool",
@@ -148,7 +149,7 @@ def test_a_worker_that_dies_at_once_fails_the_action(tmp_path: Path, ledger: Led
     assert res.status == "failed" and res.observed == 0 and "read back 0 after setting 2" in (res.error or "")
 
 
-def test_a_worker_ignoring_sigterm_is_killed(tmp_path: Path, ledger: Ledger) -> None:
+def test_a_worker_ignoring_sigterm_is_killed(tmp_path: Path, ledger: ActionLedger) -> None:
     act = build_actuator(
         {
             "kind": "process_pool",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.scaling.actuators import CommandActuator, Decision, Ledger, build_actuator
+from tasks.actuators import ActionLedger, ScaleAction, build_actuator
+from tasks.actuators.command import CommandActuator
 
 SCALER = r"""
 import os, sys, time
@@ -42,8 +43,8 @@ def scaler(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(str(tmp_path / "state.duckdb"))
+def ledger(tmp_path: Path) -> ActionLedger:
+    return ActionLedger(str(tmp_path / "state.duckdb"))
 
 
 def _config(script: Path, state: Path, **extra: object) -> dict[str, object]:
@@ -55,11 +56,11 @@ def _config(script: Path, state: Path, **extra: object) -> dict[str, object]:
     }
 
 
-def _d(id: str, to: int, target: str = "api") -> Decision:
-    return Decision.model_validate({"id": id, "target": target, "to": to, "from": 2})
+def _d(id: str, to: int, target: str = "api") -> ScaleAction:
+    return ScaleAction.model_validate({"id": id, "target": target, "to": to, "from": 2})
 
 
-def test_runs_the_argv_with_the_count_and_reads_it_back(scaler: tuple[Path, Path], ledger: Ledger) -> None:
+def test_runs_the_argv_with_the_count_and_reads_it_back(scaler: tuple[Path, Path], ledger: ActionLedger) -> None:
     script, state = scaler
     act = build_actuator(_config(script, state), ledger=ledger)
     assert isinstance(act, CommandActuator)
@@ -73,13 +74,13 @@ def test_runs_the_argv_with_the_count_and_reads_it_back(scaler: tuple[Path, Path
     assert Path(f"{state}.log").read_text().splitlines() == ["d1 2 4"]
 
 
-def test_dry_run_does_not_run_the_program(scaler: tuple[Path, Path], ledger: Ledger) -> None:
+def test_dry_run_does_not_run_the_program(scaler: tuple[Path, Path], ledger: ActionLedger) -> None:
     script, state = scaler
     res = build_actuator(_config(script, state), ledger=ledger).apply(_d("d1", 4))
     assert res.status == "dry-run" and not state.exists()
 
 
-def test_values_stay_one_argument_no_shell(tmp_path: Path, ledger: Ledger) -> None:
+def test_values_stay_one_argument_no_shell(tmp_path: Path, ledger: ActionLedger) -> None:
     out = tmp_path / "argv.txt"
     probe = tmp_path / "probe.py"
     probe.write_text("import sys, json; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))")
@@ -95,7 +96,7 @@ def test_values_stay_one_argument_no_shell(tmp_path: Path, ledger: Ledger) -> No
 
 
 def test_non_zero_exit_is_a_recorded_failure_with_stderr_and_the_retry_applies(
-    scaler: tuple[Path, Path], ledger: Ledger
+    scaler: tuple[Path, Path], ledger: ActionLedger
 ) -> None:
     script, state = scaler
     failing = build_actuator(_config(script, state, env={"FAIL": "1"}), ledger=ledger)
@@ -107,7 +108,7 @@ def test_non_zero_exit_is_a_recorded_failure_with_stderr_and_the_retry_applies(
     assert state.read_text() == "3"
 
 
-def test_a_hung_program_is_killed_at_the_timeout(scaler: tuple[Path, Path], ledger: Ledger) -> None:
+def test_a_hung_program_is_killed_at_the_timeout(scaler: tuple[Path, Path], ledger: ActionLedger) -> None:
     script, state = scaler
     act = build_actuator(_config(script, state, env={"HANG": "1"}, timeout_s=1), ledger=ledger)
     t0 = time.monotonic()
@@ -116,13 +117,13 @@ def test_a_hung_program_is_killed_at_the_timeout(scaler: tuple[Path, Path], ledg
     assert res.status == "failed" and "timed out after 1s" in (res.error or "")
 
 
-def test_a_program_that_sets_another_count_fails_the_read_back(scaler: tuple[Path, Path], ledger: Ledger) -> None:
+def test_a_program_that_sets_another_count_fails_the_read_back(scaler: tuple[Path, Path], ledger: ActionLedger) -> None:
     script, state = scaler
     res = build_actuator(_config(script, state, env={"SKEW": "1"}), ledger=ledger).apply(_d("d1", 3), dry_run=False)
     assert res.status == "failed" and res.observed == 4 and "read back 4 after setting 3" in (res.error or "")
 
 
-def test_missing_program_and_no_way_to_read(tmp_path: Path, ledger: Ledger) -> None:
+def test_missing_program_and_no_way_to_read(tmp_path: Path, ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "command", "argv": [str(tmp_path / "nope"), "{count}"]}, ledger=ledger)
     res = act.apply(_d("d1", 1), dry_run=False)
     assert res.status == "failed" and "cannot run" in (res.error or "")
@@ -134,7 +135,7 @@ def test_missing_program_and_no_way_to_read(tmp_path: Path, ledger: Ledger) -> N
     assert ok.current("api") == 5
 
 
-def test_current_argv_printing_garbage_is_an_error(tmp_path: Path, ledger: Ledger) -> None:
+def test_current_argv_printing_garbage_is_an_error(tmp_path: Path, ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "command", "argv": ["true"], "current_argv": ["echo", "lots"]}, ledger=ledger)
     with pytest.raises(Exception, match="printed 'lots', expected one integer"):
         act.current("api")

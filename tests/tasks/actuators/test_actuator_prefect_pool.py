@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.scaling.actuators import ActuatorError, Decision, Ledger, PrefectPoolActuator, build_actuator
+from tasks.actuators import ActionLedger, ActuatorError, ScaleAction, build_actuator
+from tasks.actuators.prefect_pool import PrefectPoolActuator
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -35,15 +36,15 @@ def _queue_limit(api: str, pool: str, queue: str) -> int | None:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(str(tmp_path / "state.duckdb"))
+def ledger(tmp_path: Path) -> ActionLedger:
+    return ActionLedger(str(tmp_path / "state.duckdb"))
 
 
-def _d(id: str, to: int, target: str) -> Decision:
-    return Decision(id=id, target=target, to=to)
+def _d(id: str, to: int, target: str) -> ScaleAction:
+    return ScaleAction(id=id, target=target, to=to)
 
 
-def test_sets_a_work_pools_concurrency_limit(prefect_server: str, ledger: Ledger) -> None:
+def test_sets_a_work_pools_concurrency_limit(prefect_server: str, ledger: ActionLedger) -> None:
     _create_pool(prefect_server, "batch", limit=2)
     act = build_actuator({"kind": "prefect_pool", "api_url": prefect_server}, ledger=ledger)
     assert isinstance(act, PrefectPoolActuator)
@@ -60,7 +61,7 @@ def test_sets_a_work_pools_concurrency_limit(prefect_server: str, ledger: Ledger
     assert _pool_limit(prefect_server, "batch") == 0
 
 
-def test_sets_a_work_queues_limit_in_a_named_pool(prefect_server: str, ledger: Ledger) -> None:
+def test_sets_a_work_queues_limit_in_a_named_pool(prefect_server: str, ledger: ActionLedger) -> None:
     _create_pool(prefect_server, "gpu-pool", limit=10, queue="fast")
     act = build_actuator(
         {"kind": "prefect_pool", "api_url": prefect_server, "pool": "gpu-pool", "queue": "fast", "name": "gpu-fast"},
@@ -73,7 +74,7 @@ def test_sets_a_work_queues_limit_in_a_named_pool(prefect_server: str, ledger: L
     assert _pool_limit(prefect_server, "gpu-pool") == 10  # the pool itself untouched
 
 
-def test_missing_pool_or_queue_is_a_recorded_failure(prefect_server: str, ledger: Ledger) -> None:
+def test_missing_pool_or_queue_is_a_recorded_failure(prefect_server: str, ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "prefect_pool", "api_url": prefect_server}, ledger=ledger)
     res = act.apply(_d("m1", 2, "no-such-pool"), dry_run=False)
     assert res.status == "failed" and res.error == "prefect_pool: work pool 'no-such-pool' not found"
@@ -84,7 +85,7 @@ def test_missing_pool_or_queue_is_a_recorded_failure(prefect_server: str, ledger
         queue.current("x")
 
 
-def test_an_unlimited_pool_needs_unlimited_as(prefect_server: str, ledger: Ledger) -> None:
+def test_an_unlimited_pool_needs_unlimited_as(prefect_server: str, ledger: ActionLedger) -> None:
     _create_pool(prefect_server, "open")
     with pytest.raises(ActuatorError, match="has no concurrency limit"):
         build_actuator({"kind": "prefect_pool", "api_url": prefect_server}, ledger=ledger).current("open")
@@ -92,7 +93,7 @@ def test_an_unlimited_pool_needs_unlimited_as(prefect_server: str, ledger: Ledge
     assert act.current("open") == 50
 
 
-def test_the_default_api_url_comes_from_prefect_settings(prefect_server: str, ledger: Ledger) -> None:
+def test_the_default_api_url_comes_from_prefect_settings(prefect_server: str, ledger: ActionLedger) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     _create_pool(prefect_server, "env-pool", limit=7)
@@ -110,7 +111,7 @@ def test_the_default_api_url_comes_from_prefect_settings(prefect_server: str, le
     assert _pool_limit(prefect_server, "env-pool") == 8
 
 
-def test_unreachable_api_is_an_error(ledger: Ledger) -> None:
+def test_unreachable_api_is_an_error(ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "prefect_pool", "api_url": "http://127.0.0.1:9/api", "timeout_s": 2}, ledger=ledger)
     with pytest.raises(ActuatorError, match="Prefect API read failed"):
         act.current("batch")

@@ -14,51 +14,53 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
-from tasks.lake import Lake
-from tasks.scaling.actuators import (
-    ACTUATORS,
+from tasks.actuators import (
+    Action,
+    ActionLedger,
     Actuator,
     ActuatorConfig,
     ActuatorConfigError,
     ActuatorError,
-    Decision,
-    Ledger,
-    LogActuator,
+    CountActuator,
+    ScaleAction,
     build_actuator,
     parse_actuator_config,
     record_result,
     register_actuator,
+    unregister_actuator,
 )
+from tasks.actuators.log import LogActuator
+from tasks.lake import Lake
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(str(tmp_path / "state.duckdb"), timeout_s=20)
+def ledger(tmp_path: Path) -> ActionLedger:
+    return ActionLedger(str(tmp_path / "state.duckdb"), timeout_s=20)
 
 
-def _decision(id: str = "d-1", to: int = 3, target: str = "api") -> Decision:
-    return Decision.model_validate({"id": id, "target": target, "to": to, "from": 1, "reason": "cpu 0.9 > 0.6"})
+def _decision(id: str = "d-1", to: int = 3, target: str = "api") -> ScaleAction:
+    return ScaleAction.model_validate({"id": id, "target": target, "to": to, "from": 1, "reason": "cpu 0.9 > 0.6"})
 
 
 class FlakyConfig(ActuatorConfig):
     kind: Literal["flaky"] = "flaky"
 
 
-class FlakyActuator(Actuator):
+class FlakyActuator(CountActuator):
     """Fails the first ``failures`` times, then sets; counts real calls so double applies show."""
 
     kind = "flaky"
     config_model = FlakyConfig
     calls: ClassVar[list[int]] = []
 
-    def __init__(self, config: FlakyConfig, *, ledger: Ledger, failures: int = 0, lie: bool = False) -> None:
+    def __init__(self, config: FlakyConfig, *, ledger: ActionLedger, failures: int = 0, lie: bool = False) -> None:
         super().__init__(config, ledger=ledger)
         self.failures, self.lie, self.value = failures, lie, 0
 
     def _read(self, target: str) -> int:
         return self.value
 
-    def _set(self, decision: Decision, detail: dict[str, Any]) -> int:
+    def _set(self, decision: ScaleAction, detail: dict[str, Any]) -> int:
         self.calls.append(decision.to)
         if self.failures:
             self.failures -= 1
@@ -67,7 +69,7 @@ class FlakyActuator(Actuator):
         return self.value
 
 
-def test_log_actuator_records_once_and_reads_back_what_it_recorded(ledger: Ledger) -> None:
+def test_log_actuator_records_once_and_reads_back_what_it_recorded(ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "log", "initial": 2}, ledger=ledger)
     assert isinstance(act, LogActuator)
     assert act.current("api") == 2
@@ -84,7 +86,7 @@ def test_log_actuator_records_once_and_reads_back_what_it_recorded(ledger: Ledge
     assert row is not None and (row.status, row.attempts, row.observed) == ("applied", 1, 5)
 
 
-def test_dry_run_is_the_default_and_records_nothing(ledger: Ledger) -> None:
+def test_dry_run_is_the_default_and_records_nothing(ledger: ActionLedger) -> None:
     act = build_actuator({}, ledger=ledger)  # kind defaults to log
     res = act.apply(_decision(to=9))
     assert res.status == "dry-run" and res.detail == {"would_set": 9}
@@ -94,7 +96,7 @@ def test_dry_run_is_the_default_and_records_nothing(ledger: Ledger) -> None:
     assert act.apply(_decision(to=9), dry_run=False).status == "applied"
 
 
-def test_failure_is_recorded_and_the_retry_of_the_same_decision_applies(ledger: Ledger) -> None:
+def test_failure_is_recorded_and_the_retry_of_the_same_decision_applies(ledger: ActionLedger) -> None:
     FlakyActuator.calls.clear()
     act = FlakyActuator(FlakyConfig(kind="flaky"), ledger=ledger, failures=1)
     failed = act.apply(_decision(to=4), dry_run=False)
@@ -111,7 +113,7 @@ def test_failure_is_recorded_and_the_retry_of_the_same_decision_applies(ledger: 
     assert FlakyActuator.calls == [4, 4]  # twice set (fail, success), never a third time
 
 
-def test_a_read_back_that_disagrees_is_a_failure_not_a_silent_half_apply(ledger: Ledger) -> None:
+def test_a_read_back_that_disagrees_is_a_failure_not_a_silent_half_apply(ledger: ActionLedger) -> None:
     act = FlakyActuator(FlakyConfig(kind="flaky"), ledger=ledger, lie=True)
     res = act.apply(_decision(to=6), dry_run=False)
     assert res.status == "failed" and res.observed == 5
@@ -120,7 +122,7 @@ def test_a_read_back_that_disagrees_is_a_failure_not_a_silent_half_apply(ledger:
     assert row is not None and (row.status, row.observed) == ("failed", 5)
 
 
-def test_a_claim_in_progress_blocks_a_second_applier_until_its_lease_expires(ledger: Ledger) -> None:
+def test_a_claim_in_progress_blocks_a_second_applier_until_its_holder_is_gone(ledger: ActionLedger) -> None:
     FlakyActuator.calls.clear()
     act = FlakyActuator(FlakyConfig(kind="flaky"), ledger=ledger)
     verdict, _ = ledger.claim("flaky", _decision(), lease_s=300)  # another process is applying
@@ -129,23 +131,23 @@ def test_a_claim_in_progress_blocks_a_second_applier_until_its_lease_expires(led
     assert busy.status == "skipped" and busy.detail["reason"] == "being applied by another process"
     assert FlakyActuator.calls == []
 
-    # that process died: make its claim older than the lease, and the next apply takes over
+    # that claimant is gone (no heartbeat of this process runs for it) and its lease ran out: taken over
     with ledger.state.transaction() as con:
-        con.execute("UPDATE scaling_actions SET started_at = ?", [datetime.now(UTC) - timedelta(seconds=301)])
+        con.execute("UPDATE actions SET lease_until = ?", [datetime.now(UTC) - timedelta(seconds=1)])
     took_over = act.apply(_decision(), dry_run=False)
     assert (took_over.status, took_over.attempt) == ("applied", 2)
     assert FlakyActuator.calls == [3]
 
 
 def _apply_in_process(path: str, barrier: Any, out: Any) -> None:
-    act = build_actuator({"kind": "log"}, ledger=Ledger(path, timeout_s=60))
+    act = build_actuator({"kind": "log"}, ledger=ActionLedger(path, timeout_s=60))
     barrier.wait()
     out.put(act.apply(_decision(id="race"), dry_run=False).status)
 
 
 def test_two_processes_racing_on_one_decision_apply_it_once(tmp_path: Path) -> None:
     path = str(tmp_path / "state.duckdb")
-    Ledger(path).history()  # create the table first, so both race on the claim, not the DDL
+    ActionLedger(path).history()  # create the table first, so both race on the claim, not the DDL
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(2), ctx.Queue()
     procs = [ctx.Process(target=_apply_in_process, args=(path, barrier, out)) for _ in range(2)]
@@ -157,7 +159,7 @@ def test_two_processes_racing_on_one_decision_apply_it_once(tmp_path: Path) -> N
     assert sorted(out.get(timeout=5) for _ in procs) == ["applied", "skipped"]
 
 
-def test_history_and_last_applied(ledger: Ledger) -> None:
+def test_history_and_last_applied(ledger: ActionLedger) -> None:
     act = build_actuator({"kind": "log", "name": "shadow"}, ledger=ledger)
     act.apply(_decision(id="a", to=2), dry_run=False)
     act.apply(_decision(id="b", to=7), dry_run=False)
@@ -200,7 +202,7 @@ def test_bad_config_names_the_field(config: dict[str, Any], field: str, why: str
     assert why in line
 
 
-def test_secrets_are_never_printed(ledger: Ledger) -> None:
+def test_secrets_are_never_printed(ledger: ActionLedger) -> None:
     secret = "hunter2-is-not-a-good-hmac-key"
     cfg = parse_actuator_config({"kind": "webhook", "url": "http://127.0.0.1:9/x", "secret": secret})
     assert secret not in repr(cfg) and secret not in str(cfg) and secret not in cfg.model_dump_json()
@@ -227,22 +229,24 @@ def test_register_actuator_adds_a_kind_once() -> None:
         with pytest.raises(ValueError, match="already registered"):
             register_actuator(Other)
     finally:
-        ACTUATORS.pop("flaky", None)
+        unregister_actuator("flaky")
 
 
-def test_an_actuator_refuses_another_kinds_config(ledger: Ledger) -> None:
+def test_an_actuator_refuses_another_kinds_config(ledger: ActionLedger) -> None:
     with pytest.raises(ActuatorConfigError, match="LogActuator needs a LogConfig"):
         LogActuator(parse_actuator_config({"kind": "command", "argv": ["true"]}), ledger=ledger)
 
 
 def test_decision_validation_names_the_field() -> None:
     with pytest.raises(ValueError, match="to"):
-        Decision.model_validate({"id": "x", "target": "api", "to": -1})
+        ScaleAction.model_validate({"id": "x", "target": "api", "to": -1})
     d = _decision()
     assert d.payload()["from"] == 1 and d.payload()["to"] == 3 and d.mode == "dry-run"
+    # what a webhook receiver gets: the fields scaling always sent, no more
+    assert list(d.payload()) == ["id", "target", "to", "from", "kind", "reason", "policy", "mode"]
 
 
-def test_results_become_action_events_in_the_lake(ledger: Ledger, tmp_path: Path) -> None:
+def test_results_become_action_events_in_the_lake(ledger: ActionLedger, tmp_path: Path) -> None:
     lake = Lake(str(tmp_path / "lake"))
     ok = FlakyActuator(FlakyConfig(kind="flaky"), ledger=ledger)
     bad = FlakyActuator(FlakyConfig(kind="flaky", name="flaky-b"), ledger=ledger, failures=1)
@@ -257,3 +261,54 @@ def test_results_become_action_events_in_the_lake(ledger: Ledger, tmp_path: Path
     assert events["resource"].to_list() == ["cortex.scaling.api", "cortex.scaling.db"]
     payload = json.loads(events["payload"][1])
     assert (payload["status"], payload["error"], payload["to"]) == ("failed", "ConnectionError: backend down", 4)
+
+
+def test_retries_back_off_exponentially_and_stop_at_the_first_success(ledger: ActionLedger) -> None:
+    FlakyActuator.calls.clear()
+    waits: list[float] = []
+    act = FlakyActuator(FlakyConfig(kind="flaky"), ledger=ledger, failures=2)
+    res = act.apply(_decision(to=4), dry_run=False, retries=5, backoff_s=0.5, sleep=waits.append)
+    assert (res.status, res.attempt, res.observed) == ("applied", 3, 4)
+    assert waits == [0.5, 1.0] and FlakyActuator.calls == [4, 4, 4]
+
+    waits.clear()
+    hopeless = FlakyActuator(FlakyConfig(kind="flaky", name="down"), ledger=ledger, failures=10)
+    res = hopeless.apply(_decision(to=4), dry_run=False, retries=3, backoff_s=1, max_backoff_s=3, sleep=waits.append)
+    assert (res.status, res.attempt) == ("failed", 4) and waits == [1, 2, 3]
+    # a dry run or an applied action is never retried
+    assert act.apply(_decision(to=4), dry_run=False, retries=3, sleep=waits.append).status == "skipped"
+    assert act.apply(_decision(id="dry", to=4), retries=3, sleep=waits.append).status == "dry-run"
+    assert waits == [1, 2, 3]
+
+
+def test_an_action_of_another_kind_goes_through_the_same_ledger(ledger: ActionLedger, tmp_path: Path) -> None:
+    """Generic over the action: a routing weight, keyed and recorded like a count."""
+
+    class WeightConfig(ActuatorConfig):
+        kind: Literal["weight"] = "weight"
+
+    class WeightActuator(Actuator[Action, float]):
+        kind = "weight"
+        config_model = WeightConfig
+        weights: ClassVar[dict[str, float]] = {}
+
+        def _read(self, target: str) -> float:
+            return self.weights.get(target, 1.0)
+
+        def _set(self, action: Action, detail: dict[str, Any]) -> float:
+            assert isinstance(action.to, float)
+            self.weights[action.target] = action.to
+            detail["backend"] = action.params["backend"]
+            return self.weights[action.target]
+
+    act = WeightActuator(WeightConfig(), ledger=ledger)
+    shift = Action(id="w-1", area="routing", kind="weight", target="db-replica-2", to=0.25, params={"backend": "pg"})
+    res = act.apply(shift, dry_run=False)
+    assert (res.status, res.observed, res.detail) == ("applied", 0.25, {"backend": "pg"})
+    assert act.apply(shift, dry_run=False).status == "skipped"
+    row = ledger.get("weight", "w-1")
+    assert row is not None and (row.kind, row.to, row.observed) == ("weight", 0.25, 0.25)
+    lake = Lake(str(tmp_path / "lake"))
+    record_result(lake, res, to_prefect=False)
+    assert lake.events()["resource"].to_list() == ["cortex.routing.db-replica-2"]
+    assert shift.payload()["params"] == {"backend": "pg"} and "area" not in shift.payload()

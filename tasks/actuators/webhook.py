@@ -23,8 +23,11 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
+from tasks.actuators.action import ScaleAction
+from tasks.actuators.base import ActuatorConfig, CountActuator
+from tasks.actuators.errors import ActuatorError
+from tasks.actuators.ledger import ActionLedger
 from tasks.redact import redact_url
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
 
 __all__ = ["WebhookActuator", "WebhookConfig", "sign", "verify"]
 
@@ -76,12 +79,12 @@ def _count_from(payload: Any, where: str) -> int:
     return payload
 
 
-class WebhookActuator(Actuator):
+class WebhookActuator(CountActuator):
     kind = "webhook"
     config_model = WebhookConfig
     config: WebhookConfig
 
-    def __init__(self, config: WebhookConfig, *, ledger: Any, client: httpx.Client | None = None) -> None:
+    def __init__(self, config: WebhookConfig, *, ledger: ActionLedger, client: httpx.Client | None = None) -> None:
         super().__init__(config, ledger=ledger)
         #: injectable (httpx transports), as the project's sources take theirs
         self._owns_client = client is None
@@ -108,14 +111,14 @@ class WebhookActuator(Actuator):
         except ValueError:
             raise ActuatorError(f"{where} answered non-JSON {resp.text[:80]!r}") from None
 
-    def _set(self, decision: Decision, detail: dict[str, Any]) -> int:
-        payload = {"decision": decision.payload(), "sent_at": datetime.now(UTC).isoformat()}
+    def _set(self, action: ScaleAction, detail: dict[str, Any]) -> int:
+        payload = {"decision": action.payload(), "sent_at": datetime.now(UTC).isoformat()}
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             **self.config.headers,
             "Content-Type": "application/json",
-            "X-Cortex-Event": "scaling.decision",
-            "X-Cortex-Delivery": decision.id,
+            "X-Cortex-Event": f"{action.area}.decision",
+            "X-Cortex-Delivery": action.id,
             self.config.signature_header: sign(self._key, body),
         }
         where = f"{self.name}: POST {redact_url(self.config.url)}"
@@ -132,7 +135,7 @@ class WebhookActuator(Actuator):
             answer = None
         if isinstance(answer, dict) and "current" in answer:
             return _count_from(answer, where)
-        return decision.to
+        return action.to
 
     @property
     def _key(self) -> bytes:

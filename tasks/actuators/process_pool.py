@@ -30,7 +30,9 @@ from typing import Any, Literal
 import psutil
 from pydantic import Field, field_validator
 
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
+from tasks.actuators.action import ScaleAction
+from tasks.actuators.base import ActuatorConfig, CountActuator
+from tasks.actuators.errors import ActuatorError
 
 __all__ = ["ProcessPoolActuator", "ProcessPoolConfig"]
 
@@ -64,7 +66,7 @@ class ProcessPoolConfig(ActuatorConfig):
         return v
 
 
-class ProcessPoolActuator(Actuator):
+class ProcessPoolActuator(CountActuator):
     kind = "process_pool"
     config_model = ProcessPoolConfig
     config: ProcessPoolConfig
@@ -98,22 +100,22 @@ class ProcessPoolActuator(Actuator):
     def _read(self, target: str) -> int:
         return len(self.workers(target))
 
-    def _set(self, decision: Decision, detail: dict[str, Any]) -> int:
-        if decision.to > self.config.max_workers:
-            raise ActuatorError(f"{self.name}: {decision.to} workers is over max_workers={self.config.max_workers}")
-        with self._locked(decision.target) as d:
+    def _set(self, action: ScaleAction, detail: dict[str, Any]) -> int:
+        if action.to > self.config.max_workers:
+            raise ActuatorError(f"{self.name}: {action.to} workers is over max_workers={self.config.max_workers}")
+        with self._locked(action.target) as d:
             live = self._live(d)
             started: list[int] = []
             stopped: list[int] = []
-            if len(live) < decision.to:
+            if len(live) < action.to:
                 free = (i for i in range(self.config.max_workers) if i not in live)
-                for index in [next(free) for _ in range(decision.to - len(live))]:
-                    live[index] = self._start(d, decision.target, index)
+                for index in [next(free) for _ in range(action.to - len(live))]:
+                    live[index] = self._start(d, action.target, index)
                     started.append(live[index])
                 if self.config.startup_grace_s:
                     time.sleep(self.config.startup_grace_s)
-            elif len(live) > decision.to:
-                for index in sorted(live, reverse=True)[: len(live) - decision.to]:
+            elif len(live) > action.to:
+                for index in sorted(live, reverse=True)[: len(live) - action.to]:
                     self._stop(live.pop(index))
                     (d / f"{index}.pid").unlink(missing_ok=True)
                     stopped.append(index)

@@ -20,7 +20,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from tasks.scaling.actuators.base import Actuator, ActuatorConfig, ActuatorError, Decision
+from tasks.actuators.action import ScaleAction
+from tasks.actuators.base import ActuatorConfig, CountActuator
+from tasks.actuators.errors import ActuatorError
 
 __all__ = ["CommandActuator", "CommandConfig", "render_argv"]
 
@@ -69,7 +71,7 @@ def render_argv(
     return [item.format(**values) for item in argv]
 
 
-class CommandActuator(Actuator):
+class CommandActuator(CountActuator):
     kind = "command"
     config_model = CommandConfig
     config: CommandConfig
@@ -92,21 +94,21 @@ class CommandActuator(Actuator):
             raise ActuatorError(f"{self.name}: current_argv printed a negative count {value}")
         return value
 
-    def _set(self, decision: Decision, detail: dict[str, Any]) -> int:
+    def _set(self, action: ScaleAction, detail: dict[str, Any]) -> int:
         argv = render_argv(
-            self.config.argv, count=decision.to, target=decision.target, decision_id=decision.id, from_=decision.from_
+            self.config.argv, count=action.to, target=action.target, decision_id=action.id, from_=action.from_
         )
         env = {
-            "CORTEX_SCALE_COUNT": str(decision.to),
-            "CORTEX_SCALE_TARGET": decision.target,
-            "CORTEX_DECISION_ID": decision.id,
-            "CORTEX_SCALE_FROM": "" if decision.from_ is None else str(decision.from_),
+            "CORTEX_SCALE_COUNT": str(action.to),
+            "CORTEX_SCALE_TARGET": action.target,
+            "CORTEX_DECISION_ID": action.id,
+            "CORTEX_SCALE_FROM": "" if action.from_ is None else str(action.from_),
         }
         out = self._run(argv, env, what="argv")
         detail["stdout_tail"] = out[-500:]
         if self.config.current_argv is None:
-            return decision.to
-        return self._read(decision.target)
+            return action.to
+        return self._read(action.target)
 
     def _run(self, argv: list[str], extra_env: dict[str, str], *, what: str) -> str:
         env = {**os.environ, **self.config.env, **extra_env}
