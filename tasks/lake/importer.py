@@ -14,19 +14,19 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from tasks.lake import schema as S
-from tasks.lake.write import LakeWriteError, WriteResult
-
-if TYPE_CHECKING:
-    from tasks.lake.lake import Lake, SampleBatch
+from tasks.lake.write import LakeWriteError, Limits, WriteResult
 
 TZ_SUFFIX = re.compile(r"(Z|z|[+-]\d{2}:?\d{2})$")
 MAX_REPORTED = 10
@@ -35,6 +35,30 @@ CSV_BLOCK_BYTES = 8 << 20
 #: Epoch numbers above this are milliseconds, below it seconds (ms values are > 1e11 since 1973).
 MS_THRESHOLD = 1e11
 _RANGE = f"between {S.TS_MIN:%Y-%m-%d} and {S.TS_MAX:%Y-%m-%d} UTC"
+
+
+class StagingBatch(Protocol):
+    """One ``Lake.batch()`` as the importer uses it: stage validated parts, count the files at the end."""
+
+    files: list[str]
+    duplicate_files: int
+
+    def write_samples(
+        self, data: pl.DataFrame, *, now: datetime | None = None, strict: bool | None = None, row_word: str = "row"
+    ) -> WriteResult: ...
+
+
+class ImportTarget(Protocol):
+    """What an import needs of a lake; :class:`tasks.lake.lake.Lake` is one.
+
+    Why a Protocol and not ``Lake``: ``Lake.import_file`` delegates here, so ``lake`` imports this
+    module; naming ``Lake`` back would make the two import each other (issue 12 item 7).
+    """
+
+    @property
+    def limits(self) -> Limits: ...
+
+    def batch(self, *, dry_run: bool = False) -> AbstractContextManager[StagingBatch]: ...
 
 
 class LakeImportError(ValueError):
@@ -70,9 +94,6 @@ class _Reader:
     """
 
     def __init__(self, path: Path, kind: str) -> None:
-        import pyarrow.csv as pacsv
-        import pyarrow.parquet as pq
-
         self.path, self.kind = path, kind
         try:
             if kind == "parquet":
@@ -96,8 +117,6 @@ class _Reader:
 
     def chunks(self, columns: list[str], chunk_rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
         """(offset of the chunk's first row, chunk) in file order."""
-        import pyarrow.csv as pacsv
-
         offset = 0
         pending: list[pa.RecordBatch] = []
         held = 0
@@ -252,7 +271,7 @@ def _check_chunk(
     df: pl.DataFrame,
     offset: int,
     mapping: ColumnMapping,
-    lake: Lake,
+    lake: ImportTarget,
     where: Callable[[int], str],
     future_limit: datetime,
 ) -> _Checked:
@@ -326,7 +345,7 @@ def _check_chunk(
     return _Checked(good, int(bad_mask.sum()), errors)
 
 
-def _labels(df: pl.DataFrame, mapping: ColumnMapping, lake: Lake) -> tuple[pl.Series, list[pl.Series]]:
+def _labels(df: pl.DataFrame, mapping: ColumnMapping, lake: ImportTarget) -> tuple[pl.Series, list[pl.Series]]:
     """Canonical label text per row and the problems, checked once per distinct label set."""
     n = df.height
     if not mapping.label_cols:
@@ -369,7 +388,7 @@ def _labels(df: pl.DataFrame, mapping: ColumnMapping, lake: Lake) -> tuple[pl.Se
 
 
 def import_file(
-    lake: Lake,
+    lake: ImportTarget,
     path: str | Path,
     mapping: ColumnMapping,
     *,
@@ -422,7 +441,7 @@ def import_file(
 
 
 def _write_chunk(
-    batch: SampleBatch, good: pl.DataFrame, text: bool, now: datetime, strict: bool, path: Path, total: WriteResult
+    batch: StagingBatch, good: pl.DataFrame, text: bool, now: datetime, strict: bool, path: Path, total: WriteResult
 ) -> None:
     """Stage a chunk's good rows; rows the writer still refuses are named by their file line/row."""
     numbered = good.with_columns(pl.col("_row") + (2 if text else 1))

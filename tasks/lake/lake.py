@@ -13,6 +13,7 @@ that work.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 import time
@@ -24,6 +25,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from tasks.lake import importer, maintain
 from tasks.lake import schema as S
 from tasks.lake.selector import Selector, SelectorError, match_series
 from tasks.lake.storage import LakeFile, LakeStorage
@@ -74,7 +76,6 @@ class _FilesMoved(RuntimeError):
 
 def _retry_moved(fn: Any) -> Any:
     """Re-run a read whose file list went stale under a concurrent compaction (lists anew)."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -646,9 +647,7 @@ class Lake:
         parts: list[pl.DataFrame] = []
         split = bstart
         if kind in ROLLUP_AGGS:
-            from tasks.lake.maintain import rollup_watermarks
-
-            wms = rollup_watermarks(self)
+            wms = maintain.rollup_watermarks(self)
             for table in ("rollup_1h", "rollup_5m", "rollup_1m"):
                 res_ms = S.ROLLUP_SECONDS[table] * 1000
                 wm = wms.get(table)
@@ -869,9 +868,7 @@ class Lake:
         month read for an average is then ~30 x 24 hourly rows per series plus two partial hours,
         instead of every sample.
         """
-        from tasks.lake.maintain import rollup_watermarks
-
-        wms = rollup_watermarks(self)
+        wms = maintain.rollup_watermarks(self)
         chain: list[str] = [t for t in ("rollup_1h", "rollup_5m", "rollup_1m") if t in wms]
 
         def cover(lo: datetime, hi: datetime, tables: list[str]) -> list[tuple[str, datetime, datetime]]:
@@ -922,9 +919,7 @@ class Lake:
         # part of the cache key along with every file's name and size. It is read before the cover
         # is chosen and again after the query: a rollup build in between means the answer may mix
         # the old and the new manifest, so it is returned but not remembered.
-        from tasks.lake.maintain import ROLLUP_MANIFEST
-
-        manifest_path = self.storage.meta_path(ROLLUP_MANIFEST)
+        manifest_path = self.storage.meta_path(maintain.ROLLUP_MANIFEST)
         manifest = self.storage.read_bytes(manifest_path)
         if all(kind in ("avg", "min", "max", "sum", "count") for kind, _ in parsed):
             pieces = []
@@ -1059,22 +1054,18 @@ class Lake:
         return con
 
     # ---- maintenance (tasks.lake.maintain does the work) --------------------------------------
-    def compact(self, *, dry_run: bool = False, min_files: int = 4, now: datetime | None = None) -> Any:
-        from tasks.lake.maintain import compact
+    def compact(
+        self, *, dry_run: bool = False, min_files: int = 4, now: datetime | None = None
+    ) -> maintain.CompactionReport:
+        return maintain.compact(self, min_files=min_files, dry_run=dry_run, now=now)
 
-        return compact(self, min_files=min_files, dry_run=dry_run, now=now)
-
-    def build_rollups(self, *, now: datetime | None = None, force: bool = False) -> Any:
-        from tasks.lake.maintain import build_rollups
-
-        return build_rollups(self, now=now, force=force)
+    def build_rollups(self, *, now: datetime | None = None, force: bool = False) -> maintain.RollupReport:
+        return maintain.build_rollups(self, now=now, force=force)
 
     def apply_retention(
         self, retention_days: dict[str, int], *, now: datetime | None = None, dry_run: bool = False
-    ) -> Any:
-        from tasks.lake.maintain import apply_retention
-
-        return apply_retention(self, retention_days, now=now, dry_run=dry_run)
+    ) -> maintain.RetentionReport:
+        return maintain.apply_retention(self, retention_days, now=now, dry_run=dry_run)
 
     def import_file(
         self,
@@ -1090,10 +1081,8 @@ class Lake:
         dry_run: bool = False,
     ) -> WriteResult:
         """Import a CSV/Parquet file (see ``tasks.lake.importer``); errors name line and column."""
-        from tasks.lake.importer import ColumnMapping, import_file
-
-        mapping = ColumnMapping(time_col, value_col, metric, metric_col, tuple((label_cols or {}).items()))
-        return import_file(self, path, mapping, fmt=fmt, strict=strict, dry_run=dry_run)
+        mapping = importer.ColumnMapping(time_col, value_col, metric, metric_col, tuple((label_cols or {}).items()))
+        return importer.import_file(self, path, mapping, fmt=fmt, strict=strict, dry_run=dry_run)
 
     # ---- stats ---------------------------------------------------------------------------------
     @_retry_moved
@@ -1254,6 +1243,8 @@ def _ceil(ts: datetime, step_ms: int) -> datetime:
 
 def _fsspec_for(storage: LakeStorage) -> Any:
     """An fsspec filesystem named ``lakefs`` over the pyarrow filesystem, for DuckDB reads."""
+    # Imported here: only object-storage lakes need it, and fsspec costs ~54 ms of start-up
+    # (measured with -X importtime on top of polars/pyarrow/duckdb) that local lakes never repay.
     from fsspec.implementations.arrow import ArrowFSWrapper
 
     class _LakeFS(ArrowFSWrapper):

@@ -13,18 +13,25 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks.lake import schema as S
-from tasks.lake.storage import COMPRESSION, ROW_GROUP_SIZE, TMP_SUFFIX, LakeFile, temp_writer_alive
-
-if TYPE_CHECKING:
-    from tasks.lake.lake import Lake
+from tasks.lake.storage import (
+    COMPRESSION,
+    ROW_GROUP_SIZE,
+    TMP_SUFFIX,
+    LakeFile,
+    LakeStorage,
+    temp_writer_alive,
+)
 
 BIG_FILE_BYTES = 256 * 1024 * 1024
 ROLLUP_MANIFEST = "rollups.json"
@@ -32,6 +39,27 @@ ROLLUP_GRACE = timedelta(minutes=2)
 ROLLUP_FILE = "rollup.parquet"
 #: rollup table → (source table, resolution seconds)
 ROLLUP_CHAIN = (("rollup_1m", S.SAMPLES, 60), ("rollup_5m", "rollup_1m", 300), ("rollup_1h", "rollup_5m", 3600))
+
+
+class MaintainedLake(Protocol):
+    """What maintenance needs of a lake; :class:`tasks.lake.lake.Lake` is one.
+
+    Why a Protocol and not ``Lake``: the ``Lake`` facade delegates ``compact``/``build_rollups``/
+    ``apply_retention`` here and its reads pick rollups by ``rollup_watermarks``, so ``lake`` imports
+    this module; naming ``Lake`` back would make the two import each other (issue 12 item 7).
+    """
+
+    @property
+    def storage(self) -> LakeStorage: ...
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection: ...
+
+    def catalogue(self) -> pl.DataFrame: ...
+
+    def _paths(self, files: Sequence[LakeFile | str]) -> list[str]:
+        """Paths as DuckDB opens them (object storage goes through the lake's registered filesystem)."""
+        ...
 
 
 @dataclass
@@ -89,7 +117,7 @@ def _compaction_candidates(files: list[LakeFile], day: date, today: date, min_fi
 
 
 def compact(
-    lake: Lake,
+    lake: MaintainedLake,
     *,
     tables: tuple[str, ...] = S.APPEND_TABLES,
     min_files: int = 4,
@@ -141,15 +169,15 @@ def compact(
     return report
 
 
-def _count(lake: Lake, paths: list[str]) -> int:
+def _count(lake: MaintainedLake, paths: list[str]) -> int:
     return int(lake.con.sql("SELECT count(*) FROM read_parquet($f)", params={"f": paths}).fetchall()[0][0])
 
 
-def _count_query(lake: Lake, query: str, params: dict[str, Any]) -> int:
+def _count_query(lake: MaintainedLake, query: str, params: dict[str, Any]) -> int:
     return int(lake.con.sql(f"SELECT count(*) FROM ({query})", params=params).fetchall()[0][0])
 
 
-def _dedup_query(lake: Lake, table: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
+def _dedup_query(lake: MaintainedLake, table: str, paths: list[str]) -> tuple[str, dict[str, Any]]:
     """SQL keeping the last write per identity of ``paths``, in the table's sort order.
 
     For samples, duplicates are found on the numeric columns only and the series' names are
@@ -186,7 +214,7 @@ def _dedup_query(lake: Lake, table: str, paths: list[str]) -> tuple[str, dict[st
 
 
 def _copy_query_to_partition(
-    lake: Lake,
+    lake: MaintainedLake,
     table: str,
     day: date,
     query: str,
@@ -223,8 +251,6 @@ def _copy_query_to_partition(
             raise
         return final
     arrow = lake.con.sql(f"SELECT {cast} FROM ({query})", params=params).to_arrow_table().cast(schema)
-    import pyarrow.parquet as pq
-
     pq.write_table(arrow, final, filesystem=st.fs, compression=COMPRESSION, row_group_size=ROW_GROUP_SIZE)
     return final
 
@@ -234,8 +260,6 @@ def _sql_str(s: str) -> str:
 
 
 def _duck_type(t: Any) -> str:
-    import pyarrow as pa
-
     if pa.types.is_int64(t):
         return "BIGINT"
     if pa.types.is_float64(t):
@@ -245,7 +269,7 @@ def _duck_type(t: Any) -> str:
     return "VARCHAR"
 
 
-def _sweep_temp(lake: Lake, table: str, *, dry_run: bool, older_than_s: float = 3600.0) -> int:
+def _sweep_temp(lake: MaintainedLake, table: str, *, dry_run: bool, older_than_s: float = 3600.0) -> int:
     """Remove ``.partial`` files a crashed writer left behind (old ones whose writer is gone)."""
     if not lake.storage.local:
         return 0
@@ -263,7 +287,7 @@ def _sweep_temp(lake: Lake, table: str, *, dry_run: bool, older_than_s: float = 
 
 
 # ---- rollups ----------------------------------------------------------------------------------
-def _manifest(lake: Lake) -> dict[str, Any]:
+def _manifest(lake: MaintainedLake) -> dict[str, Any]:
     raw = lake.storage.read_bytes(lake.storage.meta_path(ROLLUP_MANIFEST))
     if not raw:
         return {"signatures": {}, "watermarks": {}}
@@ -276,7 +300,7 @@ def _manifest(lake: Lake) -> dict[str, Any]:
     return m
 
 
-def rollup_watermarks(lake: Lake) -> dict[str, datetime]:
+def rollup_watermarks(lake: MaintainedLake) -> dict[str, datetime]:
     """Per rollup table, the time before which it holds every complete bucket."""
     m = _manifest(lake)
     return {t: datetime.fromisoformat(v) for t, v in m["watermarks"].items()}
@@ -287,7 +311,7 @@ def _floor_s(ts: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
 
 
-def build_rollups(lake: Lake, *, now: datetime | None = None, force: bool = False) -> RollupReport:
+def build_rollups(lake: MaintainedLake, *, now: datetime | None = None, force: bool = False) -> RollupReport:
     """Rebuild 1m → 5m → 1h rollups of every sample partition that changed since the last build.
 
     A partition's rollup is recomputed whole from its deduplicated samples and replaces the old
@@ -380,7 +404,7 @@ SERIES_WRITE_GRACE_S = 3600.0
 
 
 def apply_retention(
-    lake: Lake, retention_days: dict[str, int], *, now: datetime | None = None, dry_run: bool = False
+    lake: MaintainedLake, retention_days: dict[str, int], *, now: datetime | None = None, dry_run: bool = False
 ) -> RetentionReport:
     """Drop whole day partitions older than each table's retention (days).
 
@@ -416,7 +440,7 @@ def apply_retention(
     return report
 
 
-def _expire_series_partition(lake: Lake, day: date, cutoffs: dict[str, date], *, dry_run: bool) -> int:
+def _expire_series_partition(lake: MaintainedLake, day: date, cutoffs: dict[str, date], *, dry_run: bool) -> int:
     """Rewrite an expired catalogue partition down to the series that still have rows; returns how
     many it keeps (0: the caller drops the partition whole)."""
     st = lake.storage
@@ -443,7 +467,7 @@ def _expire_series_partition(lake: Lake, day: date, cutoffs: dict[str, date], *,
     return len(live) + len(young)
 
 
-def _series_with_rows(lake: Lake, ids: list[int], cutoffs: dict[str, date]) -> set[int]:
+def _series_with_rows(lake: MaintainedLake, ids: list[int], cutoffs: dict[str, date]) -> set[int]:
     """Those of ``ids`` with a row in a data table partition that its retention keeps."""
     st = lake.storage
     live: set[int] = set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -514,8 +515,6 @@ def write_partitioned(
 
 
 def prepare_events(events: Iterable[S.Event]) -> pl.DataFrame:
-    import uuid
-
     rows = []
     for i, e in enumerate(events):
         if e.name not in S.EVENT_NAMES:

@@ -216,10 +216,10 @@ def load_metric(lake: Any, metric: Any, now: datetime, *, lookback: timedelta | 
 
 
 def _lake_forecast(lake: Any, metric: Any, now: datetime) -> tuple[Forecast | None, str]:
-    from tasks.forecasting.data import latest_forecasts
-
     max_age = parse_duration(metric.forecast_max_age)
-    rows = latest_forecasts(lake, metric.selector, since=now - max_age, until=now + timedelta(seconds=1))
+    # Through the lake, not ``tasks.forecasting`` (DESIGN: domain packages meet at the lake): the
+    # newest issue per series and target time, as ``forecasting.data.latest_forecasts`` answers it.
+    rows = lake.newest_forecasts(metric.selector, since=now - max_age, until=now + timedelta(seconds=1))
     if not rows.height:
         return None, "no forecast in the lake"
     # ``step`` in the table is the horizon index; the grid's spacing is read off the target times.
@@ -553,10 +553,8 @@ def _hour_ranges(hours: list[int]) -> str:
 
 
 def _forecast_risk(lake: Any, t: Any, now: datetime, horizon: timedelta, per_unit: float) -> dict[str, Any] | None:
-    from tasks.forecasting.data import latest_forecasts
-
-    rows = latest_forecasts(lake, t.metric.selector, since=now - parse_duration(t.metric.forecast_max_age),
-                            until=now + timedelta(seconds=1))  # fmt: skip
+    rows = lake.newest_forecasts(t.metric.selector, since=now - parse_duration(t.metric.forecast_max_age),
+                                 until=now + timedelta(seconds=1))  # fmt: skip
     rows = rows.filter((pl.col("ts") >= now) & (pl.col("ts") < now + horizon)) if rows.height else rows
     if not rows.height:
         return None
