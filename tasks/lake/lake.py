@@ -59,6 +59,8 @@ RAW_AGG_SQL = {
 #: Rows per frame ``Lake.stream`` yields, and series per bucket query it runs.
 STREAM_BATCH_ROWS = 100_000
 STREAM_SERIES_GROUP = 256
+#: Series per query when streaming raw samples (their rows are sorted and deduplicated together).
+STREAM_RAW_SERIES_GROUP = 32
 #: ``summarize`` results kept per Lake object (each a row per series: small).
 SUMMARY_CACHE_ENTRIES = 64
 RESULT_SCHEMA: dict[str, pl.DataType] = {
@@ -525,7 +527,18 @@ class Lake:
         if agg not in ("rate", "increase"):
             parse_agg(agg)  # a bad aggregation is an error even when nothing matches
         if step is None:
-            yield from self._stream_raw(self.series(selector).sort("series"), start, end, limit, batch_rows)
+            # A group of series at a time: the sort (and the last-write-wins dedup of a lake not yet
+            # compacted) then holds one group's rows, not the whole lake's, and a table view that
+            # wants 50 rows reads only the first group.
+            matched = self.series(selector).sort("series")
+            left = limit
+            for i in range(0, matched.height, STREAM_RAW_SERIES_GROUP):
+                for df in self._stream_raw(matched.slice(i, STREAM_RAW_SERIES_GROUP), start, end, left, batch_rows):
+                    if left is not None:
+                        left -= df.height
+                    yield df
+                if left == 0:
+                    return
             return
         matched = self.series(selector).sort("series")
         left = limit
