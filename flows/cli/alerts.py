@@ -1,5 +1,5 @@
 """``cortex-perf alerts …``: list alerts, run a tick, acknowledge, resolve, silence, test receivers.
-Parsing and printing only; the work is in ``tasks.alerting``. Mounted on the main app by ``flows.cli``."""
+Parsing and printing only; the work is in ``tasks.alerting``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli import _print_json, _state, console, handle_errors
-from flows.cli_output import DataTable
+from flows.cli.common import CliError, cli_state, console, handle_errors, print_json
+from flows.cli.output import DataTable
 
 alerts_app = typer.Typer(
     help="Alerts from the rule files: list, evaluate now, acknowledge, resolve, silence, test receivers.",
@@ -92,7 +92,6 @@ def _print_failing_rules(settings: Any) -> None:
 
 def _find(settings: Any, alert_id: str) -> dict[str, Any]:
     """The live alert whose ID is ``alert_id`` or starts with it (at least 6 characters, unique)."""
-    from flows.cli import CliError
 
     if len(alert_id) < 6:
         raise CliError(f"alert ID {alert_id!r}: give at least 6 characters (see `alerts list`)")
@@ -112,10 +111,10 @@ def alerts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Current alerts (firing first, then pending) as the alerts flow last left them."""
-    settings = _state(ctx).settings()
+    settings = cli_state(ctx).settings()
     rows = _rows(settings, all_)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     _print_failing_rules(settings)
     if not rows:
@@ -155,14 +154,14 @@ def alerts_run(
     """Run one alerting tick now (what the `alerts` flow does every minute), without Prefect."""
     from tasks.alerting.service import run_alerts
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     if not settings.alerting.rule_files:
         console.print("alerting.rule_files is empty: no rules to evaluate (set it in the config or with --set).")
         raise typer.Exit(1)
     res = run_alerts(settings, st.lake(), dry_run=dry_run)
     if as_json:
-        _print_json(res.to_dict())
+        print_json(res.to_dict())
         return
     console.print(res.markdown(), markup=False, highlight=False, soft_wrap=True)
 
@@ -177,7 +176,7 @@ def _silences(ctx: typer.Context) -> Any:
     from tasks.alerting.notify.silences import SilenceStore
     from tasks.state import State
 
-    return SilenceStore(State.from_settings(_state(ctx).settings()))
+    return SilenceStore(State.from_settings(cli_state(ctx).settings()))
 
 
 @silence_app.command("add")
@@ -224,7 +223,7 @@ def silence_list(
     states = None if all_ else ("active", "pending")
     rows = [s.to_dict(now) for s in _silences(ctx).list(now, states=states)]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         console.print("No silences.")
@@ -284,7 +283,7 @@ def alerts_ack(
     from tasks.state import State
     from tasks.timeparse import parse_duration
 
-    settings = _state(ctx).settings()
+    settings = cli_state(ctx).settings()
     row = _find(settings, alert_id)
     hold = parse_duration(for_ or settings.alerting.ack_timeout)
     now = datetime.now(UTC)
@@ -313,13 +312,12 @@ def alerts_resolve(
     """Resolve an alert by hand: notified once as resolved, then quiet until a new episode starts."""
     from datetime import UTC, datetime
 
-    from flows.cli import CliError
     from tasks.alerting.notify.acks import AckStore
     from tasks.state import State
 
     if not reason.strip():
         raise CliError("--reason: say why the alert is resolved")
-    settings = _state(ctx).settings()
+    settings = cli_state(ctx).settings()
     row = _find(settings, alert_id)
     if dry_run:
         console.print(f"would resolve {row['id']} ({row['alertname']}): {reason}", highlight=False, markup=False)
@@ -332,7 +330,6 @@ def alerts_resolve(
 
 
 def _notify_config(settings: Any) -> Any:
-    from flows.cli import CliError
     from tasks.alerting.notify.notify_config import load_notify_config
 
     if not settings.alerting.notify_config:
@@ -350,11 +347,10 @@ def alerts_test_notify(
     ] = False,
 ) -> None:
     """Send a test notification to RECEIVER now (bypassing routing and the outbox); exit 1 if it fails."""
-    from flows.cli import CliError
     from tasks.alerting.notify.delivery import test_notify
     from tasks.state import State
 
-    settings = _state(ctx).settings()
+    settings = cli_state(ctx).settings()
     cfg = _notify_config(settings)
     if receiver not in cfg.parsed_receivers:
         raise CliError(f"receiver {receiver!r}: not in {cfg.path} (have: {', '.join(sorted(cfg.parsed_receivers))})")
@@ -388,10 +384,10 @@ def alerts_notifications(
     from tasks.alerting.notify.delivery import list_outbox
     from tasks.state import State
 
-    entries = list_outbox(State.from_settings(_state(ctx).settings()), status=status, receiver=receiver, limit=limit)
+    entries = list_outbox(State.from_settings(cli_state(ctx).settings()), status=status, receiver=receiver, limit=limit)
     rows = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(e).items()} for e in entries]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         console.print("No notifications.")

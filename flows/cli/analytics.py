@@ -1,5 +1,5 @@
 """``cortex-perf insights | root-cause | export``: the analytics engine's faces on the command line.
-Parsing and printing only; the work is in ``tasks.analytics``. Mounted on the main app by ``flows.cli``."""
+Parsing and printing only; the work is in ``tasks.analytics``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli import _print_json, _state, console, handle_errors
-from flows.cli_output import DataTable
+from flows.cli.common import cli_state, console, handle_errors, print_json
+from flows.cli.output import DataTable
 
 #: How the evidence's keys read in the table (``--json`` keeps the keys themselves).
 _EVIDENCE_WORDS = {
@@ -72,9 +72,9 @@ def insights_cmd(
     from tasks.analytics import insights
 
     start, end = _range(since, until)
-    found = insights(_state(ctx).lake(), start, end, selectors=selector or None, limit=limit)
+    found = insights(cli_state(ctx).lake(), start, end, selectors=selector or None, limit=limit)
     if as_json:
-        _print_json([f.to_dict() for f in found])
+        print_json([f.to_dict() for f in found])
         return
     if not found:
         console.print("No findings in this range.")
@@ -101,9 +101,9 @@ def root_cause_cmd(
     from tasks.analytics import root_cause
     from tasks.timeparse import parse_time
 
-    res = root_cause(_state(ctx).lake(), series, parse_time(at), window=window, limit=limit)
+    res = root_cause(cli_state(ctx).lake(), series, parse_time(at), window=window, limit=limit)
     if as_json:
-        _print_json(res.to_dict())
+        print_json(res.to_dict())
         return
     if not res.causes:
         console.print(f"No candidate causes for {series}: {res.note}", highlight=False, markup=False)
@@ -138,7 +138,7 @@ def export_cmd(
             f"would export {what} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}) as {fmt} to {out}", markup=False
         )
         return
-    res = export(_state(ctx).lake(), what, fmt, out, start=start, end=end)
+    res = export(cli_state(ctx).lake(), what, fmt, out, start=start, end=end)
     console.print(
         f"exported {res.rows:,} row(s) of {res.source} to {res.path} ({res.bytes:,} bytes, {res.fmt})", markup=False
     )

@@ -1,6 +1,6 @@
 """``cortex-perf forecast …`` and ``cortex-perf anomaly …``: the CLI faces of forecasting and
 anomaly detection. Parsing and printing only; the work is in ``tasks.forecasting`` and
-``tasks.anomaly``. Mounted on the main app by ``flows.cli``."""
+``tasks.anomaly``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import (
+from flows.cli.common import (
     CliError,
-    _announce_prefect,
-    _fmt_value,
-    _print_json,
-    _state,
+    announce_prefect,
+    cli_state,
     console,
     err_console,
+    fmt_value,
     handle_errors,
+    print_json,
 )
-from flows.cli_output import DataTable, styled
+from flows.cli.output import DataTable, escape, styled
 
 forecast_app = typer.Typer(
     help="Train, inspect and backtest the forecasters (XGBoost global model + statsmodels baselines).",
@@ -39,7 +39,7 @@ def forecast_train(
     ] = False,
 ) -> None:
     """Retrain every configured model now (the hourly `forecast` flow): backtest, promote, forecast."""
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     if dry_run:
         from tasks.forecasting.data import group_series, load_history
@@ -63,7 +63,7 @@ def forecast_train(
             t.add_row(g.name, str(g.n_series), f"{g.history.height:,}")
         console.print(t)
         return
-    _announce_prefect()
+    announce_prefect()
     from flows.forecast import forecast
 
     with st.flow_overrides() as overrides:
@@ -80,10 +80,10 @@ def forecast_train(
             t.add_row(
                 r["name"],
                 model,
-                _fmt_value(sc.get("mase_mean")),
-                _fmt_value(sc.get("mase_median")),
-                _fmt_value(sc.get("smape_mean")),
-                _fmt_value(sc.get("coverage_p80_mean")),
+                fmt_value(sc.get("mase_mean")),
+                fmt_value(sc.get("mase_median")),
+                fmt_value(sc.get("smape_mean")),
+                fmt_value(sc.get("coverage_p80_mean")),
                 mark,
             )
         if r.get("error"):
@@ -104,7 +104,7 @@ def forecast_show(
     from tasks.forecasting.data import latest_forecasts
     from tasks.lake.schema import now_utc
 
-    lake = _state(ctx).lake()
+    lake = cli_state(ctx).lake()
     now = now_utc()
     df = latest_forecasts(lake, series, since=now - timedelta(days=2), until=now + timedelta(minutes=1))
     if not df.height:
@@ -112,7 +112,7 @@ def forecast_show(
     names = lake.series(series).select("series_id", "series")
     df = df.join(names, on="series_id").sort("series", "ts")
     if as_json:
-        _print_json(json.loads(df.drop("series_id", "labels").write_json()))
+        print_json(json.loads(df.drop("series_id", "labels").write_json()))
         return
     t = DataTable(title=f"forecast for {series}")
     for col in ("series", "target (UTC)", "step", "p10", "p50", "p90", "p99", "model", "issued"):
@@ -122,7 +122,7 @@ def forecast_show(
             row["series"],
             row["ts"].strftime("%Y-%m-%d %H:%M"),
             str(row["step"]),
-            *(_fmt_value(row[c]) for c in ("p10", "p50", "p90", "p99")),
+            *(fmt_value(row[c]) for c in ("p10", "p50", "p90", "p99")),
             f"{row['model']} {row['version']}",
             row["issued_at"].strftime("%H:%M"),
         )
@@ -139,9 +139,9 @@ def forecast_history(
     """Every registered model version: status (champion/challenger/retired/rejected), score, window."""
     from tasks.forecasting.registry import ModelRegistry
 
-    versions = ModelRegistry.from_settings(_state(ctx).settings()).history(model)
+    versions = ModelRegistry.from_settings(cli_state(ctx).settings()).history(model)
     if as_json:
-        _print_json([v.to_dict() for v in versions])
+        print_json([v.to_dict() for v in versions])
         return
     if not versions:
         raise CliError("no model versions yet (run `cortex-perf forecast train`)")
@@ -156,7 +156,7 @@ def forecast_history(
             v.version,
             v.kind,
             v.status,
-            _fmt_value(v.score),
+            fmt_value(v.score),
             window,
             f"{v.created_at:%m-%d %H:%M}",
             v.note or "",
@@ -175,7 +175,7 @@ def forecast_rollback(
     """Retire the current champion and restore the previous one."""
     from tasks.forecasting.registry import ModelRegistry
 
-    reg = ModelRegistry.from_settings(_state(ctx).settings())
+    reg = ModelRegistry.from_settings(cli_state(ctx).settings())
     current = reg.champion(model)
     if current is None:
         raise CliError(f"model {model!r} has no champion")
@@ -213,7 +213,7 @@ def forecast_backtest(
         raise CliError(f"{file}: no such file")
     result = backtest_csv(file, time_col, value_col, horizon=horizon, season=season, models=models or None)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     console.print(render_backtest_table(result))
 
@@ -244,7 +244,6 @@ def anomaly_detect(
     ] = False,
 ) -> None:
     """Score every CSV with the causal detector; writes timestamp,value,anomaly_score (NAB's format)."""
-    from flows.cli_output import escape
     from tasks.anomaly.cli_detect import detect_paths, parse_warmup
 
     missing = [str(p) for p in paths if not p.exists()]

@@ -1,6 +1,6 @@
 """``cortex-perf rules …``: check rule files like ``promtool check rules`` and run rule unit tests like
 ``promtool test rules``. Parsing and printing only; the work is in ``tasks.alerting.rules.rule_files`` and
-``tasks.alerting.rules.rule_tests``. Mounted on the main app by ``flows.cli``."""
+``tasks.alerting.rules.rule_tests``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import console, err_console, handle_errors
+from flows.cli.common import console, err_console, handle_errors
 
 rules_app = typer.Typer(
     help="Alerting rule files in the Prometheus rule-file format: validate them, run their promtool unit tests.",

@@ -1,5 +1,5 @@
 """``cortex-perf scale …``: plan, apply, history and right-sizing advice for the scaling targets.
-Parsing and printing only; the work is in ``tasks.scaling.service``. Mounted on the main app by ``flows.cli``."""
+Parsing and printing only; the work is in ``tasks.scaling.service``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from flows.cli import _print_json, _state, console, handle_errors
-from flows.cli_output import DataTable
+from flows.cli.common import CliError, cli_state, console, handle_errors, print_json
+from flows.cli.output import DataTable
 
 scale_app = typer.Typer(
     help="Scaling targets: plan a decision, apply it, see the history, get right-sizing advice.",
@@ -54,8 +54,6 @@ def _action_text(a: dict[str, Any]) -> str:
 
 def _targets(settings: Any, target: str | None) -> list[str] | None:
     if not settings.scaling.targets:
-        from flows.cli import CliError
-
         raise CliError("no scaling targets configured (scaling.targets in the config file)", code=1)
     return [target] if target else None
 
@@ -66,11 +64,11 @@ def scale_plan(ctx: typer.Context, target: TargetArg = None, as_json: JsonOpt = 
     """The decision each target would get now, and why. Nothing is recorded or applied."""
     from tasks.scaling.service import run_scaling
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     run = run_scaling(settings, st.lake(), mode=settings.scaling.mode, targets=_targets(settings, target), record=False)
     if as_json:
-        _print_json(run.to_dict())
+        print_json(run.to_dict())
     else:
         console.print(_decisions_table(run, f"Plan at {run.now:%Y-%m-%d %H:%M:%S} UTC (nothing applied)"))
     if run.failed:
@@ -92,12 +90,12 @@ def scale_apply(
     Exit 1 when any target failed (the failure is recorded as an `action.failed` event)."""
     from tasks.scaling.service import run_scaling
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     mode: Literal["dry-run", "apply"] = "dry-run" if dry_run else "apply"
     run = run_scaling(settings, st.lake(), mode=mode, targets=_targets(settings, target))
     if as_json:
-        _print_json(run.to_dict())
+        print_json(run.to_dict())
     else:
         console.print(_decisions_table(run, f"Tick at {run.now:%Y-%m-%d %H:%M:%S} UTC ({mode})"))
     if run.failed:
@@ -116,7 +114,7 @@ def scale_history(
     from tasks.actuators import ActionLedger
     from tasks.scaling.records import ScalingRecords
 
-    settings = _state(ctx).settings()
+    settings = cli_state(ctx).settings()
     if target:
         settings.scaling.target(target)  # a typo is an error naming the known targets
     decisions = ScalingRecords.from_settings(settings).decisions(target, limit=limit)
@@ -141,7 +139,7 @@ def scale_history(
         for d in decisions
     ]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         console.print("No scaling decision recorded yet (run `cortex-perf scale apply` or the `scale` flow).")
@@ -173,12 +171,12 @@ def scale_recommend(
     from tasks.scaling.service import recommend
     from tasks.timeparse import parse_duration
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     _targets(settings, None)
     recs = recommend(settings, st.lake(), lookback=parse_duration(lookback), horizon=timedelta(hours=hours))
     if as_json:
-        _print_json(recs)
+        print_json(recs)
         return
     t = DataTable(
         title=f"Recommendations (load over the last {lookback}, forecasts {hours:g} h ahead)", title_justify="left"
