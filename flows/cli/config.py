@@ -21,15 +21,15 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML.")] = False,
 ) -> None:
     """Print the effective configuration, secrets redacted (`**********`)."""
-    from tasks.config import redacted
-    from tasks.config.settings import config_path
+    from tasks.config import redacted  # lazy (start-up): pydantic
+    from tasks.config.settings import config_path  # lazy (start-up): pydantic
 
     st = cli_state(ctx)
     data = redacted(st.settings())
     if as_json:
         print_json(data)
         return
-    import yaml
+    import yaml  # lazy (start-up): only `config show` prints YAML
 
     src = config_path(st.config)
     sys.stdout.write(f"# effective configuration (file: {src or 'none, defaults'}; env and --set applied)\n")
@@ -39,8 +39,8 @@ def config_show(
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> None:
     """Validate the configuration; exit 1 with every bad field named (and its allowed values)."""
-    from tasks.config import ConfigError
-    from tasks.config.settings import config_path
+    from tasks.config import ConfigError  # lazy (start-up): pydantic
+    from tasks.config.settings import config_path  # lazy (start-up): pydantic
 
     st = cli_state(ctx)
     try:

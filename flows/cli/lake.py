@@ -192,9 +192,7 @@ def lake_compact(
     """Merge each day partition's small files into one, dropping duplicate samples."""
     st = cli_state(ctx)
     settings = st.settings()
-    from tasks.lake import Lake
-
-    report = Lake.from_settings(settings).compact(min_files=settings.lake.compact_min_files, dry_run=dry_run).to_dict()
+    report = st.lake().compact(min_files=settings.lake.compact_min_files, dry_run=dry_run).to_dict()
     if as_json:
         print_json(report)
         return

@@ -5,7 +5,6 @@ anomaly detection. Parsing and printing only; the work is in ``tasks.forecasting
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from flows.cli.common import (
     print_json,
 )
 from flows.cli.output import DataTable, escape, styled
+from tasks.timeparse import parse_duration
 
 forecast_app = typer.Typer(
     help="Train, inspect and backtest the forecasters (XGBoost global model + statsmodels baselines).",
@@ -42,15 +42,13 @@ def forecast_train(
     st = cli_state(ctx)
     settings = st.settings()
     if dry_run:
-        from tasks.forecasting.data import group_series, load_history
-        from tasks.lake import Lake
-        from tasks.lake.schema import now_utc
-        from tasks.timeparse import parse_duration
+        from tasks.forecasting.data import group_series, load_history  # lazy (start-up): polars, xgboost
+        from tasks.lake.schema import now_utc  # lazy (start-up): polars
 
         cfg = settings.forecast
         end = now_utc()
         history = load_history(
-            Lake.from_settings(settings),
+            st.lake(),
             cfg.selectors,
             end - parse_duration(cfg.lookback),
             end,
@@ -64,7 +62,7 @@ def forecast_train(
         console.print(t)
         return
     announce_prefect()
-    from flows.forecast import forecast
+    from flows.forecast import forecast  # lazy (start-up): Prefect, after the app set its environment
 
     with st.flow_overrides() as overrides:
         summary = forecast(config_path=st.config_arg, overrides=overrides)
@@ -101,16 +99,12 @@ def forecast_show(
     limit: Annotated[int, typer.Option(help="Rows to print.", min=1)] = 48,
 ) -> None:
     """The newest forecast (p10/p50/p90/p99 per target time) of the matching series."""
-    from tasks.forecasting.data import latest_forecasts
-    from tasks.lake.schema import now_utc
+    from tasks.forecasting.data import named_latest_forecasts  # lazy (start-up): polars, xgboost
+    from tasks.lake.schema import now_utc  # lazy (start-up): polars
 
-    lake = cli_state(ctx).lake()
-    now = now_utc()
-    df = latest_forecasts(lake, series, since=now - timedelta(days=2), until=now + timedelta(minutes=1))
+    df = named_latest_forecasts(cli_state(ctx).lake(), series, now=now_utc())
     if not df.height:
         raise CliError(f"no forecasts for {series} in the last 2 days (run `cortex-perf forecast train`)")
-    names = lake.series(series).select("series_id", "series")
-    df = df.join(names, on="series_id").sort("series", "ts")
     if as_json:
         print_json(json.loads(df.drop("series_id", "labels").write_json()))
         return
@@ -137,7 +131,7 @@ def forecast_history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Every registered model version: status (champion/challenger/retired/rejected), score, window."""
-    from tasks.forecasting.registry import ModelRegistry
+    from tasks.forecasting.registry import ModelRegistry  # lazy (start-up): polars, duckdb, xgboost
 
     versions = ModelRegistry.from_settings(cli_state(ctx).settings()).history(model)
     if as_json:
@@ -173,7 +167,7 @@ def forecast_rollback(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be restored; change nothing.")] = False,
 ) -> None:
     """Retire the current champion and restore the previous one."""
-    from tasks.forecasting.registry import ModelRegistry
+    from tasks.forecasting.registry import ModelRegistry  # lazy (start-up): polars, duckdb, xgboost
 
     reg = ModelRegistry.from_settings(cli_state(ctx).settings())
     current = reg.champion(model)
@@ -207,7 +201,7 @@ def forecast_backtest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Backtest every model on your own CSV series: last 20 % held out, rolling origin, MASE/sMAPE/coverage."""
-    from tasks.forecasting.backtest import backtest_csv, render_backtest_table
+    from tasks.forecasting.backtest import backtest_csv, render_backtest_table  # lazy (start-up): polars, statsmodels
 
     if not file.exists():
         raise CliError(f"{file}: no such file")
@@ -244,7 +238,7 @@ def anomaly_detect(
     ] = False,
 ) -> None:
     """Score every CSV with the causal detector; writes timestamp,value,anomaly_score (NAB's format)."""
-    from tasks.anomaly.cli_detect import detect_paths, parse_warmup
+    from tasks.anomaly.cli_detect import detect_paths, parse_warmup  # lazy (start-up): numpy
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:

@@ -41,7 +41,7 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run the report notebooks over the lake into self-contained HTML under `<data_dir>/reports/`."""
-    from tasks.reports import mail_reports, render_reports
+    from tasks.reports import mail_reports, render_reports  # lazy (start-up): papermill, polars, duckdb
 
     settings = cli_state(ctx).settings()
     if mail and not email:

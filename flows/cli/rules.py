@@ -26,7 +26,7 @@ def rules_check(
 
     Prints `SUCCESS: N rules found` per valid file, or each problem as `file:line:col: message`
     (exit code 1), like `promtool check rules`."""
-    from tasks.alerting.rules.rule_files import summarize
+    from tasks.alerting.rules.rule_files import summarize  # lazy (start-up): polars, yaml
 
     failed = False
     for path in files:
@@ -59,7 +59,7 @@ def rules_test(
     `promql_expr_test`. Prints `Unit Testing:  FILE` then `  SUCCESS`, or `  FAILED:` with each
     failure showing expected and got; exit code 1 if any test fails. Example:
     `cortex-perf rules test data/examples/alerting/rules_test.yml`."""
-    from tasks.alerting.rules.rule_tests import run_test_files
+    from tasks.alerting.rules.rule_tests import run_test_files  # lazy (start-up): polars, duckdb
     from tasks.alerting.rules.sqlcompile import evaluate_one  # the engine the alerts flow runs
 
     def out(line: str) -> None:

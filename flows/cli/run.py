@@ -106,7 +106,7 @@ def run(
     st = cli_state(ctx)
     config_file: Path | None = None
     if demo:  # leave a working config behind (never replacing one), so later commands find the demo's setup
-        from tasks.demo_config import ensure_demo_config
+        from tasks.demo_config import ensure_demo_config  # lazy (start-up): pydantic, yaml
 
         config_file, written = ensure_demo_config(st.config)
         note = "Wrote" if written else "Using your"
@@ -115,10 +115,9 @@ def run(
     settings = st.settings()  # fail fast on bad config, before any server starts
     seeded_here: dict[str, Any] | None = None
     if demo:
-        from tasks.demo import demo_seeded, seed_demo
-        from tasks.lake import Lake
+        from tasks.demo import demo_seeded, seed_demo  # lazy (start-up): polars
 
-        lake = Lake.from_settings(settings)
+        lake = st.lake()
         if demo_seeded(lake):
             err_console.print(f"Demo history already in {lake.root}; not seeding again.", markup=False)
         else:
@@ -127,7 +126,7 @@ def run(
             err_console.print(f"Seeded {res.rows:,} samples in {res.series} series into {lake.root}.", markup=False)
             seeded_here = res.to_dict()
     announce_prefect()
-    from flows.pipeline import PipelineFailed, pipeline
+    from flows.pipeline import PipelineFailed, pipeline  # lazy (start-up): Prefect, after the app set its environment
 
     with st.flow_overrides() as overrides:
         state = pipeline(demo=demo, config_path=st.config_arg, overrides=overrides, demo_days=days, return_state=True)
@@ -146,7 +145,7 @@ def run(
                 )
     render_pipeline_summary(summary)
     if config_file is not None and not settings.alerting.notify_config:
-        from tasks.demo_config import receiver_hint
+        from tasks.demo_config import receiver_hint  # lazy (start-up): pydantic, yaml
 
         for line in receiver_hint(config_file):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -167,8 +166,8 @@ def collect(
     st = cli_state(ctx)
     settings = st.settings()
     if dry_run:
-        from tasks.lake.schema import canonical_labels, series_key
-        from tasks.sources.runner import build_sources, collect_all
+        from tasks.lake.schema import canonical_labels, series_key  # lazy (start-up): polars
+        from tasks.sources.runner import build_sources, collect_all  # lazy (start-up): the source clients
 
         sources = build_sources(settings)
         result = collect_all(sources, timeout_s=settings.collect.source_timeout_s)
@@ -189,7 +188,7 @@ def collect(
             err_console.print(f"source {name} skipped: {why}", markup=False, highlight=False, soft_wrap=True)
         return
     announce_prefect()
-    from flows.collect import collect as collect_flow
+    from flows.collect import collect as collect_flow  # lazy (start-up): Prefect, after the app set its environment
 
     with st.flow_overrides() as overrides:
         summary = collect_flow(config_path=st.config_arg, overrides=overrides)
@@ -221,7 +220,7 @@ def serve(
             "that disappears with this process. Start `prefect server start` and export PREFECT_API_URL "
             "to keep runs and schedules."
         )
-    from flows.serve import serve_from_yaml
+    from flows.serve import serve_from_yaml  # lazy (start-up): Prefect, after the app set its environment
 
     with st.flow_overrides() as overrides:
         serve_from_yaml(file, overrides=overrides, config_path=st.config_arg, limit=limit)

@@ -3,12 +3,14 @@ Parsing and printing only; the work is in ``tasks.scaling.service``. Mounted on 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import typer
 
 from flows.cli.common import CliError, cli_state, console, handle_errors, print_json
 from flows.cli.output import DataTable
+from tasks.timeparse import parse_duration
 
 scale_app = typer.Typer(
     help="Scaling targets: plan a decision, apply it, see the history, get right-sizing advice.",
@@ -62,7 +64,7 @@ def _targets(settings: Any, target: str | None) -> list[str] | None:
 @handle_errors
 def scale_plan(ctx: typer.Context, target: TargetArg = None, as_json: JsonOpt = False) -> None:
     """The decision each target would get now, and why. Nothing is recorded or applied."""
-    from tasks.scaling.service import run_scaling
+    from tasks.scaling.service import run_scaling  # lazy (start-up): polars, duckdb, pydantic
 
     st = cli_state(ctx)
     settings = st.settings()
@@ -88,7 +90,7 @@ def scale_apply(
     """Run one scaling tick now and apply it through the actuators (what the `scale` flow does in apply mode).
 
     Exit 1 when any target failed (the failure is recorded as an `action.failed` event)."""
-    from tasks.scaling.service import run_scaling
+    from tasks.scaling.service import run_scaling  # lazy (start-up): polars, duckdb, pydantic
 
     st = cli_state(ctx)
     settings = st.settings()
@@ -111,33 +113,12 @@ def scale_history(
     as_json: JsonOpt = False,
 ) -> None:
     """Recorded decisions (newest first) and what the actuators did with them."""
-    from tasks.actuators import ActionLedger
-    from tasks.scaling.records import ScalingRecords
+    from tasks.scaling.history import decision_history  # lazy (start-up): duckdb, pydantic
 
     settings = cli_state(ctx).settings()
     if target:
         settings.scaling.target(target)  # a typo is an error naming the known targets
-    decisions = ScalingRecords.from_settings(settings).decisions(target, limit=limit)
-    actions: dict[str, list[Any]] = {}
-    for row in ActionLedger.from_settings(settings).history(target, limit=limit * 4):
-        actions.setdefault(row.decision_id, []).append(row)
-    rows = [
-        {
-            **d.to_dict(),
-            "actions": [
-                {
-                    "actuator": a.actuator,
-                    "status": a.status,
-                    "observed": a.observed,
-                    "error": a.error,
-                    "attempts": a.attempts,
-                    "finished_at": a.finished_at.isoformat() if a.finished_at else None,
-                }
-                for a in actions.get(d.decision_id, [])
-            ],
-        }
-        for d in decisions
-    ]
+    rows = decision_history(settings, target, limit=limit)
     if as_json:
         print_json(rows)
         return
@@ -166,10 +147,8 @@ def scale_recommend(
     as_json: JsonOpt = False,
 ) -> None:
     """Right-sizing advice with numbers: idle floors, cheaper night settings, saturation, SLO risk ahead."""
-    from datetime import timedelta
 
-    from tasks.scaling.service import recommend
-    from tasks.timeparse import parse_duration
+    from tasks.scaling.service import recommend  # lazy (start-up): polars, duckdb, pydantic
 
     st = cli_state(ctx)
     settings = st.settings()

@@ -29,8 +29,8 @@ def status(
     """Health of every component (sources, lake, state DB, flows, alert channels, actuators).
 
     Exit code 1 when anything is down; degraded and unknown components do not fail it."""
-    from tasks.health import any_down, check_health, record_health
-    from tasks.lake.schema import now_utc
+    from tasks.health import any_down, check_health, record_health  # lazy (start-up): polars
+    from tasks.lake.schema import now_utc  # lazy (start-up): polars
 
     cli = cli_state(ctx)
     settings = cli.settings()
