@@ -87,3 +87,14 @@ def latest_forecasts(lake: Any, selector: str, *, since: datetime, until: dateti
     if not rows.height:
         return rows
     return rows.sort("issued_at").unique(["series_id", "ts"], keep="last").sort("series_id", "ts")
+
+
+def named_latest_forecasts(lake: Any, selector: str, *, now: datetime) -> pl.DataFrame:
+    """The newest forecast of every series matching ``selector`` for target times from two days
+    before ``now`` to a minute after it, with each series' name, by series and target time (what
+    ``cortex-perf forecast show`` lists); empty when nothing was forecast."""
+    df = latest_forecasts(lake, selector, since=now - timedelta(days=2), until=now + timedelta(minutes=1))
+    if not df.height:
+        return df
+    names = lake.series(selector).select("series_id", "series")
+    return df.join(names, on="series_id").sort("series", "ts")

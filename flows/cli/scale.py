@@ -1,14 +1,16 @@
 """``cortex-perf scale …``: plan, apply, history and right-sizing advice for the scaling targets.
-Parsing and printing only; the work is in ``tasks.scaling.service``. Mounted on the main app by ``flows.cli``."""
+Parsing and printing only; the work is in ``tasks.scaling.service``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import typer
 
-from flows.cli import _print_json, _state, console, handle_errors
-from flows.cli_output import DataTable
+from flows.cli.common import CliError, cli_state, console, handle_errors, print_json
+from flows.cli.output import DataTable
+from tasks.timeparse import parse_duration
 
 scale_app = typer.Typer(
     help="Scaling targets: plan a decision, apply it, see the history, get right-sizing advice.",
@@ -54,8 +56,6 @@ def _action_text(a: dict[str, Any]) -> str:
 
 def _targets(settings: Any, target: str | None) -> list[str] | None:
     if not settings.scaling.targets:
-        from flows.cli import CliError
-
         raise CliError("no scaling targets configured (scaling.targets in the config file)", code=1)
     return [target] if target else None
 
@@ -64,13 +64,13 @@ def _targets(settings: Any, target: str | None) -> list[str] | None:
 @handle_errors
 def scale_plan(ctx: typer.Context, target: TargetArg = None, as_json: JsonOpt = False) -> None:
     """The decision each target would get now, and why. Nothing is recorded or applied."""
-    from tasks.scaling.service import run_scaling
+    from tasks.scaling.service import run_scaling  # lazy (start-up): polars, duckdb, pydantic
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     run = run_scaling(settings, st.lake(), mode=settings.scaling.mode, targets=_targets(settings, target), record=False)
     if as_json:
-        _print_json(run.to_dict())
+        print_json(run.to_dict())
     else:
         console.print(_decisions_table(run, f"Plan at {run.now:%Y-%m-%d %H:%M:%S} UTC (nothing applied)"))
     if run.failed:
@@ -90,14 +90,14 @@ def scale_apply(
     """Run one scaling tick now and apply it through the actuators (what the `scale` flow does in apply mode).
 
     Exit 1 when any target failed (the failure is recorded as an `action.failed` event)."""
-    from tasks.scaling.service import run_scaling
+    from tasks.scaling.service import run_scaling  # lazy (start-up): polars, duckdb, pydantic
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     mode: Literal["dry-run", "apply"] = "dry-run" if dry_run else "apply"
     run = run_scaling(settings, st.lake(), mode=mode, targets=_targets(settings, target))
     if as_json:
-        _print_json(run.to_dict())
+        print_json(run.to_dict())
     else:
         console.print(_decisions_table(run, f"Tick at {run.now:%Y-%m-%d %H:%M:%S} UTC ({mode})"))
     if run.failed:
@@ -113,35 +113,14 @@ def scale_history(
     as_json: JsonOpt = False,
 ) -> None:
     """Recorded decisions (newest first) and what the actuators did with them."""
-    from tasks.actuators import ActionLedger
-    from tasks.scaling.records import ScalingRecords
+    from tasks.scaling.history import decision_history  # lazy (start-up): duckdb, pydantic
 
-    settings = _state(ctx).settings()
+    settings = cli_state(ctx).settings()
     if target:
         settings.scaling.target(target)  # a typo is an error naming the known targets
-    decisions = ScalingRecords.from_settings(settings).decisions(target, limit=limit)
-    actions: dict[str, list[Any]] = {}
-    for row in ActionLedger.from_settings(settings).history(target, limit=limit * 4):
-        actions.setdefault(row.decision_id, []).append(row)
-    rows = [
-        {
-            **d.to_dict(),
-            "actions": [
-                {
-                    "actuator": a.actuator,
-                    "status": a.status,
-                    "observed": a.observed,
-                    "error": a.error,
-                    "attempts": a.attempts,
-                    "finished_at": a.finished_at.isoformat() if a.finished_at else None,
-                }
-                for a in actions.get(d.decision_id, [])
-            ],
-        }
-        for d in decisions
-    ]
+    rows = decision_history(settings, target, limit=limit)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         console.print("No scaling decision recorded yet (run `cortex-perf scale apply` or the `scale` flow).")
@@ -168,17 +147,15 @@ def scale_recommend(
     as_json: JsonOpt = False,
 ) -> None:
     """Right-sizing advice with numbers: idle floors, cheaper night settings, saturation, SLO risk ahead."""
-    from datetime import timedelta
 
-    from tasks.scaling.service import recommend
-    from tasks.timeparse import parse_duration
+    from tasks.scaling.service import recommend  # lazy (start-up): polars, duckdb, pydantic
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     _targets(settings, None)
     recs = recommend(settings, st.lake(), lookback=parse_duration(lookback), horizon=timedelta(hours=hours))
     if as_json:
-        _print_json(recs)
+        print_json(recs)
         return
     t = DataTable(
         title=f"Recommendations (load over the last {lookback}, forecasts {hours:g} h ahead)", title_justify="left"

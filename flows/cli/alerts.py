@@ -1,14 +1,24 @@
 """``cortex-perf alerts …``: list alerts, run a tick, acknowledge, resolve, silence, test receivers.
-Parsing and printing only; the work is in ``tasks.alerting``. Mounted on the main app by ``flows.cli``."""
+Parsing and printing only; the work is in ``tasks.alerting``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import getpass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flows.cli import _print_json, _state, console, handle_errors
-from flows.cli_output import DataTable
+from flows.cli.common import CliError, cli_state, console, handle_errors, print_json
+from flows.cli.output import DataTable
+from tasks.timeparse import parse_duration
+
+if TYPE_CHECKING:
+    from tasks.alerting.notify.silences import SilenceState, SilenceStore
+    from tasks.state import State
+
+# The alerting modules are imported inside the commands: they pull duckdb, polars and yaml
+# (0.2-1.4 s), which every other command's start-up would pay (see ``flows.cli``).
 
 alerts_app = typer.Typer(
     help="Alerts from the rule files: list, evaluate now, acknowledge, resolve, silence, test receivers.",
@@ -20,62 +30,12 @@ def _labels(labels: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
 
 
-def _rows(settings: Any, include_resolved: bool) -> list[dict[str, Any]]:
-    from tasks.alerting.model import fingerprint
-    from tasks.alerting.rules.lifecycle import AlertState
-    from tasks.alerting.rules.ruler import RuleStore
-    from tasks.state import State
-
-    rows: list[dict[str, Any]] = []
-    for stored in RuleStore(State.from_settings(settings)).load().values():
-        for a in stored.instances:
-            if a.state is AlertState.INACTIVE and not include_resolved:
-                continue
-            state = "resolved" if a.state is AlertState.INACTIVE else a.state.value
-            rows.append(
-                {
-                    "id": fingerprint(a.labels),
-                    "alertname": a.labels.get("alertname", ""),
-                    "state": state,
-                    "labels": dict(a.labels),
-                    "annotations": dict(a.annotations),
-                    "active_at": a.active_at.isoformat(),
-                    "fired_at": a.fired_at.isoformat() if a.fired_at else None,
-                    "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
-                    "value": a.last_value,
-                    "rule": stored.rule_key,
-                }
-            )
-    order = {"firing": 0, "pending": 1, "resolved": 2}
-    rows.sort(key=lambda r: (order[r["state"]], r["alertname"], sorted(r["labels"].items())))
-    from datetime import UTC, datetime
-
-    from tasks.alerting.notify.acks import AckStore
-
-    acks_store = AckStore(State.from_settings(settings))
-    acks = {a.fingerprint: a for a in acks_store.acks(t=datetime.now(UTC))}
-    resolves = {r.fingerprint: r for r in acks_store.resolves()}
-    for r in rows:
-        ack, m = acks.get(r["id"]), resolves.get(r["id"])
-        r["ack"] = {"by": ack.by, "until": ack.expires_at.isoformat(), "comment": ack.comment} if ack else None
-        r["manual_resolve"] = (
-            {"by": m.by, "reason": m.reason, "at": m.at.isoformat()}
-            if m and r["state"] != "resolved" and m.at.isoformat() >= r["active_at"]
-            else None
-        )
-    return rows
-
-
-def _print_failing_rules(settings: Any) -> None:
+def _print_failing_rules(state: State) -> None:
     """Rules whose last evaluation failed: their alerts below are as they were before it (the
     failure would otherwise only show in the tick's summary, which nobody may be reading)."""
-    from tasks.alerting.rules.ruler import RuleStore
-    from tasks.state import State
+    from tasks.alerting.listing import failing_rules  # lazy (start-up): duckdb, polars
 
-    failing = sorted(
-        (r for r in RuleStore(State.from_settings(settings)).load().values() if r.last_error is not None),
-        key=lambda r: (r.group, r.alert),
-    )
+    failing = failing_rules(state)
     if not failing:
         return
     console.print(f"{len(failing)} rule{'s' if len(failing) != 1 else ''} failing (alerts keep their last state):")
@@ -90,20 +50,6 @@ def _print_failing_rules(settings: Any) -> None:
         )
 
 
-def _find(settings: Any, alert_id: str) -> dict[str, Any]:
-    """The live alert whose ID is ``alert_id`` or starts with it (at least 6 characters, unique)."""
-    from flows.cli import CliError
-
-    if len(alert_id) < 6:
-        raise CliError(f"alert ID {alert_id!r}: give at least 6 characters (see `alerts list`)")
-    hits = [r for r in _rows(settings, False) if r["id"].startswith(alert_id)]
-    if not hits:
-        raise CliError(f"alert ID {alert_id!r}: no firing or pending alert has it (see `alerts list`)")
-    if len(hits) > 1:
-        raise CliError(f"alert ID {alert_id!r} is ambiguous: " + ", ".join(r["id"] for r in hits))
-    return hits[0]
-
-
 @alerts_app.command("list")
 @handle_errors
 def alerts_list(
@@ -112,12 +58,14 @@ def alerts_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Current alerts (firing first, then pending) as the alerts flow last left them."""
-    settings = _state(ctx).settings()
-    rows = _rows(settings, all_)
+    from tasks.alerting.listing import alert_rows  # lazy (start-up): duckdb, polars
+
+    db = cli_state(ctx).state()
+    rows = alert_rows(db, all_)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
-    _print_failing_rules(settings)
+    _print_failing_rules(db)
     if not rows:
         console.print("No alert is firing or pending.")
         return
@@ -153,16 +101,16 @@ def alerts_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a summary.")] = False,
 ) -> None:
     """Run one alerting tick now (what the `alerts` flow does every minute), without Prefect."""
-    from tasks.alerting.service import run_alerts
+    from tasks.alerting.service import run_alerts  # lazy (start-up): the whole alerting stack
 
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     if not settings.alerting.rule_files:
         console.print("alerting.rule_files is empty: no rules to evaluate (set it in the config or with --set).")
         raise typer.Exit(1)
     res = run_alerts(settings, st.lake(), dry_run=dry_run)
     if as_json:
-        _print_json(res.to_dict())
+        print_json(res.to_dict())
         return
     console.print(res.markdown(), markup=False, highlight=False, soft_wrap=True)
 
@@ -173,11 +121,10 @@ silence_app = typer.Typer(help="Silences: mute matching alerts' notifications fo
 alerts_app.add_typer(silence_app, name="silence")
 
 
-def _silences(ctx: typer.Context) -> Any:
-    from tasks.alerting.notify.silences import SilenceStore
-    from tasks.state import State
+def _silences(ctx: typer.Context) -> SilenceStore:
+    from tasks.alerting.notify.silences import SilenceStore  # lazy (start-up): duckdb
 
-    return SilenceStore(State.from_settings(_state(ctx).settings()))
+    return SilenceStore(cli_state(ctx).state())
 
 
 @silence_app.command("add")
@@ -193,11 +140,7 @@ def silence_add(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show the silence; store nothing.")] = False,
 ) -> None:
     """Silence alerts matching MATCHERS for a while (`--for 2h`); prints the silence's ID."""
-    import getpass
-    from datetime import UTC, datetime
-
-    from tasks.alerting.notify.silences import new_silence
-    from tasks.timeparse import parse_duration
+    from tasks.alerting.notify.silences import new_silence  # lazy (start-up): duckdb
 
     now = datetime.now(UTC)
     who = author or getpass.getuser()
@@ -218,13 +161,11 @@ def silence_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Silences: active and pending (and expired with --all)."""
-    from datetime import UTC, datetime
-
     now = datetime.now(UTC)
-    states = None if all_ else ("active", "pending")
+    states: tuple[SilenceState, ...] | None = None if all_ else ("active", "pending")
     rows = [s.to_dict(now) for s in _silences(ctx).list(now, states=states)]
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         console.print("No silences.")
@@ -260,8 +201,6 @@ def silence_expire(
 
 
 def _who(author: str) -> str:
-    import getpass
-
     return author or getpass.getuser()
 
 
@@ -278,14 +217,12 @@ def alerts_ack(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Find the alert and show the ack; store nothing.")] = False,
 ) -> None:
     """Acknowledge an alert: no repeats or escalation until it resolves or the ack expires (then it re-triggers)."""
-    from datetime import UTC, datetime
+    from tasks.alerting.listing import find_alert  # lazy (start-up): duckdb, polars
+    from tasks.alerting.notify.acks import AckStore  # lazy (start-up): duckdb
 
-    from tasks.alerting.notify.acks import AckStore
-    from tasks.state import State
-    from tasks.timeparse import parse_duration
-
-    settings = _state(ctx).settings()
-    row = _find(settings, alert_id)
+    st = cli_state(ctx)
+    settings = st.settings()
+    row = find_alert(st.state(), alert_id)
     hold = parse_duration(for_ or settings.alerting.ack_timeout)
     now = datetime.now(UTC)
     if dry_run:
@@ -293,7 +230,7 @@ def alerts_ack(
             f"would ack {row['id']} ({row['alertname']}) until {now + hold:%H:%M} UTC", highlight=False, markup=False
         )
         return
-    a = AckStore(State.from_settings(settings)).ack(row["id"], _who(author), at=now, comment=comment, for_=hold)
+    a = AckStore(st.state()).ack(row["id"], _who(author), at=now, comment=comment, for_=hold)
     console.print(
         f"acked {a.fingerprint} ({row['alertname']}) until {a.expires_at:%Y-%m-%d %H:%M} UTC",
         highlight=False,
@@ -311,20 +248,17 @@ def alerts_resolve(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Find the alert; store nothing.")] = False,
 ) -> None:
     """Resolve an alert by hand: notified once as resolved, then quiet until a new episode starts."""
-    from datetime import UTC, datetime
-
-    from flows.cli import CliError
-    from tasks.alerting.notify.acks import AckStore
-    from tasks.state import State
+    from tasks.alerting.listing import find_alert  # lazy (start-up): duckdb, polars
+    from tasks.alerting.notify.acks import AckStore  # lazy (start-up): duckdb
 
     if not reason.strip():
         raise CliError("--reason: say why the alert is resolved")
-    settings = _state(ctx).settings()
-    row = _find(settings, alert_id)
+    state = cli_state(ctx).state()
+    row = find_alert(state, alert_id)
     if dry_run:
         console.print(f"would resolve {row['id']} ({row['alertname']}): {reason}", highlight=False, markup=False)
         return
-    r = AckStore(State.from_settings(settings)).resolve(row["id"], _who(author), reason, at=datetime.now(UTC))
+    r = AckStore(state).resolve(row["id"], _who(author), reason, at=datetime.now(UTC))
     console.print(f"resolved {r.fingerprint} ({row['alertname']}) by hand: {r.reason}", highlight=False, markup=False)
 
 
@@ -332,8 +266,7 @@ def alerts_resolve(
 
 
 def _notify_config(settings: Any) -> Any:
-    from flows.cli import CliError
-    from tasks.alerting.notify.notify_config import load_notify_config
+    from tasks.alerting.notify.notify_config import load_notify_config  # lazy (start-up): yaml, apprise
 
     if not settings.alerting.notify_config:
         raise CliError("alerting.notify_config is not set: no receivers are configured")
@@ -350,11 +283,10 @@ def alerts_test_notify(
     ] = False,
 ) -> None:
     """Send a test notification to RECEIVER now (bypassing routing and the outbox); exit 1 if it fails."""
-    from flows.cli import CliError
-    from tasks.alerting.notify.delivery import test_notify
-    from tasks.state import State
+    from tasks.alerting.notify.delivery import test_notify  # lazy (start-up): apprise, duckdb
 
-    settings = _state(ctx).settings()
+    st = cli_state(ctx)
+    settings = st.settings()
     cfg = _notify_config(settings)
     if receiver not in cfg.parsed_receivers:
         raise CliError(f"receiver {receiver!r}: not in {cfg.path} (have: {', '.join(sorted(cfg.parsed_receivers))})")
@@ -362,7 +294,7 @@ def alerts_test_notify(
     if dry_run:
         console.print(f"would send a test notification to {rec}", highlight=False, markup=False)
         return
-    res = test_notify(rec, state=State.from_settings(settings))
+    res = test_notify(rec, state=st.state())
     if res.ok:
         console.print(f"sent to {receiver} in {res.duration_s:.2f}s: {res.title}", highlight=False, markup=False)
         return
@@ -383,15 +315,11 @@ def alerts_notifications(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """The notification outbox: what was sent, what is waiting for a retry, what failed for good."""
-    from dataclasses import asdict
+    from tasks.alerting.listing import outbox_rows  # lazy (start-up): apprise, duckdb
 
-    from tasks.alerting.notify.delivery import list_outbox
-    from tasks.state import State
-
-    entries = list_outbox(State.from_settings(_state(ctx).settings()), status=status, receiver=receiver, limit=limit)
-    rows = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(e).items()} for e in entries]
+    rows = outbox_rows(cli_state(ctx).state(), status=status, receiver=receiver, limit=limit)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         console.print("No notifications.")

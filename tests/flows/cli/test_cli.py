@@ -262,7 +262,7 @@ def test_collect_dry_run_without_a_prefect_api_skips_prefect_and_says_so(tmp_pat
         "main()\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CORTEX_PERF_"))}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PYTHONPATH=str(Path(__file__).resolve().parents[3]))
     proc = subprocess.run(
         [sys.executable, "-c", script, "--set", f"lake.root={tmp_path / 'lake'}", "--set", "sources.gpu.enabled=false",
          "--set", "sources.redis.enabled=false", "collect", "--dry-run", "--limit", "5"],
@@ -330,7 +330,7 @@ def test_a_library_panic_is_one_line_not_a_traceback(capsys: pytest.CaptureFixtu
     still answers with one line and exit 2 instead of a traceback."""
     import typer
 
-    from flows.cli import handle_errors
+    from flows.cli.common import handle_errors
 
     @handle_errors
     def command() -> None:

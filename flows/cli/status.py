@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import _print_json, _state, console, err_console, handle_errors
-from flows.cli_output import DataTable, escape, styled
+from flows.cli.common import cli_state, console, err_console, handle_errors, print_json
+from flows.cli.output import DataTable, escape, styled
 
 _STYLE = {"OK": "green", "degraded": "yellow", "down": "bold red", "unknown": "dim"}
 
@@ -29,10 +29,10 @@ def status(
     """Health of every component (sources, lake, state DB, flows, alert channels, actuators).
 
     Exit code 1 when anything is down; degraded and unknown components do not fail it."""
-    from tasks.health import any_down, check_health, record_health
-    from tasks.lake.schema import now_utc
+    from tasks.health import any_down, check_health, record_health  # lazy (start-up): polars
+    from tasks.lake.schema import now_utc  # lazy (start-up): polars
 
-    cli = _state(ctx)
+    cli = cli_state(ctx)
     settings = cli.settings()
     lake = cli.lake()
     now = now_utc()
@@ -44,7 +44,7 @@ def status(
             err_console.print(f"[yellow]warning:[/yellow] could not record health in the lake: {escape(str(exc))}")
     down = any_down(results)
     if as_json:
-        _print_json({"ok": not down, "checked_at": now.isoformat(), "components": [r.to_dict() for r in results]})
+        print_json({"ok": not down, "checked_at": now.isoformat(), "components": [r.to_dict() for r in results]})
     else:
         counts = {s: sum(r.status == s for r in results) for s in _STYLE}
         title = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

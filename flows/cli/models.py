@@ -1,27 +1,27 @@
 """``cortex-perf forecast …`` and ``cortex-perf anomaly …``: the CLI faces of forecasting and
 anomaly detection. Parsing and printing only; the work is in ``tasks.forecasting`` and
-``tasks.anomaly``. Mounted on the main app by ``flows.cli``."""
+``tasks.anomaly``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flows.cli import (
+from flows.cli.common import (
     CliError,
-    _announce_prefect,
-    _fmt_value,
-    _print_json,
-    _state,
+    announce_prefect,
+    cli_state,
     console,
     err_console,
+    fmt_value,
     handle_errors,
+    print_json,
 )
-from flows.cli_output import DataTable, styled
+from flows.cli.output import DataTable, escape, styled
+from tasks.timeparse import parse_duration
 
 forecast_app = typer.Typer(
     help="Train, inspect and backtest the forecasters (XGBoost global model + statsmodels baselines).",
@@ -39,18 +39,16 @@ def forecast_train(
     ] = False,
 ) -> None:
     """Retrain every configured model now (the hourly `forecast` flow): backtest, promote, forecast."""
-    st = _state(ctx)
+    st = cli_state(ctx)
     settings = st.settings()
     if dry_run:
-        from tasks.forecasting.data import group_series, load_history
-        from tasks.lake import Lake
-        from tasks.lake.schema import now_utc
-        from tasks.timeparse import parse_duration
+        from tasks.forecasting.data import group_series, load_history  # lazy (start-up): polars, xgboost
+        from tasks.lake.schema import now_utc  # lazy (start-up): polars
 
         cfg = settings.forecast
         end = now_utc()
         history = load_history(
-            Lake.from_settings(settings),
+            st.lake(),
             cfg.selectors,
             end - parse_duration(cfg.lookback),
             end,
@@ -63,8 +61,8 @@ def forecast_train(
             t.add_row(g.name, str(g.n_series), f"{g.history.height:,}")
         console.print(t)
         return
-    _announce_prefect()
-    from flows.forecast import forecast
+    announce_prefect()
+    from flows.forecast import forecast  # lazy (start-up): Prefect, after the app set its environment
 
     with st.flow_overrides() as overrides:
         summary = forecast(config_path=st.config_arg, overrides=overrides)
@@ -80,10 +78,10 @@ def forecast_train(
             t.add_row(
                 r["name"],
                 model,
-                _fmt_value(sc.get("mase_mean")),
-                _fmt_value(sc.get("mase_median")),
-                _fmt_value(sc.get("smape_mean")),
-                _fmt_value(sc.get("coverage_p80_mean")),
+                fmt_value(sc.get("mase_mean")),
+                fmt_value(sc.get("mase_median")),
+                fmt_value(sc.get("smape_mean")),
+                fmt_value(sc.get("coverage_p80_mean")),
                 mark,
             )
         if r.get("error"):
@@ -101,18 +99,14 @@ def forecast_show(
     limit: Annotated[int, typer.Option(help="Rows to print.", min=1)] = 48,
 ) -> None:
     """The newest forecast (p10/p50/p90/p99 per target time) of the matching series."""
-    from tasks.forecasting.data import latest_forecasts
-    from tasks.lake.schema import now_utc
+    from tasks.forecasting.data import named_latest_forecasts  # lazy (start-up): polars, xgboost
+    from tasks.lake.schema import now_utc  # lazy (start-up): polars
 
-    lake = _state(ctx).lake()
-    now = now_utc()
-    df = latest_forecasts(lake, series, since=now - timedelta(days=2), until=now + timedelta(minutes=1))
+    df = named_latest_forecasts(cli_state(ctx).lake(), series, now=now_utc())
     if not df.height:
         raise CliError(f"no forecasts for {series} in the last 2 days (run `cortex-perf forecast train`)")
-    names = lake.series(series).select("series_id", "series")
-    df = df.join(names, on="series_id").sort("series", "ts")
     if as_json:
-        _print_json(json.loads(df.drop("series_id", "labels").write_json()))
+        print_json(json.loads(df.drop("series_id", "labels").write_json()))
         return
     t = DataTable(title=f"forecast for {series}")
     for col in ("series", "target (UTC)", "step", "p10", "p50", "p90", "p99", "model", "issued"):
@@ -122,7 +116,7 @@ def forecast_show(
             row["series"],
             row["ts"].strftime("%Y-%m-%d %H:%M"),
             str(row["step"]),
-            *(_fmt_value(row[c]) for c in ("p10", "p50", "p90", "p99")),
+            *(fmt_value(row[c]) for c in ("p10", "p50", "p90", "p99")),
             f"{row['model']} {row['version']}",
             row["issued_at"].strftime("%H:%M"),
         )
@@ -137,11 +131,11 @@ def forecast_history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Every registered model version: status (champion/challenger/retired/rejected), score, window."""
-    from tasks.forecasting.registry import ModelRegistry
+    from tasks.forecasting.registry import ModelRegistry  # lazy (start-up): polars, duckdb, xgboost
 
-    versions = ModelRegistry.from_settings(_state(ctx).settings()).history(model)
+    versions = ModelRegistry.from_settings(cli_state(ctx).settings()).history(model)
     if as_json:
-        _print_json([v.to_dict() for v in versions])
+        print_json([v.to_dict() for v in versions])
         return
     if not versions:
         raise CliError("no model versions yet (run `cortex-perf forecast train`)")
@@ -156,7 +150,7 @@ def forecast_history(
             v.version,
             v.kind,
             v.status,
-            _fmt_value(v.score),
+            fmt_value(v.score),
             window,
             f"{v.created_at:%m-%d %H:%M}",
             v.note or "",
@@ -173,9 +167,9 @@ def forecast_rollback(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be restored; change nothing.")] = False,
 ) -> None:
     """Retire the current champion and restore the previous one."""
-    from tasks.forecasting.registry import ModelRegistry
+    from tasks.forecasting.registry import ModelRegistry  # lazy (start-up): polars, duckdb, xgboost
 
-    reg = ModelRegistry.from_settings(_state(ctx).settings())
+    reg = ModelRegistry.from_settings(cli_state(ctx).settings())
     current = reg.champion(model)
     if current is None:
         raise CliError(f"model {model!r} has no champion")
@@ -207,13 +201,13 @@ def forecast_backtest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Backtest every model on your own CSV series: last 20 % held out, rolling origin, MASE/sMAPE/coverage."""
-    from tasks.forecasting.backtest import backtest_csv, render_backtest_table
+    from tasks.forecasting.backtest import backtest_csv, render_backtest_table  # lazy (start-up): polars, statsmodels
 
     if not file.exists():
         raise CliError(f"{file}: no such file")
     result = backtest_csv(file, time_col, value_col, horizon=horizon, season=season, models=models or None)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     console.print(render_backtest_table(result))
 
@@ -244,8 +238,7 @@ def anomaly_detect(
     ] = False,
 ) -> None:
     """Score every CSV with the causal detector; writes timestamp,value,anomaly_score (NAB's format)."""
-    from flows.cli_output import escape
-    from tasks.anomaly.cli_detect import detect_paths, parse_warmup
+    from tasks.anomaly.cli_detect import detect_paths, parse_warmup  # lazy (start-up): numpy
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:

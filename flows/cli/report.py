@@ -1,7 +1,7 @@
 """``cortex-perf report``: render the report notebooks to HTML now (no Prefect server needed).
 
 Parsing and printing only; the work is ``tasks.reports.render_reports`` (the ``report`` flow does the
-same on its schedule and adds Prefect artifacts). Mounted on the main app by ``flows.cli``.
+same on its schedule and adds Prefect artifacts). Mounted on the app by ``flows.cli``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import _print_json, _state, console, handle_errors
-from flows.cli_output import DataTable
+from flows.cli.common import cli_state, console, handle_errors, print_json
+from flows.cli.output import DataTable
 
 
 @handle_errors
@@ -41,9 +41,9 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run the report notebooks over the lake into self-contained HTML under `<data_dir>/reports/`."""
-    from tasks.reports import mail_reports, render_reports
+    from tasks.reports import mail_reports, render_reports  # lazy (start-up): papermill, polars, duckdb
 
-    settings = _state(ctx).settings()
+    settings = cli_state(ctx).settings()
     if mail and not email:
         if settings.reports.email_to is None:
             raise typer.BadParameter("reports.email_to is not configured", param_hint="--mail")
@@ -52,7 +52,7 @@ def report_command(
     if email:
         mail_reports(email, results)
     if as_json:
-        _print_json([r.to_dict() for r in results])
+        print_json([r.to_dict() for r in results])
     else:
         t = DataTable(title="Reports")
         for col in ("report", "html", "plots", "seconds"):

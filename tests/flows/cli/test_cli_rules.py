@@ -79,7 +79,7 @@ def test_check_needs_a_file() -> None:
 
 # ---- rules test ------------------------------------------------------------------------------------
 
-EXAMPLE_TEST = Path(__file__).resolve().parents[2] / "data" / "examples" / "alerting" / "rules_test.yml"
+EXAMPLE_TEST = Path(__file__).resolve().parents[3] / "data" / "examples" / "alerting" / "rules_test.yml"
 
 FAILING_TEST = """\
 rule_files: [rules.yml]

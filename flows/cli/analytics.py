@@ -1,5 +1,5 @@
 """``cortex-perf insights | root-cause | export``: the analytics engine's faces on the command line.
-Parsing and printing only; the work is in ``tasks.analytics``. Mounted on the main app by ``flows.cli``."""
+Parsing and printing only; the work is in ``tasks.analytics``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli import _print_json, _state, console, handle_errors
-from flows.cli_output import DataTable
+from flows.cli.common import cli_state, console, handle_errors, print_json
+from flows.cli.output import DataTable
+from tasks.timeparse import parse_time
 
 #: How the evidence's keys read in the table (``--json`` keeps the keys themselves).
 _EVIDENCE_WORDS = {
@@ -30,7 +31,7 @@ def evidence_text(evidence: Mapping[str, Any]) -> str:
     Why: printed as-is, the nested mappings came out as Python dict reprs; a missing value is left out
     rather than shown as ``None``.
     """
-    from tasks.reports import format_cell
+    from tasks.reports import format_cell  # lazy (start-up): papermill, polars, duckdb
 
     out = []
     for key, value in evidence.items():
@@ -51,7 +52,6 @@ def evidence_text(evidence: Mapping[str, Any]) -> str:
 
 
 def _range(since: str, until: str) -> tuple[datetime, datetime]:
-    from tasks.timeparse import parse_time
 
     return parse_time(since), parse_time(until)
 
@@ -69,12 +69,12 @@ def insights_cmd(
 ) -> None:
     """Ranked findings with the numbers behind them: regressions, trend changes, saturation, idle
     resources, noisy and flapping alerts, forecast drift."""
-    from tasks.analytics import insights
+    from tasks.analytics import insights  # lazy (start-up): polars
 
     start, end = _range(since, until)
-    found = insights(_state(ctx).lake(), start, end, selectors=selector or None, limit=limit)
+    found = insights(cli_state(ctx).lake(), start, end, selectors=selector or None, limit=limit)
     if as_json:
-        _print_json([f.to_dict() for f in found])
+        print_json([f.to_dict() for f in found])
         return
     if not found:
         console.print("No findings in this range.")
@@ -98,12 +98,11 @@ def root_cause_cmd(
 ) -> None:
     """Rank the other series by how well they explain what SERIES did around --at (co-occurring
     anomalies, lagged correlation, shared labels, new saturation), with the evidence."""
-    from tasks.analytics import root_cause
-    from tasks.timeparse import parse_time
+    from tasks.analytics import root_cause  # lazy (start-up): polars
 
-    res = root_cause(_state(ctx).lake(), series, parse_time(at), window=window, limit=limit)
+    res = root_cause(cli_state(ctx).lake(), series, parse_time(at), window=window, limit=limit)
     if as_json:
-        _print_json(res.to_dict())
+        print_json(res.to_dict())
         return
     if not res.causes:
         console.print(f"No candidate causes for {series}: {res.note}", highlight=False, markup=False)
@@ -130,7 +129,7 @@ def export_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the arguments; write nothing.")] = False,
 ) -> None:
     """Export a table or the samples of a selector, streamed by DuckDB (never all in memory)."""
-    from tasks.analytics import export
+    from tasks.analytics import export  # lazy (start-up): polars
 
     start, end = _range(since, until)
     if dry_run:
@@ -138,7 +137,7 @@ def export_cmd(
             f"would export {what} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M}) as {fmt} to {out}", markup=False
         )
         return
-    res = export(_state(ctx).lake(), what, fmt, out, start=start, end=end)
+    res = export(cli_state(ctx).lake(), what, fmt, out, start=start, end=end)
     console.print(
         f"exported {res.rows:,} row(s) of {res.source} to {res.path} ({res.bytes:,} bytes, {res.fmt})", markup=False
     )

@@ -1,6 +1,6 @@
 """``cortex-perf rules …``: check rule files like ``promtool check rules`` and run rule unit tests like
 ``promtool test rules``. Parsing and printing only; the work is in ``tasks.alerting.rules.rule_files`` and
-``tasks.alerting.rules.rule_tests``. Mounted on the main app by ``flows.cli``."""
+``tasks.alerting.rules.rule_tests``. Mounted on the app by ``flows.cli``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import console, err_console, handle_errors
+from flows.cli.common import console, err_console, handle_errors
 
 rules_app = typer.Typer(
     help="Alerting rule files in the Prometheus rule-file format: validate them, run their promtool unit tests.",
@@ -26,7 +26,7 @@ def rules_check(
 
     Prints `SUCCESS: N rules found` per valid file, or each problem as `file:line:col: message`
     (exit code 1), like `promtool check rules`."""
-    from tasks.alerting.rules.rule_files import summarize
+    from tasks.alerting.rules.rule_files import summarize  # lazy (start-up): polars, yaml
 
     failed = False
     for path in files:
@@ -59,7 +59,7 @@ def rules_test(
     `promql_expr_test`. Prints `Unit Testing:  FILE` then `  SUCCESS`, or `  FAILED:` with each
     failure showing expected and got; exit code 1 if any test fails. Example:
     `cortex-perf rules test data/examples/alerting/rules_test.yml`."""
-    from tasks.alerting.rules.rule_tests import run_test_files
+    from tasks.alerting.rules.rule_tests import run_test_files  # lazy (start-up): polars, duckdb
     from tasks.alerting.rules.sqlcompile import evaluate_one  # the engine the alerts flow runs
 
     def out(line: str) -> None:
