@@ -31,11 +31,9 @@ PACKAGES = ("tasks", "flows")
 # Components allowed for now, each a set of module-name patterns; a component is allowed when every
 # module in it matches one pattern of one entry. Delete an entry the day its cycle is gone
 # (``test_allowlist_is_still_needed`` says so by skipping with the entry's name).
-ALLOWED_CYCLES: dict[str, tuple[str, ...]] = {
-    # removed when flows/cli becomes a package (issue 12 item 4): cli.py imports the seven cli_*.py
-    # at its bottom to register their commands, and they import its private helpers back.
-    "flows.cli <-> flows.cli_*": ("flows.cli", "flows.cli_*"),
-}
+#: Cycles tolerated for now, by name → module patterns (empty: there are none; flows/cli's went
+#: when it became a package). An entry must say why and when it goes.
+ALLOWED_CYCLES: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -171,8 +169,7 @@ def test_no_import_cycles(graph: dict[str, list[Edge]]) -> None:
 def test_allowlist_is_still_needed(graph: dict[str, list[Edge]]) -> None:
     used = {_allowed_by(c) for c in strongly_connected(graph)}
     stale = sorted(set(ALLOWED_CYCLES) - used)
-    if stale:
-        pytest.skip(f"ALLOWED_CYCLES entries no longer needed, delete them: {stale}")
+    assert not stale, f"ALLOWED_CYCLES entries no longer needed, delete them: {stale}"
 
 
 def test_checker_finds_function_level_and_relative_cycles(tmp_path: Path) -> None:
