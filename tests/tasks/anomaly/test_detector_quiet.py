@@ -1,4 +1,4 @@
-"""Round 5: after a reported alarm the detector stays quiet for a share of the warm-up (NAB credits
+"""After a reported alarm the detector stays quiet for a share of the warm-up (NAB credits
 one detection per anomaly window and charges every extra one outside it), unless a much stronger
 deviation breaks through; the quiet period is part of the persisted state."""
 
@@ -55,7 +55,7 @@ def test_a_much_stronger_deviation_breaks_through() -> None:
     # range at 5 % (its tolerance before Round 6): the 5.5 sd spike is a new record by 5.4 % of the range,
     # 2.7x the 2 % default, a strong range alarm; this test needs a marginal first alarm (1.08x the old 5 %)
     # quiet_firm_score 1: the Round 5 rule, where only the 0.999 cap stops a breakthrough (Round 7's
-    # default makes a 0.68 alarm firm: test_detector_round7.py)
+    # default makes a 0.68 alarm firm: test_detector_firm_quiet_period.py)
     c = cfg(quiet_fraction=0.5, quiet_breakthrough=1.3, range_tolerance=0.05, quiet_firm_score=1.0)
     res = score_series(ts, v, config=c)
     first, second = res.score[1600], res.score[1750]

@@ -1,4 +1,4 @@
-"""Round 7: a clear alarm (score >= ``quiet_firm_score``, 0.65) cannot be overtaken in its quiet period;
+"""A clear alarm (score >= ``quiet_firm_score``, 0.65) cannot be overtaken in its quiet period;
 a marginal one still can. On NAB every breakthrough after a reported alarm was a false alarm."""
 
 from __future__ import annotations

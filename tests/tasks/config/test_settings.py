@@ -149,7 +149,7 @@ def test_readme_and_example_cover_every_setting(tmp_path: Path) -> None:
     """README's config reference lists every field with its env var; the example file loads."""
     from pydantic import BaseModel
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[3]
     readme = (repo / "README.md").read_text()
 
     def fields(model: type[BaseModel], prefix: str = "") -> list[str]:

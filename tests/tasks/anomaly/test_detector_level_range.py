@@ -1,4 +1,4 @@
-"""Round 8: the ``level_range`` detector (``range`` on the warm-up/32 moving mean) reports a sustained
+"""The ``level_range`` detector (``range`` on the warm-up/32 moving mean) reports a sustained
 rise inside the range a spiky series has already shown, and is causal and restorable."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Round 6: the ``range`` detector reports any new all-time record beyond 2 % of the range seen (5 %
+"""The ``range`` detector reports any new all-time record beyond 2 % of the range seen (5 %
 before): a never-seen value at the start of an incident is reported early, and the quiet period
 then silences the follow-ups."""
 

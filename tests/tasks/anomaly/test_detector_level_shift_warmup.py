@@ -1,4 +1,4 @@
-"""Round 4: after a short warm-up the level-shift test starts on a growing reference window, with its
+"""After a short warm-up the level-shift test starts on a growing reference window, with its
 z in standard errors of the difference of two medians, so more than the residual detector is live
 right after the probationary period; a long warm-up keeps the full reference."""
 
