@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tasks import analytics as A
 from tasks import reports as R
 from tasks.anomaly.stream import detect_incremental
 from tasks.config import ConfigError, load_settings
@@ -215,8 +216,8 @@ def test_key_numbers_come_back_from_the_notebook(tmp_path: Path) -> None:
     seed_demo(lake, now=NOW, days=0.5)
 
     res = R.run_report("performance_report", lake_root=lake.root, out_dir=tmp_path / "out", since="12h", now=NOW)
-    start, end = R.report_window("12h", "now", now=NOW)
-    assert res.key_numbers == json.loads(json.dumps(R.key_numbers("performance_report", lake, start, end)))
+    start, end = A.report_window("12h", "now", now=NOW)
+    assert res.key_numbers == json.loads(json.dumps(A.key_numbers("performance_report", lake, start, end)))
     assert res.key_numbers["hosts"] == 4
     summary = _text(Path(res.html).read_text())
     assert "figure value hosts 4" in summary  # the same numbers as a table in the report
