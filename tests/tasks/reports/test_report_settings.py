@@ -20,6 +20,7 @@ from tasks.config import ConfigError, load_settings
 from tasks.config_checks import load_checked_settings
 from tasks.demo import seed_demo
 from tasks.lake import Lake
+from tasks.reports.kernel import lake_env
 from tasks.state import State
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -152,7 +153,7 @@ def test_open_lake_prefers_the_handoff_then_the_configuration(tmp_path: Path, mo
     assert R.open_lake("").root == str(tmp_path / "configured")
     assert R.open_lake(str(tmp_path / "given")).root == str(tmp_path / "given")
     handed = _settings(tmp_path, **{"lake.memory_limit": "200MB"}).lake
-    monkeypatch.setenv(R.LAKE_ENV, R._lake_env(handed))
+    monkeypatch.setenv(R.LAKE_ENV, lake_env(handed))
     lake = R.open_lake("")
     assert lake.root == str(tmp_path / "lake")
     assert lake.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0].startswith("190")
