@@ -1,7 +1,8 @@
 """The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly
 → scale → alerts → report (the performance report notebook, as HTML).
 
-Later stages (forecast, decide, alerts, report) append themselves to ``STAGES``. Stages run as
+The stages are the ``_run_stage`` calls in ``pipeline``, in that order (one line each: adding a
+stage is adding a line there). Stages run as
 plain calls of the stage flows' functions inside this one flow run, so their tasks, logs and
 artifacts belong to the pipeline's run; subflows would add Prefect's per-subflow overhead (about
 a second each) for nothing. A failing stage is recorded and the next one still runs — a broken

@@ -23,6 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._common import load, stale_run
+from tasks.analytics import report_window
 from tasks.config import Settings
 from tasks.reports import (
     NOTEBOOKS,
@@ -31,7 +32,6 @@ from tasks.reports import (
     mail_reports,
     notebook_path,
     render_reports,
-    report_window,
 )
 
 __all__ = ["ReportSummary", "report"]

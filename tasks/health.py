@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from tasks import prefect_api
 from tasks.lake.schema import SAMPLES, Sample
 from tasks.redact import redact_url
 
@@ -306,10 +307,6 @@ def _actuator(settings: Settings, index: int) -> ComponentHealth:
 #: Prefect state types, lower case, grouped by what they say about a flow's health.
 _FLOW_OK = {"completed", "running", "pending", "scheduled"}
 _FLOW_DOWN = {"failed", "crashed"}
-#: The state types a *finished* run can have: the last run is the newest of these. Why not the
-#: newest run of any state: deployments create their scheduled runs ahead of time, so the newest
-#: run by expected start is one that has not happened yet ("last run scheduled -60 min ago").
-FINISHED_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def _minutes(seconds: float) -> str:
@@ -351,54 +348,13 @@ def flow_health(
     return ComponentHealth(name, "flow", status, _sentence(f"last run {st}{ago}", upcoming), nums)
 
 
-_FlowRow = tuple[str, str | None, datetime | None, datetime | None]
-
-
 def _flows(api_url: str, now: datetime) -> list[ComponentHealth]:
-    import asyncio
-
-    async def read() -> list[_FlowRow]:
-        from prefect.client.orchestration import PrefectClient
-        from prefect.client.schemas.filters import (
-            FlowFilter,
-            FlowFilterId,
-            FlowRunFilter,
-            FlowRunFilterState,
-            FlowRunFilterStateType,
-        )
-        from prefect.client.schemas.objects import StateType
-        from prefect.client.schemas.sorting import FlowRunSort
-
-        def of_states(*types: str) -> FlowRunFilter:
-            by_type = FlowRunFilterStateType(any_=[StateType(t) for t in types])
-            return FlowRunFilter(state=FlowRunFilterState(type=by_type))
-
-        async with PrefectClient(api_url) as client:
-            flows = await client.read_flows(limit=200)
-            out: list[_FlowRow] = []
-            for f in flows:
-                one_flow = FlowFilter(id=FlowFilterId(any_=[f.id]))
-                last = await client.read_flow_runs(
-                    flow_filter=one_flow, flow_run_filter=of_states(*FINISHED_STATES),
-                    sort=FlowRunSort.END_TIME_DESC, limit=1,
-                )  # fmt: skip
-                upcoming = await client.read_flow_runs(
-                    flow_filter=one_flow, flow_run_filter=of_states("SCHEDULED"),
-                    sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=1,
-                )  # fmt: skip
-                nxt = upcoming[0].expected_start_time if upcoming else None
-                nxt = nxt.astimezone(UTC) if nxt else None
-                if not last:
-                    out.append((f.name, None, None, nxt))
-                    continue
-                r = last[0]
-                st = r.state_type.value if r.state_type else None
-                when = r.end_time or r.start_time or r.expected_start_time
-                out.append((f.name, st, when.astimezone(UTC) if when else None, nxt))
-            return out
-
+    """Each flow's health from its last finished run (``prefect_api.flow_statuses``). Why the last
+    *finished* run, not the newest of any state: deployments create their scheduled runs ahead of
+    time, so the newest run by expected start is one that has not happened yet."""
     try:
-        rows = asyncio.run(read())
+        with prefect_api.client(api_url) as c:
+            rows = prefect_api.flow_statuses(c)
     except Exception as exc:
         return [ComponentHealth("flows", "flow", "unknown", f"Prefect API {api_url} not reachable: {_err(exc)}")]
     if not rows:
@@ -422,7 +378,11 @@ def _plan(settings: Settings, lake: Lake, now: datetime, nvml: Any | None) -> li
     if api:
         health_url = api.rstrip("/") + "/health"
         plan.append(
-            _Planned("source:prefect", "source", lambda: _http_probe("source:prefect", "source", health_url, 5.0))
+            _Planned(
+                "source:prefect",
+                "source",
+                lambda: _http_probe("source:prefect", "source", health_url, 5.0, prefect_api.auth_headers()),
+            )
         )
         plan.append(_Planned("flows", "flow", lambda: _flows(api, now), on_timeout="unknown"))
     else:

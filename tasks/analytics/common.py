@@ -1,20 +1,23 @@
-"""Helpers shared by insights, root cause and the report: what a series *is* and how to read it.
+"""Helpers shared by the analyses and the report numbers: what a series *is*, how to read it, and
+the report window.
 
-Why one place: the three analyses must agree on which series are latency or utilisation series,
-on how time ranges are validated, and on how an alert's firing/resolved events pair up into
-episodes; otherwise a report and the insights beside it would count the same alert differently.
+Why one place: the analyses must agree on which series are latency or utilisation series and on
+how time ranges are validated; otherwise a report and the insights beside it would disagree.
+(Alert episodes have their own module, ``tasks.analytics.alerts``.)
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
+
+from tasks.timeparse import parse_time
 
 ALL_SERIES = '{__name__=~".+"}'
 #: Label names that locate a series on a machine or in a service (root cause compares them).
@@ -110,59 +113,34 @@ def bucketed(
     return df.filter(not_counter()).sort("series", "ts")
 
 
-@dataclass(frozen=True, slots=True)
-class AlertEpisode:
-    """One firing of one alert instance, from its ``alert.firing`` to its ``alert.resolved`` event."""
-
-    resource: str
-    alertname: str
-    rule: str
-    labels: dict[str, str]
-    started: datetime
-    ended: datetime | None  # None: still firing at the end of the range
-
-    def duration_s(self, until: datetime) -> float:
-        return ((self.ended or until) - self.started).total_seconds()
-
-    def to_dict(self, until: datetime) -> dict[str, Any]:
-        return {
-            "alertname": self.alertname,
-            "rule": self.rule,
-            "labels": self.labels,
-            "started": self.started.isoformat(),
-            "ended": self.ended.isoformat() if self.ended else None,
-            "duration_s": round(self.duration_s(until), 3),
-        }
+class ReportError(ValueError):
+    """A bad report request (unknown notebook, bad time range); the message names the field."""
 
 
-def alert_episodes(lake: Any, start: datetime, end: datetime) -> list[AlertEpisode]:
-    """Pair ``alert.firing``/``alert.resolved`` events per alert instance (resource) into episodes.
+def report_window(
+    since: str | datetime = "7d", until: str | datetime = "now", *, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """``(start, end)`` in UTC from ``since``/``until`` (``7d``, ``now``, ISO 8601)."""
+    try:
+        start = parse_time(since, now=now)
+    except ValueError as exc:
+        raise ReportError(f"since: {exc}") from None
+    try:
+        end = parse_time(until, now=now)
+    except ValueError as exc:
+        raise ReportError(f"until: {exc}") from None
+    if end <= start:
+        raise ReportError(f"since: {start.isoformat()} is not before until {end.isoformat()}")
+    return start, end
 
-    Why from events: they are the durable record (alert state in the state DB only keeps the
-    current instance). A repeated ``firing`` without a ``resolved`` in between (a restart, a
-    caught-up tick) continues the open episode instead of starting a new one.
+
+def label_col(df: pl.DataFrame, name: str, out: str | None = None) -> pl.DataFrame:
+    """Add one label of the ``labels`` JSON column as its own column (``""`` when absent).
+
+    polars reads the JSON in Rust (label names are ``[a-zA-Z_][a-zA-Z0-9_]*``, safe in a JSON
+    path): a week of hourly points of hundreds of hosts is tens of thousands of rows.
     """
-    ev = lake.events(since=start, until=end)
-    ev = ev.filter(pl.col("name").is_in(["alert.firing", "alert.resolved"]) & (pl.col("ts") < end))
-    open_: dict[str, AlertEpisode] = {}
-    done: list[AlertEpisode] = []
-    for name, resource, ts, payload in ev.select("name", "resource", "ts", "payload").iter_rows():
-        try:
-            p = json.loads(payload)
-        except ValueError:
-            p = {}
-        labels = {str(k): str(v) for k, v in (p.get("labels") or {}).items()}
-        if name == "alert.firing":
-            if resource not in open_:
-                open_[resource] = AlertEpisode(
-                    resource,
-                    labels.get("alertname", str(p.get("rule", resource))),
-                    str(p.get("rule", "")),
-                    labels,
-                    ts,
-                    None,
-                )
-        elif resource in open_:
-            ep = open_.pop(resource)
-            done.append(AlertEpisode(ep.resource, ep.alertname, ep.rule, ep.labels, ep.started, ts))
-    return sorted(done + list(open_.values()), key=lambda e: (e.started, e.resource))
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+        raise ReportError(f"by: {name!r} is not a label name")
+    col = pl.col("labels").str.json_path_match(f"$.{name}").fill_null("")
+    return df.with_columns(col.cast(pl.String).alias(out or name))

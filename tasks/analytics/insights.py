@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from tasks.analytics.alerts import alert_episodes
 from tasks.analytics.common import (
     ALL_SERIES,
     RATIO_SELECTOR,
-    alert_episodes,
     bucketed,
     check_range,
     finite,

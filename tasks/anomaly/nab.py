@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -423,12 +423,3 @@ def _null_score(files: Sequence[CorpusFile], profile: Profile) -> float:
     never = score_corpus(null_files, 1.0, profile).raw
     always = score_corpus(null_files, 0.5, profile).raw
     return max(never, always)
-
-
-def corpus_from_mapping(
-    scores: Mapping[str, npt.NDArray[np.float64]],
-    timestamps: Mapping[str, npt.NDArray[np.datetime64]],
-    windows: Mapping[str, Sequence[tuple[str, str]]],
-) -> list[CorpusFile]:
-    """Build the scorer's files from per-file scores, timestamps and the windows file's entries."""
-    return [CorpusFile(name, scores[name], window_bounds(timestamps[name], windows.get(name, []))) for name in scores]

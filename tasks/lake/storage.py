@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Final
 
@@ -301,7 +301,3 @@ def temp_writer_alive(path: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def day_of(ts: datetime) -> date:
-    return ts.date()

@@ -16,10 +16,11 @@ Composition only — the maths is in ``tasks.scaling.policies`` (``decide``), th
 6. in ``apply`` mode the actuator sets the count (once per decision id: the id is a hash of the
    target and the tick, so a re-run of the tick replays the recorded decision and the ledger
    skips what was applied), and ``action.applied`` / ``action.failed`` go to the lake;
-7. an emergency decision also records an ``alert.firing`` event (alertname ``ScalingEmergency``,
-   ``severity: page``) shaped like the alerts flow's, so reports and automations see it; and every
-   recorded decision writes ``cortex_perf_scaling_units`` / ``cortex_perf_scaling_emergency``
-   samples, so an alert rule routes emergencies through the notification pipeline like any alert.
+7. every recorded decision writes ``cortex_perf_scaling_units`` / ``cortex_perf_scaling_emergency``
+   samples; the shipped rule ``ScalingEmergency`` (``data/examples/alerting/rules.yml`` and the
+   demo rules) fires on the latter, so an emergency reaches people through the alerting pipeline
+   like any alert: pending/firing/resolved, routing, silences, Apprise. Why not an event of our own:
+   one written here would fire and never resolve, and bypass every silence and route.
 
 ``record=False`` (``cortex-perf scale plan``) decides and returns the decision without writing or
 applying anything.
@@ -323,25 +324,6 @@ def _samples(lake: Any, target: str, record: Mapping[str, Any], emergency: bool,
     )
 
 
-def _alert(lake: Any, record: Mapping[str, Any], now: datetime) -> None:
-    from tasks.alerting.model import fingerprint
-
-    labels = {"alertname": "ScalingEmergency", "target": str(record["target"]), "severity": "page"}
-    payload = {
-        "rule": "scaling.emergency",
-        "labels": labels,
-        "annotations": {
-            "summary": f"emergency scaling of {record['target']}: {record['from']} → {record['to']}",
-            "description": str(record.get("reason", "")),
-        },
-        "value": record.get("load"),
-        "active_at": now.isoformat(),
-        "tick": now.isoformat(),
-        "decision_id": record.get("id"),
-    }
-    emit(lake, "alert.firing", f"alert.{fingerprint(labels)}", payload, ts=now)
-
-
 def _fail_current(lake: Any, target: str, actuator: str, error: str, now: datetime, record: bool) -> TargetOutcome:
     if record:
         emit(
@@ -402,8 +384,6 @@ def _one(
             emit(lake, "scaling.triggered", f"scaling.{t.name}", _event_payload(rec), ts=now)
             records.commit(did, rec, now, d.state)
             _samples(lake, t.name, rec, d.emergency, now)
-            if d.emergency:
-                _alert(lake, rec, now)
     if not record:
         return TargetOutcome(t.name, "planned", decision=rec)
     to, frm = int(rec["to"]), int(rec["from"])

@@ -8,8 +8,6 @@ Public surface::
     res.samples                                  # list[Sample], incl. cortex_perf_source_up{source}
     res.failures                                 # [SourceFailure(source, error, timed_out)]
 
-    samples, errors = parse_push_payload(body)   # JSON {"samples": [...]} or text exposition
-
 Each source is a ``Source`` (``name``, ``collect(now) -> list[Sample]``) taking its client by
 injection: ``PrometheusSource(target, client=/transport=)``, ``RedisSource(url,
 client_factory=)``, ``GpuSource(nvml=)``, ``PrefectSource(client_factory=)``.
@@ -21,7 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tasks.sources.base import Source, SourceError, sanitize_label_name, sanitize_metric_name
-from tasks.sources.pushed import parse_push_payload
 from tasks.sources.runner import CollectResult, SourceFailure, build_sources, collect_all
 
 if TYPE_CHECKING:
@@ -43,7 +40,6 @@ __all__ = [
     "SourceFailure",
     "build_sources",
     "collect_all",
-    "parse_push_payload",
     "sanitize_label_name",
     "sanitize_metric_name",
 ]

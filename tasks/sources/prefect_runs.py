@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tasks import prefect_api
 from tasks.config.settings import PrefectSourceSettings
 from tasks.lake.schema import Sample, now_utc, to_utc_ms
 from tasks.sources.base import Source, SourceError, log_once, source_logger
@@ -155,18 +156,9 @@ class PrefectSource(Source):
         if not url:
             log_once(self._log, f"{self.name}:no-api", logging.INFO, NO_API)
             return None
-        if self.api_url:
-            # An explicit API: a client of its own, leaving Prefect's global settings alone.
-            from prefect.client.orchestration import SyncPrefectClient
-            from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
-
-            return SyncPrefectClient(
-                self.api_url, auth_string=PREFECT_API_AUTH_STRING.value(), api_key=PREFECT_API_KEY.value()
-            )
-        from prefect.client.orchestration import get_client
-
-        # Safe: the URL is set, so get_client cannot fall back to an ephemeral server.
-        return get_client(sync_client=True)
+        # Safe with no explicit URL: one is configured, so Prefect's client cannot fall back to an
+        # ephemeral server.
+        return prefect_api.client(self.api_url)
 
     def collect(self, now: datetime | None = None) -> list[Sample]:
         now = now or now_utc()
@@ -176,39 +168,7 @@ class PrefectSource(Source):
         since = now - timedelta(minutes=self.lookback_minutes)
         try:
             with cm as client:
-                from prefect.client.schemas.sorting import FlowRunSort
-
-                runs = client.read_flow_runs(
-                    flow_run_filter=_recent_filter(since, now),
-                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,  # newest first when `limit` cuts
-                    limit=self.limit,
-                )
-                ids = list({r.flow_id for r in runs})
-                names: dict[Any, str] = {}
-                if ids:
-                    from prefect.client.schemas.filters import FlowFilter, FlowFilterId
-
-                    flows = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=ids)), limit=len(ids))
-                    names = {f.id: f.name for f in flows}
+                runs, names = prefect_api.recent_runs(client, since, now, self.limit)
         except Exception as exc:
             raise SourceError(f"prefect API: {type(exc).__name__}: {exc}") from None
         return flow_runs_to_samples(runs, names, now)
-
-
-def _recent_filter(since: datetime, now: datetime) -> Any:
-    """Runs that started, ended or were due since ``since``, or are running now.
-
-    The API has no "updated since" filter; this OR of the run's own times is the closest match.
-    """
-    from prefect.client.schemas.filters import FlowRunFilter
-
-    # model_validate: the filter models type their times as pendulum DateTime but take datetimes.
-    return FlowRunFilter.model_validate(
-        {
-            "operator": "or_",
-            "start_time": {"after_": since},
-            "end_time": {"after_": since},
-            "expected_start_time": {"after_": since, "before_": now},  # not the scheduled future
-            "state": {"type": {"any_": ["RUNNING", "PENDING"]}},
-        }
-    )

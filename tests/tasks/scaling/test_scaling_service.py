@@ -229,16 +229,34 @@ def test_a_failing_actuator_is_recorded_and_the_others_still_scale(
     assert receiver.count["hook"] == 3 and receiver.posts[-1]["id"] == out["hook"].decision["id"]
 
 
-def test_an_emergency_decision_raises_an_alert(tmp_path: Path, lake: Lake, three: list[dict[str, Any]]) -> None:
-    settings = settings_for(tmp_path, three[:1])
-    run = run_scaling(settings, lake, NOW)
-    d = run.outcomes[0].decision
-    assert d is not None and d["emergency"] is True and "EMERGENCY" in d["reason"]
-    alerts = events(lake, "alert.firing")
-    assert len(alerts) == 1
-    assert alerts[0]["labels"] == {"alertname": "ScalingEmergency", "target": "web", "severity": "page"}
-    assert "2 → 9" in alerts[0]["annotations"]["summary"] and alerts[0]["decision_id"] == d["id"]
-    assert "EMERGENCY" in run.markdown()
+EXAMPLE_RULES = Path(__file__).resolve().parents[3] / "data" / "examples" / "alerting"
+
+
+@pytest.mark.parametrize("rule_file", ["rules.yml", "demo-rules.yml"])
+def test_an_emergency_decision_fires_the_shipped_scaling_emergency_rule(
+    tmp_path: Path, lake: Lake, three: list[dict[str, Any]], rule_file: str
+) -> None:
+    """The emergency reaches people as an alert rule over the samples the tick writes (not as an
+    ``alert.firing`` event of scaling's own, which would never resolve): the shipped rule fires for
+    the target whose decision was an emergency, and resolves once the 5-minute window has passed."""
+    from tasks.alerting.rules.evaluate import evaluate
+    from tasks.alerting.rules.lifecycle import AlertState
+    from tasks.alerting.rules.rule_files import load_rule_files
+    from tasks.alerting.rules.ruler import evaluate_rule
+
+    run = run_scaling(settings_for(tmp_path, three), lake, NOW)
+    emergencies = [o.decision["target"] for o in run.emergencies if o.decision]
+    assert emergencies == ["web"] and "EMERGENCY" in run.markdown()
+    assert events(lake, "alert.firing") == []  # scaling writes series, the rule engine the alerts
+
+    (rule,) = [r for r in load_rule_files([EXAMPLE_RULES / rule_file]).alerts if r.name == "ScalingEmergency"]
+    fired = evaluate_rule(rule, lake, NOW, [], evaluate)
+    assert fired.error is None
+    assert [(a.labels["target"], a.labels["severity"], a.state) for a in fired.instances] == [
+        ("web", "page", AlertState.FIRING)
+    ]
+    later = evaluate_rule(rule, lake, NOW + timedelta(minutes=6), fired.instances, evaluate)
+    assert [a.state for a in later.instances] == [AlertState.INACTIVE]
 
 
 def test_plan_records_nothing(tmp_path: Path, lake: Lake, three: list[dict[str, Any]]) -> None:

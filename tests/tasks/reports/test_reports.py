@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from localsmtp import Mailbox
 
+from tasks import analytics as A
 from tasks import reports as R
 from tasks.alerting.notify.acks import AckStore
 from tasks.demo import seed_demo
@@ -89,7 +90,7 @@ def _window() -> tuple[datetime, datetime]:
 def test_latency_percentiles_match_the_raw_samples(planted: tuple[Lake, str]) -> None:
     lake, _ = planted
     start, end = _window()
-    lat = R.latency_percentiles(lake, start, end)
+    lat = A.latency_percentiles(lake, start, end)
     assert sorted(lat.get_column("host").to_list()) == ["web-1", "web-2", "web-3", "worker-1"]
     raw = lake.raw('http_request_duration_seconds_p95{host="web-1"}', start, end).get_column("value")
     row = lat.filter(pl.col("host") == "web-1").row(0, named=True)
@@ -103,7 +104,7 @@ def test_latency_percentiles_match_the_raw_samples(planted: tuple[Lake, str]) ->
 def test_headroom_and_top_consumers(planted: tuple[Lake, str]) -> None:
     lake, _ = planted
     start, end = _window()
-    room = R.headroom(lake, start, end)
+    room = A.headroom(lake, start, end)
     cpu = room.filter(pl.col("resource") == "cpu")
     assert cpu.height == 4
     for r in cpu.iter_rows(named=True):
@@ -113,7 +114,7 @@ def test_headroom_and_top_consumers(planted: tuple[Lake, str]) -> None:
     # the demo has used bytes but no total: GiB with unknown headroom, never a made-up ratio
     assert mem.height == 4 and set(mem.get_column("unit")) == {"GiB"} and mem.get_column("headroom").null_count() == 4
     assert 0 < mem.get_column("p95").max() < 16  # type: ignore[operator]
-    top = R.top_consumers(lake, start, end, k=2)
+    top = A.top_consumers(lake, start, end, k=2)
     rps = top.filter(pl.col("resource") == "requests/s")
     assert rps.height == 2 and 'host="web-1"' in rps.get_column("series")[0]  # highest peak RPS host
     assert rps.get_column("avg").is_sorted(descending=True)
@@ -121,28 +122,28 @@ def test_headroom_and_top_consumers(planted: tuple[Lake, str]) -> None:
 
 def test_alert_review_counts_flapping_mttr_and_mtta(planted: tuple[Lake, str]) -> None:
     lake, state_path = planted
-    events = R.alert_events(lake, *_window())
+    events = A.alert_events(lake, *_window())
     assert events.height == 9
-    durations = R.alert_durations(events)
+    durations = A.alert_durations(events)
     assert durations.filter(pl.col("alertname") == "Flappy").get_column("duration_s").to_list() == [300.0] * 3
     still = durations.filter(pl.col("alertname") == "StillFiring").row(0, named=True)
     assert still["resolved"] is None and still["duration_s"] is None
-    review = R.alert_review(events, R.acks_from_state(state_path))
+    review = A.alert_review(events, A.acks_from_state(state_path))
     by = {r["alertname"]: r for r in review.iter_rows(named=True)}
     assert review.get_column("alertname")[0] == "Flappy"  # noisiest first
     assert by["Flappy"]["firings"] == 3 and by["Flappy"]["flapping"] is True and by["Flappy"]["alerts"] == 1
     assert by["HighLatency"]["mttr_s"] == 600.0 and by["HighLatency"]["mtta_s"] == 120.0
     assert by["HighLatency"]["flapping"] is False and by["Flappy"]["mtta_s"] is None
     assert by["StillFiring"]["mttr_s"] is None
-    assert R.acks_from_state(None) == {} and R.acks_from_state(str(Path(state_path).with_name("nope.duckdb"))) == {}
+    assert A.acks_from_state(None) == {} and A.acks_from_state(str(Path(state_path).with_name("nope.duckdb"))) == {}
 
 
 def test_scaling_decisions_and_forecast_band(planted: tuple[Lake, str]) -> None:
     lake, _ = planted
     start, end = _window()
-    sc = R.scaling_decisions(lake, start, end)
+    sc = A.scaling_decisions(lake, start, end)
     assert sc.select("target", "from", "to").rows() == [("api", 3, 5), ("api", 5, 4)]
-    ts = R.series_with_forecast(lake, 'host_cpu_utilization_ratio{host="web-1"}', start, end)
+    ts = A.series_with_forecast(lake, 'host_cpu_utilization_ratio{host="web-1"}', start, end)
     band = ts.filter(pl.col("p50").is_not_null())
     assert band.height == 16 and set(band.get_column("p10")) == {0.2} and set(band.get_column("p90")) == {0.6}
     assert band.get_column("ts").max() > NOW  # type: ignore[operator]  # the band runs past the last actual value
@@ -151,10 +152,10 @@ def test_scaling_decisions_and_forecast_band(planted: tuple[Lake, str]) -> None:
 
 def test_key_numbers(planted: tuple[Lake, str]) -> None:
     lake, state_path = planted
-    perf = R.key_numbers("performance_report", lake, *_window())
+    perf = A.key_numbers("performance_report", lake, *_window())
     assert perf["hosts"] == 4 and perf["alert firings"] == 5 and perf["scaling decisions"] == 2
     assert 0 < perf["min CPU headroom"] < 1
-    review = R.key_numbers("alert_review", lake, *_window(), state_path)
+    review = A.key_numbers("alert_review", lake, *_window(), state_path)
     assert review["noisiest rule"] == "Flappy" and review["flapping rules"] == 1
     assert review["MTTR (min)"] == pytest.approx((300 * 3 + 600) / 4 / 60, abs=0.05)
 
@@ -163,16 +164,16 @@ def test_bad_requests_name_the_field(tmp_path: Path) -> None:
     with pytest.raises(R.ReportError, match="notebook: unknown report 'nope'"):
         R.notebook_path("nope")
     with pytest.raises(R.ReportError, match="since"):
-        R.report_window("soon")
+        A.report_window("soon")
     with pytest.raises(R.ReportError, match="until"):
-        R.report_window("1d", "later")
+        A.report_window("1d", "later")
     with pytest.raises(R.ReportError, match="not before"):
-        R.report_window("1h", "2h")
+        A.report_window("1h", "2h")
     lake = Lake(str(tmp_path / "lake"))
     start, end = _window()
-    assert R.latency_percentiles(lake, start, end).height == 0
-    assert R.alert_review(R.alert_events(lake, start, end)).height == 0
-    assert R.key_numbers("performance_report", lake, start, end)["hosts"] == 0
+    assert A.latency_percentiles(lake, start, end).height == 0
+    assert A.alert_review(A.alert_events(lake, start, end)).height == 0
+    assert A.key_numbers("performance_report", lake, start, end)["hosts"] == 0
 
 
 def test_the_kernel_runs_this_interpreter() -> None:
@@ -223,7 +224,7 @@ def test_performance_report_notebook_end_to_end(planted: tuple[Lake, str], tmp_p
     ]
     assert res.images >= 4 and html.count("<img") == res.images  # latency, headroom, CPU+band, scaling
     assert "data:image/png;base64," in html and _offline(html)
-    assert "def show" not in html and "R.latency_percentiles" not in html  # inputs hidden
+    assert "def show" not in html and "A.latency_percentiles" not in html  # inputs hidden
     assert "Flappy" in html and "web-1" in html and "no data" not in html.lower()
     _readable_tables(html)
 
@@ -291,19 +292,19 @@ def test_mail_reports_attaches_the_html_through_local_smtp(smtp: tuple[Mailbox, 
 def test_capacity_outlook_and_hourly_profile(planted: tuple[Lake, str]) -> None:
     lake, _ = planted
     start, end = NOW - timedelta(days=2), NOW
-    out = R.capacity_outlook(lake, "host_cpu_utilization_ratio", 0.5, start, end)
+    out = A.capacity_outlook(lake, "host_cpu_utilization_ratio", 0.5, start, end)
     assert out.height == 4
     web1 = out.row(0, named=True)  # the only series with a forecast, and its p90 (0.6) crosses 0.5
     assert 'host="web-1"' in web1["series"] and web1["runs_out_p50"] is None
     assert web1["runs_out_p90"] == min(t for t in _forecast_times() if t >= end)
     assert web1["forecast_p90_max"] == 0.6 and web1["headroom"] == pytest.approx(0.5 - web1["p95"])
     assert out.get_column("runs_out_p90").null_count() == 3
-    assert R.capacity_outlook(lake, "host_cpu_utilization_ratio", 0.65, start, end).get_column(
+    assert A.capacity_outlook(lake, "host_cpu_utilization_ratio", 0.65, start, end).get_column(
         "runs_out_p90"
     ).null_count() == 4  # fmt: skip
     with pytest.raises(R.ReportError, match="capacity: must be positive"):
-        R.capacity_outlook(lake, "host_cpu_utilization_ratio", 0, start, end)
-    prof = R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end)
+        A.capacity_outlook(lake, "host_cpu_utilization_ratio", 0, start, end)
+    prof = A.hourly_profile(lake, "host_cpu_utilization_ratio", start, end)
     assert prof.get_column("host").to_list() == ["web-1", "web-2", "web-3", "worker-1"] and prof.width == 25
     # the demo's daily curve: busier at 15:00 UTC than at 03:00 on every host
     assert all(a > b for a, b in zip(prof["15"], prof["3"], strict=True))
@@ -312,9 +313,9 @@ def test_capacity_outlook_and_hourly_profile(planted: tuple[Lake, str]) -> None:
 def test_top_keeps_the_busiest_series_for_the_plots(planted: tuple[Lake, str]) -> None:
     lake, _ = planted
     start, end = _window()
-    full = R.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end)
+    full = A.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end)
     peaks = full.group_by("series").agg(pl.col("value").max()).sort("value", descending=True)
-    two = R.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end, top=2)
+    two = A.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end, top=2)
     assert set(two.get_column("series")) == set(peaks.head(2).get_column("series"))
     # the kept series keep every row they had in the full frame, forecast band included (values
     # compared approximately: DuckDB sums in parallel, so two reads can differ in the last bit)
@@ -324,26 +325,26 @@ def test_top_keeps_the_busiest_series_for_the_plots(planted: tuple[Lake, str]) -
         assert two.get_column(col).fill_null(-1.0).to_list() == pytest.approx(
             same.get_column(col).fill_null(-1.0).to_list(), rel=1e-12
         ), col
-    web1 = R.series_with_forecast(lake, 'host_cpu_utilization_ratio{host="web-1"}', start, end, top=5)
+    web1 = A.series_with_forecast(lake, 'host_cpu_utilization_ratio{host="web-1"}', start, end, top=5)
     assert web1.filter(pl.col("p50").is_not_null()).height == 16  # a kept series keeps its forecast band
-    prof = R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end)
+    prof = A.hourly_profile(lake, "host_cpu_utilization_ratio", start, end)
     means = prof.select("host", pl.mean_horizontal(pl.exclude("host")).alias("m")).sort("m", descending=True)
-    top2 = R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, top=2)
+    top2 = A.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, top=2)
     assert top2.get_column("host").to_list() == sorted(means.head(2).get_column("host").to_list())
     assert top2.width == 25
     for bad in (0, -1):
         with pytest.raises(R.ReportError, match="top"):
-            R.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end, top=bad)
+            A.series_with_forecast(lake, "host_cpu_utilization_ratio", start, end, top=bad)
         with pytest.raises(R.ReportError, match="top"):
-            R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, top=bad)
+            A.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, top=bad)
     with pytest.raises(R.ReportError, match="by"):
-        R.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, by="host.name")
+        A.hourly_profile(lake, "host_cpu_utilization_ratio", start, end, by="host.name")
 
 
 def test_anomaly_summary_counts_the_scores_above_the_threshold(planted: tuple[Lake, str], tmp_path: Path) -> None:
     lake, _ = planted
     start, end = _window()
-    assert R.anomaly_summary(lake, start, end).height == 0  # the planted lake has no scores yet
+    assert A.anomaly_summary(lake, start, end).height == 0  # the planted lake has no scores yet
     own = Lake(str(tmp_path / "lake"))
     seed_demo(own, now=NOW, days=1)
     cpu = own.series('host_cpu_utilization_ratio{host="web-2"}')
@@ -366,12 +367,12 @@ def test_anomaly_summary_counts_the_scores_above_the_threshold(planted: tuple[La
             }
         ).with_columns(pl.col("ts").dt.cast_time_unit("ms")),
     )
-    (row,) = R.anomaly_summary(own, start, end).rows(named=True)
+    (row,) = A.anomaly_summary(own, start, end).rows(named=True)
     assert row["series"] == 'host_cpu_utilization_ratio{host="web-2",source="demo"}'
     assert row["anomalous_points"] == 3 and row["max_score"] == 0.99
     assert (row["first"], row["last"], row["peak"]) == (times[1], times[4], times[4])
-    assert R.anomaly_summary(own, start, end, threshold=0.95).get_column("anomalous_points").to_list() == [1]
-    assert R.anomaly_summary(own, start, end, selector="host_load1").height == 0
+    assert A.anomaly_summary(own, start, end, threshold=0.95).get_column("anomalous_points").to_list() == [1]
+    assert A.anomaly_summary(own, start, end, selector="host_load1").height == 0
 
 
 def test_capacity_planning_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:
@@ -395,7 +396,7 @@ def test_forecast_errors_against_the_actuals(planted: tuple[Lake, str]) -> None:
     lake, state_path = planted
     start, end = _window()
     sel = 'host_cpu_utilization_ratio{host="web-1"}'
-    errs = R.forecast_errors(lake, sel, start, end)
+    errs = A.forecast_errors(lake, sel, start, end)
     assert errs.height == 1
     row = errs.row(0, named=True)
     # independently: the 5-minute average actual at each past target time vs the planted p50 = 0.4
@@ -407,10 +408,10 @@ def test_forecast_errors_against_the_actuals(planted: tuple[Lake, str]) -> None:
     assert row["bias"] == pytest.approx(sum(0.4 - v for v in vals) / len(vals))
     assert row["coverage_80"] == pytest.approx(sum(0.2 <= v <= 0.6 for v in vals) / len(vals))
     assert row["mape_pct"] == pytest.approx(100 * sum(abs(0.4 - v) / v for v in vals) / len(vals))
-    assert R.forecast_errors(lake, 'gpu_utilization_ratio{gpu="0"}', start, end).height == 0  # no forecasts
-    hist = R.model_history(state_path)
+    assert A.forecast_errors(lake, 'gpu_utilization_ratio{gpu="0"}', start, end).height == 0  # no forecasts
+    hist = A.model_history(state_path)
     assert hist.select("name", "version", "status", "score").rows() == [("cpu", "v1", "champion", 0.12)]
-    assert R.model_history(None).height == 0
+    assert A.model_history(None).height == 0
 
 
 def test_forecast_accuracy_notebook_end_to_end(planted: tuple[Lake, str], tmp_path: Path) -> None:

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tasks import analytics as A
 from tasks import reports as R
 from tasks.anomaly.stream import detect_incremental
 from tasks.config import ConfigError, load_settings
 from tasks.config_checks import load_checked_settings
 from tasks.demo import seed_demo
 from tasks.lake import Lake
+from tasks.reports.kernel import lake_env
 from tasks.state import State
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -151,7 +153,7 @@ def test_open_lake_prefers_the_handoff_then_the_configuration(tmp_path: Path, mo
     assert R.open_lake("").root == str(tmp_path / "configured")
     assert R.open_lake(str(tmp_path / "given")).root == str(tmp_path / "given")
     handed = _settings(tmp_path, **{"lake.memory_limit": "200MB"}).lake
-    monkeypatch.setenv(R.LAKE_ENV, R._lake_env(handed))
+    monkeypatch.setenv(R.LAKE_ENV, lake_env(handed))
     lake = R.open_lake("")
     assert lake.root == str(tmp_path / "lake")
     assert lake.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0].startswith("190")
@@ -215,8 +217,8 @@ def test_key_numbers_come_back_from_the_notebook(tmp_path: Path) -> None:
     seed_demo(lake, now=NOW, days=0.5)
 
     res = R.run_report("performance_report", lake_root=lake.root, out_dir=tmp_path / "out", since="12h", now=NOW)
-    start, end = R.report_window("12h", "now", now=NOW)
-    assert res.key_numbers == json.loads(json.dumps(R.key_numbers("performance_report", lake, start, end)))
+    start, end = A.report_window("12h", "now", now=NOW)
+    assert res.key_numbers == json.loads(json.dumps(A.key_numbers("performance_report", lake, start, end)))
     assert res.key_numbers["hosts"] == 4
     summary = _text(Path(res.html).read_text())
     assert "figure value hosts 4" in summary  # the same numbers as a table in the report
