@@ -512,9 +512,9 @@ class Lake:
         order, as frames of at most ``batch_rows`` rows, stopping after ``limit`` rows.
 
         Why: a selector over every series since the year 1 is the whole lake; ``query`` would hold
-        it in memory (11 GB for 5 M rows as Python rows). Raw samples come from one DuckDB statement
-        sorted under the lake's memory limit (it spills) and fetched a batch at a time; buckets are
-        computed a group of series at a time.
+        it in memory (11 GB for 5 M rows as Python rows). Series are read a group at a time: raw
+        samples from one DuckDB statement per group, sorted under the lake's memory limit (it
+        spills) and fetched a batch at a time; buckets computed for the group at once.
         """
         start, end = _aware(start, "start"), _aware(end, "end")
         if end <= start:
@@ -526,36 +526,45 @@ class Lake:
             raise QueryError(f"agg: {agg} needs a step")
         if agg not in ("rate", "increase"):
             parse_agg(agg)  # a bad aggregation is an error even when nothing matches
-        if step is None:
-            # A group of series at a time: the sort (and the last-write-wins dedup of a lake not yet
-            # compacted) then holds one group's rows, not the whole lake's, and a table view that
-            # wants 50 rows reads only the first group.
-            matched = self.series(selector).sort("series")
-            left = limit
-            for i in range(0, matched.height, STREAM_RAW_SERIES_GROUP):
-                for df in self._stream_raw(matched.slice(i, STREAM_RAW_SERIES_GROUP), start, end, left, batch_rows):
-                    if left is not None:
-                        left -= df.height
-                    yield df
-                if left == 0:
-                    return
-            return
+        # A group of series at a time: a raw group's sort (and the last-write-wins dedup of a lake
+        # not yet compacted) holds that group's rows, not the whole lake's, and a table view that
+        # wants 50 rows reads only the first group.
         matched = self.series(selector).sort("series")
+        size = STREAM_RAW_SERIES_GROUP if step is None else STREAM_SERIES_GROUP
         left = limit
-        for i in range(0, matched.height, STREAM_SERIES_GROUP):
-            group = matched.slice(i, STREAM_SERIES_GROUP)
-            if agg in ("rate", "increase"):
-                df = self._increase(group, start, end, step, per_second=agg == "rate")
-            else:
-                buckets = self.window_buckets(group.get_column("series_id").to_list(), start, end, step, agg)
-                df = self._decorate(buckets, group) if buckets.height else self.empty_result()
-            if left is not None:
-                df = df.head(left)
-                left -= df.height
-            for off in range(0, df.height, batch_rows):
-                yield df.slice(off, batch_rows)
+        for i in range(0, matched.height, size):
+            group = matched.slice(i, size)
+            for df in self._stream_group(group, start, end, step, agg, left, batch_rows):
+                if left is not None:
+                    df = df.head(left)
+                    left -= df.height
+                yield df
             if left == 0:
                 return
+
+    def _stream_group(
+        self,
+        group: pl.DataFrame,
+        start: datetime,
+        end: datetime,
+        step: timedelta | None,
+        agg: str,
+        limit: int | None,
+        batch_rows: int,
+    ) -> Iterator[pl.DataFrame]:
+        """One group's rows of ``stream``, in order, at most ``batch_rows`` a frame."""
+        if step is None:
+            yield from self._stream_raw(group, start, end, limit, batch_rows)
+            return
+        if agg in ("rate", "increase"):
+            df = self._increase(group, start, end, step, per_second=agg == "rate")
+        else:
+            buckets = self.window_buckets(group.get_column("series_id").to_list(), start, end, step, agg)
+            df = self._decorate(buckets, group) if buckets.height else self.empty_result()
+        if limit is not None:
+            df = df.head(limit)
+        for off in range(0, df.height, batch_rows):
+            yield df.slice(off, batch_rows)
 
     def _stream_raw(
         self, matched: pl.DataFrame, start: datetime, end: datetime, limit: int | None, batch_rows: int
