@@ -38,6 +38,7 @@ __all__ = [
     "State",
     "StateLockTimeout",
     "TransactionStats",
+    "claim_still_held",
     "observe_transactions",
     "register_schema",
     "transaction",
@@ -341,6 +342,19 @@ class ClaimOwner:
             return True  # no /proc to ask: the pid exists, so assume it is the holder
         state, started = proc
         return state not in ("Z", "X") and (self.started is None or started == self.started)
+
+
+def claim_still_held(lease_expired: bool, owner_json: str | None) -> str | None:
+    """Why a claim may not be taken over, or ``None`` when it may: the one rule of every claim
+    (alert outbox, action ledger). Held while its lease runs, and after that while its owner is
+    known to be alive on this host; on another host the lease alone decides. (When a lease has
+    expired is each table's own: what its claims record, and which clock.)"""
+    if not lease_expired:
+        return "its lease runs"
+    owner = ClaimOwner.from_json(owner_json)
+    if owner is not None and owner.alive():
+        return f"its lease ran out but its holder (pid {owner.pid} on this host) is alive"
+    return None
 
 
 class Heartbeat:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from tasks.actuators.action import Action
-from tasks.state import ClaimOwner, State, register_schema
+from tasks.state import ClaimOwner, State, claim_still_held, register_schema
 
 __all__ = ["ActionLedger", "ClaimVerdict", "LedgerRow"]
 
@@ -237,15 +237,7 @@ def _held(row: LedgerRow, now: datetime, lease_s: float) -> bool:
         expired = row.lease_until <= now
     else:  # claimed before claims had owners and leases
         expired = row.started_at <= now - timedelta(seconds=lease_s)
-    if not expired:
-        return True
-    owner = ClaimOwner.from_json(row.claim_owner)
-    if owner is not None and owner.alive():
-        log.warning(
-            "action %s (%s): lease ran out but its holder (pid %d on this host) is alive: not taken over",
-            row.decision_id,
-            row.actuator,
-            owner.pid,
-        )
-        return True
-    return False
+    why = claim_still_held(expired, row.claim_owner)
+    if why is not None and expired:
+        log.warning("action %s (%s): %s: not taken over", row.decision_id, row.actuator, why)
+    return why is not None

@@ -58,7 +58,7 @@ from tasks.alerting.notify.notify_templates import (
 from tasks.alerting.notify.receivers import Receiver, redact_url
 from tasks.lake import schema as S
 from tasks.lake.write import write_partitioned
-from tasks.state import ClaimOwner, Heartbeat, State, register_schema
+from tasks.state import ClaimOwner, Heartbeat, State, claim_still_held, register_schema
 
 __all__ = [
     "DeliveryError",
@@ -481,15 +481,10 @@ def _recover(con: Any, now: datetime, lease_s: float, clock: Clock) -> None:
     ).fetchall()
     for entry_id, token, owner_json, lease_until, updated_at in rows:
         expired = lease_until <= wall if lease_until is not None else updated_at <= now - timedelta(seconds=lease_s)
-        if not expired:
-            continue
-        owner = ClaimOwner.from_json(owner_json)
-        if owner is not None and owner.alive():
-            log.warning(
-                "notification %s: lease ran out but its sender (pid %d on this host) is alive: not taken over",
-                entry_id,
-                owner.pid,
-            )
+        why = claim_still_held(expired, owner_json)
+        if why is not None:
+            if expired:
+                log.warning("notification %s: %s: not taken over", entry_id, why)
             continue
         con.execute(
             f"UPDATE {OUTBOX} SET status = 'failed', possible_duplicate = true, next_attempt_at = ?, "
