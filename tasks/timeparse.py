@@ -37,10 +37,14 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 
 
-#: The longest duration accepted: Prometheus's bound (int64 nanoseconds, about 292 years). Longer
-#: ones are typing mistakes, and Python's ``timedelta`` (or the ``datetime`` it is subtracted from)
-#: would otherwise overflow deep inside whatever uses them.
-MAX_DURATION = timedelta(days=106_751)
+#: The longest duration Prometheus accepts: its durations are Go ``time.Duration``s (int64
+#: nanoseconds, about 292 years), counted in whole milliseconds. Beyond it promtool says "duration
+#: out of range"; we must too, or a rule that passes ``rules check`` overflows at evaluation.
+MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+#: The same bound for the lenient parser (106,751 whole days): longer durations are typing mistakes,
+#: and Python's ``timedelta`` (or the ``datetime`` it is subtracted from) would otherwise overflow
+#: deep inside whatever uses them.
+MAX_DURATION = timedelta(days=MAX_DURATION_MS // 86_400_000)
 
 
 class DurationError(ValueError):
@@ -91,11 +95,6 @@ _PROMETHEUS_UNITS_MS: tuple[tuple[str, int], ...] = (
     ("s", 1000),
     ("ms", 1),
 )
-#: The longest duration Prometheus accepts: its durations are Go ``time.Duration``s (int64
-#: nanoseconds, about 292 years), counted in whole milliseconds. Beyond it promtool says "duration
-#: out of range"; we must too, or a rule that passes ``rules check`` overflows at evaluation.
-#: (:data:`MAX_DURATION` is the same bound in whole days, for the lenient parser.)
-MAX_DURATION_MS = (2**63 - 1) // 1_000_000
 
 
 def parse_prometheus_duration(text: str) -> float:
