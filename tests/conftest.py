@@ -20,6 +20,7 @@ import pytest
 from localhttp import JsonHandler, LocalServer
 from localsmtp import Mailbox
 from prefectserver import running_server
+from rediscluster import LocalRedisCluster
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -201,3 +202,15 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     ctl.start()
     yield box, ctl.port
     ctl.stop()
+
+
+# ---- a real Redis Cluster on loopback (cache manager tests) -------------------------------------------
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A fresh 3-master Redis Cluster (no replicas) per test: cluster operations change it.
+
+    ``.spare()`` starts an empty cluster-mode node to add; everything stops after the test."""
+    with LocalRedisCluster(masters=3) as cluster:
+        yield cluster

@@ -26,6 +26,7 @@ import typer
 
 from flows.cli.alerts import alerts_app
 from flows.cli.analytics import export_cmd, insights_cmd, root_cause_cmd
+from flows.cli.cache import cache_app
 from flows.cli.common import CliState, prepare_prefect_env
 from flows.cli.config import config_app
 from flows.cli.lake import lake_app
@@ -96,6 +97,7 @@ app.add_typer(anomaly_app, name="anomaly")
 app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(scale_app, name="scale")
+app.add_typer(cache_app, name="cache")
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ directory, or the file ``CORTEX_PERF_CONFIG`` names), environment variables ``CO
 (``--set lake.root=/tmp/lake``). Everything else reads settings from here and nowhere else.
 """
 
+from tasks.config.caching import CacheClusterOpsSettings, CacheHotSettings, CacheSettings, CacheWarmSettings
 from tasks.config.scaling import (
     GuardRails,
     ScalingMetricSettings,
@@ -41,6 +42,10 @@ from tasks.config.settings import (
 __all__ = [
     "AlertingSettings",
     "AnomalySettings",
+    "CacheClusterOpsSettings",
+    "CacheHotSettings",
+    "CacheSettings",
+    "CacheWarmSettings",
     "CollectSettings",
     "ConfigError",
     "ForecastSettings",
