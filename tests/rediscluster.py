@@ -119,6 +119,28 @@ def wait_cluster_ok(nodes: list[RedisNode], timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"cluster did not reach cluster_state:ok within {timeout_s} s")
 
 
+def wait_replicas_synced(nodes: list[RedisNode], replicas: int, timeout_s: float = 30.0) -> None:
+    """Until every node's view shows ``replicas`` replicas and each replica's link to its master is up
+    (gossip spreads a ``CLUSTER REPLICATE`` over a few node timeouts; the first sync takes a moment)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ok = True
+        for n in nodes:
+            with n.client() as c:
+                view = c.cluster("NODES")
+                if sum("slave" in v["flags"] for v in view.values()) < replicas:
+                    ok = False
+                    break
+                info = c.info("replication")
+                if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                    ok = False
+                    break
+        if ok:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"replicas did not sync within {timeout_s} s")
+
+
 @dataclass
 class LocalRedisCluster:
     """A Redis Cluster of ``masters`` masters (slots split evenly) and ``replicas`` per master."""
@@ -153,6 +175,8 @@ class LocalRedisCluster:
                         c.execute_command("CLUSTER MEET", "127.0.0.1", first.port)
                     self._replicate(r, mid)
             wait_cluster_ok(self.nodes)
+            if self.replicas:
+                wait_replicas_synced(self.nodes, self.masters * self.replicas)
         except BaseException:
             self.stop()
             raise

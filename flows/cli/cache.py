@@ -11,9 +11,11 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import cli_state, console, handle_errors, print_json
+from flows.cli.common import cli_state, console, handle_errors, human_bytes, print_json
 from flows.cli.output import DataTable
+from tasks.caching.advice import advise
 from tasks.caching.client import CacheClient
+from tasks.caching.stats import collect_stats
 
 cache_app = typer.Typer(
     help="Redis / Redis Cluster: stats, hot keys, warming, cluster operations (add, remove, rebalance, fix).",
@@ -39,3 +41,68 @@ def ping_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         for p in primaries:
             t.add_row(p, "yes")
         console.print(t)
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def _num(v: float | int | None) -> str:
+    return "—" if v is None else f"{v:,.0f}" if isinstance(v, int) or float(v).is_integer() else f"{v:,.1f}"
+
+
+@cache_app.command("stats")
+@handle_errors
+def stats_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Every node now: role, keys, slots, hit ratio, evictions, memory, ops/s, replication lag."""
+    with CacheClient.from_settings(cli_state(ctx).settings()) as client:
+        stats = collect_stats(client)
+        url = client.safe_url
+    if json_out:
+        print_json(stats.to_json())
+        return
+    kind = "Redis Cluster" if stats.cluster else "Redis"
+    t = DataTable(title=f"{kind} {stats.name} ({url})", title_justify="left")
+    for col in ("node", "role", "keys", "slots", "hit%", "evicted", "memory", "%max", "ops/s", "replication"):
+        t.add_column(col, justify="left" if col in ("node", "role", "replication") else "right", overflow="fold")
+    for n in stats.nodes:
+        repl = "—"
+        if n.role == "replica":
+            repl = f"of {n.master or '?'}: " + (
+                "link down" if n.link_up is False else f"{_num(n.replication_lag_bytes)} B behind"
+            )
+        t.add_row(
+            n.node,
+            n.role if n.up else f"DOWN ({n.error})",
+            _num(n.keys),
+            str(n.slots) if stats.cluster and n.role == "master" else "—",
+            _pct(n.hit_ratio),
+            _num(n.evicted_keys),
+            human_bytes(n.used_memory) if n.used_memory is not None else "—",
+            _pct(n.memory_ratio),
+            _num(n.ops_per_s),
+            repl,
+        )
+    console.print(t)
+
+
+@cache_app.command("advise")
+@handle_errors
+def advise_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Recommendations: memory headroom, eviction pressure, slot/memory imbalance, idle nodes, replicas, hot slots."""
+    settings = cli_state(ctx).settings()
+    with CacheClient.from_settings(settings) as client:
+        stats = collect_stats(client)
+    found = advise(stats, threshold_pct=settings.cache.cluster_ops.threshold_pct)
+    if json_out:
+        print_json([a.to_json() for a in found])
+        return
+    if not found:
+        console.print(f"No recommendations: {len(stats.nodes)} node(s) look healthy.")
+        return
+    t = DataTable(title=f"Recommendations for {stats.name}", title_justify="left")
+    for col in ("severity", "node", "finding", "what to do"):
+        t.add_column(col, overflow="fold")
+    for a in found:
+        t.add_row(a.severity, a.node, a.message, a.action)
+    console.print(t)

@@ -221,6 +221,14 @@ class CacheClient:
 
     # -- cluster-wide reads, always over every primary ----------------------------------------
 
+    def info_one(self, addr: NodeAddress, section: str | None = None) -> dict[str, Any]:
+        """INFO of one node by address (a replica too); ``section=None`` reads every section."""
+        conn = self._primary_client(addr) if not self.cluster else self.node(addr)
+        try:
+            return dict(conn.info(section) if section else conn.info("all"))
+        except Exception as exc:
+            raise self.error(f"INFO on {addr}", exc) from None
+
     def info(self, section: str | None = None) -> dict[str, dict[str, Any]]:
         """INFO of every primary, by ``host:port`` (one entry when standalone)."""
         out: dict[str, dict[str, Any]] = {}
