@@ -11,11 +11,12 @@ an error; errors from the client are passed through ``redact`` before they leave
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import redis
 from pydantic import SecretStr
 
 from tasks.config.settings import RedisSourceSettings
@@ -118,10 +119,75 @@ def info_to_samples(
             redis_mode=str(info.get("redis_mode", "")),
         )
         add("redis_master", 1.0 if role == "master" else 0.0)
+    out += _replication_samples(info, base, now)
     for field_name in extra_fields:
         v = _num(info.get(field_name))
         if v is not None:
             add(f"redis_{sanitize_metric_name(field_name)}", v)
+    return out
+
+
+def _replication_samples(info: Mapping[str, Any], base: Mapping[str, str], now: datetime) -> list[Sample]:
+    """Replication as redis_exporter names it: on a master, each replica's lag (seconds since its
+    last ACK) and offset, plus how many bytes it is behind; on a replica, its link and last I/O."""
+    out: list[Sample] = []
+    master_offset = _num(info.get("master_repl_offset"))
+    if info.get("role") == "master":
+        for key, rep in info.items():
+            if not (key.startswith("slave") and key[5:].isdigit() and isinstance(rep, Mapping)):
+                continue
+            labels = {**base, "slave_ip": str(rep.get("ip", "")), "slave_port": str(rep.get("port", "")),
+                      "slave_state": str(rep.get("state", ""))}  # fmt: skip
+            lag, offset = _num(rep.get("lag")), _num(rep.get("offset"))
+            if lag is not None:
+                out.append(Sample("redis_connected_slave_lag_seconds", lag, now, labels))
+            if offset is not None:
+                out.append(Sample("redis_connected_slave_offset_bytes", offset, now, labels))
+                if master_offset is not None:
+                    lag_bytes = max(0.0, master_offset - offset)
+                    out.append(Sample("redis_connected_slave_lag_bytes", lag_bytes, now, labels))
+    elif info.get("role") == "slave":
+        out.append(Sample("redis_master_link_up", 1.0 if info.get("master_link_status") == "up" else 0.0, now,
+                          dict(base)))  # fmt: skip
+        last_io = _num(info.get("master_last_io_seconds_ago"))
+        if last_io is not None and last_io >= 0:
+            out.append(Sample("redis_master_last_io_seconds_ago", last_io, now, dict(base)))
+        offset = _num(info.get("slave_repl_offset"))
+        if offset is not None:
+            out.append(Sample("redis_slave_repl_offset", offset, now, dict(base)))
+    if master_offset is not None:
+        out.append(Sample("redis_master_repl_offset", master_offset, now, dict(base)))
+    return out
+
+
+def cluster_slot_samples(
+    client: Any, view: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str], now: datetime
+) -> list[Sample]:
+    """Slots each master owns and the keys in each of its slot ranges (``CLUSTER NODES`` on one node,
+    ``CLUSTER COUNTKEYSINSLOT`` pipelined on each owner: ~0.03 s per 5,461 slots here).
+
+    Why per range and not per slot: 16,384 series per cluster would swamp the catalogue, and a
+    range (what ``CLUSTER NODES`` shows) is the unit an operator moves; a hot range shows here."""
+    out: list[Sample] = []
+    for addr, node in view.items():
+        if "master" not in str(node.get("flags", "")):
+            continue
+        host_port = addr.split("@")[0]
+        ranges = [(int(a), int(b)) for a, b in node.get("slots", [])]
+        node_labels = {**labels, "node": host_port}
+        out.append(Sample("redis_cluster_node_slots", float(sum(b - a + 1 for a, b in ranges)), now, node_labels))
+        if not ranges:
+            continue
+        with _node_connection(client, host_port) as conn:
+            pipe = conn.pipeline(transaction=False)
+            for a, b in ranges:
+                for slot in range(a, b + 1):
+                    pipe.execute_command("CLUSTER COUNTKEYSINSLOT", slot)
+            counts = iter(pipe.execute())
+        for a, b in ranges:
+            keys = sum(int(next(counts)) for _ in range(a, b + 1))
+            out.append(Sample("redis_cluster_slot_range_keys", float(keys), now,
+                              {**node_labels, "slots": f"{a}-{b}" if a != b else str(a)}))  # fmt: skip
     return out
 
 
@@ -205,22 +271,59 @@ class RedisSource(Source):
             _close(client)
 
     def _collect_cluster(self, client: Any, now: datetime) -> list[Sample]:
+        """INFO of every node ``CLUSTER NODES`` lists — replicas too: the cluster client only caches
+        the nodes ``CLUSTER SLOTS`` named when it started, so a replica that joined later (or any
+        replica, before it synced) would be missing — then the slot ownership and keys per range."""
         out: list[Sample] = []
         errors: list[str] = []
-        for node in client.get_nodes():
-            labels = {"redis": self.redis_name, "node": f"{node.host}:{node.port}"}
+        try:
+            view = client.cluster_nodes()
+        except Exception as exc:  # no view: fall back to the nodes the client knows
+            errors.append(str(self._error("CLUSTER NODES", exc)))
+            view = {f"{n.host}:{n.port}": {"flags": n.server_type or ""} for n in client.get_nodes()}
+        # A node that never met another one lists itself without a host (":7000"): it is the one we asked.
+        seed_host = getattr(client.get_default_node(), "host", "127.0.0.1")
+        view = {(seed_host + addr if addr.startswith(":") else addr): node for addr, node in view.items()}
+        for addr, node in sorted(view.items()):
+            flags = str(node.get("flags", ""))
+            if "noaddr" in flags or "handshake" in flags:
+                continue
+            host_port = addr.split("@")[0]
+            labels = {"redis": self.redis_name, "node": host_port}
             try:
-                info = client.info(target_nodes=node)
-                if isinstance(info, Mapping) and node.name in info and isinstance(info[node.name], Mapping):
-                    info = info[node.name]
+                with _node_connection(client, host_port) as conn:
+                    info = conn.info()
             except Exception as exc:  # one node down: report it, keep the others
                 out.append(Sample("redis_up", 0.0, now, labels))
                 errors.append(str(self._error(labels["node"], exc)))
                 continue
             out.extend(info_to_samples(info, labels, now, self.extra_info_fields))
+        try:
+            out.extend(cluster_slot_samples(client, view, {"redis": self.redis_name}, now))
+        except Exception as exc:  # slot stats are extra: the per-node INFO above still counts
+            errors.append(str(self._error("cluster slots", exc)))
         if errors:
             raise SourceError("; ".join(errors), out)
         return out
+
+
+@contextlib.contextmanager
+def _node_connection(client: Any, host_port: str) -> Iterator[Any]:
+    """A connection to one cluster node: the client's own when it knows the node, else a new one
+    with the client's connection settings (password, TLS, timeouts), closed afterwards."""
+    host, _, port = host_port.rpartition(":")
+    known = client.get_node(host=host, port=int(port))
+    if known is not None and known.redis_connection is not None:
+        yield known.redis_connection
+        return
+    kwargs = dict(getattr(getattr(client, "nodes_manager", None), "connection_kwargs", {}) or {})
+    kwargs.pop("host", None)
+    kwargs.pop("port", None)
+    conn = redis.Redis(host=host, port=int(port), **kwargs)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def _node_name(client: Any) -> str:

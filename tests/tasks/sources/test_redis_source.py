@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
+from rediscluster import LocalRedisCluster
 
 from tasks.sources import RedisSource, SourceError, collect_all
 from tasks.sources.redis_info import info_to_samples, safe_redis_url
@@ -212,3 +214,23 @@ def test_cluster_mode_reads_every_node(cluster_url: str, check_samples) -> None:
     assert nodes == {f"127.0.0.1:{port}"}
     assert value(samples, "redis_up") == 1.0
     assert value(samples, "redis_instance_info", redis_mode="cluster") == 1.0
+
+
+@pytest.mark.slow
+def test_cluster_with_replicas_exports_replication_and_slot_ranges(check_samples) -> None:
+    """Every node (replicas too), each replica's lag on its master, slots and keys per slot range."""
+    with LocalRedisCluster(masters=3, replicas=1) as cluster:
+        rc = RedisCluster.from_url(cluster.url)
+        for i in range(900):
+            rc.set(f"r{i}", i)
+        samples = check_samples(RedisSource(cluster.url, redis_name="c", cluster=True).collect(NOW))
+    assert {s.labels["node"] for s in samples} == {n.address for n in cluster.nodes}
+    slots = [s for s in samples if s.metric == "redis_cluster_node_slots"]
+    assert sum(s.value for s in slots) == 16384 and len(slots) == 3
+    ranges = [s for s in samples if s.metric == "redis_cluster_slot_range_keys"]
+    assert sum(s.value for s in ranges) == 900
+    assert {s.labels["slots"] for s in ranges} == {"0-5460", "5461-10921", "10922-16383"}
+    assert len([s for s in samples if s.metric == "redis_connected_slave_lag_seconds"]) == 3
+    assert len([s for s in samples if s.metric == "redis_connected_slave_lag_bytes"]) == 3
+    links = [s for s in samples if s.metric == "redis_master_link_up"]
+    assert len(links) == 3 and all(s.value == 1.0 for s in links)
