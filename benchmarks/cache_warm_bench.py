@@ -39,12 +39,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.caching.access import AccessHistory  # noqa: E402
-from tasks.caching.client import CacheClient  # noqa: E402
-from tasks.caching.hotkeys import DecayPredictor, TopKPrevPredictor, XGBRanker, ranked_ids  # noqa: E402
-from tasks.caching.lru import LRUCache  # noqa: E402
-from tasks.caching.warm import CallableLoader, warm_keys  # noqa: E402
-from tasks.config.caching import CacheWarmSettings  # noqa: E402
+from tasks.caching.access import AccessHistory
+from tasks.caching.client import CacheClient
+from tasks.caching.hotkeys import DecayPredictor, TopKPrevPredictor, XGBRanker, ranked_ids
+from tasks.caching.lru import LRUCache
+from tasks.caching.warm import CallableLoader, warm_keys
+from tasks.config.caching import CacheWarmSettings
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SIZES = (5, 10)
@@ -236,7 +236,12 @@ def run(trace: str, restart_at: float, use_redis: bool, log: Callable[[str], Non
     decay = ranked_ids(DecayPredictor(float(w)), hist, float(r), kmax)
     log(f"{trace}: {n:,} requests, {u:,} keys, restart at {r:,}, window {w:,}; fit {fit_s:.1f}s, rank {predict_s:.1f}s")
     block = max(w // 20, 1)
-    result: dict[str, Any] = {"exact_lru": {}, "redis": {}, "warm_s": None, "time_to_warm": {"exact_lru": {}, "redis": {}}}
+    result: dict[str, Any] = {
+        "exact_lru": {},
+        "redis": {},
+        "warm_s": None,
+        "time_to_warm": {"exact_lru": {}, "redis": {}},
+    }
     extra: dict[str, Any] = {"decay_exact_lru": {}}
     for size in SIZES:
         k = int(u * size / 100)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from flows.cli.cache_warm import hot_cmd, warm_cmd
 from flows.cli.common import cli_state, console, handle_errors, print_json
 from flows.cli.output import DataTable
 from tasks.caching.client import CacheClient
@@ -39,3 +40,7 @@ def ping_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         for p in primaries:
             t.add_row(p, "yes")
         console.print(t)
+
+
+cache_app.command("hot")(hot_cmd)
+cache_app.command("warm")(warm_cmd)

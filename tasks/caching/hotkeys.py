@@ -112,9 +112,9 @@ class DecayPredictor:
         return ids, s[ids]
 
 
-def key_features(history: AccessHistory, at: float, window: float, *, max_keys: int = 2_000_000) -> tuple[
-    np.ndarray, np.ndarray, list[str]
-]:
+def key_features(
+    history: AccessHistory, at: float, window: float, *, max_keys: int = 2_000_000
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per-key features at ``at`` from the reads before it: ``(key ids, matrix, feature names)``.
 
     Names say what they are (``count_last_0.2w``: reads in the last 0.2 windows). Only keys read
@@ -133,7 +133,8 @@ def key_features(history: AccessHistory, at: float, window: float, *, max_keys: 
         w = h.counts * np.exp2(-(at - h.times) / (f * window))
         cols[f"decay_hl_{f}w"] = np.bincount(h.ids, weights=w, minlength=n)[ids]
     cnt = total[ids]
-    cols["count_all"] = cnt
+    # rates, not totals: a total grows with the history, so trees trained on a shorter past would
+    # meet values they never saw at prediction time (a key read daily for 10 days vs 3)
     last = np.full(n, np.nan)
     first = np.full(n, np.nan)
     prev = np.full(n, np.nan)
@@ -152,7 +153,9 @@ def key_features(history: AccessHistory, at: float, window: float, *, max_keys: 
     span = max(at - h.start, 1.0)
     rec = (at - last[ids]) / window
     cols["recency_w"] = rec
-    cols["age_w"] = (at - first[ids]) / window
+    age = (at - first[ids]) / window
+    cols["reads_per_window"] = cnt / np.maximum(age, 1.0)
+    cols["age_w_capped_20"] = np.minimum(age, 20.0)
     mean_gap = np.where(cnt > 1, (last[ids] - first[ids]) / np.maximum(cnt - 1, 1), span) / window
     cols["mean_gap_w"] = mean_gap
     cols["last_gap_w"] = np.where(np.isnan(prev[ids]), span, last[ids] - prev[ids]) / window
@@ -160,10 +163,11 @@ def key_features(history: AccessHistory, at: float, window: float, *, max_keys: 
     if h.timestamped:
         for name, period in (("1d", DAY), ("7d", WEEK)):
             cols[f"count_same_window_{name}_ago"] = h.between(at - period, at - period + window).key_counts()[ids]
-            phase = np.mod(h.times - at, period)
-            inside = phase < window  # the read fell in [at, at + window) modulo the period
-            share = np.bincount(h.ids, weights=h.counts * inside, minlength=n)[ids] / np.maximum(cnt, 1e-9)
-            cols[f"share_in_window_of_{name}"] = share
+        # the share of a key's reads that fell at this time of day, [at, at + window) modulo a day
+        # (a weekly share needs weeks of history to mean anything; the 7-days-ago count stands in)
+        inside = np.mod(h.times - at, DAY) < window
+        share = np.bincount(h.ids, weights=h.counts * inside, minlength=n)[ids] / np.maximum(cnt, 1e-9)
+        cols["share_at_this_time_of_day"] = share
     x = np.column_stack(list(cols.values())).astype(np.float32) if ids.size else np.zeros((0, len(cols)), np.float32)
     return ids, x, list(cols)
 
@@ -183,6 +187,9 @@ class XGBRanker:
     rounds: int = 100
     max_depth: int = 6
     eta: float = 0.1
+    #: a leaf needs this many examples: with few positives (a key read daily: one per day) a
+    #: smaller one lets the trees memorise them by a feature that drifts (the mean gap)
+    min_child_weight: float = 5.0
     threads: int = 2
     seed: int = 0
     name: str = "xgboost"
@@ -217,6 +224,7 @@ class XGBRanker:
             "objective": "reg:squarederror",
             "max_depth": self.max_depth,
             "eta": self.eta,
+            "min_child_weight": self.min_child_weight,
             "tree_method": "hist",
             "nthread": self.threads,
             "seed": self.seed,

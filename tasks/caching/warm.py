@@ -137,7 +137,9 @@ class SqlLoader:
 def parse_loader(spec: str | None, *, lake: Any = None, timeout_s: float = 10.0) -> Loader:
     """The loader ``cache.warm.loader`` names; a :class:`WarmConfigError` naming that field otherwise."""
     if not spec or not spec.strip():
-        raise WarmConfigError(f"{LOADER_FIELD}: no loader configured (module:function, an http(s) URL with {{key}}, or sql: …)")
+        raise WarmConfigError(
+            f"{LOADER_FIELD}: no loader configured (module:function, an http(s) URL with {{key}}, or sql: …)"
+        )
     spec = spec.strip()
     if spec.startswith(("http://", "https://")):
         if "{key}" not in spec:

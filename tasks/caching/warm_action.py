@@ -81,7 +81,13 @@ class RedisWarmActuator(Actuator[Action, dict[str, Any]]):
         if action.params.get("keys_sha") != keys_digest(self.keys):
             raise ActuatorError(f"{self.name}: the keys handed over are not the action's ({action.id})")
         rep = warm_keys(
-            self.client, self.keys, self.loader, self.settings, progress=self.progress, clock=self.clock, sleep=self.sleep
+            self.client,
+            self.keys,
+            self.loader,
+            self.settings,
+            progress=self.progress,
+            clock=self.clock,
+            sleep=self.sleep,
         )
         self.report = rep
         detail.update(rep.counts())
