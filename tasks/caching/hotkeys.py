@@ -218,7 +218,8 @@ class XGBRanker:
             self.features = names
         if not xs:
             raise ValueError(
-                f"hot-key model: not enough history to train (need more than two windows of {self.window:g} before the prediction point)"
+                "hot-key model: not enough history to train "
+                f"(need more than two windows of {self.window:g} before the prediction point)"
             )
         params = {
             "objective": "reg:squarederror",
