@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from flows.cli.cache_warm import hot_cmd, warm_cmd
 from flows.cli.common import cli_state, console, handle_errors, human_bytes, print_json
 from flows.cli.output import DataTable
 from tasks.caching.advice import advise
@@ -106,3 +107,7 @@ def advise_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     for a in found:
         t.add_row(a.severity, a.node, a.message, a.action)
     console.print(t)
+
+
+cache_app.command("hot")(hot_cmd)
+cache_app.command("warm")(warm_cmd)
