@@ -13,16 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli.common import CliState, cli_state, console, err_console, handle_errors, print_json
+from flows.cli.common import cli_state, console, err_console, handle_errors, print_json
 from flows.cli.output import DataTable
 from tasks.actuators import ActionLedger
-from tasks.caching.access import AccessHistory
 from tasks.caching.client import CacheClient, CacheError
-from tasks.caching.hotkeys import HotKey, build_predictor, top_keys
-from tasks.caching.warm import glob_matcher, parse_loader, plan_warm
+from tasks.caching.service import hot_keys, select_keys
+from tasks.caching.warm import parse_loader, plan_warm
 from tasks.caching.warm_action import run_warm
 from tasks.lake.schema import now_utc
-from tasks.timeparse import parse_duration
 
 __all__ = ["hot_cmd", "warm_cmd"]
 
@@ -32,42 +30,20 @@ TopOpt = Annotated[
 ]
 
 
-def _history(st: CliState) -> AccessHistory:
-    s = st.settings()
-    end = now_utc()
-    return AccessHistory.from_lake(st.lake(), end - parse_duration(s.cache.warm.history), end, redis=None)
-
-
-def _hot(st: CliState, top: int) -> list[HotKey]:
-    s = st.settings()
-    hist = _history(st)
-    if not len(hist):
-        return []
-    window = parse_duration(s.cache.hot.window).total_seconds()
-    half_life = parse_duration(s.cache.hot.half_life).total_seconds()
-    predictor = build_predictor(s.cache.hot.model, window=window, half_life=half_life)
-    at = now_utc().timestamp()
-    try:
-        return top_keys(predictor, hist, at, top)
-    except ValueError:
-        # too little history to train the ranker: the decayed frequency needs none
-        return top_keys(build_predictor("decay", window=window, half_life=half_life), hist, at, top)
-
-
 @handle_errors
 def hot_cmd(ctx: typer.Context, top: TopOpt = None, json_out: JsonOpt = False) -> None:
     """Keys predicted hot in the next window (``cache.hot.window``), with their scores, from the
     ``cache_access`` history in the lake."""
     st = cli_state(ctx)
     n = top or st.settings().cache.warm.top
-    keys = _hot(st, n)
+    keys, model = hot_keys(st.settings(), st.lake(), n, now_utc())
     if json_out:
-        print_json({"model": st.settings().cache.hot.model, "keys": [{"key": k.key, "score": k.score} for k in keys]})
+        print_json({"model": model, "keys": [{"key": k.key, "score": k.score} for k in keys]})
         return
     if not keys:
         console.print("no cache_access history in the lake (push cache_access samples with a `key` label)")
         return
-    t = DataTable(title=f"Hot keys ({st.settings().cache.hot.model})", title_justify="left")
+    t = DataTable(title=f"Hot keys ({model})", title_justify="left")
     t.add_column("#", justify="right")
     t.add_column("key")
     t.add_column("score", justify="right")
@@ -118,21 +94,9 @@ def warm_cmd(
     st = cli_state(ctx)
     s = st.settings()
     cfg = s.cache.warm
-    patterns = pattern if pattern is not None else cfg.patterns
-    keys: list[str] = list(key or [])
-    source = []
-    if key:
-        source.append("keys")
-    if patterns:
-        match = glob_matcher(patterns)
-        keys += [k for k in _history(st).keys if match(k)]
-        source.append("patterns")
-    if hot:
-        keys += [k.key for k in _hot(st, top or cfg.top)]
-        source.append("hot")
-    if not source:
+    if not (key or hot or (pattern if pattern is not None else cfg.patterns)):
         raise typer.BadParameter("say what to warm: --key, --pattern (or cache.warm.patterns) or --hot")
-    keys = list(dict.fromkeys(keys))
+    keys, source = select_keys(s, st.lake(), now_utc(), keys=key, patterns=pattern, hot=hot, top=top)
     ldr = parse_loader(loader or cfg.loader, lake=st.lake())
     with CacheClient.from_settings(s) as client:
         if dry_run:

@@ -43,6 +43,9 @@ class CacheWarmSettings(Section):
         None, gt=0, le=10 * 365 * 86400.0, description="TTL for warmed keys whose loader gives none (none: no expiry)."
     )
     history: str = Field("1d", description="How far back the access history reaches for prediction.")
+    mode: Literal["dry-run", "apply"] = Field(
+        "dry-run", description="What the cache flow does when it warms: `dry-run` records the plan, `apply` writes."
+    )
 
     _history = field_validator("history")(check_duration)
 
