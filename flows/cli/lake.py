@@ -31,7 +31,7 @@ from flows.cli.output import DataTable, escape
 from tasks.timeparse import parse_duration, parse_time
 
 if TYPE_CHECKING:
-    import polars as pl
+    import polars as pl  # lazy (start-up): see lake_query
 
 lake_app = typer.Typer(help="Inspect and manage the metric lake.", no_args_is_help=True)
 
@@ -101,7 +101,7 @@ def lake_query(
     elif as_json:
         _write_json(capped)
     else:
-        import polars as pl
+        import polars as pl  # lazy (start-up): +0.50 s on every --help (see flows.cli.common)
 
         frames = list(capped)
         df = pl.concat(frames) if frames else lake.empty_result()
