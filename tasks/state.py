@@ -245,15 +245,11 @@ class State:
                 bound._con, bound._batch_over = None, True
 
     def get(self, key: str, default: Any = None) -> Any:
-        import json
-
         with self.transaction() as con:
             row = con.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchall()
         return json.loads(row[0][0]) if row else default
 
     def set(self, key: str, value: Any) -> None:
-        import json
-
         with self.transaction() as con:
             con.execute(
                 "INSERT INTO kv VALUES (?, ?, now()) ON CONFLICT (key) DO UPDATE SET value = excluded.value, "

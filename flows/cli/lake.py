@@ -31,7 +31,7 @@ from flows.cli.output import DataTable, escape
 from tasks.timeparse import parse_duration, parse_time
 
 if TYPE_CHECKING:
-    import polars as pl
+    import polars as pl  # lazy (start-up): see lake_query
 
 lake_app = typer.Typer(help="Inspect and manage the metric lake.", no_args_is_help=True)
 
@@ -101,7 +101,7 @@ def lake_query(
     elif as_json:
         _write_json(capped)
     else:
-        import polars as pl
+        import polars as pl  # lazy (start-up): +0.50 s on every --help (see flows.cli.common)
 
         frames = list(capped)
         df = pl.concat(frames) if frames else lake.empty_result()
@@ -214,18 +214,6 @@ def lake_compact(
         console.print(t)
 
 
-def _parse_label_maps(items: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CliError(f"--label {item!r}: expected LABEL=COLUMN, e.g. --label host=hostname")
-        name, col = item.split("=", 1)
-        if not name or not col:
-            raise CliError(f"--label {item!r}: expected LABEL=COLUMN, e.g. --label host=hostname")
-        out[name.strip()] = col.strip()
-    return out
-
-
 @lake_app.command("import")
 @handle_errors
 def lake_import(
@@ -255,14 +243,17 @@ def lake_import(
         raise CliError("give exactly one of --metric NAME and --metric-col COLUMN")
     if not file.exists():
         raise CliError(f"{file}: no such file")
+    from tasks.lake.importer import parse_label_maps  # lazy (start-up): pyarrow, polars (see module note)
+
     lake = cli_state(ctx).lake()
+    label_cols = parse_label_maps(label)
     res = lake.import_file(
         str(file),
         time_col=time_col,
         value_col=value_col,
         metric=metric,
         metric_col=metric_col,
-        label_cols=_parse_label_maps(label),
+        label_cols=label_cols,
         fmt=fmt,
         dry_run=dry_run,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from flows.cli.common import (
     REPO_ROOT,
@@ -32,9 +33,6 @@ from flows.cli.output import DataTable, escape, styled
 
 @contextmanager
 def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    # lazy (start-up): rich.progress costs ~0.1 s and only `run --demo` draws a bar
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from tasks.alerting.notify.acks import AckStore
 from tasks.lake import Lake
+from tasks.state import State
 
 __all__ = [
     "AlertEpisode",
@@ -228,7 +230,5 @@ def acks_from_state(state_path: str | None) -> dict[str, datetime]:
     """fingerprint → acked_at of the acknowledgements in the state DB (empty when there is none)."""
     if not state_path or not Path(state_path).exists():
         return {}
-    from tasks.alerting.notify.acks import AckStore
-    from tasks.state import State
 
     return {a.fingerprint: a.acked_at for a in AckStore(State(state_path)).acks()}

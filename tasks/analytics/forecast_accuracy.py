@@ -78,6 +78,8 @@ def model_history(state_path: str | None, models_dir: str = "data/models") -> pl
     }
     if not state_path or not Path(state_path).exists():
         return pl.DataFrame(schema=schema)
+    # lazy: the registry imports the forecasting package, i.e. xgboost and statsmodels' base (+0.95 s
+    # on top of this module (measured 2026-12-07)), which `cortex-perf insights/root-cause/export` never need.
     from tasks.forecasting.registry import ModelRegistry
     from tasks.state import State
 

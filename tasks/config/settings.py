@@ -7,6 +7,7 @@ values instead of surfacing later as a ``KeyError`` deep inside a flow.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -367,8 +368,6 @@ def secret_overrides_stashed(overrides: list[str] | None) -> Iterator[list[str] 
     stashed overrides last, so ``--set`` still beats file and environment. The previous value is
     restored afterwards, so nothing outlives the command.
     """
-    import json
-
     items = list(overrides or [])
     secret = [o for o in items if is_secret_override(o)]
     public = [o for o in items if o not in secret]
@@ -389,7 +388,6 @@ def _stashed_overrides() -> list[str]:
     raw = os.environ.get(SECRET_OVERRIDES_ENV)
     if not raw:
         return []
-    import json
 
     try:
         items = json.loads(raw)

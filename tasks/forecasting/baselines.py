@@ -318,6 +318,8 @@ class HoltWinters(StatsForecaster):
     damped: ClassVar[bool] = False
 
     def fit_series(self, y: np.ndarray, season: int) -> dict[str, Any]:
+        # lazy: statsmodels costs 3.4 s to import (fresh-process timing, 2026-12-07); only these
+        # baselines need it: the XGBoost path and the CLI commands that import the registry never do.
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
         seasonal = season >= 2
@@ -385,7 +387,7 @@ class Theta(StatsForecaster):
     name: ClassVar[str] = "theta"
 
     def fit_series(self, y: np.ndarray, season: int) -> dict[str, Any]:
-        from statsmodels.tsa.forecasting.theta import ThetaModel
+        from statsmodels.tsa.forecasting.theta import ThetaModel  # lazy: statsmodels 3.4 s (see ETS)
         from statsmodels.tsa.seasonal import seasonal_decompose
 
         pos = np.arange(len(y))
@@ -422,7 +424,7 @@ class STLETS(StatsForecaster):
     name: ClassVar[str] = "stl_ets"
 
     def fit_series(self, y: np.ndarray, season: int) -> dict[str, Any]:
-        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing  # lazy: statsmodels 3.4 s (see ETS)
         from statsmodels.tsa.seasonal import STL
 
         n = len(y)

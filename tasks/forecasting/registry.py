@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tasks.forecasting import MODELS
 from tasks.forecasting.base import Forecaster
 from tasks.state import State, register_schema
 
@@ -236,8 +237,6 @@ class ModelRegistry:
 
     def load(self, name: str, version: str | None = None) -> tuple[ModelVersion, Forecaster]:
         """The fitted model of ``version`` (default: the champion)."""
-        from tasks.forecasting import MODELS
-
         mv = self.get(name, version) if version else self.champion(name)
         if mv is None:
             raise RegistryError(f"model {name!r} has no champion yet (train it first)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -455,15 +455,31 @@ def _write_chunk(
     total.new_series += res.new_series
 
 
-def mapping_from_cli(
-    time_col: str, value_col: str, metric: str | None, metric_col: str | None, labels: list[str] | None
-) -> ColumnMapping:
-    """Build a mapping from ``--label name=column`` style arguments (``name`` alone means same column)."""
-    pairs = []
-    for item in labels or []:
-        name, _, col = item.partition("=")
-        pairs.append((name.strip(), (col or name).strip()))
-    return ColumnMapping(time_col, value_col, metric, metric_col, tuple(pairs))
+#: What a ``--label`` value must look like; every parse error repeats it.
+LABEL_MAP_FORM = "expected LABEL=COLUMN, e.g. --label host=hostname"
 
 
-__all__ = ["ColumnMapping", "LakeImportError", "import_file", "mapping_from_cli"]
+def parse_label_maps(items: Iterable[str] | None) -> dict[str, str]:
+    """``--label LABEL=COLUMN`` values (repeatable) → ``{label: column}``, the one rule for every caller.
+
+    Why strict: a bare ``--label host`` meant "the column of the same name" in one path and was
+    refused in the other, and a repeated label silently kept the last column. Now both sides of
+    ``=`` are required (spaces around them ignored), a label may be mapped once, and the label
+    name follows Prometheus's rule; every error names the ``--label`` value at fault.
+    """
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, col = (part.strip() for part in item.partition("="))
+        if not sep or not name or not col:
+            raise LakeImportError(f"--label {item!r}: {LABEL_MAP_FORM}")
+        try:
+            S.validate_label_name(name)
+        except S.SchemaError as e:
+            raise LakeImportError(f"--label {item!r}: {e}") from None
+        if name in out:
+            raise LakeImportError(f"--label {item!r}: label {name!r} is already taken from column {out[name]!r}")
+        out[name] = col
+    return out
+
+
+__all__ = ["LABEL_MAP_FORM", "ColumnMapping", "LakeImportError", "import_file", "parse_label_maps"]

@@ -35,6 +35,8 @@ def show_key_numbers(numbers: Mapping[str, Any]) -> None:
     back from the executed notebook saves computing them a second time in the flow process (1 s on
     a day of a 50 M-sample lake, 6 s on a week).
     """
+    # lazy: IPython.display costs +0.15 s, and tasks.config_checks imports this package, so every
+    # command that loads settings would pay it (measured 2026-12-07); in a notebook IPython is loaded already.
     from IPython.display import display
 
     plain = json.loads(json.dumps(dict(numbers), default=str))
@@ -102,7 +104,7 @@ def show_table(df: pl.DataFrame, empty: str, *, max_rows: int = TABLE_MAX_ROWS) 
     The one way the report notebooks show a frame; returns whether there was anything to show, so a
     notebook can plot only then.
     """
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown, display  # lazy: see show_key_numbers
 
     if not df.height:
         display(Markdown(f"_{empty}_"))

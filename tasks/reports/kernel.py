@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from tasks.config import LakeSettings, load_settings, unwrap_secrets
+from tasks.config.project import anchor, project_root
+from tasks.config.settings import config_path
 from tasks.lake import Lake
 
 __all__ = [
@@ -48,10 +52,6 @@ def open_lake(lake_root: str = "") -> Lake:
     empty ``notebooks/data/lake``. ``lake_root`` (when given) replaces the root and keeps every other
     lake setting; a relative one is under the project root too.
     """
-    from tasks.config import LakeSettings, load_settings
-    from tasks.config.project import anchor, project_root
-    from tasks.config.settings import config_path
-
     raw = os.environ.get(LAKE_ENV)
     lake_settings = LakeSettings.model_validate_json(raw) if raw else load_settings().lake
     if lake_root:
@@ -62,8 +62,6 @@ def open_lake(lake_root: str = "") -> Lake:
 
 def lake_env(lake_settings: Any) -> str:
     """``LakeSettings`` as JSON with its secrets in clear (for the kernel's environment only)."""
-    from tasks.config import unwrap_secrets
-
     data = lake_settings.model_dump(mode="python")
     unwrap_secrets(data)
     return json.dumps(data)
@@ -80,8 +78,8 @@ def kernel_manager_with(extra_env: Mapping[str, str]) -> type:
     restoring it. Papermill passes ``kernel_manager_class`` through to nbclient, which starts the
     kernel with it; the ``env`` given to ``start_kernel`` becomes the kernel process's environment.
     """
-    import uuid
-
+    # lazy: jupyter_client and ipykernel cost +0.19 s on top of tasks.config_checks, which imports this
+    # package for every settings load (measured 2026-12-07); only a render needs them.
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.paths import jupyter_runtime_dir
 
@@ -108,7 +106,7 @@ def ensure_kernel() -> str:
     another Python would shadow it, so in that case a ``cortex-perf`` spec is installed into
     ``sys.prefix`` (the venv) and used instead.
     """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # lazy: see kernel_manager_with
 
     ksm = KernelSpecManager()
     for name in (KERNEL_NAME, OWN_KERNEL_NAME):
@@ -120,7 +118,7 @@ def ensure_kernel() -> str:
             Path(argv0).resolve() == Path(sys.executable).resolve()
         ):
             return name
-    from ipykernel.kernelspec import install
+    from ipykernel.kernelspec import install  # lazy: see kernel_manager_with
 
     install(kernel_name=OWN_KERNEL_NAME, prefix=sys.prefix, display_name="cortex-perf (venv)")
     return OWN_KERNEL_NAME

@@ -18,6 +18,8 @@ def mail_reports(url: str, results: list[ReportResult], *, timeout_s: float = 30
     services that got it; raises ``ReportError`` naming ``email_to`` when the URL cannot be loaded
     or any service refused the message (Apprise's ``PARTIAL`` counts as a failure).
     """
+    # lazy: apprise (+0.15 s) and the receivers module (+0.08 s) on top of tasks.config_checks, which
+    # imports this package for every settings load (measured 2026-12-07); only mailing needs them.
     import apprise
 
     # the notify side loads only when a report is mailed (receivers: 0.1 s to import, measured here)

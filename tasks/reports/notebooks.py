@@ -59,6 +59,8 @@ def reports_dir(settings: Any) -> Path:
 
 def notebook_parameters(name: str) -> dict[str, Any]:
     """The parameters cell of report ``name``: ``{parameter: its default}`` (papermill's reading)."""
+    # lazy: papermill costs +0.86 s on top of tasks.config_checks, which imports this package for every
+    # settings load (measured 2026-12-07).
     import papermill as pm
 
     found = pm.inspect_notebook(str(notebook_path(name)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.analytics import report_window
+from tasks.config.project import anchor
 from tasks.reports.display import notebook_key_numbers
 from tasks.reports.kernel import LAKE_ENV, ensure_kernel, kernel_manager_with, lake_env
 from tasks.reports.notebooks import NOTEBOOK_DIR, NOTEBOOKS, check_name, check_parameters, notebook_path, reports_dir
@@ -51,6 +52,8 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 
 def to_html(notebook: Any, *, show_code: bool = False) -> str:
     """Self-contained HTML of an executed notebook; code cells hidden unless ``show_code``."""
+    # lazy: nbconvert costs +0.79 s and papermill +0.86 s on top of tasks.config_checks, which imports
+    # this package for every settings load (measured 2026-12-07); only a render needs them.
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
@@ -88,9 +91,7 @@ def run_report(
     ``lake_settings`` (a ``LakeSettings``) reaches the kernel through ``LAKE_ENV``, never as a
     parameter, so S3 credentials stay out of the executed notebook.
     """
-    import papermill as pm
-
-    from tasks.config.project import anchor
+    import papermill as pm  # lazy: see to_html
 
     src = notebook_path(name)
     start, end = report_window(since, until, now=now)

@@ -41,6 +41,7 @@ import polars as pl
 
 from tasks.actuators import ActionLedger, Actuator, ScaleAction, build_actuator, record_result
 from tasks.events import emit
+from tasks.lake import Sample
 from tasks.scaling.nowcast import DAY_MIN, Nowcaster
 from tasks.scaling.policies import Forecast, MetricHistory, decide
 from tasks.scaling.records import ScalingRecords, decision_id
@@ -313,8 +314,6 @@ def _samples(lake: Any, target: str, record: Mapping[str, Any], emergency: bool,
     ``max_over_time(cortex_perf_scaling_emergency[5m]) > 0`` → the pager through Apprise) and
     reports can plot the counts: ``cortex_perf_scaling_units`` (the decided count) and
     ``cortex_perf_scaling_emergency`` (1 for an emergency decision, else 0)."""
-    from tasks.lake import Sample
-
     labels = {"target": target}
     lake.write_samples(
         [

@@ -11,11 +11,13 @@ Public surface::
 Each source is a ``Source`` (``name``, ``collect(now) -> list[Sample]``) taking its client by
 injection: ``PrometheusSource(target, client=/transport=)``, ``RedisSource(url,
 client_factory=)``, ``GpuSource(nvml=)``, ``PrefectSource(client_factory=)``.
-Source modules are imported lazily so that, say, the host source does not pull Prefect in.
+Source classes are resolved lazily (``__getattr__``) so that importing the package for ``Source`` or
+``collect_all`` does not pay for the host (psutil, +66 ms) and Prometheus (httpx, +0.39 s) sources.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from tasks.sources.base import Source, SourceError, sanitize_label_name, sanitize_metric_name
@@ -55,7 +57,5 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'tasks.sources' has no attribute {name!r}")

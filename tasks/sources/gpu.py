@@ -52,6 +52,8 @@ class GpuSource(Source):
 
     def _module(self) -> Any:
         if self._nvml is None:
+            # lazy: NVML is optional at run time (no driver on most hosts: nvmlInit fails) and the
+            # module is needed only when the GPU source is enabled and no NVML was injected.
             import pynvml
 
             self._nvml = pynvml

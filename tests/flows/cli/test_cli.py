@@ -226,6 +226,8 @@ def test_lake_import_and_dry_run(tmp_path: Path) -> None:
     assert sorted(latest["value"].to_list()) == [0.5, 0.7]
     code, _, err = _run(*base[:-2], "--label", "host")
     assert code == 2 and "LABEL=COLUMN" in err
+    code, _, err = _run(*base[:-2], "--label", "bad-name=machine")  # one parser: tasks.lake.importer
+    assert code == 2 and "'bad-name=machine'" in err and "invalid label name" in err
 
 
 def test_lake_compact(tmp_path: Path) -> None:

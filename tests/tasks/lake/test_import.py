@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from tasks.lake.importer import LakeImportError, mapping_from_cli
+from tasks.lake.importer import ColumnMapping, LakeImportError, parse_label_maps
 
 CSV = """time,cpu,host
 2026-11-27T10:00:00Z,0.5,a
@@ -63,7 +63,7 @@ def test_parquet_import_with_metric_column(lake, now, tmp_path):
             "svc": ["api", "api"],
         }
     ).with_columns(pl.col("t").dt.convert_time_zone("UTC")).write_parquet(p)
-    m = mapping_from_cli("t", "v", None, "name", ["service=svc"])
+    m = ColumnMapping("t", "v", None, "name", tuple(parse_label_maps(["service=svc"]).items()))
     from tasks.lake.importer import import_file
 
     res = import_file(lake, p, m)
@@ -174,3 +174,28 @@ def test_strict_chunked_import_refused_in_a_later_chunk_imports_nothing(tmp_path
         lake.import_file(str(p), time_col="t", value_col="v", metric="m", strict=True)
     assert lake.storage.files("samples") == [] and lake.storage.files("series") == []
     assert lake.storage.temp_files("samples") == []  # the staged chunks were discarded
+
+
+# ---- --label LABEL=COLUMN: one parser for the CLI and the importer ----------------------------
+def test_label_maps_good_map():
+    assert parse_label_maps(["host=machine", " service = svc "]) == {"host": "machine", "service": "svc"}
+    assert parse_label_maps(None) == {} and parse_label_maps([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["host"], "--label 'host': expected LABEL=COLUMN, e.g. --label host=hostname"),
+        (["=machine"], "--label '=machine': expected LABEL=COLUMN"),
+        ([" =machine"], "--label ' =machine': expected LABEL=COLUMN"),
+        (["host="], "--label 'host=': expected LABEL=COLUMN"),
+        (["host=a", "host=b"], "--label 'host=b': label 'host' is already taken from column 'a'"),
+        (["bad-name=col"], "--label 'bad-name=col': labels: invalid label name 'bad-name'"),
+        (["__name__=col"], "--label '__name__=col': labels: label name '__name__' is reserved"),
+    ],
+    ids=["missing-equals", "empty-name", "blank-name", "empty-column", "duplicate", "invalid-name", "reserved-name"],
+)
+def test_label_maps_refused(items, message):
+    with pytest.raises(LakeImportError) as err:
+        parse_label_maps(items)
+    assert str(err.value).startswith(message)
