@@ -14,9 +14,6 @@ import typer
 from flows.cli.cache_warm import hot_cmd, warm_cmd
 from flows.cli.common import cli_state, console, handle_errors, human_bytes, print_json
 from flows.cli.output import DataTable
-from tasks.caching.advice import advise
-from tasks.caching.client import CacheClient
-from tasks.caching.stats import collect_stats
 
 cache_app = typer.Typer(
     help="Redis / Redis Cluster: stats, hot keys, warming, cluster operations (add, remove, rebalance, fix).",
@@ -30,6 +27,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 @handle_errors
 def ping_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Check that every primary of the configured Redis answers (exit 2 naming the first that does not)."""
+    from tasks.caching.client import CacheClient  # lazy (start-up): see flows/cli/common.py
+
     with CacheClient.from_settings(cli_state(ctx).settings()) as client:
         client.ping()
         primaries = [str(a) for a in client.primaries()]
@@ -56,6 +55,9 @@ def _num(v: float | int | None) -> str:
 @handle_errors
 def stats_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Every node now: role, keys, slots, hit ratio, evictions, memory, ops/s, replication lag."""
+    from tasks.caching.client import CacheClient  # lazy (start-up): see flows/cli/common.py
+    from tasks.caching.stats import collect_stats  # lazy (start-up): see flows/cli/common.py
+
     with CacheClient.from_settings(cli_state(ctx).settings()) as client:
         stats = collect_stats(client)
         url = client.safe_url
@@ -91,6 +93,10 @@ def stats_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @handle_errors
 def advise_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Recommendations: memory headroom, eviction pressure, slot/memory imbalance, idle nodes, replicas, hot slots."""
+    from tasks.caching.advice import advise  # lazy (start-up): see flows/cli/common.py
+    from tasks.caching.client import CacheClient  # lazy (start-up): see flows/cli/common.py
+    from tasks.caching.stats import collect_stats  # lazy (start-up): see flows/cli/common.py
+
     settings = cli_state(ctx).settings()
     with CacheClient.from_settings(settings) as client:
         stats = collect_stats(client)

@@ -15,12 +15,6 @@ import typer
 
 from flows.cli.common import cli_state, console, err_console, handle_errors, print_json
 from flows.cli.output import DataTable
-from tasks.actuators import ActionLedger
-from tasks.caching.client import CacheClient, CacheError
-from tasks.caching.service import hot_keys, select_keys
-from tasks.caching.warm import parse_loader, plan_warm
-from tasks.caching.warm_action import run_warm
-from tasks.lake.schema import now_utc
 
 __all__ = ["hot_cmd", "warm_cmd"]
 
@@ -34,6 +28,9 @@ TopOpt = Annotated[
 def hot_cmd(ctx: typer.Context, top: TopOpt = None, json_out: JsonOpt = False) -> None:
     """Keys predicted hot in the next window (``cache.hot.window``), with their scores, from the
     ``cache_access`` history in the lake."""
+    from tasks.caching.service import hot_keys  # lazy (start-up): see flows/cli/common.py
+    from tasks.lake.schema import now_utc  # lazy (start-up): see flows/cli/common.py
+
     st = cli_state(ctx)
     n = top or st.settings().cache.warm.top
     keys, model = hot_keys(st.settings(), st.lake(), n, now_utc())
@@ -91,6 +88,13 @@ def warm_cmd(
     """Load keys into Redis before traffic asks for them: rate limited (cache.warm.ops_per_s,
     bytes_per_s), keys already present left alone (SET NX), TTLs from the loader or
     cache.warm.default_ttl_s; recorded as an action and a cache.warmed event."""
+    from tasks.actuators import ActionLedger  # lazy (start-up): see flows/cli/common.py
+    from tasks.caching.client import CacheClient, CacheError  # lazy (start-up): see flows/cli/common.py
+    from tasks.caching.service import select_keys  # lazy (start-up): see flows/cli/common.py
+    from tasks.caching.warm import parse_loader, plan_warm  # lazy (start-up): see flows/cli/common.py
+    from tasks.caching.warm_action import run_warm  # lazy (start-up): see flows/cli/common.py
+    from tasks.lake.schema import now_utc  # lazy (start-up): see flows/cli/common.py
+
     st = cli_state(ctx)
     s = st.settings()
     cfg = s.cache.warm
