@@ -1,11 +1,13 @@
-"""What every flow shares: loading settings once per run and skipping stale scheduled runs.
+"""What every flow shares: the composition root of a run (settings, lake and state built once) and
+skipping stale scheduled runs.
 
-Kept out of ``tasks/`` because both are about orchestration (which run is this, how late is it),
-not about the domain.
+Kept out of ``tasks/`` because both are about orchestration (what this run is built on, which run
+is this, how late is it), not about the domain.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,18 +15,40 @@ from tasks.config import Settings
 from tasks.config_checks import load_checked_settings
 from tasks.lake import Lake
 from tasks.redact import install_log_redaction
+from tasks.state import State
 
-__all__ = ["lateness_s", "load", "nothing_to_do", "skipped_summary", "stale_run"]
+__all__ = ["Runtime", "lateness_s", "load", "nothing_to_do", "skipped_summary", "stale_run"]
 
 
-def load(config_path: str | None, overrides: list[str] | None) -> tuple[Settings, Lake]:
-    """Settings (file < env < overrides) and the lake they point at.
+@dataclass(frozen=True)
+class Runtime:
+    """What one flow run works on: its checked settings, the lake and the state DB they name.
+
+    Built once per run by :func:`load` (the run's composition root) and handed to every stage:
+    the pipeline runs seven stages on one ``Runtime`` instead of reading the config seven times.
+    Neither the lake nor the state holds a connection while idle, so one object serves every stage.
+    """
+
+    settings: Settings
+    lake: Lake
+    state: State
+
+    def with_settings(self, settings: Settings) -> Runtime:
+        """The same lake and state under ``settings`` (the pipeline's demo additions: a scaling
+        target, rule files); only sections that name neither the lake nor the state may differ."""
+        if settings.lake != self.settings.lake or settings.state != self.settings.state:
+            raise ValueError("with_settings: the lake and state sections must stay those the runtime was built on")
+        return replace(self, settings=settings)
+
+
+def load(config_path: str | None, overrides: list[str] | None) -> Runtime:
+    """Settings (file < env < overrides), the lake and the state DB they point at: once per run.
 
     Raises ``ConfigError`` naming the bad fields, which fails the flow run with that message.
     """
     install_log_redaction()  # before the run logs anything that may quote a URL with credentials
     settings = load_checked_settings(config_path, overrides or None)
-    return settings, Lake.from_settings(settings)
+    return Runtime(settings, Lake.from_settings(settings), State.from_settings(settings))
 
 
 def lateness_s(now: datetime | None = None) -> float | None:

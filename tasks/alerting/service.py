@@ -38,7 +38,9 @@ from tasks.alerting.notify.timeintervals import muted
 from tasks.alerting.rules.rule_files import RuleFileError, RuleSet, load_rule_files
 from tasks.alerting.rules.ruler import RuleStore, TickOutcome, failure_samples, run_rules
 from tasks.alerting.rules.sqlcompile import evaluate_many
+from tasks.config import Settings
 from tasks.events import emit_many
+from tasks.lake import Lake
 from tasks.state import State
 from tasks.timeparse import parse_duration
 
@@ -286,8 +288,17 @@ def _failure_counter(lake: Any, outcome: TickOutcome) -> None:
         log.warning("rule failure counter: lake write failed: %s", e)
 
 
-def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run: bool = False) -> AlertsRunResult:
+def run_alerts(
+    settings: Settings,
+    lake: Lake,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    state: State | None = None,
+) -> AlertsRunResult:
     """Evaluate due rules, persist alert state, record events, notify. ``dry_run`` changes nothing anywhere.
+
+    ``state``: the state DB the caller built (a flow run's); by default the one ``settings`` names.
 
     State-DB transactions (each costs tens of milliseconds here, mostly opening the file): one to
     load the rule state; one, after the evaluation, that saves the rule state together with every
@@ -295,7 +306,7 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
     for the last send's outcome. A tick with nothing to send makes two."""
     now = now or datetime.now(UTC)
     ruleset = load_rules(settings)
-    state = State.from_settings(settings)
+    state = state or State.from_settings(settings)
     outcome = run_rules(
         ruleset,
         lake,
