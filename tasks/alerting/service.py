@@ -68,7 +68,7 @@ def expand_rule_files(patterns: list[str]) -> list[Path]:
     return list(unique.values())
 
 
-def load_rules(settings: Any) -> RuleSet:
+def load_rules(settings: Settings) -> RuleSet:
     return load_rule_files(expand_rule_files(list(settings.alerting.rule_files)))
 
 
@@ -186,7 +186,7 @@ class NotifyOutcome:
 
 
 def _decide(
-    settings: Any, cfg: Any, state: State, alerts: list[Alert], now: datetime, *, dry_run: bool
+    settings: Settings, cfg: Any, state: State, alerts: list[Alert], now: datetime, *, dry_run: bool
 ) -> NotifyOutcome:
     """Silences, inhibition, acks, the dispatcher, the outbox: everything up to the sends.
 
@@ -239,14 +239,14 @@ def _decide(
     return out
 
 
-def _lease_s(settings: Any) -> float:
+def _lease_s(settings: Settings) -> float:
     return parse_duration(settings.alerting.delivery_lease).total_seconds()
 
 
 NO_NOTIFY_CONFIG = "alerting.notify_config is not set: alerts are kept, nobody is told"
 
 
-def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime, lease_s: float) -> None:
+def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Lake, now: datetime, lease_s: float) -> None:
     """The sends, after the decisions' commit: each claimed in a transaction of its own before it
     goes out (``tasks.alerting.notify.delivery``), never inside the batch; each claim's lease is renewed
     while this run lives, so a tick that sends for minutes is never taken over by the next one."""
@@ -255,7 +255,7 @@ def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetim
         out.deliveries = [r.to_dict() for r in results]
 
 
-def _events(lake: Any, outcome: TickOutcome) -> None:
+def _events(lake: Lake, outcome: TickOutcome) -> None:
     """``alert.firing`` / ``alert.resolved`` for every such transition (catch-up ones included, with their time)."""
     items = []
     for key, tr in outcome.transitions:
@@ -274,7 +274,7 @@ def _events(lake: Any, outcome: TickOutcome) -> None:
     emit_many(lake, items)
 
 
-def _failure_counter(lake: Any, outcome: TickOutcome) -> None:
+def _failure_counter(lake: Lake, outcome: TickOutcome) -> None:
     """``cortex_perf_rule_evaluation_failures_total`` to the lake, after the rule state's commit (the
     count lives there). Best effort: the tick's summary and the state DB keep the failures anyway."""
     samples = failure_samples(outcome)

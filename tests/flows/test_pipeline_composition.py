@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from tasks.config import ScalingTargetSettings
+from tasks.demo_config import DEMO_RULES, DEMO_SCALING_TARGET
+
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 #: The expensive stages are switched off: this test is about what the stages receive.
@@ -19,11 +22,10 @@ FAST = ["forecast.enabled=false", "anomaly.enabled=false", "reports.enabled=fals
 def test_pipeline_loads_once_and_hands_every_stage_the_same_runtime(
     lake_overrides: list[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # flows import Prefect: imported once the harness has set Prefect's environment (as in test_flows.py)
     import flows._common as common
     import flows.pipeline as pipeline_module
     from flows._common import Runtime
-    from tasks.config import ScalingTargetSettings
-    from tasks.demo_config import DEMO_RULES, DEMO_SCALING_TARGET
 
     monkeypatch.chdir(tmp_path)  # a project without a cortex-perf.yaml: the demo brings its own setup
     monkeypatch.delenv("CORTEX_PERF_CONFIG", raising=False)
