@@ -7,6 +7,9 @@ is this, how late is it), not about the domain.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +20,7 @@ from tasks.lake import Lake
 from tasks.redact import install_log_redaction
 from tasks.state import State
 
-__all__ = ["Runtime", "lateness_s", "load", "nothing_to_do", "skipped_summary", "stale_run"]
+__all__ = ["Runtime", "handed_down", "lateness_s", "load", "nothing_to_do", "skipped_summary", "stale_run"]
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,43 @@ class Runtime:
         return replace(self, settings=settings)
 
 
+#: The runtime a caller in this process already built, with the flow parameters it was built from.
+_HANDED: ContextVar[tuple[tuple[str | None, tuple[str, ...]], Runtime] | None] = ContextVar(
+    "cortex_perf_handed_runtime", default=None
+)
+
+
+def _key(config_path: str | None, overrides: list[str] | None) -> tuple[str | None, tuple[str, ...]]:
+    return config_path, tuple(overrides or ())
+
+
+@contextmanager
+def handed_down(config_path: str | None, overrides: list[str] | None, rt: Runtime) -> Iterator[None]:
+    """Inside this block, a flow called in this process with exactly these ``config_path`` and
+    ``overrides`` runs on ``rt`` instead of loading them again.
+
+    Why: a CLI command (``run``, ``collect``, ``forecast run``) checks the config before it starts
+    Prefect, and seeds the demo through its lake; the flow it then calls would read the same config
+    a second time. The parameters still reach Prefect unchanged (the run's record says what it ran
+    with); only the loading is shared. A flow run elsewhere (a worker, ``serve``) loads as always.
+    """
+    token = _HANDED.set((_key(config_path, overrides), rt))
+    try:
+        yield
+    finally:
+        _HANDED.reset(token)
+
+
 def load(config_path: str | None, overrides: list[str] | None) -> Runtime:
-    """Settings (file < env < overrides), the lake and the state DB they point at: once per run.
+    """Settings (file < env < overrides), the lake and the state DB they point at: once per run
+    (or the runtime its caller built from the same inputs, see :func:`handed_down`).
 
     Raises ``ConfigError`` naming the bad fields, which fails the flow run with that message.
     """
     install_log_redaction()  # before the run logs anything that may quote a URL with credentials
+    handed = _HANDED.get()
+    if handed is not None and handed[0] == _key(config_path, overrides):
+        return handed[1]
     settings = load_checked_settings(config_path, overrides or None)
     return Runtime(settings, Lake.from_settings(settings), State.from_settings(settings))
 
