@@ -1,11 +1,16 @@
-"""What every flow shares: loading settings once per run and skipping stale scheduled runs.
+"""What every flow shares: the composition root of a run (settings, lake and state built once) and
+skipping stale scheduled runs.
 
-Kept out of ``tasks/`` because both are about orchestration (which run is this, how late is it),
-not about the domain.
+Kept out of ``tasks/`` because both are about orchestration (what this run is built on, which run
+is this, how late is it), not about the domain.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,18 +18,71 @@ from tasks.config import Settings
 from tasks.config_checks import load_checked_settings
 from tasks.lake import Lake
 from tasks.redact import install_log_redaction
+from tasks.state import State
 
-__all__ = ["lateness_s", "load", "nothing_to_do", "skipped_summary", "stale_run"]
+__all__ = ["Runtime", "handed_down", "lateness_s", "load", "nothing_to_do", "skipped_summary", "stale_run"]
 
 
-def load(config_path: str | None, overrides: list[str] | None) -> tuple[Settings, Lake]:
-    """Settings (file < env < overrides) and the lake they point at.
+@dataclass(frozen=True)
+class Runtime:
+    """What one flow run works on: its checked settings, the lake and the state DB they name.
+
+    Built once per run by :func:`load` (the run's composition root) and handed to every stage:
+    the pipeline runs seven stages on one ``Runtime`` instead of reading the config seven times.
+    Neither the lake nor the state holds a connection while idle, so one object serves every stage.
+    """
+
+    settings: Settings
+    lake: Lake
+    state: State
+
+    def with_settings(self, settings: Settings) -> Runtime:
+        """The same lake and state under ``settings`` (the pipeline's demo additions: a scaling
+        target, rule files); only sections that name neither the lake nor the state may differ."""
+        if settings.lake != self.settings.lake or settings.state != self.settings.state:
+            raise ValueError("with_settings: the lake and state sections must stay those the runtime was built on")
+        return replace(self, settings=settings)
+
+
+#: The runtime a caller in this process already built, with the flow parameters it was built from.
+_HANDED: ContextVar[tuple[tuple[str | None, tuple[str, ...]], Runtime] | None] = ContextVar(
+    "cortex_perf_handed_runtime", default=None
+)
+
+
+def _key(config_path: str | None, overrides: list[str] | None) -> tuple[str | None, tuple[str, ...]]:
+    return config_path, tuple(overrides or ())
+
+
+@contextmanager
+def handed_down(config_path: str | None, overrides: list[str] | None, rt: Runtime) -> Iterator[None]:
+    """Inside this block, a flow called in this process with exactly these ``config_path`` and
+    ``overrides`` runs on ``rt`` instead of loading them again.
+
+    Why: a CLI command (``run``, ``collect``, ``forecast run``) checks the config before it starts
+    Prefect, and seeds the demo through its lake; the flow it then calls would read the same config
+    a second time. The parameters still reach Prefect unchanged (the run's record says what it ran
+    with); only the loading is shared. A flow run elsewhere (a worker, ``serve``) loads as always.
+    """
+    token = _HANDED.set((_key(config_path, overrides), rt))
+    try:
+        yield
+    finally:
+        _HANDED.reset(token)
+
+
+def load(config_path: str | None, overrides: list[str] | None) -> Runtime:
+    """Settings (file < env < overrides), the lake and the state DB they point at: once per run
+    (or the runtime its caller built from the same inputs, see :func:`handed_down`).
 
     Raises ``ConfigError`` naming the bad fields, which fails the flow run with that message.
     """
     install_log_redaction()  # before the run logs anything that may quote a URL with credentials
+    handed = _HANDED.get()
+    if handed is not None and handed[0] == _key(config_path, overrides):
+        return handed[1]
     settings = load_checked_settings(config_path, overrides or None)
-    return settings, Lake.from_settings(settings)
+    return Runtime(settings, Lake.from_settings(settings), State.from_settings(settings))
 
 
 def lateness_s(now: datetime | None = None) -> float | None:

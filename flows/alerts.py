@@ -15,12 +15,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, nothing_to_do, stale_run
+from flows._common import Runtime, load, nothing_to_do, stale_run
 from tasks.alerting.service import AlertsRunResult, run_alerts
 from tasks.config import Settings
 from tasks.lake import Lake
+from tasks.state import State
 
-__all__ = ["AlertsSummary", "alerts"]
+__all__ = ["AlertsSummary", "alerts", "alerts_stage"]
 
 ARTIFACT_KEY = "alerts-current"
 NO_RULES_HINT = (
@@ -45,8 +46,8 @@ class AlertsSummary(TypedDict, total=False):
 
 
 @task(name="evaluate-and-notify", cache_policy=NO_CACHE)
-def tick(lake: Lake, settings: Settings, dry_run: bool) -> AlertsRunResult:
-    return run_alerts(settings, lake, dry_run=dry_run)
+def tick(lake: Lake, state: State, settings: Settings, dry_run: bool) -> AlertsRunResult:
+    return run_alerts(settings, lake, dry_run=dry_run, state=state)
 
 
 @flow(name="alerts", description="Evaluate alert rules over the lake; route, group and deliver notifications.")
@@ -56,11 +57,16 @@ def alerts(
     dry_run: bool = False,
     max_lateness_s: float | None = None,
 ) -> AlertsSummary:
-    logger = get_run_logger()
     if (skipped := stale_run("alerts", max_lateness_s)) is not None:
         return AlertsSummary(**skipped)  # type: ignore[typeddict-item]
+    return alerts_stage(load(config_path, overrides), dry_run=dry_run)
+
+
+def alerts_stage(rt: Runtime, *, dry_run: bool = False) -> AlertsSummary:
+    """The alerts flow's work on a built runtime (inside a flow run: the pipeline calls it with its own)."""
+    logger = get_run_logger()
     t0 = time.perf_counter()
-    settings, lake = load(config_path, overrides)
+    settings, lake = rt.settings, rt.lake
     idle = None
     if not settings.alerting.enabled:
         idle = nothing_to_do("alerts", "alerting.enabled is false", artifact_key=ARTIFACT_KEY, warn=False)
@@ -68,7 +74,7 @@ def alerts(
         idle = nothing_to_do("alerts", "alerting.rule_files is empty", hint=NO_RULES_HINT, artifact_key=ARTIFACT_KEY)
     if idle is not None:
         return AlertsSummary(**idle)  # type: ignore[typeddict-item]
-    res = tick(lake, settings, dry_run)
+    res = tick(lake, rt.state, settings, dry_run)
     create_markdown_artifact(markdown=res.markdown(), key=ARTIFACT_KEY, description="Current alerts")
     for rule, err in res.errors:
         logger.error("rule %s failed: %s", rule, err)

@@ -14,14 +14,14 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, stale_run
+from flows._common import Runtime, load, stale_run
 from tasks.anomaly.stream import AnomalyRunResult, detect_incremental
 from tasks.config import Settings
 from tasks.lake import Lake
 from tasks.state import State
 from tasks.timeparse import parse_duration
 
-__all__ = ["AnomalySummary", "anomaly"]
+__all__ = ["AnomalySummary", "anomaly", "anomaly_stage"]
 
 ARTIFACT_KEY = "anomaly-top"
 
@@ -39,11 +39,11 @@ class AnomalySummary(TypedDict, total=False):
 
 
 @task(name="score-new-samples", cache_policy=NO_CACHE)
-def score_new(lake: Lake, settings: Settings) -> AnomalyRunResult:
+def score_new(lake: Lake, state: State, settings: Settings) -> AnomalyRunResult:
     cfg = settings.anomaly
     return detect_incremental(
         lake,
-        State.from_settings(settings),
+        state,
         list(cfg.selectors),
         parse_duration(cfg.step),
         threshold=cfg.threshold,
@@ -56,14 +56,19 @@ def anomaly(
     overrides: list[str] | None = None,
     max_lateness_s: float | None = None,
 ) -> AnomalySummary:
-    logger = get_run_logger()
     if (skipped := stale_run("anomaly", max_lateness_s)) is not None:
         return AnomalySummary(**skipped)  # type: ignore[typeddict-item]
+    return anomaly_stage(load(config_path, overrides))
+
+
+def anomaly_stage(rt: Runtime) -> AnomalySummary:
+    """The anomaly flow's work on a built runtime (inside a flow run: the pipeline calls it with its own)."""
+    logger = get_run_logger()
     t0 = time.perf_counter()
-    settings, lake = load(config_path, overrides)
+    settings = rt.settings
     if not settings.anomaly.enabled:
         return AnomalySummary(flow="anomaly", skipped=True, reason="anomaly.enabled is false")
-    res = score_new(lake, settings)
+    res = score_new(rt.lake, rt.state, settings)
     d = res.to_dict()
     create_table_artifact(
         table=d["top"] or [{"series": "-", "note": "no point scored at or above the threshold"}],

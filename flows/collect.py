@@ -15,13 +15,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, stale_run
+from flows._common import Runtime, load, stale_run
 from tasks.config import Settings
 from tasks.events import emit
 from tasks.lake import Lake, Sample, WriteResult
 from tasks.sources.runner import CollectResult, build_sources, collect_all
 
-__all__ = ["CollectSummary", "collect", "collect_sources", "write_batch"]
+__all__ = ["CollectSummary", "collect", "collect_sources", "collect_stage", "write_batch"]
 
 ARTIFACT_KEY = "collect-summary"
 
@@ -121,12 +121,16 @@ def collect(
 
     ``max_lateness_s``: a scheduled run that starts later than this skips itself (stale catch-up).
     """
-    logger = get_run_logger()
     if (skipped := stale_run("collect", max_lateness_s)) is not None:
         return CollectSummary(**skipped)  # type: ignore[typeddict-item]
+    return collect_stage(load(config_path, overrides))
 
+
+def collect_stage(rt: Runtime) -> CollectSummary:
+    """The collect flow's work on a built runtime (inside a flow run: the pipeline calls it with its own)."""
+    logger = get_run_logger()
     t0 = time.perf_counter()
-    settings, lake = load(config_path, overrides)
+    settings, lake = rt.settings, rt.lake
     result = collect_sources(settings)
     for f in result.failures:  # once per failure per tick, clearly
         logger.warning("source %r %s: %s", f.source, "timed out" if f.timed_out else "failed", f.error)

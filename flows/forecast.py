@@ -19,7 +19,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows._common import load, stale_run
+from flows._common import Runtime, load, stale_run
 from tasks.config import Settings
 from tasks.events import emit
 from tasks.forecasting.data import HistoryGroup, forecast_rows, group_series, load_history
@@ -30,7 +30,7 @@ from tasks.lake import schema as S
 from tasks.reports import format_cell
 from tasks.timeparse import parse_duration
 
-__all__ = ["ForecastSummary", "forecast"]
+__all__ = ["ForecastSummary", "forecast", "forecast_stage"]
 
 ARTIFACT_KEY = "forecast-backtest"
 
@@ -136,11 +136,17 @@ def forecast(
     max_lateness_s: float | None = None,
 ) -> ForecastSummary:
     """One retrain + forecast round over every configured series."""
-    logger = get_run_logger()
     if (skipped := stale_run("forecast", max_lateness_s)) is not None:
         return ForecastSummary(**skipped)  # type: ignore[typeddict-item]
+    return forecast_stage(load(config_path, overrides))
+
+
+def forecast_stage(rt: Runtime) -> ForecastSummary:
+    """The forecast flow's work on a built runtime (inside a flow run: the pipeline calls it with its
+    own; its retrain tasks run on that flow run's task runner)."""
+    logger = get_run_logger()
     t0 = time.perf_counter()
-    settings, lake = load(config_path, overrides)
+    settings, lake = rt.settings, rt.lake
     if not settings.forecast.enabled:
         return ForecastSummary(flow="forecast", skipped=True, reason="forecast.enabled is false")
     groups = load_groups(lake, settings)

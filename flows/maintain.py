@@ -14,11 +14,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, stale_run
+from flows._common import Runtime, load, stale_run
 from tasks.events import emit
 from tasks.lake import Lake
 
-__all__ = ["MaintainSummary", "maintain"]
+__all__ = ["MaintainSummary", "maintain", "maintain_stage"]
 
 ARTIFACT_KEY = "maintain-summary"
 
@@ -98,12 +98,16 @@ def maintain(
 
     Rollups are skipped in a dry run (building them is their only effect).
     """
-    logger = get_run_logger()
     if (skipped := stale_run("maintain", max_lateness_s)) is not None:
         return MaintainSummary(**skipped)  # type: ignore[typeddict-item]
+    return maintain_stage(load(config_path, overrides), dry_run=dry_run)
 
+
+def maintain_stage(rt: Runtime, *, dry_run: bool = False) -> MaintainSummary:
+    """The maintain flow's work on a built runtime (inside a flow run: the pipeline calls it with its own)."""
+    logger = get_run_logger()
     t0 = time.perf_counter()
-    settings, lake = load(config_path, overrides)
+    settings, lake = rt.settings, rt.lake
     compaction = compact_lake(lake, settings.lake.compact_min_files, dry_run)
     rollups = {} if dry_run else build_rollups(lake)
     retention = apply_retention(lake, dict(settings.lake.retention_days), dry_run)

@@ -3,15 +3,19 @@
 
 The stages are the ``_run_stage`` calls in ``pipeline``, in that order (one line each: adding a
 stage is adding a line there). Stages run as
-plain calls of the stage flows' functions inside this one flow run, so their tasks, logs and
-artifacts belong to the pipeline's run; subflows would add Prefect's per-subflow overhead (about
-a second each) for nothing. A failing stage is recorded and the next one still runs — a broken
-collector must not stop maintenance — and the run fails at the end, naming the failed stages.
+plain calls of the stage flows' bodies (``collect_stage`` …) inside this one flow run, so their
+tasks, logs and artifacts belong to the pipeline's run; subflows would add Prefect's per-subflow
+overhead (about a second each) for nothing. The run is the composition root: it loads the settings
+and builds the lake and state once (``flows._common.load``) and hands that ``Runtime`` to every
+stage; the demo's scaling target and rules reach the stages as typed settings
+(``tasks.demo_config.with_demo_setup``), not as re-parsed overrides.
+
+A failing stage is recorded and the next one still runs — a broken collector must not stop
+maintenance — and the run fails at the end, naming the failed stages.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any, Literal, TypedDict
@@ -21,15 +25,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._common import load
-from flows.alerts import alerts
-from flows.anomaly import anomaly
-from flows.collect import collect
-from flows.forecast import forecast
-from flows.maintain import maintain
-from flows.report import report
-from flows.scale import scale
+from flows.alerts import alerts_stage
+from flows.anomaly import anomaly_stage
+from flows.collect import collect_stage
+from flows.forecast import forecast_stage
+from flows.maintain import maintain_stage
+from flows.report import report_stage
+from flows.scale import scale_stage
 from tasks.demo import DEMO_INCIDENTS, seed_demo
-from tasks.demo_config import DEMO_RULES, DEMO_SCALING_TARGET
+from tasks.demo_config import DEMO_RULES, with_demo_setup
 from tasks.lake import Lake
 from tasks.timeparse import format_duration
 
@@ -197,30 +201,23 @@ def pipeline(
     demo_days: float = 3.0,
 ) -> PipelineSummary:
     """Run every stage once. ``demo=True`` first seeds a generated, labelled history (once per lake)."""
-    _settings, lake = load(config_path, overrides)
+    rt = load(config_path, overrides)
+    lake = rt.lake
+    # Without a config (`run --demo` writes one; a pipeline called directly may have none) the demo
+    # still decides for its web tier and evaluates its rules.
+    demo_rt = rt.with_settings(with_demo_setup(rt.settings)) if demo else rt
     stages: list[StageSummary] = []
     if demo:
         stages.append(_run_stage("seed-demo", lambda: seed_demo_history(lake, demo_days), _detail_seed))
-    stages.append(_run_stage("collect", lambda: dict(collect.fn(config_path, overrides)), _detail_collect))
-    stages.append(_run_stage("maintain", lambda: dict(maintain.fn(config_path, overrides)), _detail_maintain))
-    stages.append(_run_stage("forecast", lambda: dict(forecast.fn(config_path, overrides)), _detail_forecast))
-    stages.append(_run_stage("anomaly", lambda: dict(anomaly.fn(config_path, overrides)), _detail_anomaly))
-    # Without a config (`run --demo` writes one; a pipeline called directly may have none) the demo
-    # still decides for its web tier and evaluates its rules.
-    scale_overrides = list(overrides or [])
-    if demo and not _settings.scaling.targets:
-        scale_overrides.append(f"scaling.targets={json.dumps([DEMO_SCALING_TARGET])}")
-    stages.append(
-        _run_stage(
-            "scale", lambda: dict(scale.fn(config_path, scale_overrides, retry_failed_after_s=None)), _detail_scale
-        )
-    )
-    alert_overrides = list(overrides or [])
-    if demo and not _settings.alerting.rule_files:
-        alert_overrides.append(f"alerting.rule_files={json.dumps([str(DEMO_RULES)])}")
-    stages.append(_run_stage("alerts", lambda: dict(alerts.fn(config_path, alert_overrides)), _detail_alerts))
+    stages.append(_run_stage("collect", lambda: dict(collect_stage(rt)), _detail_collect))
+    stages.append(_run_stage("maintain", lambda: dict(maintain_stage(rt)), _detail_maintain))
+    stages.append(_run_stage("forecast", lambda: dict(forecast_stage(rt)), _detail_forecast))
+    stages.append(_run_stage("anomaly", lambda: dict(anomaly_stage(rt)), _detail_anomaly))
+    run_scale = lambda: dict(scale_stage(demo_rt, retry_failed_after_s=None))  # noqa: E731
+    stages.append(_run_stage("scale", run_scale, _detail_scale))
+    stages.append(_run_stage("alerts", lambda: dict(alerts_stage(demo_rt)), _detail_alerts))
     since = f"{demo_days:g}d" if demo else "1d"
-    run_report = lambda: dict(report.fn(config_path, overrides, ["performance_report"], since))  # noqa: E731
+    run_report = lambda: dict(report_stage(rt, notebooks=["performance_report"], since=since))  # noqa: E731
     stages.append(_run_stage("report", run_report, _detail_report))
     try:
         tables = lake_stats(lake)

@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, stale_run
+from flows._common import Runtime, load, stale_run
 from tasks.analytics import report_window
 from tasks.config import Settings
 from tasks.reports import (
@@ -34,7 +34,7 @@ from tasks.reports import (
     render_reports,
 )
 
-__all__ = ["ReportSummary", "report"]
+__all__ = ["ReportSummary", "report", "report_stage"]
 
 TABLE_KEY = "report-key-numbers"
 
@@ -108,11 +108,25 @@ def report(
     """Render ``notebooks`` over [since, until] and mail them to ``email_to`` (an Apprise
     ``mailto://`` URL). Each left ``None`` comes from the ``reports`` settings (default: every
     report, the last ``reports.since``, mailed only when ``reports.email_to`` is set)."""
-    logger = get_run_logger()
     if (skipped := stale_run("report", max_lateness_s)) is not None:
         return ReportSummary(**skipped)  # type: ignore[typeddict-item]
+    return report_stage(load(config_path, overrides), notebooks=notebooks, since=since, until=until, email_to=email_to)
+
+
+def report_stage(
+    rt: Runtime,
+    *,
+    notebooks: list[str] | None = None,
+    since: str | None = None,
+    until: str = "now",
+    email_to: str | None = None,
+) -> ReportSummary:
+    """The report flow's work on a built runtime (inside a flow run: the pipeline calls it with its own).
+
+    The notebooks open the lake in their own kernels, from ``rt.settings``; only the settings are used here."""
+    logger = get_run_logger()
     t0 = time.perf_counter()
-    settings, _ = load(config_path, overrides)
+    settings = rt.settings
     if not settings.reports.enabled:
         return ReportSummary(flow="report", skipped=True, reason="reports.enabled is false")
     names = list(notebooks or settings.reports.notebooks or NOTEBOOKS)

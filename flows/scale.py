@@ -16,12 +16,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import load, nothing_to_do, stale_run
+from flows._common import Runtime, load, nothing_to_do, stale_run
 from tasks.config import Settings
 from tasks.lake import Lake
 from tasks.scaling.service import ScalingRun, run_scaling
 
-__all__ = ["ARTIFACT_KEY", "ScaleSummary", "scale"]
+__all__ = ["ARTIFACT_KEY", "ScaleSummary", "scale", "scale_stage"]
 
 ARTIFACT_KEY = "scaling-tick"
 NO_TARGETS_HINT = (
@@ -66,11 +66,19 @@ def scale(
     max_lateness_s: float | None = None,
     retry_failed_after_s: float | None = 5.0,
 ) -> ScaleSummary:
-    logger = get_run_logger()
     if (skipped := stale_run("scale", max_lateness_s)) is not None:
         return ScaleSummary(**skipped)  # type: ignore[typeddict-item]
+    return scale_stage(load(config_path, overrides), mode=mode, retry_failed_after_s=retry_failed_after_s)
+
+
+def scale_stage(
+    rt: Runtime, *, mode: Literal["dry-run", "apply"] | None = None, retry_failed_after_s: float | None = 5.0
+) -> ScaleSummary:
+    """The scale flow's work on a built runtime (inside a flow run: the pipeline calls it with its own,
+    its settings carrying the demo target when it runs the demo)."""
+    logger = get_run_logger()
     t0 = time.perf_counter()
-    settings, lake = load(config_path, overrides)
+    settings, lake = rt.settings, rt.lake
     idle = None
     if not settings.scaling.enabled:
         idle = nothing_to_do("scale", "scaling.enabled is false", artifact_key=ARTIFACT_KEY, warn=False)

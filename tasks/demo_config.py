@@ -17,10 +17,20 @@ from typing import Any
 
 import yaml
 
+from tasks.config import ScalingSettings, ScalingTargetSettings, Settings
 from tasks.config.project import CONFIG_FILE, project_root
 from tasks.config.settings import config_path
+from tasks.scaling.settings_check import scaling_settings_problems, with_typed_actuators
 
-__all__ = ["DEMO_RULES", "DEMO_SCALING_TARGET", "demo_config_text", "ensure_demo_config", "receiver_hint"]
+__all__ = [
+    "DEMO_RULES",
+    "DEMO_SCALING_TARGET",
+    "demo_config_text",
+    "demo_scaling_target",
+    "ensure_demo_config",
+    "receiver_hint",
+    "with_demo_setup",
+]
 
 #: The demo's alert rules (Watchdog, CPU, latency, GPU idle, source down, scaling emergency).
 DEMO_RULES = Path(__file__).resolve().parents[1] / "data" / "examples" / "alerting" / "demo-rules.yml"
@@ -37,6 +47,32 @@ DEMO_SCALING_TARGET: dict[str, Any] = {
     "metric": {"selector": 'http_requests_per_second{source="demo"}', "agg": "avg", "combine": "sum", "step": "1m"},
     "actuator": {"kind": "log", "initial": 8},
 }
+
+
+def demo_scaling_target() -> ScalingTargetSettings:
+    """The demo web tier as a checked target, its actuator config typed the way ``check_settings``
+    leaves a configured one (so the scale stage cannot tell it from a target in the file)."""
+    scaling = ScalingSettings(targets=[ScalingTargetSettings.model_validate(DEMO_SCALING_TARGET)])
+    problems = scaling_settings_problems(scaling)
+    if problems:  # pragma: no cover - the demo target is ours; a failure here is a bug in this file
+        raise ValueError("the demo scaling target is invalid: " + "; ".join(problems))
+    return with_typed_actuators(scaling).targets[0]
+
+
+def with_demo_setup(settings: Settings) -> Settings:
+    """``settings`` plus the demo's own setup where the configuration has none: the demo web tier as
+    the scaling target and the demo rules as the rule files.
+
+    Why here and typed: without a config (``run --demo`` writes one; a pipeline called directly may
+    have none) the demo still decides for its web tier and evaluates its rules; the pipeline hands
+    these settings to its stages instead of re-reading the config with JSON overrides."""
+    update: dict[str, Any] = {}
+    if not settings.scaling.targets:
+        update["scaling"] = settings.scaling.model_copy(update={"targets": [demo_scaling_target()]})
+    if not settings.alerting.rule_files:
+        update["alerting"] = settings.alerting.model_copy(update={"rule_files": [str(DEMO_RULES)]})
+    return settings.model_copy(update=update) if update else settings
+
 
 _RECEIVER_EXAMPLE = """\
 # Who hears about alerts: nobody yet. Create alerting.yml next to this file (Alertmanager's

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from tasks.lake import Lake
 from tasks.lake.schema import EVENT_NAMES, Event, SchemaError, now_utc
 from tasks.redact import redact_tree
 
@@ -44,7 +45,7 @@ def _payload(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def emit(
-    lake: Any,
+    lake: Lake,
     name: str,
     resource: str,
     payload: Mapping[str, Any] | None = None,
@@ -67,7 +68,7 @@ def emit(
 
 
 def emit_many(
-    lake: Any,
+    lake: Lake,
     items: Sequence[tuple[str, str, Mapping[str, Any], datetime | None]],
     *,
     to_prefect: bool | None = None,

@@ -32,6 +32,8 @@ from typing import Any
 
 import duckdb
 
+from tasks.config import Settings
+
 __all__ = [
     "ClaimOwner",
     "Heartbeat",
@@ -198,7 +200,7 @@ class State:
         self._created: list[tuple[str, str]] = []
 
     @classmethod
-    def from_settings(cls, settings: Any) -> State:
+    def from_settings(cls, settings: Settings) -> State:
         return cls(settings.state.path, timeout_s=settings.state.lock_timeout_s)
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,7 +14,9 @@ from flows.cli.output import DataTable
 from tasks.timeparse import parse_duration
 
 if TYPE_CHECKING:
+    from tasks.alerting.notify.notify_config import NotifyConfig
     from tasks.alerting.notify.silences import SilenceState, SilenceStore
+    from tasks.config import Settings
     from tasks.state import State
 
 # The alerting modules are imported inside the commands: they pull duckdb, polars and yaml
@@ -265,7 +267,7 @@ def alerts_resolve(
 # ---- receivers and the outbox ---------------------------------------------------------------------------
 
 
-def _notify_config(settings: Any) -> Any:
+def _notify_config(settings: Settings) -> NotifyConfig:
     from tasks.alerting.notify.notify_config import load_notify_config  # lazy (start-up): yaml, apprise
 
     if not settings.alerting.notify_config:

@@ -21,8 +21,8 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +175,18 @@ class CliState:
         from tasks.config import secret_overrides_stashed  # lazy (start-up): pydantic
 
         return secret_overrides_stashed(self.overrides)
+
+    @contextmanager
+    def flow_inputs(self) -> Iterator[list[str] | None]:
+        """``with st.flow_inputs() as overrides:`` as :meth:`flow_overrides`, and a flow this command
+        then calls in this process runs on the settings, lake and state the command already built
+        (``flows._common.handed_down``): one command, one load of the config."""
+        # lazy (start-up): flows._common pulls the domain checks (polars, duckdb); only flow commands need it
+        from flows._common import Runtime, handed_down
+
+        rt = Runtime(self.settings(), self.lake(), self.state())
+        with self.flow_overrides() as overrides, handed_down(self.config_arg, overrides, rt):
+            yield overrides
 
     def lake(self) -> Lake:
         if self._lake is None:

@@ -64,7 +64,7 @@ def forecast_train(
     announce_prefect()
     from flows.forecast import forecast  # lazy (start-up): Prefect, after the app set its environment
 
-    with st.flow_overrides() as overrides:
+    with st.flow_inputs() as overrides:
         summary = forecast(config_path=st.config_arg, overrides=overrides)
     t = DataTable(title="forecast: held-out backtest (last 20 %, rolling origin)")
     for col in ("group", "model", "MASE mean", "MASE median", "sMAPE", "cov p10–p90", "decision"):

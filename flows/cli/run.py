@@ -126,7 +126,7 @@ def run(
     announce_prefect()
     from flows.pipeline import PipelineFailed, pipeline  # lazy (start-up): Prefect, after the app set its environment
 
-    with st.flow_overrides() as overrides:
+    with st.flow_inputs() as overrides:
         state = pipeline(demo=demo, config_path=st.config_arg, overrides=overrides, demo_days=days, return_state=True)
     result = state.result(raise_on_failure=False)
     failed = isinstance(result, PipelineFailed)
@@ -188,7 +188,7 @@ def collect(
     announce_prefect()
     from flows.collect import collect as collect_flow  # lazy (start-up): Prefect, after the app set its environment
 
-    with st.flow_overrides() as overrides:
+    with st.flow_inputs() as overrides:
         summary = collect_flow(config_path=st.config_arg, overrides=overrides)
     t = DataTable(title="collect")
     t.add_column("field")

@@ -4,13 +4,16 @@ Parsing and printing only; the work is in ``tasks.scaling.service``. Mounted on 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from flows.cli.common import CliError, cli_state, console, handle_errors, print_json
 from flows.cli.output import DataTable
 from tasks.timeparse import parse_duration
+
+if TYPE_CHECKING:  # for annotations only: a real import costs every command's start-up pydantic (see flows.cli)
+    from tasks.config import Settings
 
 scale_app = typer.Typer(
     help="Scaling targets: plan a decision, apply it, see the history, get right-sizing advice.",
@@ -54,7 +57,7 @@ def _action_text(a: dict[str, Any]) -> str:
     return text + (f" ×{a['attempts']}" if a["attempts"] > 1 else "")
 
 
-def _targets(settings: Any, target: str | None) -> list[str] | None:
+def _targets(settings: Settings, target: str | None) -> list[str] | None:
     if not settings.scaling.targets:
         raise CliError("no scaling targets configured (scaling.targets in the config file)", code=1)
     return [target] if target else None

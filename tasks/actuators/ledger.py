@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from tasks.actuators.action import Action
+from tasks.config import Settings
 from tasks.state import ClaimOwner, State, claim_still_held, register_schema
 
 __all__ = ["ActionLedger", "ClaimVerdict", "LedgerRow"]
@@ -119,7 +120,7 @@ class ActionLedger:
         self.state = State(path, timeout_s=timeout_s)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ActionLedger:
+    def from_settings(cls, settings: Settings) -> ActionLedger:
         return cls(settings.state.path, timeout_s=settings.state.lock_timeout_s)
 
     def _select(self, where: str, params: list[Any], tail: str = "") -> list[LedgerRow]:

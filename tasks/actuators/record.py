@@ -9,16 +9,15 @@ in Prefect automations (``cortex.action.applied`` / ``cortex.action.failed`` on 
 
 from __future__ import annotations
 
-from typing import Any
-
 from tasks.actuators.action import ActionResult
 from tasks.events import emit
+from tasks.lake import Lake
 from tasks.lake.schema import Event
 
 __all__ = ["record_result"]
 
 
-def record_result(lake: Any, result: ActionResult, *, to_prefect: bool | None = None) -> Event | None:
+def record_result(lake: Lake, result: ActionResult, *, to_prefect: bool | None = None) -> Event | None:
     """Append ``action.applied`` / ``action.failed`` for ``result`` to the lake; ``None`` for a dry run or skip."""
     if result.event_name is None:
         return None

@@ -38,7 +38,9 @@ from tasks.alerting.notify.timeintervals import muted
 from tasks.alerting.rules.rule_files import RuleFileError, RuleSet, load_rule_files
 from tasks.alerting.rules.ruler import RuleStore, TickOutcome, failure_samples, run_rules
 from tasks.alerting.rules.sqlcompile import evaluate_many
+from tasks.config import Settings
 from tasks.events import emit_many
+from tasks.lake import Lake
 from tasks.state import State
 from tasks.timeparse import parse_duration
 
@@ -66,7 +68,7 @@ def expand_rule_files(patterns: list[str]) -> list[Path]:
     return list(unique.values())
 
 
-def load_rules(settings: Any) -> RuleSet:
+def load_rules(settings: Settings) -> RuleSet:
     return load_rule_files(expand_rule_files(list(settings.alerting.rule_files)))
 
 
@@ -184,7 +186,7 @@ class NotifyOutcome:
 
 
 def _decide(
-    settings: Any, cfg: Any, state: State, alerts: list[Alert], now: datetime, *, dry_run: bool
+    settings: Settings, cfg: Any, state: State, alerts: list[Alert], now: datetime, *, dry_run: bool
 ) -> NotifyOutcome:
     """Silences, inhibition, acks, the dispatcher, the outbox: everything up to the sends.
 
@@ -237,14 +239,14 @@ def _decide(
     return out
 
 
-def _lease_s(settings: Any) -> float:
+def _lease_s(settings: Settings) -> float:
     return parse_duration(settings.alerting.delivery_lease).total_seconds()
 
 
 NO_NOTIFY_CONFIG = "alerting.notify_config is not set: alerts are kept, nobody is told"
 
 
-def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetime, lease_s: float) -> None:
+def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Lake, now: datetime, lease_s: float) -> None:
     """The sends, after the decisions' commit: each claimed in a transaction of its own before it
     goes out (``tasks.alerting.notify.delivery``), never inside the batch; each claim's lease is renewed
     while this run lives, so a tick that sends for minutes is never taken over by the next one."""
@@ -253,7 +255,7 @@ def _deliver(out: NotifyOutcome, cfg: Any, state: State, lake: Any, now: datetim
         out.deliveries = [r.to_dict() for r in results]
 
 
-def _events(lake: Any, outcome: TickOutcome) -> None:
+def _events(lake: Lake, outcome: TickOutcome) -> None:
     """``alert.firing`` / ``alert.resolved`` for every such transition (catch-up ones included, with their time)."""
     items = []
     for key, tr in outcome.transitions:
@@ -272,7 +274,7 @@ def _events(lake: Any, outcome: TickOutcome) -> None:
     emit_many(lake, items)
 
 
-def _failure_counter(lake: Any, outcome: TickOutcome) -> None:
+def _failure_counter(lake: Lake, outcome: TickOutcome) -> None:
     """``cortex_perf_rule_evaluation_failures_total`` to the lake, after the rule state's commit (the
     count lives there). Best effort: the tick's summary and the state DB keep the failures anyway."""
     samples = failure_samples(outcome)
@@ -286,8 +288,17 @@ def _failure_counter(lake: Any, outcome: TickOutcome) -> None:
         log.warning("rule failure counter: lake write failed: %s", e)
 
 
-def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run: bool = False) -> AlertsRunResult:
+def run_alerts(
+    settings: Settings,
+    lake: Lake,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    state: State | None = None,
+) -> AlertsRunResult:
     """Evaluate due rules, persist alert state, record events, notify. ``dry_run`` changes nothing anywhere.
+
+    ``state``: the state DB the caller built (a flow run's); by default the one ``settings`` names.
 
     State-DB transactions (each costs tens of milliseconds here, mostly opening the file): one to
     load the rule state; one, after the evaluation, that saves the rule state together with every
@@ -295,7 +306,7 @@ def run_alerts(settings: Any, lake: Any, *, now: datetime | None = None, dry_run
     for the last send's outcome. A tick with nothing to send makes two."""
     now = now or datetime.now(UTC)
     ruleset = load_rules(settings)
-    state = State.from_settings(settings)
+    state = state or State.from_settings(settings)
     outcome = run_rules(
         ruleset,
         lake,

@@ -82,7 +82,7 @@ class AlertEpisode:
         }
 
 
-def alert_episodes(lake: Any, start: datetime, end: datetime) -> list[AlertEpisode]:
+def alert_episodes(lake: Lake, start: datetime, end: datetime) -> list[AlertEpisode]:
     """Episodes per alert instance (the event's resource) in [start, end), with labels and rule.
 
     Why from events: they are the durable record (alert state in the state DB only keeps the

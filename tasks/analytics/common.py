@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from tasks.lake import Lake
 from tasks.timeparse import parse_time
 
 ALL_SERIES = '{__name__=~".+"}'
@@ -98,7 +99,7 @@ def labels_of(labels_json: str) -> dict[str, str]:
 
 
 def bucketed(
-    lake: Any, selectors: Sequence[str] | None, start: datetime, end: datetime, step: timedelta, agg: str = "avg"
+    lake: Lake, selectors: Sequence[str] | None, start: datetime, end: datetime, step: timedelta, agg: str = "avg"
 ) -> pl.DataFrame:
     """Bucket aggregates (series, metric, labels, ts, value) of every series the selectors match.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.analytics.common import AnalyticsError, check_range
+from tasks.lake import Lake
 from tasks.lake import schema as S
 
 __all__ = ["FORMATS", "ExportResult", "export"]
@@ -51,7 +52,7 @@ def _quote(path: str) -> str:
 
 
 def export(
-    lake: Any,
+    lake: Lake,
     table_or_selector: str,
     fmt: str,
     out: str | os.PathLike[str],

@@ -36,6 +36,7 @@ from tasks.analytics.common import (
     is_latency,
     ratio_expr,
 )
+from tasks.lake import Lake
 
 __all__ = ["Finding", "change_point", "insights"]
 
@@ -229,7 +230,7 @@ def _spike_findings(hourly: pl.DataFrame, hourly_max: pl.DataFrame) -> list[Find
 
 
 def _saturation_findings(
-    lake: Any, hourly: pl.DataFrame, hourly_max: pl.DataFrame, start: datetime, end: datetime
+    lake: Lake, hourly: pl.DataFrame, hourly_max: pl.DataFrame, start: datetime, end: datetime
 ) -> list[Finding]:
     out: list[Finding] = []
     ratios = hourly_max.filter(ratio_expr())
@@ -298,7 +299,7 @@ def _saturation_findings(
     return out
 
 
-def _forecast_crossings(lake: Any, start: datetime, end: datetime) -> dict[str, tuple[datetime, float]]:
+def _forecast_crossings(lake: Lake, start: datetime, end: datetime) -> dict[str, tuple[datetime, float]]:
     """First target time after ``end`` where a ratio series' newest p50 forecast crosses the level."""
     # newest issue per target chosen in DuckDB, ratio series and future targets only, no label text
     rows = lake.newest_forecasts(
@@ -316,7 +317,7 @@ def _forecast_crossings(lake: Any, start: datetime, end: datetime) -> dict[str, 
     return {s: (t, p) for s, t, p in rows.select("series", "ts", "p50").iter_rows()}
 
 
-def _alert_findings(lake: Any, start: datetime, end: datetime) -> list[Finding]:
+def _alert_findings(lake: Lake, start: datetime, end: datetime) -> list[Finding]:
     eps = alert_episodes(lake, start, end)
     if not eps:
         return []
@@ -350,7 +351,7 @@ def _alert_findings(lake: Any, start: datetime, end: datetime) -> list[Finding]:
     return out
 
 
-def _forecast_drift(lake: Any, hourly: pl.DataFrame, start: datetime, end: datetime) -> list[Finding]:
+def _forecast_drift(lake: Lake, hourly: pl.DataFrame, start: datetime, end: datetime) -> list[Finding]:
     """Forecast error (p50 vs the hourly actual) in the second half of the range vs the first."""
     # targets before ``start - 1h`` cannot fall into an hourly bucket of the window: not read
     rows = lake.newest_forecasts(ALL_SERIES, since=start - timedelta(days=1), until=end, targets=(start - HOUR, end))
@@ -383,7 +384,7 @@ def _forecast_drift(lake: Any, hourly: pl.DataFrame, start: datetime, end: datet
 
 
 def insights(
-    lake: Any,
+    lake: Lake,
     start: datetime,
     end: datetime,
     *,

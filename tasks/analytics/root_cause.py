@@ -37,6 +37,7 @@ from tasks.analytics.common import (
     labels_of,
     not_counter,
 )
+from tasks.lake import Lake
 from tasks.lake import schema as S
 from tasks.timeparse import parse_duration
 
@@ -126,7 +127,7 @@ def _lagged_corr(dy: np.ndarray, dx: np.ndarray, max_lag: int) -> tuple[np.ndarr
     return best, best_lag
 
 
-def root_cause(lake: Any, series: str, at: datetime, *, window: str = "1h", limit: int = 10) -> RootCauseResult:
+def root_cause(lake: Lake, series: str, at: datetime, *, window: str = "1h", limit: int = 10) -> RootCauseResult:
     """Rank the lake's other series by how well they explain what ``series`` did around ``at``.
 
     ``series`` is one series in selector form (``metric{label="v"}``); the incident window is

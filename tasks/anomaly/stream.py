@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from tasks.anomaly.detector import Detector, DetectorConfig, Expected
+from tasks.lake import Lake
 from tasks.lake import schema as S
 from tasks.state import State, register_schema
 
@@ -96,7 +97,7 @@ def _save_states(state: State, rows: list[tuple[int, str, datetime, str]], now: 
         )
 
 
-def _expected_by_key(lake: Any, selector: str, start: datetime, end: datetime) -> dict[tuple[int, int], Expected]:
+def _expected_by_key(lake: Lake, selector: str, start: datetime, end: datetime) -> dict[tuple[int, int], Expected]:
     """Latest issued forecast quantiles per (series_id, target ms) in the window, if any."""
     try:
         rows = lake.read_rows(S.FORECASTS, start - timedelta(days=2), end + timedelta(minutes=1), selector)
@@ -113,7 +114,7 @@ def _expected_by_key(lake: Any, selector: str, start: datetime, end: datetime) -
 
 
 def detect_incremental(
-    lake: Any,
+    lake: Lake,
     state: State,
     selectors: list[str],
     step: timedelta,
@@ -200,7 +201,7 @@ def detect_incremental(
     return result
 
 
-def anomaly_scores(lake: Any, selector: str, start: datetime, end: datetime) -> pl.DataFrame:
+def anomaly_scores(lake: Lake, selector: str, start: datetime, end: datetime) -> pl.DataFrame:
     """Stored scores of the matching series in [start, end): series, ts, score, value, expected,
     detector, reason — what alert rules' ``anomaly(m[w])`` and the reports read."""
     rows = lake.read_rows(S.ANOMALIES, start, end, selector)

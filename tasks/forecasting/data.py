@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
 
 from tasks.forecasting.base import HISTORY_SCHEMA, QUANTILE_COLUMNS
+from tasks.lake import Lake
 from tasks.lake import schema as S
 
 
@@ -30,7 +30,7 @@ class HistoryGroup:
         return self.history.get_column("series").n_unique()
 
 
-def load_history(lake: Any, selectors: list[str], start: datetime, end: datetime, step: timedelta) -> pl.DataFrame:
+def load_history(lake: Lake, selectors: list[str], start: datetime, end: datetime, step: timedelta) -> pl.DataFrame:
     """Bucket averages of every series matching ``selectors`` over [start, end): series, ts, y."""
     parts = []
     for sel in selectors:
@@ -64,7 +64,9 @@ def group_series(history: pl.DataFrame, max_per_group: int) -> list[HistoryGroup
     return sorted(groups, key=lambda g: g.name)
 
 
-def forecast_rows(forecasts: pl.DataFrame, lake: Any, *, issued_at: datetime, model: str, version: str) -> pl.DataFrame:
+def forecast_rows(
+    forecasts: pl.DataFrame, lake: Lake, *, issued_at: datetime, model: str, version: str
+) -> pl.DataFrame:
     """A forecast frame as rows of the lake's ``forecasts`` table (series ids from the catalogue)."""
     keys = lake.catalogue().select("series_id", "metric", "labels", "series")
     out = forecasts.join(keys, on="series", how="inner")
@@ -81,7 +83,7 @@ def forecast_rows(forecasts: pl.DataFrame, lake: Any, *, issued_at: datetime, mo
     )
 
 
-def latest_forecasts(lake: Any, selector: str, *, since: datetime, until: datetime) -> pl.DataFrame:
+def latest_forecasts(lake: Lake, selector: str, *, since: datetime, until: datetime) -> pl.DataFrame:
     """The newest issued forecast per series and target time (what alerting and scaling read)."""
     rows = lake.read_rows(S.FORECASTS, since, until, selector)
     if not rows.height:
@@ -89,7 +91,7 @@ def latest_forecasts(lake: Any, selector: str, *, since: datetime, until: dateti
     return rows.sort("issued_at").unique(["series_id", "ts"], keep="last").sort("series_id", "ts")
 
 
-def named_latest_forecasts(lake: Any, selector: str, *, now: datetime) -> pl.DataFrame:
+def named_latest_forecasts(lake: Lake, selector: str, *, now: datetime) -> pl.DataFrame:
     """The newest forecast of every series matching ``selector`` for target times from two days
     before ``now`` to a minute after it, with each series' name, by series and target time (what
     ``cortex-perf forecast show`` lists); empty when nothing was forecast."""

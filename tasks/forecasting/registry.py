@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tasks.config import Settings
 from tasks.forecasting import MODELS
 from tasks.forecasting.base import Forecaster
 from tasks.state import State, register_schema
@@ -138,7 +139,7 @@ class ModelRegistry:
         self.models_dir = Path(models_dir)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ModelRegistry:
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
         return cls(State.from_settings(settings), Path(settings.data_dir) / "models")
 
     # ---- registering ------------------------------------------------------------------------

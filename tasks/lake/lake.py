@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from tasks.config import LakeSettings, Settings
 from tasks.lake import importer, maintain
 from tasks.lake import schema as S
 from tasks.lake.selector import Selector, SelectorError, match_series
@@ -146,8 +147,13 @@ class Lake:
         self._summaries: dict[tuple[Any, ...], pl.DataFrame] = {}
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Lake:
-        lk = settings.lake
+    def from_settings(cls, settings: Settings) -> Lake:
+        """The lake ``settings.lake`` describes."""
+        return cls.from_lake_settings(settings.lake)
+
+    @classmethod
+    def from_lake_settings(cls, lk: LakeSettings) -> Lake:
+        """The lake of one ``lake`` section (a report kernel gets only that section, not the rest)."""
         s3: dict[str, str] = {}
         if lk.s3_endpoint:
             s3["endpoint_override"] = lk.s3_endpoint

@@ -10,7 +10,6 @@ import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from tasks.config import LakeSettings, load_settings, unwrap_secrets
@@ -57,10 +56,10 @@ def open_lake(lake_root: str = "") -> Lake:
     if lake_root:
         root = anchor(lake_root, project_root(config_path())) or lake_root
         lake_settings = lake_settings.model_copy(update={"root": root})
-    return Lake.from_settings(SimpleNamespace(lake=lake_settings))
+    return Lake.from_lake_settings(lake_settings)
 
 
-def lake_env(lake_settings: Any) -> str:
+def lake_env(lake_settings: LakeSettings) -> str:
     """``LakeSettings`` as JSON with its secrets in clear (for the kernel's environment only)."""
     data = lake_settings.model_dump(mode="python")
     unwrap_secrets(data)

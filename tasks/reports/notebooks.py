@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.analytics import ReportError
-from tasks.config import ReportsSettings
+from tasks.config import ReportsSettings, Settings
 
 __all__ = [
     "NOTEBOOKS",
@@ -50,7 +50,7 @@ def notebook_path(name: str) -> Path:
     return NOTEBOOK_DIR / f"{name}.ipynb"
 
 
-def reports_dir(settings: Any) -> Path:
+def reports_dir(settings: Settings) -> Path:
     """``<data_dir>/reports`` of the settings (created): the one place reports are written."""
     out = Path(settings.data_dir) / "reports"
     out.mkdir(parents=True, exist_ok=True)

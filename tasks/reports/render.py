@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.analytics import report_window
+from tasks.config import LakeSettings, Settings
 from tasks.config.project import anchor
 from tasks.reports.display import notebook_key_numbers
 from tasks.reports.kernel import LAKE_ENV, ensure_kernel, kernel_manager_with, lake_env
@@ -80,7 +81,7 @@ def run_report(
     parameters: Mapping[str, Any] | None = None,
     timeout_s: int = 600,
     show_code: bool = False,
-    lake_settings: Any = None,
+    lake_settings: LakeSettings | None = None,
 ) -> ReportResult:
     """Execute notebook ``name`` with papermill and write ``<out_dir>/<name>-<date>.html``.
 
@@ -175,7 +176,7 @@ def prune_reports(
 
 
 def render_reports(
-    settings: Any,
+    settings: Settings,
     names: list[str] | None = None,
     *,
     since: str | datetime | None = None,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tasks import state as state_db
+from tasks.config import Settings
 from tasks.scaling.guardrails import RailState
 from tasks.scaling.policies import PolicyState
 
@@ -117,7 +118,7 @@ class ScalingRecords:
         self.state = state_db.State(path, timeout_s=timeout_s)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ScalingRecords:
+    def from_settings(cls, settings: Settings) -> ScalingRecords:
         return cls(settings.state.path, timeout_s=settings.state.lock_timeout_s)
 
     @staticmethod

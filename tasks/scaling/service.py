@@ -40,8 +40,9 @@ import numpy as np
 import polars as pl
 
 from tasks.actuators import ActionLedger, Actuator, ScaleAction, build_actuator, record_result
+from tasks.config import Settings
 from tasks.events import emit
-from tasks.lake import Sample
+from tasks.lake import Lake, Sample
 from tasks.scaling.nowcast import DAY_MIN, Nowcaster
 from tasks.scaling.policies import Forecast, MetricHistory, decide
 from tasks.scaling.records import ScalingRecords, decision_id
@@ -183,7 +184,7 @@ def _floor(ts: datetime, step: timedelta) -> datetime:
     return datetime.fromtimestamp(math.floor(ts.timestamp() / s) * s, UTC)
 
 
-def load_metric(lake: Any, metric: Any, now: datetime, *, lookback: timedelta | None = None) -> pl.DataFrame:
+def load_metric(lake: Lake, metric: Any, now: datetime, *, lookback: timedelta | None = None) -> pl.DataFrame:
     """The target's load per complete ``metric.step`` bucket before ``now``: columns ``ts`` (bucket
     end: when the value became known) and ``value`` (``combine`` over the matching series).
 
@@ -217,7 +218,7 @@ def load_metric(lake: Any, metric: Any, now: datetime, *, lookback: timedelta | 
     return pl.DataFrame({"ts": grid}).join(agg, on="ts", how="left").with_columns(pl.col("value").forward_fill())
 
 
-def _lake_forecast(lake: Any, metric: Any, now: datetime) -> tuple[Forecast | None, str]:
+def _lake_forecast(lake: Lake, metric: Any, now: datetime) -> tuple[Forecast | None, str]:
     max_age = parse_duration(metric.forecast_max_age)
     # Through the lake, not ``tasks.forecasting`` (DESIGN: domain packages meet at the lake): the
     # newest issue per series and target time, as ``forecasting.data.latest_forecasts`` answers it.
@@ -279,7 +280,7 @@ def _nowcast(history: pl.DataFrame, metric: Any, target: Any) -> tuple[Forecast 
 
 
 def load_forecast(
-    lake: Any, metric: Any, target: Any, history: pl.DataFrame, now: datetime
+    lake: Lake, metric: Any, target: Any, history: pl.DataFrame, now: datetime
 ) -> tuple[Forecast | None, str]:
     """The forecast the policy gets, and where it came from (said in the record).
 
@@ -309,7 +310,7 @@ def _event_payload(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in record.items()}
 
 
-def _samples(lake: Any, target: str, record: Mapping[str, Any], emergency: bool, now: datetime) -> None:
+def _samples(lake: Lake, target: str, record: Mapping[str, Any], emergency: bool, now: datetime) -> None:
     """Decisions as series too, so alert rules route them like any other alert (e.g.
     ``max_over_time(cortex_perf_scaling_emergency[5m]) > 0`` → the pager through Apprise) and
     reports can plot the counts: ``cortex_perf_scaling_units`` (the decided count) and
@@ -323,7 +324,7 @@ def _samples(lake: Any, target: str, record: Mapping[str, Any], emergency: bool,
     )
 
 
-def _fail_current(lake: Any, target: str, actuator: str, error: str, now: datetime, record: bool) -> TargetOutcome:
+def _fail_current(lake: Lake, target: str, actuator: str, error: str, now: datetime, record: bool) -> TargetOutcome:
     if record:
         emit(
             lake,
@@ -336,7 +337,7 @@ def _fail_current(lake: Any, target: str, actuator: str, error: str, now: dateti
 
 
 def _one(
-    lake: Any,
+    lake: Lake,
     t: Any,
     actuator: Actuator[ScaleAction, int],
     records: ScalingRecords,
@@ -406,8 +407,8 @@ def _one(
 
 
 def run_scaling(
-    settings: Any,
-    lake: Any,
+    settings: Settings,
+    lake: Lake,
     now: datetime | None = None,
     *,
     mode: Mode | None = None,
@@ -449,8 +450,8 @@ def run_scaling(
 
 
 def recommend(
-    settings: Any,
-    lake: Any,
+    settings: Settings,
+    lake: Lake,
     now: datetime | None = None,
     *,
     lookback: timedelta = timedelta(days=1),
@@ -531,7 +532,7 @@ def _hour_ranges(hours: list[int]) -> str:
     return ", ".join(f"{a:02d}–{b:02d}" for a, b in spans)
 
 
-def _forecast_risk(lake: Any, t: Any, now: datetime, horizon: timedelta, per_unit: float) -> dict[str, Any] | None:
+def _forecast_risk(lake: Lake, t: Any, now: datetime, horizon: timedelta, per_unit: float) -> dict[str, Any] | None:
     rows = lake.newest_forecasts(t.metric.selector, since=now - parse_duration(t.metric.forecast_max_age),
                                  until=now + timedelta(seconds=1))  # fmt: skip
     rows = rows.filter((pl.col("ts") >= now) & (pl.col("ts") < now + horizon)) if rows.height else rows

@@ -3,14 +3,23 @@ rules and the demo scaling target, carries a receiver example that parses, and n
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from tasks.alerting.notify.notify_config import parse_notify_config
-from tasks.config import load_settings
-from tasks.demo_config import DEMO_RULES, DEMO_SCALING_TARGET, ensure_demo_config, receiver_hint
+from tasks.config import ScalingTargetSettings, load_settings
+from tasks.config_checks import load_checked_settings
+from tasks.demo_config import (
+    DEMO_RULES,
+    DEMO_SCALING_TARGET,
+    demo_scaling_target,
+    ensure_demo_config,
+    receiver_hint,
+    with_demo_setup,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +77,26 @@ def test_receiver_hint_names_slack_email_and_the_file(tmp_path: Path) -> None:
     text = "\n".join(lines)
     assert "Slack" in text and "e-mail" in text and str(tmp_path / "cortex-perf.yaml") in text
     assert "alerts test-notify team" in lines[-1]
+
+
+def test_the_demo_setup_is_what_the_json_overrides_gave_as_typed_values() -> None:
+    """The pipeline used to re-load the config with ``scaling.targets=<json>`` and
+    ``alerting.rule_files=<json>``; it now hands the stages ``with_demo_setup(settings)``: same values."""
+    old = load_checked_settings(
+        None,
+        [
+            f"scaling.targets={json.dumps([DEMO_SCALING_TARGET])}",
+            f"alerting.rule_files={json.dumps([str(DEMO_RULES)])}",
+        ],
+    )
+    new = with_demo_setup(load_checked_settings(None, None))
+    assert isinstance(new.scaling.targets[0], ScalingTargetSettings)
+    assert new.scaling.targets == old.scaling.targets == [demo_scaling_target()]
+    assert new.alerting.rule_files == old.alerting.rule_files
+    assert new.model_dump() == old.model_dump()
+
+
+def test_the_demo_setup_leaves_a_configured_target_and_rules_alone() -> None:
+    path, _ = ensure_demo_config()
+    configured = load_checked_settings(path)  # the demo file: a target and rule files of its own
+    assert with_demo_setup(configured) is configured

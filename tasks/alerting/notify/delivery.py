@@ -56,6 +56,7 @@ from tasks.alerting.notify.notify_templates import (
     render,
 )
 from tasks.alerting.notify.receivers import Receiver, redact_url
+from tasks.lake import Lake
 from tasks.lake import schema as S
 from tasks.lake.write import write_partitioned
 from tasks.state import ClaimOwner, Heartbeat, State, claim_still_held, register_schema
@@ -584,7 +585,7 @@ def deliver_due(
     send: Sender = apprise_send,
     *,
     state: State,
-    lake: Any = None,
+    lake: Lake | None = None,
     limit: int = 500,
     lease_s: float = DEFAULT_LEASE_S,
     due: Sequence[DueEntry] | None = None,
@@ -863,14 +864,14 @@ def list_records(state: State, *, notification_id: str | None = None, limit: int
     return [dict(zip(_RECORD_COLS, (_utc(v) for v in r), strict=True)) for r in rows]
 
 
-def _write_lake(lake: Any, rows: list[dict[str, Any]]) -> None:
+def _write_lake(lake: Lake, rows: list[dict[str, Any]]) -> None:
     table = pl.from_arrow(pa.Table.from_pylist(rows, schema=S.NOTIFICATIONS_SCHEMA))
     assert isinstance(table, pl.DataFrame)
     # The batch's file name hashes the identity columns (never null), so a replayed batch is skipped.
     write_partitioned(lake.storage, S.NOTIFICATIONS, table, S.NOTIFICATIONS_SCHEMA, _LAKE_HASH_COLS)
 
 
-def export_to_lake(state: State, lake: Any, *, since: datetime | None = None) -> int:
+def export_to_lake(state: State, lake: Lake, *, since: datetime | None = None) -> int:
     """Append the state DB's delivery records (since ``since``) to the lake's ``notifications``
     table; re-exporting is harmless (identity is id, attempt, status). Returns rows written."""
     rows = [r for r in list_records(state, limit=1_000_000) if since is None or r["ts"] >= _aware(since, "since")]

@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
 
 from tasks.alerting.rules.lake_functions import anomaly_vector, forecast_vector
 from tasks.alerting.rules.promql import (
@@ -69,6 +68,7 @@ from tasks.alerting.rules.promql import (
     parse,
 )
 from tasks.goregex import GoRegexError, compile_go_regex
+from tasks.lake import Lake
 
 __all__ = [
     "LOOKBACK",
@@ -162,7 +162,7 @@ def _drop_name(labels: Labels) -> Labels:
     return {k: v for k, v in labels.items() if k != NAME}
 
 
-def _fetch(lake: Any, vs: VectorSelector, start_ms: int, end_ms: int) -> list[_Series]:
+def _fetch(lake: Lake, vs: VectorSelector, start_ms: int, end_ms: int) -> list[_Series]:
     """Samples of the series ``vs`` selects with ``start_ms <= ts <= end_ms``, grouped per series."""
     start = datetime.fromtimestamp(start_ms / 1000, UTC)
     end = datetime.fromtimestamp((end_ms + 1) / 1000, UTC)  # raw() is [start, end)
@@ -728,7 +728,7 @@ def _result_labels(lhs: Labels, rhs: Labels, op: str, matching: VectorMatching |
 
 
 class _Evaluator:
-    def __init__(self, lake: Any, t_ms: int, stale: StaleMarkers | None = None) -> None:
+    def __init__(self, lake: Lake, t_ms: int, stale: StaleMarkers | None = None) -> None:
         self.lake = lake
         self.t = t_ms
         self.stale = stale
@@ -1246,7 +1246,7 @@ def _absent_labels(arg: Expr) -> Labels:
     return out
 
 
-def evaluate(expr: Expr | str, lake: Any, t: datetime, *, stale: StaleMarkers | None = None) -> float | Vector:
+def evaluate(expr: Expr | str, lake: Lake, t: datetime, *, stale: StaleMarkers | None = None) -> float | Vector:
     """Evaluate ``expr`` at ``t``: a float for a scalar expression, else ``[(labels, value)]`` sorted by labels.
 
     ``stale`` holds staleness markers that end series for instant selectors (see :class:`StaleMarkers`)."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import polars as pl
 
+from tasks.lake import Lake
 from tasks.lake import schema as S
 
 __all__ = ["FORECAST_MAX_AGE", "QUANTILE_COLUMNS", "anomaly_vector", "forecast_vector"]
@@ -40,7 +41,7 @@ def _labels(text: str) -> Labels:
     return {k: str(v) for k, v in json.loads(text).items() if k != "__name__"}
 
 
-def anomaly_vector(lake: Any, selector: Any, t: datetime, window_s: float) -> list[tuple[Labels, float]]:
+def anomaly_vector(lake: Lake, selector: Any, t: datetime, window_s: float) -> list[tuple[Labels, float]]:
     rows = lake.read_rows(S.ANOMALIES, t - timedelta(seconds=window_s), t + _EPS, selector)
     if not rows.height:
         return []
@@ -49,7 +50,7 @@ def anomaly_vector(lake: Any, selector: Any, t: datetime, window_s: float) -> li
 
 
 def forecast_vector(
-    lake: Any, selector: Any, t: datetime, horizon_s: float, q: float = 0.5
+    lake: Lake, selector: Any, t: datetime, horizon_s: float, q: float = 0.5
 ) -> list[tuple[Labels, float]]:
     col = QUANTILE_COLUMNS.get(round(q, 4))
     if col is None:

@@ -41,6 +41,7 @@ from typing import Any
 from tasks.alerting.rules.evaluate import Labels, evaluate
 from tasks.alerting.rules.rule_files import Rule
 from tasks.alerting.rules.templating import Template, TemplateError, expansion_error
+from tasks.lake import Lake
 
 __all__ = [
     "RESOLVED_RETENTION",
@@ -300,7 +301,7 @@ class ReplayStep:
 
 def replay(
     rule: Rule,
-    lake: Any,
+    lake: Lake,
     start: datetime,
     end: datetime,
     interval: timedelta | float,

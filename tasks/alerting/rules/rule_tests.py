@@ -119,7 +119,7 @@ class EvaluateFn(Protocol):
     """The engine under test: ``evaluate(expr, lake, t, *, stale=None)``."""
 
     def __call__(
-        self, expr: Expr | str, lake: Any, t: datetime, *, stale: StaleMarkers | None = None
+        self, expr: Expr | str, lake: Lake, t: datetime, *, stale: StaleMarkers | None = None
     ) -> float | Vector: ...
 
 

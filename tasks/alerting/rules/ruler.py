@@ -61,6 +61,7 @@ from tasks.alerting.rules.lifecycle import (
 )
 from tasks.alerting.rules.promql import Aggregate, Binary, Call, Expr, MatrixSelector, Unary, VectorSelector
 from tasks.alerting.rules.rule_files import Rule, RuleGroup, RuleSet
+from tasks.lake import Lake
 from tasks.lake.schema import Sample
 from tasks.state import State, register_schema
 
@@ -176,7 +177,7 @@ def _selectors(e: Expr) -> Iterable[Expr]:
         yield from _selectors(e.rhs)
 
 
-def has_data(expr: Expr, lake: Any, t: datetime, evaluator: Evaluator = evaluate) -> bool:
+def has_data(expr: Expr, lake: Lake, t: datetime, evaluator: Evaluator = evaluate) -> bool:
     """Whether any selector of ``expr`` has samples at ``t`` (an expression without selectors always has)."""
     sels = list(_selectors(expr))
     if not sels:
@@ -202,7 +203,7 @@ class RuleOutcome:
 
 def evaluate_rule(
     rule: Rule,
-    lake: Any,
+    lake: Lake,
     t: datetime,
     instances: Sequence[AlertInstance],
     evaluator: Evaluator = evaluate,
@@ -244,7 +245,7 @@ def _describe(exc: BaseException) -> str:
 
 def _hold_until_resolved(
     rule: Rule,
-    lake: Any,
+    lake: Lake,
     t: datetime,
     vector: list[tuple[Mapping[str, str], float]],
     live: Sequence[AlertInstance],
@@ -420,7 +421,7 @@ class TickOutcome:
 
 def run_rules(
     ruleset: RuleSet,
-    lake: Any,
+    lake: Lake,
     store: RuleStore,
     now: datetime,
     *,
@@ -578,7 +579,7 @@ class _Batches:
     the rules after it may read, so a segment is evaluated (one batch call) only when its first rule
     asks — after the recording rules before it have run."""
 
-    def __init__(self, group: RuleGroup, due: Sequence[int], lake: Any, t: datetime, batch: BatchEvaluator) -> None:
+    def __init__(self, group: RuleGroup, due: Sequence[int], lake: Lake, t: datetime, batch: BatchEvaluator) -> None:
         self.segment_of: dict[int, list[int]] = {}
         current: list[int] = []
         wanted = set(due)
@@ -613,7 +614,7 @@ class _Batches:
             return exc
 
 
-def _record(rule: Rule, lake: Any, t: datetime, evaluator: Evaluator, sample: Any, dry_run: bool) -> tuple[int, str]:
+def _record(rule: Rule, lake: Lake, t: datetime, evaluator: Evaluator, sample: Any, dry_run: bool) -> tuple[int, str]:
     """A recording rule: its result becomes samples of ``record`` at ``t`` (labels: result's + rule's).
     Any error (evaluating, writing) is returned, never raised: it fails this rule alone."""
     try:

@@ -71,6 +71,7 @@ from tasks.alerting.rules.promql import (
     VectorSelector,
     parse,
 )
+from tasks.lake import Lake
 from tasks.lake.selector import Selector, SelectorError, regex_full_matches
 
 __all__ = [
@@ -666,7 +667,7 @@ class SQLEngine:
     One engine per lake (``evaluate_many`` keeps one for you). Not thread-safe: one tick at a time.
     """
 
-    def __init__(self, lake: Any) -> None:
+    def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET TimeZone = 'UTC'")
@@ -1049,7 +1050,7 @@ _ENGINES: weakref.WeakKeyDictionary[Any, SQLEngine] = weakref.WeakKeyDictionary(
 
 def evaluate_many(
     exprs: Sequence[Expr | str],
-    lake: Any,
+    lake: Lake,
     t: datetime,
     *,
     stale: StaleMarkers | None = None,
@@ -1068,7 +1069,7 @@ def evaluate_many(
     return engine.evaluate_many(exprs, t, stale=stale)
 
 
-def evaluate_one(expr: Expr | str, lake: Any, t: datetime, *, stale: StaleMarkers | None = None) -> float | Vector:
+def evaluate_one(expr: Expr | str, lake: Lake, t: datetime, *, stale: StaleMarkers | None = None) -> float | Vector:
     """``evaluate``'s signature on the SQL engine: one expression, its exception raised.
 
     For callers that step rules one at a time (``rules test``, the promtool differential test), so

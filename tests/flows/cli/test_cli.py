@@ -438,3 +438,32 @@ def test_demo_leaves_a_working_config_and_never_replaces_one(
     assert code == 0, out + err
     assert (other / "cortex-perf.yaml").read_text() == mine
     assert "not changed" in err
+
+
+def test_collect_loads_the_config_once_for_the_command_and_its_flow(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command checks the config before Prefect starts; the collect flow it calls then runs on
+    the settings, lake and state the command built (``CliState.flow_inputs``) instead of reading the
+    config again."""
+    import flows._common as common
+    import tasks.config_checks as config_checks
+
+    loads: list[object] = []
+    real = config_checks.load_checked_settings
+
+    def counting(*args: object, **kwargs: object) -> object:
+        loads.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(config_checks, "load_checked_settings", counting)
+    monkeypatch.setattr(common, "load_checked_settings", counting)
+    lake = tmp_path / "lake"
+    code, out, err = _run(
+        "--set", f"lake.root={lake}", "--set", f"state.path={tmp_path / 'state.duckdb'}",
+        "--set", f"data_dir={tmp_path / 'data'}", "--set", "sources.gpu.enabled=false",
+        "--set", "sources.prefect.enabled=false", "--set", "sources.redis.enabled=false", "collect",
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert len(loads) == 1
+    assert Lake(str(lake)).stats()["tables"]["samples"]["rows"] > 0
