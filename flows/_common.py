@@ -14,6 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
+
 from tasks.config import Settings
 from tasks.config_checks import load_checked_settings
 from tasks.lake import Lake
@@ -91,7 +95,6 @@ def lateness_s(now: datetime | None = None) -> float | None:
     Ad-hoc runs (tests, ``cortex-perf run``, a flow called as a function) are never late: only a
     run created by a deployment's schedule has a schedule to be late against.
     """
-    from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
     run = ctx.flow_run if ctx else None
@@ -115,7 +118,6 @@ def stale_run(flow: str, max_lateness_s: float | None) -> dict[str, Any] | None:
     late = lateness_s()
     if max_lateness_s is None or late is None or late <= max_lateness_s:
         return None
-    from prefect import get_run_logger
 
     skipped = skipped_summary(flow, late, max_lateness_s)
     get_run_logger().warning("skipping stale run: %s", skipped["reason"])
@@ -129,8 +131,6 @@ def nothing_to_do(flow: str, reason: str, *, hint: str = "", artifact_key: str, 
     while doing nothing; without a line saying so it looks like a healthy flow in the UI. ``warn``
     is for a missing configuration, not for a stage someone switched off on purpose.
     """
-    from prefect import get_run_logger
-    from prefect.artifacts import create_markdown_artifact
 
     text = f"nothing to do because {reason}" + (f": {hint}" if hint else "")
     logger = get_run_logger()

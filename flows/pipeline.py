@@ -1,5 +1,5 @@
 """The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly
-→ scale → alerts → report (the performance report notebook, as HTML).
+→ scale → cache → alerts → report (the performance report notebook, as HTML).
 
 The stages are the ``_run_stage`` calls in ``pipeline``, in that order (one line each: adding a
 stage is adding a line there). Stages run as
@@ -27,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from flows._common import load
 from flows.alerts import alerts_stage
 from flows.anomaly import anomaly_stage
+from flows.cache import cache_stage
 from flows.collect import collect_stage
 from flows.forecast import forecast_stage
 from flows.maintain import maintain_stage
@@ -150,6 +151,17 @@ def _detail_scale(r: dict[str, Any]) -> tuple[str, str]:
     return ("failed" if r.get("failed") else "ok"), text
 
 
+def _detail_cache(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    text = f"{r.get('nodes', 0)} node(s), {r.get('down', 0)} down, {len(r.get('advice') or [])} finding(s)"
+    warm = r.get("warm") or {}
+    if r.get("warm_reason"):
+        text += f"; warmed ({r['warm_reason']}): {warm.get('status', r.get('mode'))}"
+    failed = bool(r.get("down")) or warm.get("status") == "failed"
+    return ("failed" if failed else "ok"), text
+
+
 def _detail_alerts(r: dict[str, Any]) -> tuple[str, str]:
     if r.get("skipped"):
         return "skipped", str(r.get("reason", ""))
@@ -215,6 +227,7 @@ def pipeline(
     stages.append(_run_stage("anomaly", lambda: dict(anomaly_stage(rt)), _detail_anomaly))
     run_scale = lambda: dict(scale_stage(demo_rt, retry_failed_after_s=None))  # noqa: E731
     stages.append(_run_stage("scale", run_scale, _detail_scale))
+    stages.append(_run_stage("cache", lambda: dict(cache_stage(rt)), _detail_cache))
     stages.append(_run_stage("alerts", lambda: dict(alerts_stage(demo_rt)), _detail_alerts))
     since = f"{demo_days:g}d" if demo else "1d"
     run_report = lambda: dict(report_stage(rt, notebooks=["performance_report"], since=since))  # noqa: E731

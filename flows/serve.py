@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect import serve
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+from prefect.exceptions import ObjectNotFound
+from prefect.schedules import Cron, Interval, RRule
+from pydantic import TypeAdapter
 
 __all__ = [
     "DeploymentSpec",
@@ -74,7 +81,6 @@ def load_entrypoint(entrypoint: str, root: Path = REPO_ROOT) -> Any:
 
 
 def _schedules(spec: DeploymentSpec) -> list[Any]:
-    from prefect.schedules import Cron, Interval, RRule
 
     out: list[Any] = []
     for s in spec.get("schedules") or []:
@@ -91,11 +97,17 @@ def _schedules(spec: DeploymentSpec) -> list[Any]:
     return out
 
 
+def _triggers(spec: DeploymentSpec) -> list[Any]:
+    """The deployment's event triggers (``triggers:``), validated as ``prefect deploy`` does: the
+    cache deployment runs on ``cortex.cache.miss``, under serve as under a worker."""
+
+    return [TypeAdapter(DeploymentTriggerTypes).validate_python(t) for t in spec.get("triggers") or []]
+
+
 def _concurrency(spec: DeploymentSpec) -> Any:
     c = spec.get("concurrency_limit")
     if c is None or isinstance(c, int):
         return c
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
     return ConcurrencyLimitConfig(
         limit=int(c["limit"]),
@@ -127,6 +139,7 @@ def deployments_from_yaml(
             flow.to_deployment(
                 name=spec["name"],
                 schedules=_schedules(spec),
+                triggers=_triggers(spec),
                 concurrency_limit=_concurrency(spec),
                 parameters=params,
                 description=spec.get("description"),
@@ -144,8 +157,6 @@ def deployed_by_workers(deployments: list[Any]) -> dict[str, str | None]:
     """``{"flow/deployment": work pool}`` of the given deployments that the API already holds as
     worker deployments: in a work pool or with pull steps, as ``prefect deploy`` creates them.
     Deployments a previous ``serve`` registered have neither, so serving again is no conflict."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
 
     found: dict[str, str | None] = {}
     with get_client(sync_client=True) as client:
@@ -182,7 +193,6 @@ def serve_from_yaml(
 ) -> None:
     """Block serving every deployment of ``path`` until interrupted; ``ServeConflict`` (naming them)
     when ``prefect deploy`` already registered some of them for workers."""
-    from prefect import serve
 
     deployments = deployments_from_yaml(path, overrides=overrides, config_path=config_path)
     found = deployed_by_workers(deployments)

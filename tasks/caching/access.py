@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from tasks.lake import Lake
+
 __all__ = ["ACCESS_METRIC", "MAX_KEY_BYTES", "AccessHistory", "AccessLogError"]
 
 #: The metric an application pushes one sample of per key and interval (value: accesses).
@@ -142,7 +144,7 @@ class AccessHistory:
         return cls.from_keys(keys, times if stamped else None)
 
     @classmethod
-    def from_lake(cls, lake: Any, start: datetime, end: datetime, *, redis: str | None = None) -> AccessHistory:
+    def from_lake(cls, lake: Lake, start: datetime, end: datetime, *, redis: str | None = None) -> AccessHistory:
         """``cache_access`` samples in ``[start, end)`` (label ``key``; ``redis`` filters on that label)."""
         sel = ACCESS_METRIC if redis is None else f'{ACCESS_METRIC}{{redis="{_escape_label(redis)}"}}'
         df = lake.raw(sel, start, end)

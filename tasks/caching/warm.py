@@ -27,6 +27,7 @@ from redis.cluster import RedisCluster
 
 from tasks.caching.client import CacheClient
 from tasks.config.caching import CacheWarmSettings
+from tasks.lake import Lake
 
 __all__ = [
     "CallableLoader",
@@ -115,7 +116,7 @@ class SqlLoader:
     ``key, value`` and optionally ``ttl_s``."""
 
     spec: str
-    lake: Any
+    lake: Lake
 
     def load(self, keys: Sequence[str]) -> Mapping[str, Any]:
         con = self.lake.views()
@@ -134,7 +135,7 @@ class SqlLoader:
         return out
 
 
-def parse_loader(spec: str | None, *, lake: Any = None, timeout_s: float = 10.0) -> Loader:
+def parse_loader(spec: str | None, *, lake: Lake | None = None, timeout_s: float = 10.0) -> Loader:
     """The loader ``cache.warm.loader`` names; a :class:`WarmConfigError` naming that field otherwise."""
     if not spec or not spec.strip():
         raise WarmConfigError(

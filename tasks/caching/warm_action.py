@@ -25,6 +25,7 @@ from tasks.caching.client import CacheClient
 from tasks.caching.warm import Loader, WarmReport, warm_keys
 from tasks.config.caching import CacheWarmSettings
 from tasks.events import emit
+from tasks.lake import Lake
 from tasks.lake.schema import now_utc
 
 __all__ = ["RedisWarmActuator", "RedisWarmConfig", "WarmOutcome", "keys_digest", "run_warm", "warm_action"]
@@ -129,7 +130,7 @@ class WarmOutcome:
 
 
 def run_warm(
-    lake: Any,
+    lake: Lake,
     ledger: ActionLedger,
     client: CacheClient,
     keys: Sequence[str],

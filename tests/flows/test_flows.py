@@ -88,7 +88,7 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
 
     first = pipeline(demo=True, overrides=lake_overrides, demo_days=1)
     stages = {s["stage"]: s for s in first["stages"]}
-    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "scale", "alerts", "report"]
+    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "scale", "cache", "alerts", "report"]
     assert first["ok"] is True
     assert stages["seed-demo"]["status"] == "ok"
     assert stages["seed-demo"]["result"]["rows"] == 34 * 1440
@@ -177,6 +177,9 @@ def test_serve_builds_the_same_deployments() -> None:
     assert collect.parameters["overrides"] == ["lake.root=/x"]
     assert deps["maintain"].schedules[0].schedule.cron == "7 * * * *"
     assert deps["pipeline"].schedules in (None, [])
+    # the cache deployment runs again on a miss surge: its event trigger reaches the served deployment
+    (trigger,) = deps["cache"].triggers
+    assert trigger.expect == {"cortex.cache.miss"} and trigger.parameters == {"warm": "always"}
 
 
 def test_lateness_only_for_deployment_runs(monkeypatch: pytest.MonkeyPatch) -> None:
