@@ -46,7 +46,10 @@ def _hot(st: CliState, top: int) -> list[HotKey]:
     window = parse_duration(s.cache.hot.window).total_seconds()
     half_life = parse_duration(s.cache.hot.half_life).total_seconds()
     predictor = build_predictor(s.cache.hot.model, window=window, half_life=half_life)
-    at = now_utc().timestamp()
+    # from the last sample, not the wall clock: samples arrive a minute or so late, and a gap the
+    # training windows never had (no reads in the last 0.2 windows) made the ranker score every
+    # steady key as cold (measured: 50 reads/min keys below 1 read/min ones)
+    at = hist.end
     try:
         return top_keys(predictor, hist, at, top)
     except ValueError:
@@ -128,7 +131,9 @@ def warm_cmd(
         keys += [k for k in _history(st).keys if match(k)]
         source.append("patterns")
     if hot:
-        keys += [k.key for k in _hot(st, top or cfg.top)]
+        # worst first, best last: the best key ends most recently used, so an LRU evicts it last
+        # (as the benchmark loads it; written best first, Redis's LRU clock makes it the oldest)
+        keys += [k.key for k in reversed(_hot(st, top or cfg.top))]
         source.append("hot")
     if not source:
         raise typer.BadParameter("say what to warm: --key, --pattern (or cache.warm.patterns) or --hot")
