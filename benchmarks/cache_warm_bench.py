@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks.caching.access import AccessHistory
 from tasks.caching.client import CacheClient
-from tasks.caching.hotkeys import DecayPredictor, TopKPrevPredictor, XGBRanker, ranked_ids
+from tasks.caching.hotkeys import DecayPredictor, TopKPrevPredictor, build_predictor, ranked_ids
 from tasks.caching.lru import LRUCache
 from tasks.caching.warm import CallableLoader, warm_keys
 from tasks.config.caching import CacheWarmSettings
@@ -198,7 +198,8 @@ def redis_policies(
     for policy, ranked in rankings.items():
         rc.flushall()
         if len(ranked):
-            keys = [f"k:{int(x)}" for x in ranked[:k][::-1]]  # best last: most recently used
+            # best last, so it ends most recently used: the order `cache warm --hot` hands warm_keys
+            keys = [f"k:{int(x)}" for x in ranked[:k][::-1]]
             rep = warm_keys(server.client, keys, loader, settings)
             warm[policy] = rep.elapsed_s
         out[policy] = redis_replay(server, window)
@@ -222,7 +223,9 @@ def run(trace: str, restart_at: float, use_redis: bool, log: Callable[[str], Non
         sys.exit(f"cache_warm_bench: --restart-at {restart_at} leaves less than 10 % of the trace after it")
     hist = AccessHistory.from_ids(ids[:r])
     t0 = time.perf_counter()
-    model = XGBRanker(window=float(w)).fit(hist, float(r))
+    # the predictor `cortex-perf cache hot/warm --hot` builds for cache.hot.model = xgboost (the default)
+    model = build_predictor("xgboost", window=float(w), half_life=float(w))
+    model.fit(hist, float(r))  # type: ignore[union-attr]
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     kmax = int(u * max(SIZES) / 100)

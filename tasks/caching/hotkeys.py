@@ -198,9 +198,15 @@ class XGBRanker:
 
     def training_points(self, history: AccessHistory, at: float) -> list[float]:
         """Where the labelled examples come from: windows that end by ``at`` and start after some history."""
-        cands = [at - self.window - k * self.stride * self.window for k in range(self.points)]
+        near = [self.window + k * self.stride * self.window for k in range(self.points)]
+        cands = [at - g for g in near]
         if history.timestamped:
-            cands += [at - d * DAY for d in range(1, self.days + 1)]
+            # the same time of day on previous days, AND the windows just before it on those days:
+            # with the near windows from the last day only, every negative example shares the last
+            # day's drifting features (a daily key's mean gap grows by the day) and the trees learn
+            # "which day" instead of "which time of day" (a 09:00 key ranked 9th at 08:58)
+            for d in range(1, self.days + 1):
+                cands += [at - d * DAY] + [at - d * DAY - g for g in near]
         lo = history.start + self.window
         return sorted({p for p in cands if p > lo and p + self.window <= at})
 

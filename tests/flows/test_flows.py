@@ -88,7 +88,17 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
 
     first = pipeline(demo=True, overrides=lake_overrides, demo_days=1)
     stages = {s["stage"]: s for s in first["stages"]}
-    assert list(stages) == ["seed-demo", "collect", "maintain", "forecast", "anomaly", "scale", "cache", "alerts", "report"]
+    assert list(stages) == [
+        "seed-demo",
+        "collect",
+        "maintain",
+        "forecast",
+        "anomaly",
+        "scale",
+        "cache",
+        "alerts",
+        "report",
+    ]
     assert first["ok"] is True
     assert stages["seed-demo"]["status"] == "ok"
     assert stages["seed-demo"]["result"]["rows"] == 34 * 1440

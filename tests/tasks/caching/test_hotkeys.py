@@ -61,6 +61,23 @@ def test_daily_features_mark_a_key_before_its_hour() -> None:
     assert "report" not in [k.key for k in top_keys(DecayPredictor(600.0), h.before(at), at, top=5)]
 
 
+@pytest.mark.parametrize("days", [4, 10])
+def test_the_default_predictor_ranks_a_daily_key_first_just_before_its_hour(days: int) -> None:
+    h = _daily_history(days)
+    t0 = h.times[0] - (h.times[0] % DAY)
+    at = t0 + (days - 1) * DAY + 9 * 3600 - 120  # 08:58 on the last day
+    past = h.before(at)
+    predictor = build_predictor("xgboost", window=600.0, half_life=600.0)  # cache.hot.model's default
+    assert [k.key for k in top_keys(predictor, past, at, top=1)] == ["report"]
+    # and not at 08:30, when the next window holds none of its reads
+    early = at - 1680
+    ranked = [
+        k.key
+        for k in top_keys(build_predictor("xgboost", window=600.0, half_life=600.0), h.before(early), early, top=20)
+    ]
+    assert "report" not in ranked
+
+
 def test_features_use_only_the_past() -> None:
     h = AccessHistory.from_keys(["a", "b", "a", "c", "c", "c"])
     ids, x, names = key_features(h, at=3, window=2)
