@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
+import redis
 from rediscluster import LocalRedisCluster
 
 from tasks.caching.client import CacheClient, CacheError
@@ -180,8 +182,16 @@ def test_bad_input_is_one_line_and_changes_nothing(redis_cluster: LocalRedisClus
         assert "not a member" in _error(lambda: m.plan_rebalance({"127.0.0.1:2": 2.0}))
         assert "already a member" in _error(lambda: m.plan_add_node(redis_cluster.nodes[1].address))
         spare = redis_cluster.spare()
-        with spare.client() as sc:
-            sc.set("x", "1")  # a node with data
+        with spare.client() as sc:  # a node with data (it must serve the key's slot to take a write)
+            sc.config_set("cluster-require-full-coverage", "no")
+            sc.execute_command("CLUSTER", "ADDSLOTS", c.redis.keyslot("x"))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    sc.set("x", "1")
+                    break
+                except redis.exceptions.ClusterDownError:
+                    time.sleep(0.05)
         assert "not empty (1 keys)" in _error(lambda: m.plan_add_node(spare.address))
         standalone = redis_url.removeprefix("redis://").split("/")[0]
         assert "not in cluster mode" in _error(lambda: m.plan_add_node(standalone))
