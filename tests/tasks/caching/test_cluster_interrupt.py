@@ -42,7 +42,9 @@ move_slots(c, topo, [SlotMove(slot, src, dst)], pipeline=10, on_step=hook)
 
 
 @pytest.mark.slow
-def test_killed_move_is_reported_and_fixed_without_losing_a_key(redis_cluster: LocalRedisCluster, tmp_path: Path) -> None:
+def test_killed_move_is_reported_and_fixed_without_losing_a_key(
+    redis_cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
     with CacheClient(redis_cluster.url, cluster=True) as c:
         names = [f"{{tag}}:{i}" for i in range(25)] + [f"other:{i}" for i in range(200)]
         for k in names:
@@ -52,7 +54,8 @@ def test_killed_move_is_reported_and_fixed_without_losing_a_key(redis_cluster: L
         src = next(n for n in topo.masters if slot in n.slots)
         dst = next(n for n in topo.masters if n.id != src.id)
         marker = tmp_path / "paused"
-        proc = subprocess.Popen([sys.executable, "-c", MOVER, redis_cluster.url, str(marker), str(slot), src.id, dst.id])
+        argv = [sys.executable, "-c", MOVER, redis_cluster.url, str(marker), str(slot), src.id, dst.id]
+        proc = subprocess.Popen(argv)
         try:
             deadline = time.monotonic() + 60
             while not marker.exists():

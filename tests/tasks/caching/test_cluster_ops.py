@@ -137,15 +137,19 @@ def test_importing_only_and_uncovered_slots_are_fixed(redis_cluster: LocalRedisC
         a, b = topo.masters[0], topo.masters[1]
         opened = min(a.slots)
         c.node(b.address).execute_command("CLUSTER", "SETSLOT", opened, "IMPORTING", a.id)  # killed right after
-        empty = next(s for s in sorted(b.slots) if not int(c.node(b.address).execute_command("CLUSTER", "COUNTKEYSINSLOT", s)))
-        for n in topo.masters:
-            c.node(n.address).execute_command("CLUSTER", "DELSLOTS", empty) if n.id == b.id else None
+        conn_b = c.node(b.address)
+        empty = next(s for s in sorted(b.slots) if not int(conn_b.execute_command("CLUSTER", "COUNTKEYSINSLOT", s)))
+        for n in topo.masters:  # an uncovered slot, in every node's view
+            c.node(n.address).execute_command("CLUSTER", "DELSLOTS", empty)
         report = check_cluster(c)
         assert opened in report.open_slots()
+        assert empty in report.uncovered_slots()
         m = _manager(c)
         fix = m.plan_fix()
         actions = {s.slot: (s.action, s.owner) for s in fix.fix_steps}
         assert actions[opened] == ("close", a.addr)
+        fewest = min(m.topology().masters, key=lambda n: (len(n.slots), n.address))
+        assert actions[empty] == ("assign", fewest.addr)  # no keys anywhere: the master with the fewest slots
         m.execute(fix)
         report = check_cluster(c)
         assert report.ok, report.problems
