@@ -146,10 +146,12 @@ class ClusterManager:
     ) -> ClusterOp:  # fmt: skip
         """Moves that bring every master to its weighted share (``cluster_plan.plan_rebalance``)."""
         topo = self.topology()
-        by_id = {self._node(topo, name, "--weight node").id: w for name, w in (weights or {}).items()}
-        for node_id in by_id:
-            if not topo.by_id(node_id) or not topo.by_id(node_id).is_master:  # type: ignore[union-attr]
-                raise CacheError(f"--weight: {topo.by_id(node_id).addr} is a replica, not a master")  # type: ignore[union-attr]
+        by_id: dict[str, float] = {}
+        for name, w in (weights or {}).items():
+            node = self._node(topo, name, "--weight node")
+            if not node.is_master:
+                raise CacheError(f"--weight: {node.addr} is a replica, not a master")
+            by_id[node.id] = w
         threshold = self.limits.threshold_pct if threshold_pct is None else threshold_pct
         try:
             moves = plan_rebalance({m.id: sorted(m.slots) for m in topo.masters}, weights=by_id,
