@@ -22,6 +22,7 @@ __all__ = [
     "failover",
     "forget_node",
     "pick_master_for_replica",
+    "replicas_of",
     "validate_new_node",
     "wait_until",
 ]
@@ -128,12 +129,28 @@ def add_node(
             lambda: cluster_state_ok(client, address),
             ready_timeout_s,
         )
-    wait_until(
-        f"{seed.addr} to see {address}",
-        lambda: read_topology(client, seed.address).by_id(new_id) is not None,
-        ready_timeout_s,
-    )
+
+    def seen() -> bool:
+        node = read_topology(client, seed.address).by_id(new_id)
+        return node is not None and (replica_of is None or node.master_id == replica_of.id)
+
+    wait_until(f"{seed.addr} to see {address}", seen, ready_timeout_s)
     return new_id
+
+
+def replicas_of(client: CacheClient, topo: Topology, master_id: str) -> list[ClusterNode]:
+    """Nodes replicating ``master_id`` by their *own* account (the seed's view may lag gossip)."""
+    out = []
+    for n in topo.nodes:
+        if n.id == master_id or "fail" in n.flags:
+            continue
+        try:
+            me = read_topology(client, n.address).myself
+        except CacheError:
+            me = n
+        if me.master_id == master_id:
+            out.append(me)
+    return sorted(out, key=lambda n: n.address)
 
 
 def forget_node(client: CacheClient, topo: Topology, node: ClusterNode, *, timeout_s: float = 30.0) -> None:
@@ -145,7 +162,7 @@ def forget_node(client: CacheClient, topo: Topology, node: ClusterNode, *, timeo
     if node.slots:
         raise CacheError(f"{node.addr} still owns {len(node.slots)} slots: drain it first")
     others = [m for m in topo.masters if m.id != node.id and m.slots]
-    for rep in topo.replicas_of(node.id):
+    for rep in replicas_of(client, topo, node.id):
         if not others:
             raise CacheError(f"{node.addr} has replicas but no other master with slots to re-point them to")
         dest = min(others, key=lambda m: (len(topo.replicas_of(m.id)), m.address))
@@ -153,11 +170,13 @@ def forget_node(client: CacheClient, topo: Topology, node: ClusterNode, *, timeo
             client.node(rep.address).execute_command("CLUSTER", "REPLICATE", dest.id)
         except Exception as exc:
             raise client.error(f"CLUSTER REPLICATE on {rep.addr}", exc) from None
-        wait_until(
-            f"{rep.addr} to replicate {dest.addr}",
-            lambda rep=rep, dest=dest: read_topology(client, rep.address).myself.master_id == dest.id,  # type: ignore[misc]
-            timeout_s,
-        )
+        for where in (rep.address, topo.seen_from):  # the replica itself, then the seed by gossip
+
+            def repointed(where: NodeAddress = where, rep: ClusterNode = rep, dest: ClusterNode = dest) -> bool:
+                seen = read_topology(client, where).by_id(rep.id)
+                return seen is not None and seen.master_id == dest.id
+
+            wait_until(f"{where} to see {rep.addr} replicating {dest.addr}", repointed, timeout_s)
     for other in topo.nodes:
         if other.id == node.id or "fail" in other.flags or "noaddr" in other.flags:
             continue

@@ -21,7 +21,14 @@ from tasks.caching.client import CacheClient, CacheError, node_address
 from tasks.caching.cluster_check import check_cluster, require_cluster
 from tasks.caching.cluster_fix import FixStep, fix_cluster, plan_fix
 from tasks.caching.cluster_migrate import Progress, StepHook, count_keys, move_slots
-from tasks.caching.cluster_nodes import add_node, failover, forget_node, pick_master_for_replica, validate_new_node
+from tasks.caching.cluster_nodes import (
+    add_node,
+    failover,
+    forget_node,
+    pick_master_for_replica,
+    replicas_of,
+    validate_new_node,
+)
 from tasks.caching.cluster_plan import SlotMove, describe_slots, group_moves, plan_drain, plan_rebalance, plan_reshard
 from tasks.caching.topology import ClusterNode, Topology, read_topology
 from tasks.config.caching import CacheClusterOpsSettings
@@ -211,7 +218,7 @@ class ClusterManager:
                 raise CacheError(str(exc)) from None
         op = self._slots_op("remove-node", topo, moves, f"remove {leaving.addr}")
         op.params = {"node": leaving.addr, "id": leaving.id}
-        for rep in topo.replicas_of(leaving.id):
+        for rep in replicas_of(self.client, topo, leaving.id):
             op.steps.append(f"re-point replica {rep.addr} to another master")
         op.steps.append(f"CLUSTER FORGET {leaving.id[:8]} on {len(topo.nodes) - 1} other node(s)")
         op.steps.append(f"CLUSTER RESET SOFT on {leaving.addr}")

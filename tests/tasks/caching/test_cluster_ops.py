@@ -11,7 +11,9 @@ from rediscluster import LocalRedisCluster
 
 from tasks.caching.client import CacheClient, CacheError
 from tasks.caching.cluster_check import check_cluster
+from tasks.caching.cluster_migrate import move_slots
 from tasks.caching.cluster_ops import ClusterManager
+from tasks.caching.cluster_plan import SlotMove
 from tasks.caching.topology import SLOTS
 from tasks.config.caching import CacheClusterOpsSettings
 
@@ -205,3 +207,50 @@ def test_bad_input_is_one_line_and_changes_nothing(redis_cluster: LocalRedisClus
         _assert_keys(c, 100)
     with CacheClient(redis_url) as s:
         assert "standalone Redis" in _error(lambda: ClusterManager(s).plan_rebalance())
+
+
+@pytest.mark.slow
+def test_add_replica_then_remove_its_master_repoints_it(redis_cluster: LocalRedisCluster) -> None:
+    with CacheClient(redis_cluster.url, cluster=True) as c:
+        _fill(c, 200)
+        m = _manager(c)
+        master, replica = redis_cluster.spare(), redis_cluster.spare()
+        m.execute(m.plan_add_node(master.address))
+        add = m.plan_add_node(replica.address, master=master.address)
+        assert add.expect == {"node": replica.address, "member": True, "role": "replica", "master": master.address}
+        m.execute(add)
+        assert m.observe(add) == add.expect
+        remove = m.plan_remove_node(master.address)
+        assert remove.moves == [] and any("re-point replica" in s for s in remove.steps)
+        m.execute(remove)
+        assert m.observe(remove)["member"] is False
+        topo = m.topology()
+        rep = topo.find(replica.address)
+        assert rep is not None and rep.is_replica
+        assert topo.by_id(rep.master_id or "") in topo.masters  # now replicating one of the three
+        assert check_cluster(c).ok
+        c.close()
+        _assert_keys(c, 200)
+
+
+def test_busy_key_on_the_target_stops_the_move_and_fix_replaces_it(redis_cluster: LocalRedisCluster) -> None:
+    """MIGRATE's BUSYKEY: a plain move stops (naming fix), fix moves with REPLACE; the source's copy wins."""
+    with CacheClient(redis_cluster.url, cluster=True) as c:
+        _fill(c)
+        topo = _manager(c).topology()
+        slot = c.redis.keyslot("{tag}")
+        src = next(n for n in topo.masters if slot in n.slots)
+        dst = next(n for n in topo.masters if n.id != src.id)
+        c.node(dst.address).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.id)
+        pipe = c.node(dst.address).pipeline(transaction=False)
+        pipe.execute_command("ASKING")
+        pipe.execute_command("SET", "{tag}:3", "stale copy on the target")
+        pipe.execute()
+        with pytest.raises(CacheError, match="BUSYKEY.*cache cluster fix"):
+            move_slots(c, topo, [SlotMove(slot, src.id, dst.id)], pipeline=10)
+        assert check_cluster(c).open_slots() == [slot]
+        m = _manager(c)
+        m.execute(m.plan_fix())
+        assert check_cluster(c).ok
+        c.close()
+        _assert_keys(c)  # "{tag}:3" holds the source's value again
