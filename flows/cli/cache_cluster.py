@@ -146,10 +146,10 @@ def add_node_cmd(
     node: Annotated[str, typer.Argument(help="The new node, host:port: empty, in cluster mode, in no cluster.")],
     replica: Annotated[
         bool, typer.Option("--replica", help="Join as a replica (of --master, else the master with fewest replicas).")
-    ] = False,  # noqa: E501
+    ] = False,
     master: Annotated[
         str | None, typer.Option("--master", help="Replicate this master (host:port or id); implies --replica.")
-    ] = None,  # noqa: E501
+    ] = None,
     dry_run: DryRunOpt = True,
     json_out: JsonOpt = False,
 ) -> None:
@@ -177,7 +177,7 @@ def rebalance_cmd(
     ctx: typer.Context,
     weight: Annotated[
         list[str] | None, typer.Option("--weight", help="NODE=WEIGHT (host:port or id; 0 drains it). Repeatable.")
-    ] = None,  # noqa: E501
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -186,10 +186,10 @@ def rebalance_cmd(
             max=100,
             help="Percent off its share before a master is rebalanced (default cache.cluster_ops.threshold_pct).",
         ),
-    ] = None,  # noqa: E501
+    ] = None,
     use_empty_masters: Annotated[
         bool, typer.Option("--use-empty-masters", help="Give slots to masters that have none.")
-    ] = False,  # noqa: E501
+    ] = False,
     dry_run: DryRunOpt = True,
     json_out: JsonOpt = False,
 ) -> None:
@@ -211,7 +211,7 @@ def reshard_cmd(
     to: Annotated[str, typer.Option("--to", help="The master receiving them (host:port or id).")],
     source: Annotated[
         list[str] | None, typer.Option("--from", help="A master giving slots (repeatable; default: all others).")
-    ] = None,  # noqa: E501
+    ] = None,
     dry_run: DryRunOpt = True,
     json_out: JsonOpt = False,
 ) -> None:
