@@ -23,10 +23,19 @@ import redis
 SLOTS = 16384
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: A cluster node also listens on its port + 10000 (the bus): redis-server refuses ports above this.
+MAX_CLUSTER_PORT = 55535
+
+
+def _free_port(highest: int = 65535) -> int:
+    """A port that was free a moment ago, at most ``highest`` (the kernel's ephemeral range reaches
+    60999, so about one pick in six is too high for a cluster node and is drawn again)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port <= highest:
+            return port
 
 
 @dataclass
@@ -68,7 +77,7 @@ def start_node(root: Path, *, cluster: bool = True, extra: list[str] | None = No
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     error: Exception | None = None
     for _ in range(attempts):
-        port = _free_port()
+        port = _free_port(MAX_CLUSTER_PORT if cluster else 65535)
         workdir = root / str(port)
         workdir.mkdir(parents=True, exist_ok=True)
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from flows.cli.cache_cluster import cluster_app
 from flows.cli.cache_warm import hot_cmd, warm_cmd
 from flows.cli.common import cli_state, console, handle_errors, human_bytes, print_json
 from flows.cli.output import DataTable
@@ -19,6 +20,8 @@ cache_app = typer.Typer(
     help="Redis / Redis Cluster: stats, hot keys, warming, cluster operations (add, remove, rebalance, fix).",
     no_args_is_help=True,
 )
+
+cache_app.add_typer(cluster_app, name="cluster")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

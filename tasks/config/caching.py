@@ -74,6 +74,12 @@ class CacheClusterOpsSettings(Section):
     node_ready_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="Wait at most this long for a new node's cluster_state:ok."
     )
+    slots_per_round: int = Field(
+        128,
+        ge=1,
+        le=16384,
+        description="Slots moved together, each step one pipelined round trip (redis-cli moves 1 at a time).",
+    )
 
 
 class CacheSettings(Section):
