@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from flows.cli.cache_cluster import cluster_app
 from flows.cli.cache_warm import hot_cmd, warm_cmd
-from flows.cli.common import cli_state, console, handle_errors, human_bytes, print_json
+from flows.cli.common import cli_state, console, err_console, handle_errors, human_bytes, print_json
 from flows.cli.output import DataTable
 
 cache_app = typer.Typer(
@@ -120,3 +121,32 @@ def advise_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 cache_app.command("hot")(hot_cmd)
 cache_app.command("warm")(warm_cmd)
+
+
+@cache_app.command("import-log")
+@handle_errors
+def import_log_cmd(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="Access log: one `TIMESTAMP KEY` per line (epoch seconds or ISO 8601).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be written; write nothing.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Load an access log into the lake as `cache_access` samples (reads per key and minute), the
+    history `cache hot`, `cache warm --hot` and the cache flow predict from."""
+    from tasks.caching.service import access_log_samples  # lazy (start-up): see flows/cli/common.py
+
+    st = cli_state(ctx)
+    samples = access_log_samples(path, st.settings().cache.name)
+    res = None if dry_run or not samples else st.lake().write_samples(samples)
+    out = {"file": path, "samples": len(samples), "keys": len({s.labels["key"] for s in samples}),
+           "written": res.accepted if res else 0, "rejected": res.rejected if res else 0,
+           "reasons": res.reasons[:5] if res else [], "dry_run": dry_run}  # fmt: skip
+    if json_out:
+        print_json(out)
+        return
+    verb = "would write" if dry_run else "wrote"
+    console.print(f"{verb} {len(samples):,} cache_access samples for {out['keys']:,} keys", highlight=False)
+    if res is not None and res.rejected:
+        # the lake's cardinality limit (lake.max_series_per_metric) counts one series per key
+        err_console.print(f"{res.rejected:,} rejected, e.g. {escape(res.reasons[0]) if res.reasons else '?'}",
+                          highlight=False)  # fmt: skip

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from tasks.actuators import ActionLedger
-from tasks.caching.access import AccessHistory
+from tasks.caching.access import ACCESS_METRIC, AccessHistory, AccessLogError
 from tasks.caching.advice import Advice, advise
 from tasks.caching.client import CacheClient
 from tasks.caching.hotkeys import HotKey, Predictor, XGBRanker, build_predictor, top_keys
@@ -32,13 +32,14 @@ from tasks.caching.warm import WarmPlan, glob_matcher, parse_loader, plan_warm
 from tasks.caching.warm_action import WarmOutcome, run_warm
 from tasks.config import Settings
 from tasks.events import emit
-from tasks.lake import Lake
+from tasks.lake import Lake, Sample
 from tasks.timeparse import parse_duration
 
 __all__ = [
     "CacheTick",
     "WarmWhen",
     "access_history",
+    "access_log_samples",
     "cache_tick",
     "hot_keys",
     "model_path",
@@ -148,6 +149,28 @@ def select_keys(
         chosen += [k.key for k in reversed(hot_keys(settings, lake, top or cfg.top, now)[0])]
         source.append("hot")
     return list(dict.fromkeys(chosen)), source
+
+
+def access_log_samples(path: str | Path, redis_name: str, *, step_s: float = 60.0) -> list[Sample]:
+    """An access log (``TIMESTAMP KEY`` per line) as ``cache_access`` samples: one per key and minute,
+    valued with that minute's reads, labelled ``key`` and ``redis`` — what an application would push.
+
+    A log without timestamps cannot be placed in time (the flow predicts "the next window" from
+    when reads happened), so it is refused, naming the file."""
+    history = AccessHistory.from_log(path)
+    if not len(history):
+        return []
+    if not history.timestamped:
+        raise AccessLogError(f"{path}: lines have no timestamps ('TIMESTAMP KEY' per line; epoch seconds or ISO 8601)")
+    buckets = (history.times // step_s).astype("int64")
+    per: dict[tuple[int, int], float] = {}
+    for key_id, bucket, count in zip(history.ids.tolist(), buckets.tolist(), history.counts.tolist(), strict=True):
+        per[(key_id, bucket)] = per.get((key_id, bucket), 0.0) + float(count)
+    return [
+        Sample(ACCESS_METRIC, n, datetime.fromtimestamp(bucket * step_s, UTC),
+               {"key": history.keys[key_id], "redis": redis_name})
+        for (key_id, bucket), n in sorted(per.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    ]  # fmt: skip
 
 
 @dataclass
