@@ -27,18 +27,25 @@ TopOpt = Annotated[
 @handle_errors
 def hot_cmd(ctx: typer.Context, top: TopOpt = None, json_out: JsonOpt = False) -> None:
     """Keys predicted hot in the next window (``cache.hot.window``), with their scores, from the
-    ``cache_access`` history in the lake."""
+    ``cache_access`` history in the lake — or, with no history, from Redis's own counters when it
+    runs an LFU policy (``OBJECT FREQ``)."""
+    from tasks.caching.client import CacheClient, CacheError  # lazy (start-up): see flows/cli/common.py
     from tasks.caching.service import hot_keys  # lazy (start-up): see flows/cli/common.py
     from tasks.lake.schema import now_utc  # lazy (start-up): see flows/cli/common.py
 
     st = cli_state(ctx)
     n = top or st.settings().cache.warm.top
-    keys, model = hot_keys(st.settings(), st.lake(), n, now_utc())
+    with CacheClient.from_settings(st.settings()) as client:
+        try:
+            keys, model = hot_keys(st.settings(), st.lake(), n, now_utc(), client=client)
+        except CacheError:  # no history and Redis unreachable: the history's (empty) answer stands
+            keys, model = hot_keys(st.settings(), st.lake(), n, now_utc())
     if json_out:
         print_json({"model": model, "keys": [{"key": k.key, "score": k.score} for k in keys]})
         return
     if not keys:
-        console.print("no cache_access history in the lake (push cache_access samples with a `key` label)")
+        console.print("no cache_access history in the lake (push cache_access samples with a `key` label, or "
+                      "`cortex-perf cache import-log FILE`), and Redis runs no LFU policy to ask")  # fmt: skip
         return
     t = DataTable(title=f"Hot keys ({model})", title_justify="left")
     t.add_column("#", justify="right")

@@ -26,6 +26,7 @@ from tasks.caching.access import ACCESS_METRIC, AccessHistory, AccessLogError
 from tasks.caching.advice import Advice, advise
 from tasks.caching.client import CacheClient
 from tasks.caching.hotkeys import HotKey, Predictor, XGBRanker, build_predictor, top_keys
+from tasks.caching.lfu import lfu_hot_keys, lfu_policy
 from tasks.caching.stats import CacheStats, collect_stats
 from tasks.caching.triggers import MissSurge, NodeChange, miss_surge, node_changes
 from tasks.caching.warm import WarmPlan, glob_matcher, parse_loader, plan_warm
@@ -83,13 +84,18 @@ def _predictor(settings: Settings) -> Predictor:
     return build_predictor(settings.cache.hot.model, window=window, half_life=half_life)
 
 
-def hot_keys(settings: Settings, lake: Lake, top: int, now: datetime) -> tuple[list[HotKey], str]:
+def hot_keys(
+    settings: Settings, lake: Lake, top: int, now: datetime, *, client: CacheClient | None = None
+) -> tuple[list[HotKey], str]:
     """The ``top`` keys predicted hot for the window after ``now``, and the model that said so.
 
     With too little history for the ranker (or a saved model trained on another kind of history)
-    the decayed frequency answers, and the second value says ``decay``."""
+    the decayed frequency answers, and the second value says ``decay``. With no history at all,
+    Redis's own LFU counters answer when ``client`` is given and runs an LFU policy (``lfu``)."""
     history = access_history(settings, lake, now)
     if not len(history):
+        if client is not None and lfu_policy(client) is not None:
+            return lfu_hot_keys(client, top), "lfu"
         return [], settings.cache.hot.model
     # from the last sample, not the wall clock: samples arrive a minute or so late, and a gap the
     # training windows never had (no reads in the last 0.2 windows) made the ranker score every
@@ -130,6 +136,7 @@ def select_keys(
     patterns: list[str] | None = None,
     hot: bool = False,
     top: int | None = None,
+    client: CacheClient | None = None,
 ) -> tuple[list[str], list[str]]:
     """The keys to warm, each once, and where they came from (``keys``, ``patterns``, ``hot``).
 
@@ -146,7 +153,7 @@ def select_keys(
     if hot:
         # worst first, best last: the best key ends most recently used, so an LRU evicts it last
         # (as the benchmark loads it; written best first, Redis's LRU clock makes it the oldest)
-        chosen += [k.key for k in reversed(hot_keys(settings, lake, top or cfg.top, now)[0])]
+        chosen += [k.key for k in reversed(hot_keys(settings, lake, top or cfg.top, now, client=client)[0])]
         source.append("hot")
     return list(dict.fromkeys(chosen)), source
 
@@ -266,7 +273,7 @@ def cache_tick(
         emit(lake, "cache.miss", f"cache.{cfg.name}",
              {"rate": surge.rate, "baseline": surge.baseline, "ratio": min(surge.ratio, 1e9)}, ts=now)  # fmt: skip
     model = train_hot_model(settings, lake, now)
-    hot, _ = hot_keys(settings, lake, 50, now)
+    hot, _ = hot_keys(settings, lake, 50, now, client=client)
     tick = CacheTick(now, stats, [], changes, surge, model, mode=mode or cfg.warm.mode)
     tick.advice = advise(stats, hot_keys=[(k.key, k.score) for k in hot], threshold_pct=cfg.cluster_ops.threshold_pct)
     reasons = [f"node {c.node} {c.kind}" for c in changes] + (["miss surge"] if surge else [])
@@ -276,7 +283,7 @@ def cache_tick(
         tick.warm_reason = ", ".join(reasons)
     if tick.warm_reason is None:
         return tick
-    keys, source = select_keys(settings, lake, now, hot=True)
+    keys, source = select_keys(settings, lake, now, hot=True, client=client)
     tick.keys = len(keys)
     if not keys:
         tick.notes.append("nothing to warm: no cache_access history and no cache.warm.patterns match")
