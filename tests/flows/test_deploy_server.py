@@ -173,3 +173,52 @@ def test_serve_after_deploy_refuses_and_the_deployed_runs_still_work(
         stop_process(worker)
         worker_log.close()
     assert Lake(str(lake_root)).stats()["tables"]["samples"]["rows"] > 0, (tmp_path / "worker.log").read_text()[-3000:]
+
+
+def test_a_cache_miss_event_runs_the_cache_deployment(
+    prefect_server: str, prefect_env: dict[str, str], tmp_path: Path, redis_url: str
+) -> None:
+    """The cache deployment's trigger (prefect.yaml) becomes an automation on the server; the
+    ``cache.miss`` event our cache tick emits (tasks.events, the real path) starts a cache run with
+    ``warm: always`` on a worker."""
+    import sys
+    import time
+
+    env = prefect_env
+    _prefect(env, "work-pool", "create", "cortex-perf", "--type", "process", "--overwrite")
+    deploy_env = {k: v for k, v in env.items() if k != "PROJECT_DIR"}
+    _prefect(deploy_env, "--no-prompt", "deploy", "--name", "cache")
+    autos = httpx.post(f"{prefect_server}/automations/filter", json={}, timeout=10).json()
+    mine = [a for a in autos if "cortex.cache.miss" in json.dumps(a["trigger"])]
+    assert mine, autos
+    dep = next(d for d in httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=10).json()
+               if d["name"] == "cache")  # fmt: skip
+
+    worker_env = {**env, "CORTEX_PERF_CACHE__ENABLED": "true", "CORTEX_PERF_CACHE__URL": redis_url,
+                  "CORTEX_PERF_CACHE__NAME": "e2e", "CORTEX_PERF_DATA_DIR": str(tmp_path / "data"),
+                  "CORTEX_PERF_STATE__PATH": str(tmp_path / "state.duckdb")}  # fmt: skip
+    worker_log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", "cortex-perf", "--limit", "1"],
+        env=worker_env, cwd=tmp_path, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        emit = (
+            "import sys; from tasks.lake import Lake; from tasks.events import emit; "
+            "emit(Lake(sys.argv[1]), 'cache.miss', 'cache.e2e', {'rate': 50.0}, to_prefect=True)"
+        )
+        subprocess.run([sys.executable, "-c", emit, str(tmp_path / "events-lake")], env=env, cwd=REPO_ROOT,
+                       check=True, timeout=60)  # fmt: skip
+        deadline, runs = time.monotonic() + 150, []
+        while time.monotonic() < deadline:
+            query = {"flow_runs": {"deployment_id": {"any_": [dep["id"]]}}}
+            runs = httpx.post(f"{prefect_server}/flow_runs/filter", json=query, timeout=10).json()
+            if any(r["state_type"] == "COMPLETED" for r in runs):
+                break
+            time.sleep(1)
+    finally:
+        stop_process(worker)
+        worker_log.close()
+    done = [r for r in runs if r["state_type"] == "COMPLETED"]
+    assert done, f"no completed cache run: {runs}\n{(tmp_path / 'worker.log').read_text()[-3000:]}"
+    assert done[0]["parameters"]["warm"] == "always"
