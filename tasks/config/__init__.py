@@ -7,6 +7,7 @@ directory, or the file ``CORTEX_PERF_CONFIG`` names), environment variables ``CO
 """
 
 from tasks.config.caching import CacheClusterOpsSettings, CacheHotSettings, CacheSettings, CacheWarmSettings
+from tasks.config.gpu import GpuInventorySettings, GpuPlacementSettings, GpuQueueSettings, GpuSettings
 from tasks.config.scaling import (
     GuardRails,
     ScalingMetricSettings,
@@ -49,6 +50,10 @@ __all__ = [
     "CollectSettings",
     "ConfigError",
     "ForecastSettings",
+    "GpuInventorySettings",
+    "GpuPlacementSettings",
+    "GpuQueueSettings",
+    "GpuSettings",
     "GpuSourceSettings",
     "GuardRails",
     "HostSourceSettings",

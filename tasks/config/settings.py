@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from tasks.config.caching import CacheSettings
+from tasks.config.gpu import GpuSettings
 from tasks.config.project import CONFIG_FILE, anchor_paths, find_project, project_root
 from tasks.config.scaling import ScalingSettings
 from tasks.config.section import Section, check_duration
@@ -298,6 +299,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    gpu: GpuSettings = Field(default_factory=GpuSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     api_token: SecretStr | None = Field(None, description="Bearer token for the REST API.")
