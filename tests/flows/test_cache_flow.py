@@ -23,13 +23,15 @@ def values(keys: list[str]) -> dict[str, bytes]:
     return {k: b"warm" for k in keys}
 
 
-def _artifact(key: str) -> str:
+def _artifact(key: str, flow_run_id: object) -> str:
+    """This run's artifact (other tests in the session leave artifacts under the same key)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), limit=1)
-    return str(art.data)
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    (mine,) = [a for a in arts if a.flow_run_id == flow_run_id]
+    return str(mine.data)
 
 
 def test_cache_flow_warms_after_a_restart_and_reports(lake_overrides: list[str], redis_url: str) -> None:
@@ -47,11 +49,12 @@ def test_cache_flow_warms_after_a_restart_and_reports(lake_overrides: list[str],
     r.delete(*[f"flow:hot:{i}" for i in range(5)])
     overrides = [*lake_overrides, "cache.enabled=true", f"cache.url={redis_url}", "cache.name=flowtest",
                  "cache.warm.top=5", f"cache.warm.loader={__name__}:values"]  # fmt: skip
-    summary = cache(overrides=overrides, mode="apply")
+    state = cache(overrides=overrides, mode="apply", return_state=True)
+    summary = state.result()
     assert summary["warm_reason"] == "node n:1 restarted"
     assert summary["warm"]["status"] == "applied" and summary["warm"]["warmed"] == 5
     assert r.get("flow:hot:0") == b"warm"
-    text = _artifact(ARTIFACT_KEY)
+    text = _artifact(ARTIFACT_KEY, state.state_details.flow_run_id)
     assert "node n:1 restarted" in text and "5 written" in text and "### Recommendations" in text
     r.delete(*[f"flow:hot:{i}" for i in range(5)])
 
