@@ -186,8 +186,8 @@ def over_requested(pairs: Iterable[ReservationUse]) -> list[Advice]:
         if r.requested_bytes <= 0:
             continue
         share = r.used_bytes / r.requested_bytes
-        if share < OVER_REQUEST_SHARE and r.requested_bytes - r.used_bytes >= GIB:
-            suggest = max(r.used_bytes * 1.25, GIB)  # 25 % headroom over the peak seen
+        suggest = max(r.used_bytes * 1.25, GIB)  # 25 % headroom over the peak seen, never under 1 GiB
+        if share < OVER_REQUEST_SHARE and r.requested_bytes - r.used_bytes >= GIB and suggest < r.requested_bytes:
             out.append(Advice("over-requested", "info", r.task,
                               f"task {r.task} reserved {r.requested_bytes / GIB:.1f} GiB per GPU and used at most "
                               f"{r.used_bytes / GIB:.1f} GiB ({share:.0%})",

@@ -102,7 +102,9 @@ def parse_dcgm(text: str, *, now: datetime | None = None, source_name: str = "DC
         raise DcgmError(f"{source_name}: not Prometheus exposition text ({' '.join(str(exc).split())[:200]})") from None
     for fam in families:
         for s in fam.samples:
-            if s.name not in _WANTED:
+            # the parser appends ``_total`` to a counter's samples (DCGM's ECC/retired counters)
+            name = s.name[: -len("_total")] if s.name.endswith("_total") and s.name not in _WANTED else s.name
+            if not name.startswith("DCGM_FI_"):
                 continue
             labels: Mapping[str, str] = s.labels
             try:
@@ -113,15 +115,17 @@ def parse_dcgm(text: str, *, now: datetime | None = None, source_name: str = "DC
             acc = accs.setdefault((host, index), _Acc(host, index))
             acc.uuid = acc.uuid or labels.get("UUID") or None
             acc.name = acc.name or labels.get("modelName") or None
+            if name not in _WANTED:
+                continue  # a field we do not read: it still lists the GPU it names
             if is_sentinel(float(s.value)):
                 filtered += 1
                 continue
             gi = labels.get("GPU_I_ID")
             if gi:
                 inst = acc.mig.setdefault(gi, {"profile": labels.get("GPU_I_PROFILE", "")})
-                inst[s.name] = float(s.value)
+                inst[name] = float(s.value)
             else:
-                acc.fields[s.name] = float(s.value)
+                acc.fields[name] = float(s.value)
     devices = tuple(_device(a) for a in sorted(accs.values(), key=lambda a: (a.host or "", a.index)))
     hosts = len({d.host for d in devices})
     status = f"{source_name}: {len(devices)} GPU(s) on {hosts} host(s)"

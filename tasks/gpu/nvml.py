@@ -213,5 +213,5 @@ def read_nvml(nvml: Any = pynvml, *, now: datetime | None = None) -> GpuInventor
         with contextlib.suppress(nvml.NVMLError):  # a failed shutdown changes nothing we return
             nvml.nvmlShutdown()
     drv = f", driver {driver}" if driver else ""
-    status = f"NVML: {count} GPU(s){drv}" if count else f"NVML: driver present{drv}, no GPU visible"
+    status = f"NVML: {count} GPU(s){drv}" if count else f"NVML: no GPU visible{drv}"
     return GpuInventory("nvml", status, now, devices, driver_version=driver)
