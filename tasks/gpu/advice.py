@@ -266,7 +266,7 @@ def advise(
     for f in findings(inventory):
         if f.kind in _FROM_HEALTH:
             out.append(Advice(f.kind, f.severity, f.device, f.message, _FROM_HEALTH[f.kind], dict(f.numbers)))
-        elif f.kind == "idle-holding-memory" and not usage:
+        elif f.kind == "idle-holding-memory" and f.device not in (usage or {}):  # no history: the reading
             act = "free the idle context (stop the process holding it), or share the GPU"
             out.append(Advice(f.kind, f.severity, f.device, f.message, act, dict(f.numbers)))
     means: dict[str, float] = {}
