@@ -63,7 +63,7 @@ def _mem(d: Device) -> str:
 
 
 def _status(inv: GpuInventory) -> None:
-    console.print(f"[dim]{escape(inv.status)}[/dim]", highlight=False)
+    console.print(f"[dim]{escape(inv.status)}[/dim]", highlight=False, soft_wrap=True)
 
 
 @gpu_app.command("list")
