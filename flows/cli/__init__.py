@@ -29,6 +29,7 @@ from flows.cli.analytics import export_cmd, insights_cmd, root_cause_cmd
 from flows.cli.cache import cache_app
 from flows.cli.common import CliState, prepare_prefect_env
 from flows.cli.config import config_app
+from flows.cli.gpu import gpu_app
 from flows.cli.lake import lake_app
 from flows.cli.models import anomaly_app, forecast_app
 from flows.cli.report import report_command
@@ -98,6 +99,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(scale_app, name="scale")
 app.add_typer(cache_app, name="cache")
+app.add_typer(gpu_app, name="gpu")
 
 
 def main() -> None:
