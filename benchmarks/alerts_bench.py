@@ -418,7 +418,8 @@ def promtool_agreement(cases: int, seed: int | None = None) -> tuple[int, int, f
         env["ALERT_DIFF_SEED"] = str(seed)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+        # -n 0: one process (no xdist workers), so the test's printed agreement line reaches this stdout
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-n", "0",
          "tests/tasks/alerting/rules/test_promtool_differential.py", "-k", "agrees"],
         cwd=root, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip

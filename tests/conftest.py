@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from localhttp import JsonHandler, LocalServer
@@ -23,6 +24,11 @@ from prefectserver import running_server
 from rediscluster import LocalRedisCluster
 
 REDIS_SERVER = "/usr/bin/redis-server"
+
+# pytest-xdist hands its workers the controller's terminal width as COLUMNS; Rich fixes a console's
+# width from COLUMNS when the console is built (flows.cli.common, at import), after which a test's
+# monkeypatched COLUMNS (wide tables) no longer applies. Without it, every process sizes alike.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -74,7 +80,7 @@ def redis_url() -> Iterator[str]:
     """URL of a Redis server: ``$CORTEX_TEST_REDIS_URL`` (CI) or a private ``redis-server``."""
     env = os.environ.get("CORTEX_TEST_REDIS_URL")
     if env:
-        yield env
+        yield _worker_db(env)
         return
     binary = REDIS_SERVER if os.path.exists(REDIS_SERVER) else shutil.which("redis-server")
     if not binary:
@@ -92,6 +98,19 @@ def redis_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _worker_db(url: str) -> str:
+    """``url`` with a database of this pytest-xdist worker's own (gw0 → 1, gw1 → 2, …; none: as given).
+
+    Why: CI runs one Redis for the whole suite and tests flush their database; two workers on one
+    database would flush each other's keys mid-test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    db = int(worker[2:]) % 15 + 1
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
 def _start_redis(binary: str, attempts: int = 3) -> tuple[subprocess.Popen[bytes], int]:

@@ -83,7 +83,11 @@ def test_apply_then_history(env: list[str]) -> None:
     if rows[0]["to"] != rows[0]["from"]:
         assert [a["status"] for a in rows[0]["actions"]] == ["applied"]
     code, out = _run(*env, "scale", "history")
-    assert code == 0 and "Scaling decisions" in out and "recorded" in out and "dry-run" in out
+    assert code == 0 and "Scaling decisions" in out and "dry-run" in out
+    # a dry-run change reads "recorded only", a dry-run hold "hold": which one depends on the hour
+    # (the fixture's load is low from 00:00 to 07:00 UTC, when the api target holds at 3)
+    changed_dry = any(r["mode"] == "dry-run" and r["from"] != r["to"] for r in rows)
+    assert ("recorded" in out) == changed_dry
 
 
 def test_recommend_with_numbers(env: list[str], tmp_path: Path) -> None:
