@@ -106,3 +106,9 @@ def test_the_longest_duration_is_accepted_and_a_time_that_far_back_is_refused_by
     assert parse_duration("106751d").days == 106_751
     with pytest.raises(DurationError, match="out of range"):
         parse_time("106752d")
+
+
+def test_a_prometheus_duration_with_thousands_of_digits_is_out_of_range_not_a_crash() -> None:
+    # Python refuses int() of over 4300 digits with its own ValueError: the message must stay ours
+    with pytest.raises(ValueError, match="^duration out of range$"):
+        parse_prometheus_duration("9" * 5000 + "s")

@@ -1,17 +1,19 @@
 """tasks.analytics.alerts: one pairing of alert.firing/alert.resolved events, whether read as
-episodes (insights) or as the report notebooks' events and durations."""
+episodes (insights) or as the report notebooks' events and durations; the alert review (counts,
+flapping, MTTA/MTTR) on the planted report history."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
+from report_history import window
+
 from tasks import analytics as A
 from tasks.analytics.alerts import pair_firings
-from tasks.analytics.key_numbers import REPORTS
 from tasks.lake import Lake
 from tasks.lake import schema as S
-from tasks.reports import NOTEBOOKS
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -50,5 +52,24 @@ def test_episodes_and_report_durations_agree(tmp_path: Path) -> None:
     assert A.durations_mean(durations) == 1800.0
 
 
-def test_every_report_notebook_has_key_numbers() -> None:
-    assert set(REPORTS) == set(NOTEBOOKS)
+def test_alert_review_counts_flapping_mttr_and_mtta(report_lake: tuple[Lake, str]) -> None:
+    lake, state_path = report_lake
+    events = A.alert_events(lake, *window())
+    assert events.height == 9
+    durations = A.alert_durations(events)
+    assert durations.filter(pl.col("alertname") == "Flappy").get_column("duration_s").to_list() == [300.0] * 3
+    still = durations.filter(pl.col("alertname") == "StillFiring").row(0, named=True)
+    assert still["resolved"] is None and still["duration_s"] is None
+    review = A.alert_review(events, A.acks_from_state(state_path))
+    by = {r["alertname"]: r for r in review.iter_rows(named=True)}
+    assert review.get_column("alertname")[0] == "Flappy"  # noisiest first
+    assert by["Flappy"]["firings"] == 3 and by["Flappy"]["flapping"] is True and by["Flappy"]["alerts"] == 1
+    assert by["HighLatency"]["mttr_s"] == 600.0 and by["HighLatency"]["mtta_s"] == 120.0
+    assert by["HighLatency"]["flapping"] is False and by["Flappy"]["mtta_s"] is None
+    assert by["StillFiring"]["mttr_s"] is None
+    assert A.acks_from_state(None) == {} and A.acks_from_state(str(Path(state_path).with_name("nope.duckdb"))) == {}
+
+
+def test_an_empty_lake_has_an_empty_review(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    assert A.alert_review(A.alert_events(lake, *window())).height == 0
