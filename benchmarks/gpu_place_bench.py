@@ -140,7 +140,9 @@ def table(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--datasets", default=str(ROOT.parent / "shared" / "datasets"), help="folder with alibaba-gpu-2023/")
+    ap.add_argument(
+        "--datasets", default=str(ROOT.parent / "shared" / "datasets"), help="folder with alibaba-gpu-2023/"
+    )
     ap.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated strategy names")
     ap.add_argument("--json", action="store_true", help="print one JSON object")

@@ -22,6 +22,7 @@ import numpy.typing as npt
 __all__ = [
     "UNLIMITED",
     "Cluster",
+    "DeviceRecord",
     "NodeSpec",
     "PlaceableDevice",
     "Placement",
@@ -258,3 +259,28 @@ def cluster_from_devices(
                 free_mem.append(max(0, total - max(used or 0, mem)))
         nodes.append(NodeSpec(host, free_milli, free_mem, ids))
     return Cluster.from_nodes(nodes)
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """A device as a JSON fleet file gives it (``gpu place --devices FILE``): for fleets declared by
+    hand, and for tests, until the inventory's model fills :class:`PlaceableDevice` itself."""
+
+    host: str
+    index: int
+    uuid: str | None = None
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DeviceRecord:
+        try:
+            return cls(
+                str(d["host"]),
+                int(d["index"]),
+                None if d.get("uuid") is None else str(d["uuid"]),
+                None if d.get("memory_total_bytes") is None else int(d["memory_total_bytes"]),
+                None if d.get("memory_used_bytes") is None else int(d["memory_used_bytes"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"devices: an entry lacks host/index or has a bad value ({e})") from None

@@ -79,4 +79,3 @@ def usable_by_class(
     count = ge.sum(axis=1)
     summed = np.einsum("rw,rwd->rd", np.clip(gpu_free, 0, None).astype(np.float64), ge.astype(np.float64))
     return np.where(count >= class_gpus[None, :], summed, 0.0)
-

@@ -75,8 +75,9 @@ class _Scored(Strategy):
         cand = gpu_ok & node_ok[:, None]
         score = self.gpu_score(cluster.gpu_free - task.milli, free[:, None] - task.milli).astype(np.float64)
         score[~cand] = np.inf
-        n, g = np.unravel_index(int(np.argmin(score)), score.shape)
-        return cluster.placement(int(n), [int(g)], task)
+        flat = int(np.argmin(score))
+        n, g = divmod(flat, score.shape[1])
+        return cluster.placement(n, [g], task)
 
     @abstractmethod
     def node_score(self, free_after: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
@@ -84,7 +85,7 @@ class _Scored(Strategy):
     @abstractmethod
     def gpu_score(
         self, gpu_after: npt.NDArray[np.int64], node_after: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.int64]: ...
+    ) -> npt.NDArray[np.float64]: ...
 
 
 class BestFit(_Scored):
@@ -95,8 +96,8 @@ class BestFit(_Scored):
     def node_score(self, free_after: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return free_after
 
-    def gpu_score(self, gpu_after: npt.NDArray[np.int64], node_after: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return gpu_after * _SCALE + node_after  # type: ignore[no-any-return]
+    def gpu_score(self, gpu_after: npt.NDArray[np.int64], node_after: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        return (gpu_after * _SCALE + node_after).astype(np.float64)
 
 
 class Spread(_Scored):
@@ -107,8 +108,8 @@ class Spread(_Scored):
     def node_score(self, free_after: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return -free_after
 
-    def gpu_score(self, gpu_after: npt.NDArray[np.int64], node_after: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return -(gpu_after * _SCALE + node_after)  # type: ignore[no-any-return]
+    def gpu_score(self, gpu_after: npt.NDArray[np.int64], node_after: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        return -(gpu_after * _SCALE + node_after).astype(np.float64)
 
 
 class FirstFit(Strategy):
@@ -232,9 +233,7 @@ class FragmentationAware(Strategy):
         return cluster.placement(n, gpus, task)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    s.name: s for s in (BestFit, FirstFit, Spread, RandomFit, FragmentationAware)
-}
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (BestFit, FirstFit, Spread, RandomFit, FragmentationAware)}
 
 
 def make_strategy(name: str, *, seed: int | None = None, workload: Workload | None = None) -> Strategy:

@@ -27,7 +27,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tasks.gpu.request import GpuRequest
@@ -200,7 +200,7 @@ class GpuQueue:
             rows = con.execute(f"SELECT {_COLS} FROM {TABLE} WHERE id = ?", [task_id]).fetchall()
         return TaskRow.from_db(rows[0]) if rows else None
 
-    def list(self, *, statuses: Sequence[str] | None = None, limit: int = 1000) -> list[TaskRow]:
+    def tasks(self, *, statuses: Sequence[str] | None = None, limit: int = 1000) -> list[TaskRow]:
         """Tasks (all, or in ``statuses``), newest submissions last."""
         where, params = "", []
         if statuses:
@@ -217,7 +217,7 @@ class GpuQueue:
         """Queued tasks in the order they are to be placed: effective priority (aging included)
         highest first, then submission order."""
         now = now or _now()
-        rows = self.list(statuses=["queued"], limit=1_000_000)
+        rows = self.tasks(statuses=["queued"], limit=1_000_000)
         return sorted(rows, key=lambda r: (-r.effective_priority(now, self.aging_s), r.seq))
 
     def cancel(self, task_id: str, *, now: datetime | None = None) -> TaskRow:
@@ -302,14 +302,16 @@ class GpuQueue:
         """Release the reservations of running tasks whose process is gone on this host (``lost``).
         Returns their ids. Deployment runs are not judged here (their flow run's state says)."""
         lost = []
-        for row in self.list(statuses=["running"], limit=1_000_000):
+        for row in self.tasks(statuses=["running"], limit=1_000_000):
             owner = ClaimOwner.from_json(row.holder)
             if owner is None or owner.alive() is not False:
                 continue
-            if self._finish(row.id, "lost", reason=f"its process (pid {owner.pid}) is gone", now=now, only_from=("running",)):
+            if self._finish(
+                row.id, "lost", reason=f"its process (pid {owner.pid}) is gone", now=now, only_from=("running",)
+            ):
                 lost.append(row.id)
         return lost
 
     def reservations(self) -> list[TaskRow]:
         """Running tasks: what they hold, for the placement model."""
-        return self.list(statuses=["running"], limit=1_000_000)
+        return self.tasks(statuses=["running"], limit=1_000_000)

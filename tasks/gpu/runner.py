@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, forward)
     code = child.wait()
     # a cancelled task is already 'cancelled': finish() changes only a running one
-    queue.finish(a.task, "done" if code == 0 else "failed", exit_code=code, reason=None if code == 0 else f"exit {code}")
+    queue.finish(
+        a.task, "done" if code == 0 else "failed", exit_code=code, reason=None if code == 0 else f"exit {code}"
+    )
     return 0 if code == 0 else 1
 
 

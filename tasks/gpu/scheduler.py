@@ -131,7 +131,7 @@ class PlaceResult:
 
 def _workload(queue: GpuQueue) -> Workload:
     wl = Workload(window=WORKLOAD_WINDOW)
-    for row in queue.list(limit=WORKLOAD_WINDOW):
+    for row in queue.tasks(limit=WORKLOAD_WINDOW):
         wl.observe(shape_of(row))
     return wl
 

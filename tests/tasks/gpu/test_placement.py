@@ -69,7 +69,14 @@ def test_gpu_memory_and_host_cpu_bind() -> None:
 
 def test_random_is_seeded_and_feasible() -> None:
     picks = {make_strategy("random", seed=s).place(small(), HALF) for s in range(20)}
-    assert {(p.node_name, p.gpus) for p in picks if p} <= {("a", (0,)), ("a", (1,)), ("b", (0,)), ("b", (1,)), ("b", (2,)), ("b", (3,))}
+    assert {(p.node_name, p.gpus) for p in picks if p} <= {
+        ("a", (0,)),
+        ("a", (1,)),
+        ("b", (0,)),
+        ("b", (1,)),
+        ("b", (2,)),
+        ("b", (3,)),
+    }
     a = make_strategy("random", seed=7).place(small(), HALF)
     b = make_strategy("random", seed=7).place(small(), HALF)
     assert a == b

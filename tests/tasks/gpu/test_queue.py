@@ -52,7 +52,7 @@ def test_restart_keeps_the_queue(tmp_path: Path) -> None:
     path = str(tmp_path / "s.duckdb")
     a = GpuQueue(State(path)).submit(req(2, priority=3, owner="bob"))
     again = GpuQueue(State(path))  # a new process would do exactly this
-    rows = again.list()
+    rows = again.tasks()
     assert [(r.id, r.gpus, r.priority, r.owner, r.status) for r in rows] == [(a.id, 2, 3, "bob", "queued")]
 
 
@@ -94,9 +94,7 @@ def test_crashed_holder_releases_its_reservation(state: State) -> None:
 
 
 def settings(tmp_path: Path, **queue: object) -> Settings:
-    return Settings.model_validate(
-        {"state": {"path": str(tmp_path / "state.duckdb")}, "gpu": {"queue": queue}}
-    )
+    return Settings.model_validate({"state": {"path": str(tmp_path / "state.duckdb")}, "gpu": {"queue": queue}})
 
 
 def two_nodes() -> Cluster:
@@ -115,7 +113,7 @@ def test_quota_blocks_an_owner_over_quota(tmp_path: Path) -> None:
     assert by[first.id].placed and by[other.id].placed
     assert not by[over.id].placed and by[over.id].reason == "owner ann at quota (2 GPUs)"
     # dry run: nothing changed
-    assert {r.status for r in q.list()} == {"queued"}
+    assert {r.status for r in q.tasks()} == {"queued"}
 
 
 def test_reservations_are_respected_by_the_next_pass(tmp_path: Path) -> None:
