@@ -310,6 +310,13 @@ class ClaimOwner:
         start = _process_start(pid)
         return cls(socket.gethostname(), _boot_id(), pid, start[1] if start else None, uuid.uuid4().hex)
 
+    @classmethod
+    def of_process(cls, pid: int, token: str = "") -> ClaimOwner:
+        """Another process on this host as a holder (a launched child that answers for a GPU
+        reservation): alive while that pid is the same process."""
+        start = _process_start(pid)
+        return cls(socket.gethostname(), _boot_id(), pid, start[1] if start else None, token)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flows.cli.common import cli_state, console, handle_errors, human_bytes, print_json
+from flows.cli.gpu_queue import cancel_cmd, place_cmd, queue_cmd, status_cmd, strategy_cmd, submit_cmd
 from flows.cli.output import DataTable, escape
 
 if TYPE_CHECKING:
@@ -190,3 +191,12 @@ def advise_cmd(ctx: typer.Context, window: Window = "6h", json_out: JsonOpt = Fa
     for a in found:
         t.add_row(a.severity, a.target, a.message, a.action)
     console.print(t)
+
+
+# The queue's commands live in gpu_queue.py (submit, cancel, status, queue, strategy, place).
+gpu_app.command("submit")(submit_cmd)
+gpu_app.command("cancel")(cancel_cmd)
+gpu_app.command("status")(status_cmd)
+gpu_app.command("queue")(queue_cmd)
+gpu_app.command("strategy")(strategy_cmd)
+gpu_app.command("place")(place_cmd)
