@@ -1,5 +1,5 @@
 """The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly
-→ scale → cache → alerts → report (the performance report notebook, as HTML).
+→ scale → cache → gpu → alerts → report (the performance report notebook, as HTML).
 
 The stages are the ``_run_stage`` calls in ``pipeline``, in that order (one line each: adding a
 stage is adding a line there). Stages run as
@@ -30,6 +30,7 @@ from flows.anomaly import anomaly_stage
 from flows.cache import cache_stage
 from flows.collect import collect_stage
 from flows.forecast import forecast_stage
+from flows.gpu import gpu_stage
 from flows.maintain import maintain_stage
 from flows.report import report_stage
 from flows.scale import scale_stage
@@ -162,6 +163,13 @@ def _detail_cache(r: dict[str, Any]) -> tuple[str, str]:
     return ("failed" if failed else "ok"), text
 
 
+def _detail_gpu(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    placed = sum(bool(d.get("placed")) for d in ((r.get("placement") or {}).get("decisions") or []))
+    return "ok", f"{r.get('status', '')}; {r.get('devices', 0)} device(s), {placed} placed"
+
+
 def _detail_alerts(r: dict[str, Any]) -> tuple[str, str]:
     if r.get("skipped"):
         return "skipped", str(r.get("reason", ""))
@@ -228,6 +236,7 @@ def pipeline(
     run_scale = lambda: dict(scale_stage(demo_rt, retry_failed_after_s=None))  # noqa: E731
     stages.append(_run_stage("scale", run_scale, _detail_scale))
     stages.append(_run_stage("cache", lambda: dict(cache_stage(rt)), _detail_cache))
+    stages.append(_run_stage("gpu", lambda: dict(gpu_stage(rt)), _detail_gpu))
     stages.append(_run_stage("alerts", lambda: dict(alerts_stage(demo_rt)), _detail_alerts))
     since = f"{demo_days:g}d" if demo else "1d"
     run_report = lambda: dict(report_stage(rt, notebooks=["performance_report"], since=since))  # noqa: E731

@@ -7,7 +7,7 @@ every group).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,21 +31,19 @@ Window = Annotated[
 ]
 
 
-def device_work(ctx: typer.Context) -> Mapping[str, DeviceWork] | None:
-    """What the GPU queue has queued and running on each device, by ``Device.key``.
+def device_work(ctx: typer.Context, devices: Iterable[Device]) -> Mapping[str, DeviceWork]:
+    """What the GPU queue runs on each device, by ``Device.key`` (tasks.gpu.service.device_work)."""
+    from tasks.gpu.service import device_work as work_of  # lazy (start-up): see flows/cli/common.py
 
-    The seam for the queue (issue 14's queue part fills it from the state DB). ``None`` means "no
-    queue to ask": the listings show "—" and ``--json`` has ``"work": null``, never invented data.
-    """
-    return None
+    st = cli_state(ctx)
+    return work_of(st.settings(), st.state(), devices)
 
 
 def _inventory(ctx: typer.Context) -> GpuInventory:
-    from tasks.gpu.inventory import read_inventory  # lazy (start-up): see flows/cli/common.py
+    from tasks.gpu.service import inventory  # lazy (start-up): see flows/cli/common.py
 
     st = cli_state(ctx)
-    cfg = st.settings().gpu.inventory
-    return read_inventory(cfg, lake=st.lake() if cfg.source in ("auto", "lake") else None)
+    return inventory(st.settings(), st.lake())
 
 
 def _pct(v: float | None) -> str:
@@ -78,7 +76,7 @@ def list_cmd(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from tasks.gpu.model import DeviceWork  # lazy (start-up): see flows/cli/common.py
 
     inv = _inventory(ctx)
-    work = device_work(ctx)
+    work = device_work(ctx, inv.devices)
     if json_out:
         devices = [
             {**d.to_json(), "health": [f.to_json() for f in device_findings(d)],
@@ -170,13 +168,17 @@ def advise_cmd(ctx: typer.Context, window: Window = "6h", json_out: JsonOpt = Fa
     near thermal/power limits, memory pressure, consolidation that would free GPUs."""
     from tasks.gpu.advice import advise  # lazy (start-up): see flows/cli/common.py
     from tasks.gpu.history import usage_from_lake  # lazy (start-up): see flows/cli/common.py
+    from tasks.gpu.scheduler import queue_from_settings  # lazy (start-up): see flows/cli/common.py
+    from tasks.gpu.service import placeable, reservation_use  # lazy (start-up): see flows/cli/common.py
     from tasks.timeparse import parse_duration  # lazy (start-up): see flows/cli/common.py
 
     span = parse_duration(window)
     inv = _inventory(ctx)
     now = datetime.now(UTC)
-    usage = usage_from_lake(cli_state(ctx).lake(), now - span, now)
-    found = advise(inv, usage=usage)
+    st = cli_state(ctx)
+    usage = usage_from_lake(st.lake(), now - span, now)
+    running = queue_from_settings(st.settings(), st.state()).tasks(statuses=["running"])
+    found = advise(inv, usage=usage, reservations=reservation_use(running, placeable(inv.devices)))
     if json_out:
         print_json({"source": inv.source, "status": inv.status, "window": window,
                     "advice": [a.to_json() for a in found]})  # fmt: skip

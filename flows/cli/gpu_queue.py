@@ -235,18 +235,24 @@ def place_cmd(
 ) -> None:
     """Place what is queued on the current devices and launch it (what the gpu flow runs each minute)."""
     from tasks.gpu.placement import STRATEGIES  # lazy (start-up): see flows/cli/common.py
-    from tasks.gpu.scheduler import place_queued  # lazy (start-up): see flows/cli/common.py
+    from tasks.gpu.scheduler import place_queued, this_host  # lazy (start-up): see flows/cli/common.py
 
     if strategy is not None and strategy not in STRATEGIES:
         raise CliError(f"strategy: unknown {strategy!r} (one of {', '.join(sorted(STRATEGIES))})")
     st = cli_state(ctx)
     devs = _devices(devices)
-    res = place_queued(st.settings(), st.state(), devs, strategy=strategy, dry_run=dry_run)
+    local = None
+    if devices is None:  # this host's inventory (NVML, DCGM or the lake, as configured)
+        from tasks.gpu.service import inventory, placeable  # lazy (start-up): see flows/cli/common.py
+
+        devs = placeable(inventory(st.settings(), st.lake()).devices)
+        local = [this_host()]
+    res = place_queued(st.settings(), st.state(), devs, strategy=strategy, dry_run=dry_run, local_nodes=local)
     if json_out:
         print_json(res.to_json())
         return
     if not devs:
-        console.print("no GPU devices known (no driver on this host and no --devices): nothing placed")
+        console.print("no GPU devices known (see `cortex-perf gpu list`; or give --devices): nothing placed")
     t = DataTable(title=f"placement ({res.strategy}{', dry run' if dry_run else ''})", title_justify="left")
     for col in ("task", "owner", "placed", "node", "devices", "pid / run", "reason"):
         t.add_column(col, overflow="fold")

@@ -214,7 +214,7 @@ class PlaceableDevice(Protocol):
     is named to a launched process, and its memory."""
 
     @property
-    def host(self) -> str: ...
+    def host(self) -> str | None: ...  # None: the local machine (NVML) — name it first (tasks.gpu.service.placeable)
     @property
     def index(self) -> int: ...
     @property
@@ -238,7 +238,7 @@ def cluster_from_devices(
     ``CUDA_DEVICE_ORDER``), else indices."""
     hosts: dict[str, list[PlaceableDevice]] = {}
     for d in devices:
-        hosts.setdefault(d.host, []).append(d)
+        hosts.setdefault(d.host or "", []).append(d)
     held: dict[tuple[str, str], tuple[int, int]] = {}
     for host, dev, milli, mem in reserved:
         m0, b0 = held.get((host, dev), (0, 0))

@@ -59,7 +59,7 @@ def test_list_from_a_dcgm_exporter(exporter: LocalServer) -> None:
     out = json.loads(r.stdout)
     assert set(out) == {"source", "status", "at", "driver_version", "devices"} and out["source"] == "dcgm"
     a, b = out["devices"]
-    assert (a["host"], a["index"], a["key"], a["work"]) == ("node-a", 0, "GPU-aaaa", None)  # no queue: null
+    assert (a["host"], a["index"], a["key"], a["work"]) == ("node-a", 0, "GPU-aaaa", {"running": [], "queued": []})
     assert a["health"] == [] and a["memory_used_bytes"] == 2180 * 2**20
     assert b["utilization_ratio"] is None
     assert [f["kind"] for f in b["health"]] == ["thermal-throttle", "ecc-uncorrected"]
