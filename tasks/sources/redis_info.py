@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import redis
 from pydantic import SecretStr
 
 from tasks.config.settings import RedisSourceSettings
@@ -318,6 +317,8 @@ def _node_connection(client: Any, host_port: str) -> Iterator[Any]:
     if known is not None and known.redis_connection is not None:
         yield known.redis_connection
         return
+    import redis  # lazy: see _default_client (a cluster client already loaded it when we get here)
+
     kwargs = dict(getattr(getattr(client, "nodes_manager", None), "connection_kwargs", {}) or {})
     kwargs.pop("host", None)
     kwargs.pop("port", None)
