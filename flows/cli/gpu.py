@@ -15,6 +15,7 @@ import typer
 
 from flows.cli.common import cli_state, console, handle_errors, human_bytes, print_json
 from flows.cli.gpu_queue import cancel_cmd, place_cmd, queue_cmd, status_cmd, strategy_cmd, submit_cmd
+from flows.cli.gpu_rebalance import optimize_cmd, rebalance_cmd
 from flows.cli.output import DataTable, escape
 
 if TYPE_CHECKING:
@@ -202,3 +203,6 @@ gpu_app.command("status")(status_cmd)
 gpu_app.command("queue")(queue_cmd)
 gpu_app.command("strategy")(strategy_cmd)
 gpu_app.command("place")(place_cmd)
+# Rebalancing lives in gpu_rebalance.py (rebalance, optimize).
+gpu_app.command("rebalance")(rebalance_cmd)
+gpu_app.command("optimize")(optimize_cmd)

@@ -315,3 +315,37 @@ class GpuQueue:
     def reservations(self) -> list[TaskRow]:
         """Running tasks: what they hold, for the placement model."""
         return self.tasks(statuses=["running"], limit=1_000_000)
+
+    def requeue(
+        self,
+        task_id: str,
+        *,
+        pin: tuple[str, Sequence[str]] | None = None,
+        reason: str,
+        only_from: Sequence[str] = ("queued", "running", "failed", "lost"),
+    ) -> bool:
+        """Put a task back in line (rebalancing moved it): same id, request, priority and place in
+        line; its placement, process and exit code cleared; ``spec["moves"]`` counts the moves and
+        ``spec["pin"]`` names the node and devices the next placement pass tries first (it falls
+        back to the strategy when they no longer fit). ``False`` when it is not in ``only_from``
+        (it ended or was cancelled meanwhile). The caller stops a running task's process first,
+        so its reservation was released by the finish/reconcile path before this."""
+        with self.state.transaction() as con:
+            rows = con.execute(
+                f"SELECT spec FROM {TABLE} WHERE id = ? AND status IN ({', '.join('?' for _ in only_from)})",
+                [task_id, *only_from],
+            ).fetchall()
+            if not rows:
+                return False
+            spec = json.loads(rows[0][0])
+            spec["moves"] = int(spec.get("moves", 0)) + 1
+            spec.pop("pin", None)
+            if pin is not None:
+                spec["pin"] = {"node": pin[0], "devices": list(pin[1])}
+            con.execute(
+                f"UPDATE {TABLE} SET status = 'queued', spec = ?, started_at = NULL, finished_at = NULL, "
+                "node = NULL, devices = NULL, holder = NULL, pid = NULL, flow_run_id = NULL, exit_code = NULL, "
+                "reason = ? WHERE id = ?",
+                [json.dumps(spec), reason, task_id],
+            )
+        return True

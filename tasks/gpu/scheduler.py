@@ -85,6 +85,22 @@ def apply_reservations(cluster: Cluster, running: Iterable[TaskRow]) -> None:
         cluster.version[n] += 1
 
 
+def pinned(cluster: Cluster, shape: TaskShape, pin: Any) -> Placement | None:
+    """The placement a rebalancing plan pinned a requeued task to (``spec["pin"]``), if it still fits;
+    ``None`` (the strategy decides) when there is no pin or its devices are no longer free."""
+    if not isinstance(pin, dict) or pin.get("node") not in cluster.names or not isinstance(pin.get("devices"), list):
+        return None
+    n = cluster.names.index(pin["node"])
+    ids = cluster.gpu_ids[n]
+    if len(pin["devices"]) != shape.gpus or any(d not in ids for d in pin["devices"]):
+        return None
+    gpus = [ids.index(d) for d in pin["devices"]]
+    node_ok, gpu_ok = cluster.fits(shape)
+    if not node_ok[n] or not all(gpu_ok[n, g] for g in gpus):
+        return None
+    return cluster.placement(n, gpus, shape)
+
+
 @dataclass
 class Decision:
     """What happened to one queued task in this pass."""
@@ -179,7 +195,9 @@ def place_queued(
             )
             continue
         shape = shape_of(row)
-        p = strat.place(cluster, shape) if len(cluster) else None
+        p = pinned(cluster, shape, row.spec.get("pin"))
+        if p is None:
+            p = strat.place(cluster, shape) if len(cluster) else None
         if p is None:
             result.decisions.append(Decision(row.id, row.owner, False, reason="no device fits now"))
             continue
