@@ -12,7 +12,6 @@ Devices: ``--devices FILE`` (a declared fleet, as ``gpu place`` takes), else thi
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["optimize_cmd", "rebalance_cmd"]
 
 #: health findings that make a device "hot": move preemptible work off it
-HOT_FINDINGS = frozenset({"thermal-throttle", "near-thermal-limit", "power-throttle", "near-power-limit"})
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 HotOpt = Annotated[
@@ -39,44 +37,12 @@ StrategyOpt = Annotated[
 ]
 
 
-def _fleet(ctx: typer.Context, path: Any) -> tuple[list[Any], set[str], str | None]:
-    """The devices to plan on, the hot ones among them (from health findings), and a status line."""
-    if path is not None:
-        return _devices(path), set(), None
-    from tasks.gpu.cluster import DeviceRecord  # lazy (start-up): see flows/cli/common.py
-    from tasks.gpu.health import device_findings  # lazy (start-up): see flows/cli/common.py
-    from tasks.gpu.inventory import read_inventory  # lazy (start-up): see flows/cli/common.py
-
-    st = cli_state(ctx)
-    cfg = st.settings().gpu.inventory
-    inv = read_inventory(cfg, lake=st.lake() if cfg.source in ("auto", "lake") else None)
-    here = socket.gethostname()
-    devs, hot = [], set()
-    for d in inv.devices:
-        rec = DeviceRecord(d.host or here, d.index, d.uuid, d.memory_total_bytes, d.memory_used_bytes)
-        devs.append(rec)
-        if any(f.kind in HOT_FINDINGS for f in device_findings(d)):
-            hot.add(f"{rec.host}:{rec.uuid or rec.index}")
-    return devs, hot, inv.status
-
-
 def _plan(
     ctx: typer.Context, path: Any, hot_opt: list[str] | None, strategy: str | None, *, consolidate: bool
 ) -> tuple[RebalancePlan, Any, str | None]:
-    from tasks.gpu.cluster import cluster_from_devices  # lazy (start-up): see flows/cli/common.py
-    from tasks.gpu.placement import (
-        STRATEGIES,
-        FragmentationAware,
-        make_strategy,
-    )  # lazy (start-up): see flows/cli/common.py
-    from tasks.gpu.rebalance import optimize, plan_rebalance  # lazy (start-up): see flows/cli/common.py
-    from tasks.gpu.scheduler import (  # lazy (start-up): see flows/cli/common.py
-        WORKLOAD_WINDOW,
-        default_strategy,
-        queue_from_settings,
-        shape_of,
-    )
-    from tasks.gpu.workload import Workload  # lazy (start-up): see flows/cli/common.py
+    """The plan for --devices FILE, else this host's inventory (its hot devices from health findings)."""
+    from tasks.gpu.placement import STRATEGIES  # lazy (start-up): see flows/cli/common.py
+    from tasks.gpu.service import hot_devices, inventory, placeable, rebalance_plan  # lazy (start-up): idem
 
     if strategy is not None and (strategy not in STRATEGIES or strategy == "random"):
         raise CliError(f"strategy: unknown {strategy!r} (one of {', '.join(n for n in STRATEGIES if n != 'random')})")
@@ -84,27 +50,15 @@ def _plan(
         if not 0 < len(h) <= 200:
             raise CliError(f"--hot: {h[:40]!r} is not a device id")
     st = cli_state(ctx)
-    settings = st.settings()
-    devs, hot, status = _fleet(ctx, path)
-    hot |= set(hot_opt or [])
-    queue = queue_from_settings(settings, st.state())
-    running = queue.reservations()
-    reserved = [(r.node or "", d, r.milli, r.memory_bytes) for r in running for d in (r.devices or [])]
-    cluster = cluster_from_devices(devs, reserved)
-    workload = Workload(window=WORKLOAD_WINDOW)
-    for r in queue.tasks(limit=WORKLOAD_WINDOW):
-        workload.observe(shape_of(r))
-    strat = make_strategy(strategy or default_strategy(settings, st.state()), workload=workload)
-    if isinstance(strat, FragmentationAware):
-        strat.learn = False  # the queue's history is its workload, as in the placement pass
-    if not devs:
-        from tasks.gpu.rebalance import RebalancePlan  # lazy (start-up): see flows/cli/common.py
-
-        plan = RebalancePlan(strat.name, notes=["no GPU devices known (no driver on this host and no --devices)"])
-    elif consolidate:
-        plan = optimize(cluster, running, strategy=strat, hot=hot)
+    status: str | None = None
+    hot: set[str] = set(hot_opt or [])
+    if path is not None:
+        devs: list[Any] = _devices(path)
     else:
-        plan = plan_rebalance(cluster, running, queue.ordered(), strategy=strat, hot=hot)
+        inv = inventory(st.settings(), st.lake())
+        devs, status = placeable(inv.devices), inv.status
+        hot |= hot_devices(inv)
+    plan, queue = rebalance_plan(st.settings(), st.state(), devs, hot=hot, strategy=strategy, consolidate=consolidate)
     return plan, queue, status
 
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tasks.config.section import Section
 
-__all__ = ["GpuInventorySettings", "GpuPlacementSettings", "GpuQueueSettings", "GpuSettings"]
+__all__ = [
+    "GpuInventorySettings",
+    "GpuPlacementSettings",
+    "GpuQueueSettings",
+    "GpuRebalanceSettings",
+    "GpuSettings",
+]
 
 
 class GpuInventorySettings(Section):
@@ -48,6 +54,21 @@ class GpuPlacementSettings(Section):
     )
 
 
+class GpuRebalanceSettings(Section):
+    """When the gpu flow rebalances (a device runs hot, or queued work fits nowhere)."""
+
+    mode: Literal["off", "dry-run", "apply"] = Field(
+        "dry-run", description="`dry-run`: the flow shows the plan; `apply`: it stops, requeues and pins moved tasks."
+    )
+    grace_s: float = Field(10.0, ge=0, le=600, description="Seconds a stopped task gets before SIGKILL.")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: object) -> object:
+        """YAML reads a bare ``off`` as ``false``: that is what the user meant."""
+        return "off" if v is False else v
+
+
 class GpuSettings(Section):
     """The GPU manager (``cortex-perf gpu …``, the ``gpu`` flow)."""
 
@@ -55,3 +76,4 @@ class GpuSettings(Section):
     inventory: GpuInventorySettings = Field(default_factory=GpuInventorySettings)
     queue: GpuQueueSettings = Field(default_factory=GpuQueueSettings)
     placement: GpuPlacementSettings = Field(default_factory=GpuPlacementSettings)
+    rebalance: GpuRebalanceSettings = Field(default_factory=GpuRebalanceSettings)

@@ -14,24 +14,48 @@ on a queue that does not drain or a GPU in trouble.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from tasks.actuators import ActionLedger
 from tasks.config import Settings
 from tasks.events import emit
 from tasks.gpu.advice import Advice, ReservationUse, advise
-from tasks.gpu.health import Finding, findings
+from tasks.gpu.cluster import PlaceableDevice, cluster_from_devices
+from tasks.gpu.health import Finding, device_findings, findings
 from tasks.gpu.history import usage_from_lake
 from tasks.gpu.inventory import read_inventory
 from tasks.gpu.model import Device, DeviceWork, GpuInventory
-from tasks.gpu.queue import TaskRow
-from tasks.gpu.scheduler import PlaceResult, place_queued, queue_from_settings, this_host
+from tasks.gpu.placement import FragmentationAware, make_strategy
+from tasks.gpu.queue import GpuQueue, TaskRow
+from tasks.gpu.rebalance import RebalancePlan, optimize, plan_rebalance
+from tasks.gpu.rebalance_actuator import run_rebalance
+from tasks.gpu.scheduler import (
+    WORKLOAD_WINDOW,
+    PlaceResult,
+    default_strategy,
+    place_queued,
+    queue_from_settings,
+    shape_of,
+    this_host,
+)
+from tasks.gpu.workload import Workload
 from tasks.lake import Lake, Sample
 from tasks.state import State
 
-__all__ = ["GpuTick", "device_work", "gpu_tick", "inventory", "placeable", "reservation_use"]
+__all__ = [
+    "HOT_FINDINGS",
+    "GpuTick",
+    "device_work",
+    "gpu_tick",
+    "hot_devices",
+    "inventory",
+    "placeable",
+    "rebalance_plan",
+    "reservation_use",
+]
 
 STATUSES = ("queued", "running")
 
@@ -83,6 +107,47 @@ def reservation_use(running: Iterable[TaskRow], devices: Iterable[Device]) -> li
     return out
 
 
+#: Health findings that make a device "hot": its preemptible work is moved off it.
+HOT_FINDINGS = frozenset({"thermal-throttle", "near-thermal-limit", "power-throttle", "near-power-limit"})
+
+
+def hot_devices(inv: GpuInventory) -> set[str]:
+    """``host:device`` keys of devices at or near their thermal or power limit."""
+    here = this_host()
+    return {f"{d.host or here}:{d.uuid or d.index}" for d in inv.devices
+            if any(f.kind in HOT_FINDINGS for f in device_findings(d))}  # fmt: skip
+
+
+def rebalance_plan(
+    settings: Settings,
+    state: State,
+    devices: Sequence[PlaceableDevice],
+    *,
+    hot: Collection[str] = frozenset(),
+    strategy: str | None = None,
+    consolidate: bool = False,
+) -> tuple[RebalancePlan, GpuQueue]:
+    """The rebalancing plan for ``devices`` (free of the queue's reservations) and the queue it was
+    made from: moves off ``hot`` devices and whole GPUs freed for queued tasks that fit nowhere
+    (``consolidate``: the optimize plan, no waiting task). The same for ``gpu rebalance|optimize``
+    and the gpu flow."""
+    queue = queue_from_settings(settings, state)
+    running = queue.reservations()
+    reserved = [(r.node or "", d, r.milli, r.memory_bytes) for r in running for d in (r.devices or [])]
+    cluster = cluster_from_devices(devices, reserved)
+    workload = Workload(window=WORKLOAD_WINDOW)
+    for r in queue.tasks(limit=WORKLOAD_WINDOW):
+        workload.observe(shape_of(r))
+    strat = make_strategy(strategy or default_strategy(settings, state), workload=workload)
+    if isinstance(strat, FragmentationAware):
+        strat.learn = False  # the queue's history is its workload, as in the placement pass
+    if not devices:
+        return RebalancePlan(strat.name, notes=["no GPU devices known (see `cortex-perf gpu list`)"]), queue
+    if consolidate:
+        return optimize(cluster, running, strategy=strat, hot=hot), queue
+    return plan_rebalance(cluster, running, queue.ordered(), strategy=strat, hot=hot), queue
+
+
 @dataclass
 class GpuTick:
     """What one GPU tick saw and did."""
@@ -93,6 +158,8 @@ class GpuTick:
     advice: list[Advice]
     placement: PlaceResult | None
     queue: Mapping[str, int] = field(default_factory=dict)
+    rebalance: RebalancePlan | None = None
+    rebalance_status: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -104,7 +171,12 @@ class GpuTick:
             "advice": [a.to_json() for a in self.advice],
             "placement": self.placement.to_json() if self.placement else None,
             "queue": dict(self.queue),
+            "rebalance": None if self.rebalance is None else self._rebalance_json(),
         }
+
+    def _rebalance_json(self) -> dict[str, Any]:
+        assert self.rebalance is not None
+        return {**self.rebalance.to_json(), "status": self.rebalance_status}
 
     def markdown(self) -> str:
         """The tick as the Prefect UI shows it: devices, queue, placements, findings, advice."""
@@ -124,6 +196,14 @@ class GpuTick:
                 p = dec.placement
                 lines.append(f"| {dec.task_id} | {'yes' if dec.placed else 'no'} | {_md(p.node_name) if p else '—'} "
                              f"| {','.join(p.device_ids) if p else '—'} | {_md(dec.reason or '')} |")  # fmt: skip
+        if self.rebalance is not None:
+            lines += ["", f"### Rebalancing ({self.rebalance_status})", "", _md(self.rebalance.summary())]
+            for m in self.rebalance.moves:
+                lines.append(
+                    f"- {_md(m.task_id)}: {_md(m.from_node)}:{','.join(m.from_devices)} → "
+                    f"{_md(m.to_node)}:{','.join(m.to_devices)} ({_md(m.why)})"
+                )
+            lines += [f"- note: {_md(n)}" for n in self.rebalance.notes]
         lines += ["", "### Findings and recommendations", ""]
         lines += [f"- **{a.severity}** {_md(a.message)} — {_md(a.action)}" for a in self.advice] or ["- none"]
         return "\n".join(lines) + "\n"
@@ -161,9 +241,28 @@ def gpu_tick(
     usage = usage_from_lake(lake, now - usage_window, now)
     found = findings(inv)
     advice = advise(inv, usage=usage, reservations=reservation_use(running, devices))
+    tick = GpuTick(now, inv, found, advice, result, counts)
+    _rebalance(settings, lake, state, tick, devices, dry_run=dry_run)
     gauges = [Sample("cortex_perf_gpu_queue_tasks", float(n), now, {"status": s}) for s, n in counts.items()]
     for severity in ("critical", "warning", "info"):
         n = sum(f.severity == severity for f in found)
         gauges.append(Sample("cortex_perf_gpu_findings", float(n), now, {"severity": severity}))
     lake.write_samples(gauges)
-    return GpuTick(now, inv, found, advice, result, counts)
+    return tick
+
+
+def _rebalance(settings: Settings, lake: Lake, state: State, tick: GpuTick, devices: Sequence[Device], *,
+               dry_run: bool) -> None:  # fmt: skip
+    """Plan (and in ``gpu.rebalance.mode: apply``, apply) a rebalancing when it has a reason: a device
+    is hot, or queued work found no device this tick. Nothing to plan without one."""
+    cfg = settings.gpu.rebalance
+    hot = hot_devices(tick.inventory)
+    waiting = tick.placement is not None and any(not d.placed for d in tick.placement.decisions)
+    if cfg.mode == "off" or not devices or not (hot or waiting):
+        return
+    plan, queue = rebalance_plan(settings, state, devices, hot=hot)
+    tick.rebalance, tick.rebalance_status = plan, "dry-run"
+    if cfg.mode == "apply" and not dry_run and not plan.empty:
+        result = run_rebalance(plan, queue=queue, ledger=ActionLedger.from_settings(settings), lake=lake,
+                               dry_run=False, grace_s=cfg.grace_s, now=tick.now)  # fmt: skip
+        tick.rebalance_status = result.status

@@ -3,6 +3,7 @@ devices, gpu.allocated events, the queue and findings gauges, the work per devic
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -68,3 +69,39 @@ def test_dry_run_places_nothing_and_work_is_per_device(tmp_path: Path) -> None:
     assert all(d.host == this_host() for d in devices)
     work = device_work(s, state, devices)
     assert all(w.running == () for w in work.values()) and len(work) == 2
+
+
+def test_queued_work_that_fits_nowhere_gets_a_rebalancing_plan(tmp_path: Path) -> None:
+    """Two half-GPU preemptible tasks on GPUs 0 and 1 leave one whole GPU: a 2-GPU task waits. The
+    tick plans moving one half onto the other's GPU (dry-run by default: nothing stopped)."""
+    from tasks.state import ClaimOwner
+
+    s, lake, state = setup(tmp_path)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    labels = {"gpu": "2", "uuid": "GPU-2", "name": "NVIDIA H100", "host": this_host()}
+    lake.write_samples([Sample("gpu_memory_total_bytes", 80.0 * GIB, now, labels)])
+    q = GpuQueue(state)
+    holders = []
+    for dev in ("GPU-0", "GPU-1"):
+        t = q.submit(GpuRequest(kind="command", gpus=1, fraction=0.5, preemptible=True, command=("sleep", "60")))
+        proc = subprocess.Popen(["sleep", "60"])  # the task's process: alive, so its reservation holds
+        holders.append(proc)
+        assert q.start(t.id, this_host(), [dev], ClaimOwner.of_process(proc.pid))
+        q.launched(t.id, holder=ClaimOwner.of_process(proc.pid), pid=proc.pid, flow_run_id=None)
+    big = q.submit(GpuRequest(kind="command", gpus=2, command=("sleep", "1")))
+    try:
+        tick = gpu_tick(s, lake, state, datetime.now(UTC))
+    finally:
+        for proc in holders:
+            proc.kill()
+            proc.wait()
+    assert tick.placement is not None and not tick.placement.decisions[0].placed
+    assert tick.rebalance is not None and tick.rebalance_status == "dry-run"
+    (move,) = tick.rebalance.moves
+    assert {move.from_devices, move.to_devices} == {("GPU-0",), ("GPU-1",)}
+    assert any(f.for_task == big.id for f in tick.rebalance.freed)
+    assert q.get(big.id).status == "queued"  # type: ignore[union-attr]
+    assert "### Rebalancing (dry-run)" in tick.markdown()
+    off = load_settings(None, [f"lake.root={tmp_path / 'lake'}", f"state.path={tmp_path / 'state.duckdb'}",
+                               "gpu.inventory.source=lake", "gpu.rebalance.mode=off"])  # fmt: skip
+    assert gpu_tick(off, lake, state, datetime.now(UTC)).rebalance is None
