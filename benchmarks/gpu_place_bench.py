@@ -7,7 +7,9 @@ unallocated at the end (capacity minus the GPU compute placed, mean of the seeds
 share of capacity submitted so far) at which the first 8-GPU pod and the first GPU pod of any size
 is rejected (mean of the seeds where it happened), and the time of one placement decision.
 Every strategy sees the same pod sequence per seed. ``fragmentation_aware`` learns its target
-workload from the pods submitted so far (no prior from the pod list).
+workload from the last 500 pods submitted (``tasks.gpu.placement.DEFAULT_WINDOW``; no prior from
+the pod list). The output also gives what packing the fractional pods alone costs whatever the
+strategy (:func:`fractional_waste`): the part of the unallocated figure no placement can win back.
 
     uv run python benchmarks/gpu_place_bench.py                  # table, seeds 1,2,3
     uv run python benchmarks/gpu_place_bench.py --json --seeds 1,2,3
@@ -15,13 +17,16 @@ workload from the pods submitted so far (no prior from the pod list).
 
 ``--json`` prints one JSON object: ``{"strategies": {NAME: {"unallocated", "first_8gpu_reject_load",
 "first_gpu_reject_load", "allocated_share", "decision_p50_ms", "decision_p99_ms"}}, "decision_p99_ms":
-MS (fragmentation_aware's), "seeds": [...], "nodes", "gpus", "targets": {...}}``.
+MS (fragmentation_aware's), "seeds": [...], "nodes", "gpus", "targets": {...}, "fractional_waste":
+{"lower_bound", "offline_bfd"}}`` (the last: see :func:`fractional_waste`, mean of the seeds).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
+import math
 import statistics
 import sys
 import time
@@ -34,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` importable
     sys.path.insert(0, str(ROOT))
 
-from tasks.gpu.cluster import TaskShape  # noqa: E402
+from tasks.gpu.cluster import WHOLE, TaskShape  # noqa: E402
 from tasks.gpu.placement import make_strategy  # noqa: E402
 from tasks.gpu.trace import load_nodes, load_pods  # noqa: E402
 
@@ -53,6 +58,43 @@ def draw(pods: list[TaskShape], capacity_milli: int, seed: int) -> list[TaskShap
         out.append(p)
         total += p.gpu_milli
     return out
+
+
+def fractional_waste(stream: list[TaskShape]) -> tuple[float, float]:
+    """What packing the stream's *fractional* pods alone costs, in GPUs, however well it is done:
+    ``(lower bound, offline best-fit-decreasing)`` on the GPU compute left over on the GPUs they
+    occupy, if every one of them is placed (host CPU/memory and the other pods ignored).
+
+    Why the benchmark prints it: a GPU holding an 810-milli pod keeps 190 milli that only the few
+    pods of ≤ 190 can use, so part of the unallocated figure is no strategy's fault. The bound is
+    Martello and Toth's L2 for bin packing (GPUs as bins of 1000 milli); best-fit-decreasing is
+    what a packer that knew the whole stream in advance would achieve (an upper bound on the best
+    possible). A strategy's unallocated GPUs minus the lower bound is the part it can still win."""
+    items = [t.milli for t in stream if t.gpus == 1 and not t.whole]
+    total = sum(items)
+    residuals: list[int] = []  # sorted free shares of the GPUs opened so far
+    for x in sorted(items, reverse=True):
+        i = bisect.bisect_left(residuals, x)
+        r = residuals.pop(i) - x if i < len(residuals) else WHOLE - x
+        bisect.insort(residuals, r)
+    big = sorted(x for x in items if x > WHOLE // 2)
+    small = sorted(x for x in items if x <= WHOLE // 2)
+    small_suffix = [0] * (len(small) + 1)  # sums of small[i:]
+    for i in range(len(small) - 1, -1, -1):
+        small_suffix[i] = small_suffix[i + 1] + small[i]
+    big_prefix = [0] * (len(big) + 1)
+    for i, x in enumerate(big):
+        big_prefix[i + 1] = big_prefix[i] + x
+    best = 0
+    for a in sorted({0, *small}):
+        # L2(a): items > 1000 - a need a GPU each, as do the (500, 1000 - a] ones, whose leftovers
+        # are the only room for the [a, 500] ones besides new GPUs
+        k = bisect.bisect_right(big, WHOLE - a)  # big[:k] are in (500, 1000 - a]
+        s3 = small_suffix[bisect.bisect_left(small, a)]  # the [a, 500] ones
+        room = k * WHOLE - big_prefix[k]
+        bins = len(big) + max(0, math.ceil((s3 - room) / WHOLE))
+        best = max(best, bins)
+    return (best * WHOLE - total) / WHOLE, (len(residuals) * WHOLE - total) / WHOLE
 
 
 def run_one(directory: Path, name: str, stream: list[TaskShape], seed: int) -> dict[str, Any]:
@@ -96,6 +138,11 @@ def bench(directory: Path, seeds: list[int], names: list[str]) -> dict[str, Any]
     capacity = load_nodes(directory).capacity_milli
     streams = {s: draw(pods, capacity, s) for s in seeds}
     out: dict[str, Any] = {"strategies": {}, "seeds": seeds}
+    floors = [fractional_waste(streams[s]) for s in seeds]
+    out["fractional_waste"] = {
+        "lower_bound": round(statistics.fmean(f[0] for f in floors), 1),
+        "offline_bfd": round(statistics.fmean(f[1] for f in floors), 1),
+    }
     for name in names:
         runs = [run_one(directory, name, streams[s], s) for s in seeds]
         times = np.array([t for r in runs for t in r["times"]]) * 1000
@@ -133,6 +180,11 @@ def table(res: dict[str, Any]) -> str:
             f"{f(s['first_8gpu_reject_load'], '.3f'):>18}{f(s['first_gpu_reject_load'], '.3f'):>16}"
             f"{s['decision_p50_ms']:>9.3f}{s['decision_p99_ms']:>9.3f}"
         )
+    fw = res["fractional_waste"]
+    lines.append(
+        f"fractional pods alone, every one placed: ≥ {fw['lower_bound']:.1f} GPUs left on their GPUs "
+        f"(L2 bound), {fw['offline_bfd']:.1f} by offline best-fit-decreasing"
+    )
     if "targets" in res:
         lines.append(f"targets (fragmentation_aware ≤ {TARGET_UNALLOCATED} unallocated, p99 ≤ 5 ms): {res['targets']}")
     return "\n".join(lines)

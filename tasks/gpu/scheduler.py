@@ -24,7 +24,7 @@ from typing import Any
 from tasks.config import Settings
 from tasks.gpu.cluster import Cluster, PlaceableDevice, Placement, TaskShape, cluster_from_devices
 from tasks.gpu.launch import launch_deployment, launch_local
-from tasks.gpu.placement import STRATEGIES, FragmentationAware, Strategy, make_strategy
+from tasks.gpu.placement import DEFAULT_WINDOW, STRATEGIES, FragmentationAware, Strategy, make_strategy
 from tasks.gpu.queue import GpuQueue, TaskRow
 from tasks.gpu.workload import Workload
 from tasks.state import ClaimOwner, State
@@ -43,7 +43,7 @@ __all__ = [
 log = logging.getLogger("cortex_perf.gpu.scheduler")
 
 STRATEGY_KEY = "gpu.placement.strategy"
-WORKLOAD_WINDOW = 1000
+WORKLOAD_WINDOW = DEFAULT_WINDOW  # the strategy's own measured default (500: BENCHMARKS.md "GPU placement")
 #: strategies a person may choose as the default (``random`` is the benchmark's floor only)
 CHOOSABLE = tuple(n for n in STRATEGIES if n != "random")
 

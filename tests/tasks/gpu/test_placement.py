@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.gpu.cluster import Cluster, NodeSpec, TaskShape
-from tasks.gpu.placement import FragmentationAware, make_strategy
+from tasks.gpu.placement import DEFAULT_WINDOW, FragmentationAware, make_strategy
 from tasks.gpu.workload import Workload
 
 
@@ -114,6 +114,19 @@ def test_fragmentation_aware_learns_the_stream() -> None:
     s.place(c, WHOLE1)
     s.place(c, HALF)
     assert s.workload.total == 2 and s.workload.counts[TaskShape(1, 500)] == 1
+
+
+def test_fragmentation_aware_counts_only_the_recent_window() -> None:
+    # the default target workload is the last DEFAULT_WINDOW tasks: older shapes drop out of the mix
+    s = make_strategy("fragmentation_aware")
+    assert isinstance(s, FragmentationAware) and s.workload.window == DEFAULT_WINDOW
+    c = small()
+    s.place(c, HALF)  # the only half-GPU task, then a window's worth of whole-GPU ones
+    for _ in range(DEFAULT_WINDOW):
+        s.place(c, WHOLE1)
+    assert s.workload.total == DEFAULT_WINDOW
+    assert s.workload.counts[TaskShape(1, 500)] == 0
+    assert dict(s.workload.mix()) == {TaskShape(1): 1.0}
 
 
 @pytest.mark.parametrize(
