@@ -40,7 +40,9 @@ def show_key_numbers(numbers: Mapping[str, Any]) -> None:
     from IPython.display import display
 
     plain = json.loads(json.dumps(dict(numbers), default=str))
-    rows = [f"| {k} | {'—' if v is None else v} |" for k, v in plain.items()]
+    # numbers as every report table shows them (format_cell: 4 significant digits), not as computed
+    rows = [f"| {k} | {'—' if v is None else format_cell(v) if isinstance(v, int | float) else v} |"
+            for k, v in plain.items()]  # fmt: skip
     table = "\n".join(["| figure | value |", "|---|---:|", *rows])
     display({KEY_NUMBERS_MIME: plain, "text/markdown": table}, raw=True)
 

@@ -96,6 +96,7 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
         "anomaly",
         "scale",
         "cache",
+        "gpu",
         "alerts",
         "report",
     ]

@@ -157,7 +157,9 @@ def test_capacity_planning_notebook_end_to_end(report_lake: tuple[Lake, str], tm
 
 def test_forecast_accuracy_notebook_end_to_end(report_lake: tuple[Lake, str], tmp_path: Path) -> None:
     lake, state_path = report_lake
-    res = R.run_report("forecast_accuracy", lake_root=lake.root, out_dir=tmp_path, since="2d", state_path=state_path)
+    res = R.run_report(
+        "forecast_accuracy", lake_root=lake.root, out_dir=tmp_path, since="2d", state_path=state_path, now=NOW
+    )
     html = Path(res.html).read_text()
     assert _sections(html) == [
         "Summary",
