@@ -38,7 +38,7 @@ from tasks import prefect_api
 from tasks.alerting.notify.delivery import list_outbox
 from tasks.alerting.notify.notify_config import load_notify_config
 from tasks.lake.schema import SAMPLES, Sample
-from tasks.redact import redact_url
+from tasks.redact import redact_text, redact_url
 from tasks.state import State, StateLockTimeout
 
 if TYPE_CHECKING:
@@ -148,7 +148,6 @@ def _redis(settings: Settings) -> ComponentHealth:
     # (measured 2026-12-07); the same holds for httpx (+0.25 s, HTTP probes) and actuators (+0.57 s, scaling targets).
     import redis
 
-    from tasks.sources.base import redact
     from tasks.sources.redis_info import _secrets_of, safe_redis_url
 
     cfg = settings.sources.redis
@@ -160,7 +159,7 @@ def _redis(settings: Settings) -> ComponentHealth:
     try:
         client.ping()
     except Exception as exc:
-        why = redact(f"PING {safe_redis_url(url)} failed: {_err(exc)}", _secrets_of(url))
+        why = redact_text(f"PING {safe_redis_url(url)} failed: {_err(exc)}", _secrets_of(url))
         return ComponentHealth(name, "source", "down", why)
     finally:
         client.close()

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["MASK", "install_log_redaction", "redact_tree", "redact_url"]
+__all__ = ["MASK", "install_log_redaction", "redact_text", "redact_tree", "redact_url"]
 
 MASK = "***"
 
@@ -84,3 +85,14 @@ def install_log_redaction() -> None:
 
     factory._cortex_redacting = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+
+
+def redact_text(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with the credentials of every URL in it masked and every other non-empty secret
+    (tokens, passwords) replaced by ``***``: errors from clients may echo both. Longest secrets go
+    first, so a secret that contains another (a URL-quoted password and its unquoted form) is
+    masked whole."""
+    text = redact_url(text)
+    for s in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text

@@ -24,7 +24,7 @@ from redis.cluster import RedisCluster
 
 from tasks.config import Settings
 from tasks.config.caching import CacheSettings
-from tasks.redact import redact_url
+from tasks.redact import redact_text, redact_url
 
 __all__ = ["CacheClient", "CacheError", "NodeAddress", "node_address"]
 
@@ -157,10 +157,8 @@ class CacheClient:
         return f"CacheClient(name={self.name!r}, url={self.safe_url!r}, cluster={self.cluster})"
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret this client knows replaced by ``***``."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every secret this client knows (and any URL's credentials) replaced by ``***``."""
+        return redact_text(text, self._secrets)
 
     def error(self, where: str, exc: BaseException) -> CacheError:
         """A one-line :class:`CacheError` for ``exc`` raised while doing ``where``, secrets removed."""

@@ -12,18 +12,16 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from tasks.lake.schema import Sample
-from tasks.redact import redact_url
 
 __all__ = [
     "LOGGER_PREFIX",
     "Source",
     "SourceError",
     "log_once",
-    "redact",
     "sanitize_label_name",
     "sanitize_metric_name",
     "source_logger",
@@ -129,13 +127,3 @@ def sanitize_label_name(name: str) -> str:
     while out.startswith("__"):
         out = out[1:]
     return out
-
-
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with the credentials of every URL in it masked (``tasks.redact``) and every other
-    non-empty secret (tokens, passwords) replaced by ``***``: errors from clients may echo both."""
-    text = redact_url(text)
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text

@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.config.settings import PrometheusTarget
 from tasks.lake.schema import Sample, now_utc, to_utc_ms
-from tasks.sources.base import Source, SourceError, redact, source_logger
+from tasks.redact import redact_text
+from tasks.sources.base import Source, SourceError, source_logger
 
 __all__ = ["PrometheusSource", "exposition_to_samples", "instance_of"]
 
@@ -140,7 +141,7 @@ class PrometheusSource(Source):
         duration = time.perf_counter() - t0
         meta = self._meta(now, error is None, duration, seen, nonfinite)
         if error is not None:
-            error = redact(f"scrape {self.target.url}: {error}", self._secrets)
+            error = redact_text(f"scrape {self.target.url}: {error}", self._secrets)
             self._log.debug("%s", error)
             raise SourceError(error, meta)
         if nonfinite:

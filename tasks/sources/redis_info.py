@@ -20,8 +20,8 @@ from pydantic import SecretStr
 
 from tasks.config.settings import RedisSourceSettings
 from tasks.lake.schema import Sample, now_utc
-from tasks.redact import redact_url
-from tasks.sources.base import Source, SourceError, redact, sanitize_metric_name, source_logger
+from tasks.redact import redact_text, redact_url
+from tasks.sources.base import Source, SourceError, sanitize_metric_name, source_logger
 
 __all__ = ["RedisSource", "info_to_samples", "safe_redis_url"]
 
@@ -248,7 +248,7 @@ class RedisSource(Source):
         return redis.Redis.from_url(self._url, **kw)
 
     def _error(self, where: str, exc: BaseException, samples: Sequence[Sample] = ()) -> SourceError:
-        text = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+        text = redact_text(f"{type(exc).__name__}: {exc}", self._secrets)
         return SourceError(f"redis {self.redis_name} ({where}): {text}", samples)
 
     def collect(self, now: datetime | None = None) -> list[Sample]:

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tasks.redact import install_log_redaction, redact_tree, redact_url
+from tasks.redact import install_log_redaction, redact_text, redact_tree, redact_url
 
 
 @pytest.mark.parametrize(
@@ -56,3 +56,9 @@ def test_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
             log.exception("failed")
     assert "PW" not in caplog.text
     assert "scrape http://u:***@h/m failed" in caplog.text and "plain value" in caplog.text
+
+
+def test_redact_text_masks_urls_and_secrets_longest_first() -> None:
+    assert redact_text("redis://:pw@h: bad pw", ["pw", None, ""]) == "redis://:***@h: bad ***"
+    # a secret containing another is masked whole (the URL-quoted password and its plain form)
+    assert redact_text("auth p%40ss failed", ["p@ss", "p%40ss"]) == "auth *** failed"

@@ -1,4 +1,4 @@
-"""Helpers of tasks.sources.base: name sanitising, redaction, say-it-once logging."""
+"""Helpers of tasks.sources.base: name sanitising, say-it-once logging."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from tasks.lake.schema import validate_label_name, validate_metric_name
-from tasks.sources.base import log_once, redact, sanitize_label_name, sanitize_metric_name
+from tasks.sources.base import log_once, sanitize_label_name, sanitize_metric_name
 
 
 @pytest.mark.parametrize(
@@ -26,10 +26,6 @@ def test_sanitize_names_are_valid(raw: str, metric: str, label: str) -> None:
     assert sanitize_label_name(raw) == label
     validate_metric_name(sanitize_metric_name(raw))
     validate_label_name(sanitize_label_name(raw))
-
-
-def test_redact() -> None:
-    assert redact("redis://:pw@h: bad pw", ["pw", None, ""]) == "redis://:***@h: bad ***"
 
 
 def test_log_once(caplog) -> None:
