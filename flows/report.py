@@ -25,6 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from flows._common import Runtime, load, stale_run
 from tasks.analytics import report_window
 from tasks.config import Settings
+from tasks.markdown import md_cell
 from tasks.reports import (
     NOTEBOOKS,
     ReportResult,
@@ -68,7 +69,7 @@ def mail(url: str, results: list[ReportResult]) -> int:
 def _md_cell(v: object) -> str:
     """A markdown table cell: ``—`` for nothing, and user text (a series name) cannot break the table."""
     text = format_cell(v) or "—"
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return md_cell(text)
 
 
 def _markdown(res: ReportResult, emailed_to: bool) -> str:

@@ -41,6 +41,7 @@ from tasks.alerting.rules.sqlcompile import evaluate_many
 from tasks.config import Settings
 from tasks.events import emit_many
 from tasks.lake import Lake
+from tasks.markdown import md_cell
 from tasks.state import State
 from tasks.timeparse import parse_duration
 
@@ -129,7 +130,7 @@ class AlertsRunResult:
             lines += ["| alert | labels | since | summary |", "|---|---|---|---|"]
             for a in self.firing:
                 since = f"{a.starts_at:%Y-%m-%d %H:%M}" if a.starts_at else ""
-                summary = a.annotations.get("summary", "").replace("|", "\\|").replace("\n", " ")
+                summary = md_cell(a.annotations.get("summary", ""))
                 labels = labels_text({k: v for k, v in a.labels.items() if k != "alertname"}).replace("|", "\\|")
                 lines.append(f"| {a.name} | `{labels}` | {since} | {summary} |")
         else:

@@ -34,6 +34,7 @@ from tasks.caching.warm_action import WarmOutcome, run_warm
 from tasks.config import Settings
 from tasks.events import emit
 from tasks.lake import Lake, Sample
+from tasks.markdown import md_cell
 from tasks.timeparse import parse_duration
 
 __all__ = [
@@ -225,11 +226,11 @@ class CacheTick:
         for n in self.stats.nodes:
             hr = "—" if n.hit_ratio is None else f"{n.hit_ratio:.1%}"
             mem = "—" if n.used_memory is None else f"{n.used_memory / 2**20:.1f} MiB"
-            role = n.role if n.up else f"DOWN ({_md(n.error or '')})"
+            role = n.role if n.up else f"DOWN ({md_cell(n.error or '')})"
             lines.append(f"| {n.node} | {role} | {n.keys if n.keys is not None else '—'} | {n.slots} | {hr} | {mem} "
                          f"| {n.ops_per_s if n.ops_per_s is not None else '—'} |")  # fmt: skip
         lines += ["", "### Recommendations", ""]
-        lines += [f"- **{a.severity}** {_md(a.message)} — {_md(a.action)}" for a in self.advice] or ["- none"]
+        lines += [f"- **{a.severity}** {md_cell(a.message)} — {md_cell(a.action)}" for a in self.advice] or ["- none"]
         lines += ["", "### Warming", ""]
         for c in self.changes:
             lines.append(f"- node {c.node} {c.kind} at {c.at:%H:%M:%S}")
@@ -244,13 +245,8 @@ class CacheTick:
         elif self.plan is not None:
             lines.append(f"- dry run ({self.warm_reason}): {len(self.plan.missing)} of {self.keys} keys would be "
                          "loaded (`cache.warm.mode: apply` to write them)")  # fmt: skip
-        lines += [f"- {_md(n)}" for n in self.notes]
+        lines += [f"- {md_cell(n)}" for n in self.notes]
         return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    """User text in a markdown table or list: no pipes or newlines that would break it."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def cache_tick(

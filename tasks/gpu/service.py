@@ -43,6 +43,7 @@ from tasks.gpu.scheduler import (
 )
 from tasks.gpu.workload import Workload
 from tasks.lake import Lake, Sample
+from tasks.markdown import md_cell
 from tasks.state import State
 
 __all__ = [
@@ -180,7 +181,7 @@ class GpuTick:
 
     def markdown(self) -> str:
         """The tick as the Prefect UI shows it: devices, queue, placements, findings, advice."""
-        lines = [f"## GPUs at {self.now:%Y-%m-%d %H:%M} UTC", "", f"{_md(self.inventory.status)}", ""]
+        lines = [f"## GPUs at {self.now:%Y-%m-%d %H:%M} UTC", "", f"{md_cell(self.inventory.status)}", ""]
         if self.inventory.devices:
             lines += ["| device | name | util | memory used | temp | power |", "|---|---|---:|---:|---:|---:|"]
             for d in self.inventory.devices:
@@ -188,29 +189,26 @@ class GpuTick:
                 mem = "—" if d.memory_used_bytes is None else f"{d.memory_used_bytes / 2**30:.1f} GiB"
                 temp = "—" if d.temperature_c is None else f"{d.temperature_c:.0f} °C"
                 power = "—" if d.power_w is None else f"{d.power_w:.0f} W"
-                lines.append(f"| {_md(d.key)} | {_md(d.name or '')} | {util} | {mem} | {temp} | {power} |")
+                lines.append(f"| {md_cell(d.key)} | {md_cell(d.name or '')} | {util} | {mem} | {temp} | {power} |")
         lines += ["", "### Queue", "", ", ".join(f"{k}: {v}" for k, v in self.queue.items()) or "empty"]
         if self.placement is not None and self.placement.decisions:
             lines += ["", "| task | placed | node | devices | reason |", "|---|---|---|---|---|"]
             for dec in self.placement.decisions:
                 p = dec.placement
-                lines.append(f"| {dec.task_id} | {'yes' if dec.placed else 'no'} | {_md(p.node_name) if p else '—'} "
-                             f"| {','.join(p.device_ids) if p else '—'} | {_md(dec.reason or '')} |")  # fmt: skip
+                node = md_cell(p.node_name) if p else "—"
+                lines.append(f"| {dec.task_id} | {'yes' if dec.placed else 'no'} | {node} "
+                             f"| {','.join(p.device_ids) if p else '—'} | {md_cell(dec.reason or '')} |")  # fmt: skip
         if self.rebalance is not None:
-            lines += ["", f"### Rebalancing ({self.rebalance_status})", "", _md(self.rebalance.summary())]
+            lines += ["", f"### Rebalancing ({self.rebalance_status})", "", md_cell(self.rebalance.summary())]
             for m in self.rebalance.moves:
                 lines.append(
-                    f"- {_md(m.task_id)}: {_md(m.from_node)}:{','.join(m.from_devices)} → "
-                    f"{_md(m.to_node)}:{','.join(m.to_devices)} ({_md(m.why)})"
+                    f"- {md_cell(m.task_id)}: {md_cell(m.from_node)}:{','.join(m.from_devices)} → "
+                    f"{md_cell(m.to_node)}:{','.join(m.to_devices)} ({md_cell(m.why)})"
                 )
-            lines += [f"- note: {_md(n)}" for n in self.rebalance.notes]
+            lines += [f"- note: {md_cell(n)}" for n in self.rebalance.notes]
         lines += ["", "### Findings and recommendations", ""]
-        lines += [f"- **{a.severity}** {_md(a.message)} — {_md(a.action)}" for a in self.advice] or ["- none"]
+        lines += [f"- **{a.severity}** {md_cell(a.message)} — {md_cell(a.action)}" for a in self.advice] or ["- none"]
         return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def gpu_tick(

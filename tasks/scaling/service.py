@@ -43,6 +43,7 @@ from tasks.actuators import ActionLedger, Actuator, ScaleAction, build_actuator,
 from tasks.config import Settings
 from tasks.events import emit
 from tasks.lake import Lake, Sample
+from tasks.markdown import md_cell
 from tasks.scaling.nowcast import DAY_MIN, Nowcaster
 from tasks.scaling.policies import Forecast, MetricHistory, decide
 from tasks.scaling.records import ScalingRecords, decision_id
@@ -128,7 +129,7 @@ class ScalingRun:
             cost = f"{d['expected_cost_per_hour']:.2f}" if d.get("expected_cost_per_hour") is not None else "—"
             risk = f"{d['risk']:.1%}" if d.get("risk") is not None else "—"
             status = o.status + (" (re-run)" if o.replayed else "") + (" ⚠ EMERGENCY" if d.get("emergency") else "")
-            reason = (o.error or d.get("reason", "")).replace("|", "\\|").replace("\n", " ")
+            reason = md_cell(o.error or d.get("reason", ""))
             vs_static = _money(d.get("saved_per_hour_vs_static"))
             vs_reactive = _money(d.get("saved_per_hour_vs_reactive"))
             lines.append(
