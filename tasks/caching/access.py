@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tasks.lake import Lake
+from tasks.lake.selector import Matcher, Selector
 
 __all__ = ["ACCESS_METRIC", "MAX_KEY_BYTES", "AccessHistory", "AccessLogError"]
 
@@ -146,7 +147,8 @@ class AccessHistory:
     @classmethod
     def from_lake(cls, lake: Lake, start: datetime, end: datetime, *, redis: str | None = None) -> AccessHistory:
         """``cache_access`` samples in ``[start, end)`` (label ``key``; ``redis`` filters on that label)."""
-        sel = ACCESS_METRIC if redis is None else f'{ACCESS_METRIC}{{redis="{_escape_label(redis)}"}}'
+        matchers = [Matcher("__name__", "=", ACCESS_METRIC)] + ([] if redis is None else [Matcher("redis", "=", redis)])
+        sel = Selector(tuple(matchers))  # built from matchers: the Redis name is user text
         df = lake.raw(sel, start, end)
         if not df.height:
             return cls.from_keys([], [])
@@ -161,10 +163,6 @@ class AccessHistory:
             times.append(ts.timestamp())
             counts.append(float(value))
         return cls.from_keys(keys, times, counts)
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _parse_ts(text: str) -> float | None:

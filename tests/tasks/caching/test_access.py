@@ -53,3 +53,14 @@ def test_from_lake_reads_cache_access_samples(tmp_path: Path) -> None:
     h = AccessHistory.from_lake(lake, t0, t0 + timedelta(hours=1), redis="default")
     assert h.timestamped and dict(zip(h.keys, h.key_counts().tolist(), strict=True)) == {"user:1": 3, "user:2": 1}
     assert np.all(np.diff(h.times) >= 0)
+
+
+def test_from_lake_filters_on_the_redis_label_quotes_and_all(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    lake.write_samples([Sample(ACCESS_METRIC, 2.0, now, {"key": "a", "redis": 'odd"name\\'}),
+                        Sample(ACCESS_METRIC, 3.0, now, {"key": "b", "redis": "other"})])  # fmt: skip
+    got = AccessHistory.from_lake(lake, now - timedelta(hours=1), now + timedelta(minutes=1), redis='odd"name\\')
+    assert got.keys == ("a",)
+    both = AccessHistory.from_lake(lake, now - timedelta(hours=1), now + timedelta(minutes=1))
+    assert set(both.keys) == {"a", "b"}
