@@ -8,6 +8,16 @@ directory, or the file ``CORTEX_PERF_CONFIG`` names), environment variables ``CO
 
 from tasks.config.caching import CacheClusterOpsSettings, CacheHotSettings, CacheSettings, CacheWarmSettings
 from tasks.config.gpu import GpuInventorySettings, GpuPlacementSettings, GpuQueueSettings, GpuSettings
+from tasks.config.routing import (
+    BreakerSettings,
+    EjectionSettings,
+    LearnedSettings,
+    RetrySettings,
+    RouterPool,
+    RouterServiceSettings,
+    RouterSettings,
+    RouterTarget,
+)
 from tasks.config.scaling import (
     GuardRails,
     ScalingMetricSettings,
@@ -43,12 +53,14 @@ from tasks.config.settings import (
 __all__ = [
     "AlertingSettings",
     "AnomalySettings",
+    "BreakerSettings",
     "CacheClusterOpsSettings",
     "CacheHotSettings",
     "CacheSettings",
     "CacheWarmSettings",
     "CollectSettings",
     "ConfigError",
+    "EjectionSettings",
     "ForecastSettings",
     "GpuInventorySettings",
     "GpuPlacementSettings",
@@ -58,11 +70,17 @@ __all__ = [
     "GuardRails",
     "HostSourceSettings",
     "LakeSettings",
+    "LearnedSettings",
     "LoggingSettings",
     "PrefectSourceSettings",
     "PrometheusTarget",
     "RedisSourceSettings",
     "ReportsSettings",
+    "RetrySettings",
+    "RouterPool",
+    "RouterServiceSettings",
+    "RouterSettings",
+    "RouterTarget",
     "ScalingMetricSettings",
     "ScalingSettings",
     "ScalingTarget",

@@ -26,6 +26,7 @@ from pydantic_settings import (
 from tasks.config.caching import CacheSettings
 from tasks.config.gpu import GpuSettings
 from tasks.config.project import CONFIG_FILE, anchor_paths, find_project, project_root
+from tasks.config.routing import RouterSettings
 from tasks.config.scaling import ScalingSettings
 from tasks.config.section import Section, check_duration
 from tasks.redact import redact_tree, redact_url
@@ -59,6 +60,7 @@ class LakeSettings(Section):
             "rollup_5m": 365,
             "rollup_1h": 1825,
             "events": 90,
+            "router_outcomes": 30,
             "series": 3650,
         },
         description="Days to keep per table (at least 1); partitions older than this are dropped by maintenance.",
@@ -300,6 +302,7 @@ class Settings(BaseSettings):
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     api_token: SecretStr | None = Field(None, description="Bearer token for the REST API.")

@@ -271,14 +271,15 @@ class Lake:
         return WriteResult(S.EVENTS, accepted=df.height, files=files, duplicate_files=dups)
 
     def write_rows(self, table: str, df: pl.DataFrame) -> WriteResult:
-        """Append rows to a derived table (``forecasts``, ``anomalies``) whose schema the lake owns.
+        """Append rows to a derived table (``forecasts``, ``anomalies``, ``router_outcomes``) whose
+        schema the lake owns.
 
         Rows must carry every column of the table's schema; a missing column, a null where none is
         allowed or a non-finite number refuses the whole batch with the column's name (these
         tables are written by our own flows, so a bad row is a bug to surface, not data to skip).
         """
-        if table not in (S.FORECASTS, S.ANOMALIES):
-            raise LakeWriteError(f"table: {table!r} is not a derived table (forecasts, anomalies)")
+        if table not in (S.FORECASTS, S.ANOMALIES, S.ROUTER_OUTCOMES):
+            raise LakeWriteError(f"table: {table!r} is not a derived table (forecasts, anomalies, router_outcomes)")
         schema = S.TABLE_SCHEMAS[table]
         missing = [f.name for f in schema if f.name not in df.columns]
         if missing:
@@ -1118,7 +1119,7 @@ class Lake:
         """Per table: rows, files, bytes, series, oldest, newest (ISO) — the `lake stats` payload."""
         tables: dict[str, Any] = {}
         tables_in_order = (S.SAMPLES, S.SERIES, S.EVENTS, *S.ROLLUP_TABLES.values(), S.FORECASTS, S.ANOMALIES)
-        for table in (*tables_in_order, S.NOTIFICATIONS):
+        for table in (*tables_in_order, S.NOTIFICATIONS, S.ROUTER_OUTCOMES):
             files = self.storage.files(table)
             entry: dict[str, Any] = {
                 "rows": 0,
@@ -1130,7 +1131,7 @@ class Lake:
             }
             if files:
                 ts_col = S.PARTITION_COLUMN.get(table, "ts")
-                sid = "NULL" if table in (S.EVENTS, S.NOTIFICATIONS) else "count(DISTINCT series_id)"
+                sid = "NULL" if table in (S.EVENTS, S.NOTIFICATIONS, S.ROUTER_OUTCOMES) else "count(DISTINCT series_id)"
                 if table == S.SAMPLES:
                     sid = "NULL"
                 row = self.con.sql(

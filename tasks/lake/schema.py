@@ -34,9 +34,10 @@ EVENTS = "events"
 FORECASTS = "forecasts"
 ANOMALIES = "anomalies"
 NOTIFICATIONS = "notifications"
+ROUTER_OUTCOMES = "router_outcomes"
 ROLLUP_TABLES = {"1m": "rollup_1m", "5m": "rollup_5m", "1h": "rollup_1h"}
 ROLLUP_SECONDS = {"rollup_1m": 60, "rollup_5m": 300, "rollup_1h": 3600}
-APPEND_TABLES = (SAMPLES, SERIES, EVENTS, FORECASTS, ANOMALIES, NOTIFICATIONS)
+APPEND_TABLES = (SAMPLES, SERIES, EVENTS, FORECASTS, ANOMALIES, NOTIFICATIONS, ROUTER_OUTCOMES)
 
 TS_TYPE = pa.timestamp("ms", tz="UTC")
 POLARS_TS = pl.Datetime("ms", "UTC")
@@ -140,6 +141,30 @@ NOTIFICATIONS_SCHEMA = pa.schema(
         pa.field("next_attempt_at", TS_TYPE, nullable=True),
     ]
 )
+#: One row per upstream attempt of the query router (``tasks.routing``), written in batches by the
+#: proxy (never one write per request): what the router flow retrains the learned strategy from and
+#: what ``router status`` and reports summarise. ``status`` 0 = no HTTP answer (``error`` says why).
+#: ``features`` is the query's feature record (JSON) the learned model was, or would have been, fed.
+ROUTER_OUTCOMES_SCHEMA = pa.schema(
+    [
+        pa.field("outcome_id", pa.string(), nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),  # when the attempt started
+        pa.field("pool", pa.string(), nullable=False),
+        pa.field("target", pa.string(), nullable=False),
+        pa.field("strategy", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=True),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("latency_ms", pa.float64(), nullable=False),
+        pa.field("status", pa.int32(), nullable=False),
+        pa.field("ok", pa.bool_(), nullable=False),
+        pa.field("error", pa.string(), nullable=True),
+        pa.field("attempt", pa.int32(), nullable=False),
+        pa.field("hedged", pa.bool_(), nullable=False),
+        pa.field("features", pa.string(), nullable=False),
+    ]
+)
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     SAMPLES: SAMPLES_SCHEMA,
     SERIES: SERIES_SCHEMA,
@@ -147,6 +172,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     FORECASTS: FORECASTS_SCHEMA,
     ANOMALIES: ANOMALIES_SCHEMA,
     NOTIFICATIONS: NOTIFICATIONS_SCHEMA,
+    ROUTER_OUTCOMES: ROUTER_OUTCOMES_SCHEMA,
     **{t: ROLLUP_SCHEMA for t in ROLLUP_TABLES.values()},
 }
 #: Columns that identify a row: compaction keeps the last write per identity.
@@ -157,6 +183,7 @@ IDENTITY: dict[str, tuple[str, ...]] = {
     FORECASTS: ("series_id", "issued_at", "ts", "model"),
     ANOMALIES: ("series_id", "ts"),
     NOTIFICATIONS: ("notification_id", "attempt", "status"),
+    ROUTER_OUTCOMES: ("outcome_id",),
     **{t: ("series_id", "ts") for t in ROLLUP_TABLES.values()},
 }
 #: The timestamp column that picks a row's day partition.
