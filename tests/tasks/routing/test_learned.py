@@ -84,7 +84,7 @@ def test_exploration_share_stays_within_bounds(crossed_model: RouteModel) -> Non
     strategy.model = crossed_model
     targets = [_target("t1"), _target("t2")]
     explored, picked = 0, Counter()
-    for i in range(10_000):
+    for _i in range(10_000):
         choice = strategy.choose(Query("POST", "/v1/infer/1", kind="A"), targets, NOW)
         if strategy.last_explored:
             explored += 1
