@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from tasks.config import Settings
 from tasks.state import State, register_schema
@@ -191,7 +191,7 @@ class ModelRegistry:
         self.models_dir = Path(models_dir)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelRegistry:
+    def from_settings(cls, settings: Settings) -> Self:
         return cls(State.from_settings(settings), Path(settings.data_dir) / "models")
 
     # ---- registering ------------------------------------------------------------------------
