@@ -18,8 +18,9 @@ Past that point the prediction is extrapolated as a processor-sharing server sca
 peak-EWMA assumption too): service time × ``(pending + 1) / (max_seen + 1)``. Inside the range the
 model's own learned load response stands (no double counting).
 
-Prediction is one ``inplace_predict`` per booster on an ``n_targets × columns`` float32 array
-(single-threaded): see BENCHMARKS.md ("router: learned strategy") for the measured cost.
+Prediction for a decision walks the boosters' trees as numpy arrays (:class:`Forest`, checked
+equal to XGBoost's own prediction in the tests): XGBoost's ``inplace_predict`` has a fixed cost per
+call larger than the whole budget. See BENCHMARKS.md ("router: learned strategy").
 """
 
 from __future__ import annotations
@@ -66,6 +67,74 @@ def _params(seed: int, objective: str) -> dict[str, Any]:
     }
 
 
+def _depth(left: list[int], right: list[int]) -> int:
+    deepest, stack = 0, [(0, 0)]
+    while stack:
+        node, d = stack.pop()
+        if left[node] == -1:
+            deepest = max(deepest, d)
+        else:
+            stack += [(left[node], d + 1), (right[node], d + 1)]
+    return deepest
+
+
+class Forest:
+    """A booster's trees as numpy arrays, walked level by level for all (row, tree) pairs at once.
+
+    Why: ``inplace_predict`` costs ~170 µs per call on this box even for one tree (fixed set-up per
+    call), and a decision makes two calls; walking ≤ 6 levels of ≤ 120 trees for ≤ 10 rows with
+    numpy costs a fraction of that. Used for small batches (a decision); bulk scoring (the
+    backtest) uses XGBoost itself. Splits follow XGBoost: ``x < threshold`` goes left. Our rows are
+    never NaN, so XGBoost's default direction for missing values never applies.
+    """
+
+    def __init__(self, booster: xgb.Booster) -> None:
+        doc = json.loads(bytes(booster.save_raw("json")))["learner"]
+        trees = doc["gradient_booster"]["model"]["trees"]
+        width = max(len(t["left_children"]) for t in trees)
+        n = len(trees)
+        self.left: np.ndarray = np.zeros((n, width), dtype=np.int64)
+        self.right: np.ndarray = np.zeros((n, width), dtype=np.int64)
+        self.feature: np.ndarray = np.zeros((n, width), dtype=np.int64)
+        self.threshold: np.ndarray = np.zeros((n, width), dtype=np.float32)
+        self.value: np.ndarray = np.zeros((n, width), dtype=np.float32)
+        self.depth = 0
+        for i, t in enumerate(trees):
+            left, right = t["left_children"], t["right_children"]
+            k = len(left)
+            idx = np.arange(k)
+            lc, rc = np.array(left), np.array(right)
+            leaf = lc == -1
+            base = i * width  # flat indices: a leaf points at itself, so extra levels are no-ops
+            self.left[i, :k] = np.where(leaf, idx, lc) + base
+            self.right[i, :k] = np.where(leaf, idx, rc) + base
+            self.feature[i, :k] = np.where(leaf, 0, np.array(t["split_indices"]))
+            cond = np.array(t["split_conditions"], dtype=np.float32)
+            self.threshold[i, :k] = np.where(leaf, np.inf, cond)
+            self.value[i, :k] = np.where(leaf, cond, 0.0)
+            self.depth = max(self.depth, _depth(left, right))
+        self.left, self.right = self.left.ravel(), self.right.ravel()
+        self.feature, self.threshold, self.value = self.feature.ravel(), self.threshold.ravel(), self.value.ravel()
+        self.roots = np.arange(n, dtype=np.int64) * width
+        raw = str(doc["learner_model_param"]["base_score"]).strip("[]").split(",")[0]
+        self.logistic = doc["objective"]["name"] == "binary:logistic"
+        score = float(raw)
+        self.base_margin = math.log(score / (1.0 - score)) if self.logistic else score
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        rows = np.arange(len(x))[:, None]
+        node = np.broadcast_to(self.roots, (len(x), len(self.roots)))
+        for _ in range(self.depth):
+            go_left = x[rows, self.feature[node]] < self.threshold[node]
+            node = np.where(go_left, self.left[node], self.right[node])
+        margin = self.value[node].sum(axis=1, dtype=np.float64) + self.base_margin
+        return 1.0 / (1.0 + np.exp(-margin)) if self.logistic else margin
+
+
+#: batches up to this many rows are scored with :class:`Forest` (a decision), larger with XGBoost
+FOREST_MAX_ROWS = 64
+
+
 class RouteModel:
     """The fitted latency + failure model over (query features, target, live state)."""
 
@@ -80,6 +149,7 @@ class RouteModel:
         failure_rate: float,
         max_pending: Mapping[str, float],
         meta: Mapping[str, Any] | None = None,
+        compile_trees: bool = True,
     ) -> None:
         self.targets = list(targets)
         self._index = {t: i for i, t in enumerate(self.targets)}
@@ -88,9 +158,11 @@ class RouteModel:
         self.failure_rate = float(failure_rate)
         self.max_pending = {k: float(v) for k, v in max_pending.items()}
         self.meta = dict(meta or {})
-        for b in (latency, failure):
-            if b is not None:
-                b.set_param({"nthread": 1})  # a decision is a handful of rows: threads cost more than they save
+        self._latency_forest: Forest | None = None
+        self._failure_forest: Forest | None = None
+        if compile_trees:  # (fit builds a shell around an empty booster first, to lay out its rows)
+            self._latency_forest = Forest(latency)
+            self._failure_forest = Forest(failure) if failure is not None else None
 
     @property
     def columns(self) -> int:
@@ -133,7 +205,9 @@ class RouteModel:
         max_pending: dict[str, float] = {}
         for rec, key in zip(records, keys, strict=True):
             max_pending[key] = max(max_pending.get(key, 0.0), _num(rec.get("pending")))
-        shell = cls(targets, xgb.Booster(), None, failure_rate=0.0, max_pending=max_pending, meta=meta)
+        shell = cls(
+            targets, xgb.Booster(), None, failure_rate=0.0, max_pending=max_pending, meta=meta, compile_trees=False
+        )
         x = shell.matrix(records, keys)
         ok = np.asarray(ok, dtype=bool)
         lat = np.asarray(latency_ms, dtype=np.float64)
@@ -150,9 +224,13 @@ class RouteModel:
     # ---- predicting ------------------------------------------------------------------------
     def predict_rows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Service latency (ms, no load extrapolation) and failure probability of prepared rows."""
-        lat = np.expm1(np.asarray(self.latency.inplace_predict(x), dtype=np.float64))
+        small = len(x) <= FOREST_MAX_ROWS and self._latency_forest is not None
+        lat_f, fail_f = (self._latency_forest, self._failure_forest) if small else (None, None)
+        raw = lat_f(x) if lat_f is not None else self.latency.inplace_predict(x)
+        lat = np.expm1(np.asarray(raw, dtype=np.float64))
         if self.failure is not None:
-            p = np.asarray(self.failure.inplace_predict(x), dtype=np.float64)
+            raw_p = fail_f(x) if fail_f is not None else self.failure.inplace_predict(x)
+            p = np.asarray(raw_p, dtype=np.float64)
         else:
             p = np.full(len(x), self.failure_rate)
         return np.maximum(lat, 0.0), np.clip(p, 0.0, 1.0)

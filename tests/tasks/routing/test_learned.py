@@ -175,9 +175,20 @@ def test_query_features_are_bounded_and_deterministic() -> None:
     assert route_template("/api/user12345/x") == "/api/:id/x"
     long_text = "word " * 100_000
     f = query_features(Query("POST", "/a", kind="k" * 500, size=1 << 30, text=long_text))
-    assert len(f["kind"]) == 100 and f["text_tokens_log2"] == pytest.approx(np.log2(513), abs=1e-3)
+    assert len(f["kind"]) == 100 and f["text_tokens_log2"] == pytest.approx(np.log2(129), abs=1e-3)
     assert f == query_features(Query("POST", "/a", kind="k" * 500, size=1 << 30, text=long_text))
     row = encode_query(f)
     assert row.dtype == np.float32 and row[:64].sum() == 3.0 and np.isfinite(row).all()
     # a record from an older writer (missing keys, a junk value) still encodes
     assert np.isfinite(encode_query({"route": "/a", "size_log2": "x"})).all()
+
+
+def test_forest_predicts_what_xgboost_predicts() -> None:
+    records, keys, lat, ok = _outcomes(CROSSED, 600)
+    ok = np.array([i % 7 != 0 for i in range(len(keys))])  # both boosters present
+    model = RouteModel.fit(records, keys, lat, ok, seed=0)
+    x = model.matrix(records[:40], keys[:40])
+    x[:, -2] = np.arange(40) % 6  # loads inside and past the trained range
+    assert model._latency_forest is not None and model._failure_forest is not None
+    np.testing.assert_allclose(model._latency_forest(x), model.latency.inplace_predict(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model._failure_forest(x), model.failure.inplace_predict(x), rtol=1e-5, atol=1e-6)
