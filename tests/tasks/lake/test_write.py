@@ -165,3 +165,21 @@ def test_derived_tables_round_trip_and_refuse_bad_rows(lake, now):
         lake.write_rows(S.FORECASTS, df.with_columns(pl.lit(float("nan")).alias("p90")))
     with pytest.raises(LakeWriteError, match="not a derived table"):
         lake.write_rows("samples", df)
+
+
+def test_derived_rows_with_null_text_are_written_and_told_apart(lake, now):
+    """router_outcomes' nullable text (``error``, ``kind``): a null is not the empty string."""
+    from tasks.lake import schema as S
+
+    row = {
+        "outcome_id": "o1", "ts": now, "pool": "api", "target": "t1", "strategy": "p2c_ewma", "method": "GET",
+        "path": "/", "kind": None, "size": 0, "latency_ms": 1.5, "status": 200, "ok": True, "error": None,
+        "attempt": 1, "hedged": False, "features": "{}",
+    }  # fmt: skip
+    df = pl.DataFrame([row], schema_overrides={"kind": pl.String, "error": pl.String, "status": pl.Int32,
+                                               "attempt": pl.Int32})  # fmt: skip
+    assert lake.write_rows(S.ROUTER_OUTCOMES, df).accepted == 1
+    # the same row with "" instead of null is different content (a new file, not a skipped re-send)
+    assert lake.write_rows(S.ROUTER_OUTCOMES, df.with_columns(pl.lit("").alias("error"))).accepted == 1
+    got = lake.read_rows(S.ROUTER_OUTCOMES, now - timedelta(hours=1), now + timedelta(hours=1))
+    assert got.height == 1 and got["error"].to_list() == [""] and got["kind"].to_list() == [None]
