@@ -215,7 +215,7 @@ class Router:
             candidates.remove(choice)
         if chosen is None:
             raise NoHealthyTarget(self._why_none(ps, targets, now, exclude))
-        feats = dict(features) if features is not None else query_features(query)
+        feats = dict(features if features is not None else query_features(query))
         feats["pending"] = chosen.pending
         feats["ewma_ms"] = round(chosen.ewma.get(now), 3)
         chosen.pending += 1
