@@ -1,5 +1,5 @@
 """The main job: every stage once, in order — (seed demo history) → collect → maintain → forecast → anomaly
-→ scale → cache → gpu → alerts → report (the performance report notebook, as HTML).
+→ scale → cache → gpu → router → alerts → report (the performance report notebook, as HTML).
 
 The stages are the ``_run_stage`` calls in ``pipeline``, in that order (one line each: adding a
 stage is adding a line there). Stages run as
@@ -33,6 +33,7 @@ from flows.forecast import forecast_stage
 from flows.gpu import gpu_stage
 from flows.maintain import maintain_stage
 from flows.report import report_stage
+from flows.router import router_stage
 from flows.scale import scale_stage
 from tasks.demo import DEMO_INCIDENTS, seed_demo
 from tasks.demo_config import DEMO_RULES, with_demo_setup
@@ -170,6 +171,15 @@ def _detail_gpu(r: dict[str, Any]) -> tuple[str, str]:
     return "ok", f"{r.get('status', '')}; {r.get('devices', 0)} device(s), {placed} placed"
 
 
+def _detail_router(r: dict[str, Any]) -> tuple[str, str]:
+    if r.get("skipped"):
+        return "skipped", str(r.get("reason", ""))
+    text = f"model {r.get('model')}: {r.get('status')} on {r.get('outcomes', 0)} outcome(s)"
+    if r.get("promoted"):
+        text += f"; promoted {r.get('version')}"
+    return ("failed" if r.get("status") == "failed" else "ok"), text
+
+
 def _detail_alerts(r: dict[str, Any]) -> tuple[str, str]:
     if r.get("skipped"):
         return "skipped", str(r.get("reason", ""))
@@ -237,6 +247,7 @@ def pipeline(
     stages.append(_run_stage("scale", run_scale, _detail_scale))
     stages.append(_run_stage("cache", lambda: dict(cache_stage(rt)), _detail_cache))
     stages.append(_run_stage("gpu", lambda: dict(gpu_stage(rt)), _detail_gpu))
+    stages.append(_run_stage("router", lambda: dict(router_stage(rt)), _detail_router))
     stages.append(_run_stage("alerts", lambda: dict(alerts_stage(demo_rt)), _detail_alerts))
     since = f"{demo_days:g}d" if demo else "1d"
     run_report = lambda: dict(report_stage(rt, notebooks=["performance_report"], since=since))  # noqa: E731

@@ -97,11 +97,13 @@ def test_pipeline_demo_seeds_once(lake_overrides: list[str]) -> None:
         "scale",
         "cache",
         "gpu",
+        "router",
         "alerts",
         "report",
     ]
     assert first["ok"] is True
     assert stages["seed-demo"]["status"] == "ok"
+    assert stages["router"]["status"] == "skipped" and "router.pools is empty" in stages["router"]["detail"]
     assert stages["seed-demo"]["result"]["rows"] == 34 * 1440
     assert stages["alerts"]["status"] == "ok", stages["alerts"]["detail"]
     assert stages["alerts"]["result"]["firing"] >= 1  # the demo rules' Watchdog is always firing
