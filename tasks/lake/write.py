@@ -116,6 +116,9 @@ def content_hash(df: pl.DataFrame, columns: Iterable[str]) -> str:
     for name in columns:
         col = df.get_column(name)
         if col.dtype == pl.String:
+            if col.null_count():  # a nullable text column (router_outcomes' kind, error): null ≠ ""
+                h.update(col.is_null().to_numpy().tobytes())
+                col = col.fill_null("")
             h.update("\x00".join(col.to_list()).encode())
         else:
             h.update(col.to_physical().to_numpy().tobytes())

@@ -73,7 +73,14 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_TEXT_TYPES = (b"text/", b"application/json", b"application/xml", b"application/x-www-form-urlencoded", b"+json", b"+xml")
+_TEXT_TYPES = (
+    b"text/",
+    b"application/json",
+    b"application/xml",
+    b"application/x-www-form-urlencoded",
+    b"+json",
+    b"+xml",
+)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -321,7 +328,7 @@ class RouterProxy:
         the first answer wins, the other is cancelled and released; a failure waits for the other."""
         rs = self.router.settings
         assert rs.retry.hedge_after_s is not None
-        t1 = asyncio.ensure_future(self._send_upstream(first, make(first)))
+        t1: asyncio.Future[_Try] = asyncio.ensure_future(self._send_upstream(first, make(first)))
         done, _ = await asyncio.wait({t1}, timeout=rs.retry.hedge_after_s)
         if done:
             return t1.result()
@@ -329,47 +336,42 @@ class RouterProxy:
         if not budget.try_retry():
             return await t1
         try:
-            second = self.router.route(query, exclude=(first.target.name,), hedged=True)
+            second = self.router.route(query, exclude=(first.target.name,), hedged=True, features=first.features)
         except RoutingError:
             budget.retry_finished()
             return await t1
-        t2 = asyncio.ensure_future(self._send_upstream(second, make(second)))
+        t2: asyncio.Future[_Try] = asyncio.ensure_future(self._send_upstream(second, make(second)))
+        owner = {t1: first, t2: second}
         pending: set[asyncio.Future[_Try]] = {t1, t2}
+        failed: list[_Try] = []  # attempts that ended without an answer, in order
         winner: _Try | None = None
-        last: _Try | None = None
         try:
             while pending and winner is None:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for t in sorted(done, key=lambda f: f is not t1):  # the first attempt wins a tie
                     tr = t.result()
-                    if winner is None and tr.response is not None:
+                    if tr.response is None:
+                        failed.append(tr)
+                    elif winner is None:
                         winner = tr
-                    elif tr.response is not None:
-                        await self._discard(tr, release=True)  # answered too, but lost the race
-                    elif pending or winner is not None or last is not None:
-                        self._record(tr)  # failed while another attempt may still answer
                     else:
-                        last = tr
-                    if winner is None and tr.response is None and last is None and not pending:
-                        last = tr
+                        await self._discard(tr, release=True)  # answered too, but lost the race
         finally:
-            for t in pending:
+            for t in pending:  # the loser (or both, when we are cancelled ourselves)
                 t.cancel()
             for t in pending:
                 try:
-                    tr = await t
+                    await self._discard(await t, release=True)
                 except asyncio.CancelledError:
-                    continue
-                await self._discard(tr, release=True)
-            for t in pending:
-                if t.cancelled():
-                    d = first if t is t1 else second
-                    self.router.release(d)
+                    self.router.release(owner[t])
             budget.retry_finished()
         if winner is not None:
+            for tr in failed:
+                self._record(tr)
             return winner
-        assert last is not None
-        return last
+        for tr in failed[:-1]:
+            self._record(tr)
+        return failed[-1]  # the caller records it (or retries it)
 
     def _retryable(self, tr: _Try, query: Query, has_body: bool, retry_on: list[int]) -> bool:
         if tr.response is not None:
@@ -415,7 +417,7 @@ class RouterProxy:
                 if not budget.try_retry():
                     break
                 try:
-                    nxt = self.router.route(query, exclude=tried, attempt=attempt + 1)
+                    nxt = self.router.route(query, exclude=tried, attempt=attempt + 1, features=decision.features)
                 except RoutingError:
                     budget.retry_finished()
                     break
@@ -507,4 +509,3 @@ def build_app(
     if recorder is not None:
         app.on_recorded = recorder.note
     return app
-

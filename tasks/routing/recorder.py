@@ -17,6 +17,7 @@ table's identity).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -111,10 +112,8 @@ class OutcomeRecorder:
         """Stop the loop, then write every outcome still buffered."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         while await self.flush_async() > 0:
             pass
@@ -122,10 +121,8 @@ class OutcomeRecorder:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.router.settings.service.flush_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush_async()

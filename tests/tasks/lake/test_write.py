@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.lake import Lake, Sample
-from tasks.lake.write import LakeWriteError, Limits
+from tasks.lake.write import LakeWriteError, Limits, content_hash
 
 
 def _samples(now, n=10, metric="cpu", host="a", start=0.0):
@@ -165,3 +165,11 @@ def test_derived_tables_round_trip_and_refuse_bad_rows(lake, now):
         lake.write_rows(S.FORECASTS, df.with_columns(pl.lit(float("nan")).alias("p90")))
     with pytest.raises(LakeWriteError, match="not a derived table"):
         lake.write_rows("samples", df)
+
+
+def test_content_hash_takes_nullable_text_and_tells_null_from_empty() -> None:
+    """router_outcomes has nullable text columns (kind, error): a batch with a null there must be
+    writable, and must not share a file name with the same batch holding "" instead."""
+    with_null = pl.DataFrame({"kind": [None, "a"]}, schema={"kind": pl.String})
+    with_empty = pl.DataFrame({"kind": ["", "a"]}, schema={"kind": pl.String})
+    assert content_hash(with_null, ["kind"]) != content_hash(with_empty, ["kind"])
