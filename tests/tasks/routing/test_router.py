@@ -203,3 +203,80 @@ def test_malformed_config_names_the_field() -> None:
         RouterSettings.model_validate({"pools": [{"name": "p", "targets": []}]})
     with pytest.raises(ValueError, match="strategy"):
         RouterSettings.model_validate({"strategy": "fastest"})
+
+
+def five_targets(**over: Any) -> RouterSettings:
+    return settings(
+        pools=[
+            {
+                "name": "api",
+                "prefix": "/",
+                "targets": [{"name": f"t{i}", "url": f"http://127.0.0.1:{9100 + i}"} for i in range(5)],
+            }
+        ],
+        **over,
+    )
+
+
+def fail(r: Router, target: str, n: int, status: int = 503) -> None:
+    others = {t for t in r.pools["api"].targets if t != target}
+    for _ in range(n):
+        r.record(r.route(Query(), pool="api", exclude=others), status=status, latency_ms=5.0)
+
+
+@pytest.mark.parametrize("strategy", ["p2c", "p2c_ewma", "round_robin", "consistent_hash", "learned"])
+def test_no_strategy_picks_an_ejected_target(strategy: str) -> None:
+    clock = Clock()
+    r = Router(five_targets(strategy=strategy), clock=clock, rng=random.Random(1))
+    fail(r, "t0", 5)  # 5 consecutive 5xx: ejected for 30 s
+    assert r.status()["pools"][0]["targets"][0]["ejected_for_s"] == pytest.approx(30.0)
+    picks = {r.route(Query(key=str(i), path=f"/{i}"), pool="api").target.name for i in range(300)}
+    assert "t0" not in picks and len(picks) == 4
+    clock.t += 30.01  # back after the ejection time
+    for ts_ in r.pools["api"].targets.values():
+        ts_.pending = 0
+    picks = {r.route(Query(key=str(i), path=f"/{i}"), pool="api").target.name for i in range(300)}
+    assert "t0" in picks
+
+
+def test_no_strategy_picks_an_open_breaker_and_half_open_admits_only_trials() -> None:
+    clock = Clock()
+    r = Router(five_targets(strategy="p2c_ewma", ejection={"enabled": False}), clock=clock, rng=random.Random(2))
+    fail(r, "t1", 5)  # 5 of 5 failed ≥ 50 %: open
+    t1 = r.pools["api"].targets["t1"]
+    assert t1.breaker is not None and t1.breaker.state == "open" and not t1.healthy(clock.t)
+    picks = [r.route(Query(), pool="api") for _ in range(200)]
+    assert all(d.target.name != "t1" for d in picks)
+    for d in picks:
+        r.release(d)
+    clock.t += 10.01  # wait_open_s: half-open, 3 trial calls
+    others = {"t0", "t2", "t3", "t4"}
+    trials = [r.route(Query(), pool="api", exclude=others) for _ in range(3)]
+    assert all(d.target.name == "t1" and d.permitted for d in trials)
+    with pytest.raises(NoHealthyTarget, match="1 breaker open"):
+        r.route(Query(), pool="api", exclude=others)  # permits used up
+    for d in trials:
+        r.record(d, status=200, latency_ms=3.0)
+    assert t1.breaker.state == "closed"
+
+
+def test_panic_mode_routes_over_every_target_when_too_few_are_healthy() -> None:
+    clock = Clock()
+    s = five_targets(strategy="round_robin", ejection={"max_ejection_percent": 100.0})
+    r = Router(s, clock=clock, rng=random.Random(3))
+    for name in ("t0", "t1", "t2"):
+        fail(r, name, 5)  # 3 of 5 ejected and breaker-open: 40 % healthy < 50 %
+    st = r.status()["pools"][0]
+    assert st["healthy"] == 2 and st["panic"]
+    ds = [r.route(Query(), pool="api") for _ in range(10)]
+    assert all(d.panic for d in ds) and {d.target.name for d in ds} == {f"t{i}" for i in range(5)}
+    assert not any(d.permitted for d in ds if d.target.name in ("t0", "t1", "t2"))  # breakers not consumed
+
+
+def test_retry_budget_is_the_routers() -> None:
+    r, _ = router()
+    budget = r.retry_budget
+    for _ in range(100):
+        budget.request_started()
+    granted = sum(budget.try_retry() for _ in range(50))
+    assert granted == 20  # 20 % of 100 in flight
