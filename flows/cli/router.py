@@ -67,6 +67,7 @@ def serve_cmd(
 
     from tasks.config.settings import config_path
     from tasks.config_checks import load_checked_settings
+    from tasks.routing.overrides import effective_settings, load_overrides
     from tasks.routing.proxy import build_app
     from tasks.routing.reload import Reloader, registry_champion
     from tasks.routing.router import Router
@@ -82,12 +83,16 @@ def serve_cmd(
     def load_config(path: Any) -> Any:
         return _with_strategy(load_checked_settings(path, st.overrides or None), strategy).router
 
-    router = Router(settings.router)
+    applied = load_overrides(state)
+    router = Router(effective_settings(settings.router, applied)[0])
     reloader = Reloader(
         router,
         config_path=config_path(st.config_arg),
         load_config=load_config,
         champion=lambda: registry_champion(state, model_name),
+        base=settings.router,
+        overrides=lambda: load_overrides(state),
+        applied=applied,
     )
     app = build_app(router, settings, st.lake(), background=[reloader])
     loop, http = server_stack()

@@ -6,6 +6,9 @@ DB) the reloader:
   A valid config is applied on the event loop with ``Router.reload`` — targets that survive keep
   their live state, and requests in flight finish on the objects they already hold, so nothing is
   dropped. A bad config is logged once with the field that is wrong, and the old pools stay;
+- reads the routing overrides (weights, capacities, breaker/retry settings changed as recorded
+  actions: ``tasks.routing.overrides``) and lays them over the config (``effective_settings``); a
+  new config or a new set of overrides reloads the router the same way;
 - asks the model registry for the champion of ``router.learned.model``; when its version differs
   from the one in use, loads it and hands it to ``Router.set_model`` (no restart needed).
 
@@ -32,6 +35,7 @@ from tasks.config import load_settings
 from tasks.config.routing import RouterSettings
 from tasks.redact import redact_url
 from tasks.routing import learned
+from tasks.routing.overrides import Override, effective_settings
 from tasks.routing.router import Router
 from tasks.state import State
 
@@ -89,8 +93,18 @@ class Reloader:
         load_config: Callable[[Path], RouterSettings] | None = None,
         champion: Callable[[], Champion | None] | None = None,
         load_model: Callable[[Path], Any] = load_route_model,
+        base: RouterSettings | None = None,
+        overrides: Callable[[], list[Override]] | None = None,
+        applied: list[Override] | None = None,
     ) -> None:
+        """``base``: the config's router settings the router was built from (default: its
+        settings); ``overrides``: reads the stored overrides; ``applied``: those already laid over
+        ``base`` when the router was built (so the first check does not reload for nothing)."""
         self.router = router
+        self.base = base or router.settings
+        self.overrides = overrides
+        self._overrides_key = repr(applied) if applied is not None else None
+        self.stale: list[Override] = []
         self.config_path = config_path
         self.load_config = load_config or (lambda p: load_settings(p).router)
         self.champion = champion
@@ -112,6 +126,29 @@ class Reloader:
         return self._check_config(), self._check_model()
 
     def _check_config(self) -> RouterSettings | None:
+        """The settings to reload with when the config file or the overrides changed, else None."""
+        new_base = self._check_file()
+        found: list[Override] = []
+        if self.overrides is not None:
+            try:
+                found = self.overrides()
+            except Exception as exc:
+                self._fail(f"routing overrides not readable: {exc}")
+                return new_base
+            key = repr(found)
+            if key != self._overrides_key:
+                self._overrides_key = key
+                new_base = new_base or self.base
+        if new_base is None:
+            return None
+        self.base = new_base
+        if not found:
+            self.stale = []
+            return new_base
+        settings, self.stale = effective_settings(new_base, found)
+        return settings
+
+    def _check_file(self) -> RouterSettings | None:
         if self.config_path is None:
             return None
         fp = config_fingerprint(self.config_path)
@@ -188,6 +225,7 @@ class Reloader:
         return {
             "config": str(self.config_path) if self.config_path else None,
             "reloads": self.reloads,
+            "stale_overrides": [o.scope + "." + o.field for o in self.stale],
             "model_version": self.model_version,
             "model_loads": self.model_loads,
             "last_error": self.last_error,

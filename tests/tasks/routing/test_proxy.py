@@ -148,7 +148,7 @@ def test_a_backend_closing_mid_answer_is_a_failure_and_the_client_sees_a_cut(
 def test_a_retry_goes_to_another_target(backends: tuple[Backend, Backend], run: Any) -> None:
     a, b = backends
     a.fail_status = 503
-    r = run(_settings([("a", a.url), ("b", b.url)], retry={"max_attempts": 2}))
+    r = run(_settings([("a", a.url), ("b", b.url)], retry={"max_attempts": 2}, strategy="round_robin"))
     for _ in range(4):
         resp = r.client.get("/api/echo")
         assert resp.status_code == 200 and resp.json()["backend"] == "b"

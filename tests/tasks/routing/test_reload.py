@@ -18,6 +18,7 @@ from routerhttp import Backend, Service
 
 import tasks.forecasting.registry  # noqa: F401 - registers the registry's model_versions table
 from tasks.config import load_settings
+from tasks.routing.overrides import apply_settings_action, load_overrides, settings_action
 from tasks.routing.proxy import build_app
 from tasks.routing.reload import Reloader, config_fingerprint, registry_champion
 from tasks.routing.router import Router
@@ -171,3 +172,26 @@ def test_a_champion_that_fails_to_load_is_reported_once(tmp_path: Path) -> None:
     reloader.last_error = None
     assert reloader.check() == (None, None) and reloader.last_error is None  # not retried every tick
     assert router.model is None
+
+
+def test_a_routing_action_is_laid_over_the_config_on_the_next_check(tmp_path: Path) -> None:
+    cfg = tmp_path / "cortex-perf.yaml"
+    _write(cfg, {"a": "http://127.0.0.1:9001", "b": "http://127.0.0.1:9002"})
+    state = State(str(tmp_path / "state.duckdb"))
+    base = load_settings(cfg).router
+    router = Router(base)
+    reloader = Reloader(router, config_path=cfg, base=base, overrides=lambda: load_overrides(state), applied=[])
+    assert reloader.check() == (None, None)  # nothing stored, nothing changed
+    action = settings_action(base, "api/a", {"capacity": 7}, reason="test")
+    assert apply_settings_action(action, state=state, lake=None, dry_run=False).ok
+    new, _ = reloader.check()
+    assert new is not None
+    reloader.apply(new, None)
+    assert router.pools["api"].targets["a"].target.capacity == 7
+    # the config changes later: the override still lies over the new file
+    _write(cfg, {"a": "http://127.0.0.1:9001", "b": "http://127.0.0.1:9002", "c": "http://127.0.0.1:9003"})
+    new, _ = reloader.check()
+    assert new is not None
+    reloader.apply(new, None)
+    assert list(router.pools["api"].targets) == ["a", "b", "c"]
+    assert router.pools["api"].targets["a"].target.capacity == 7
