@@ -2,8 +2,9 @@
 
 This package is the app: it builds the typer ``app`` with the global options and mounts the command
 groups, one module each (``run``, ``config``, ``lake``, ``models``, ``rules``, ``alerts``, ``scale``,
-``status``, ``analytics``, ``report``). A group imports only ``flows.cli.common`` (consoles, errors,
-global options, output helpers) and ``flows.cli.output``, never this module, so nothing imports back.
+``status``, ``analytics``, ``report``, ``cache``, ``gpu``, ``router``). A group imports only
+``flows.cli.common`` (consoles, errors, global options, output helpers) and ``flows.cli.output``,
+never this module, so nothing imports back.
 
 Why Prefect is imported lazily (inside the commands that run flows): Prefect reads its settings
 when it is first imported, and the CLI must set them first — a per-checkout ``PREFECT_HOME``, a
@@ -33,6 +34,7 @@ from flows.cli.gpu import gpu_app
 from flows.cli.lake import lake_app
 from flows.cli.models import anomaly_app, forecast_app
 from flows.cli.report import report_command
+from flows.cli.router import router_app
 from flows.cli.rules import rules_app
 from flows.cli.run import collect, run, serve
 from flows.cli.scale import scale_app
@@ -100,6 +102,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(scale_app, name="scale")
 app.add_typer(cache_app, name="cache")
 app.add_typer(gpu_app, name="gpu")
+app.add_typer(router_app, name="router")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.lake import Lake, Sample
-from tasks.lake.write import LakeWriteError, Limits
+from tasks.lake.write import LakeWriteError, Limits, content_hash
 
 
 def _samples(now, n=10, metric="cpu", host="a", start=0.0):
@@ -183,3 +183,11 @@ def test_derived_rows_with_null_text_are_written_and_told_apart(lake, now):
     assert lake.write_rows(S.ROUTER_OUTCOMES, df.with_columns(pl.lit("").alias("error"))).accepted == 1
     got = lake.read_rows(S.ROUTER_OUTCOMES, now - timedelta(hours=1), now + timedelta(hours=1))
     assert got.height == 1 and got["error"].to_list() == [""] and got["kind"].to_list() == [None]
+
+
+def test_content_hash_takes_nullable_text_and_tells_null_from_empty() -> None:
+    """router_outcomes has nullable text columns (kind, error): a batch with a null there must be
+    writable, and must not share a file name with the same batch holding "" instead."""
+    with_null = pl.DataFrame({"kind": [None, "a"]}, schema={"kind": pl.String})
+    with_empty = pl.DataFrame({"kind": ["", "a"]}, schema={"kind": pl.String})
+    assert content_hash(with_null, ["kind"]) != content_hash(with_empty, ["kind"])
