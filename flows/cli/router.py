@@ -9,6 +9,7 @@ Targets' URL credentials are never printed (``Router.status`` redacts them).
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -67,6 +68,7 @@ def serve_cmd(
 
     from tasks.config.settings import config_path
     from tasks.config_checks import load_checked_settings
+    from tasks.registry import ModelRegistry
     from tasks.routing.overrides import effective_settings, load_overrides
     from tasks.routing.proxy import build_app
     from tasks.routing.reload import Reloader, registry_champion
@@ -79,6 +81,7 @@ def serve_cmd(
     svc = settings.router.service
     state = st.state()
     model_name = settings.router.learned.model
+    registry = ModelRegistry(state, Path(settings.data_dir) / "models")
 
     def load_config(path: Any) -> Any:
         return _with_strategy(load_checked_settings(path, st.overrides or None), strategy).router
@@ -89,7 +92,7 @@ def serve_cmd(
         router,
         config_path=config_path(st.config_arg),
         load_config=load_config,
-        champion=lambda: registry_champion(state, model_name),
+        champion=lambda: registry_champion(registry, model_name),
         base=settings.router,
         overrides=lambda: load_overrides(state),
         applied=applied,

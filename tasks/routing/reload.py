@@ -12,10 +12,8 @@ DB) the reloader:
 - asks the model registry for the champion of ``router.learned.model``; when its version differs
   from the one in use, loads it and hands it to ``Router.set_model`` (no restart needed).
 
-The registry seam: ``tasks.routing`` may not import ``tasks.forecasting`` (domains meet through
-declared seams only), so ``registry_champion`` reads the registry's ``model_versions`` table
-through the state DB, as the registry itself does. When the registry moves to a shared module,
-only that function changes.
+The champion comes from the shared model registry (``tasks.registry``), the one the ``router``
+flow promotes through; the model itself is the learned strategy's ``RouteModel``.
 """
 
 from __future__ import annotations
@@ -29,15 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from tasks.config import load_settings
 from tasks.config.routing import RouterSettings
 from tasks.redact import redact_url
-from tasks.routing import learned
+from tasks.registry import ModelRegistry
+from tasks.routing.learned import RouteModel
 from tasks.routing.overrides import Override, effective_settings
 from tasks.routing.router import Router
-from tasks.state import State
 
 __all__ = ["Reloader", "config_fingerprint", "load_route_model", "registry_champion"]
 
@@ -56,25 +52,15 @@ def config_fingerprint(path: Path) -> str | None:
     return f"{st.st_size}:{st.st_mtime_ns}:{digest}"
 
 
-def registry_champion(state: State, name: str) -> Champion | None:
-    """The registry's champion of model ``name`` as (version, path); None when there is none yet
-    (or no model was ever registered in this state DB)."""
-    try:
-        with state.transaction(read_only=True) as con:
-            rows = con.execute(
-                "SELECT version, path FROM model_versions WHERE name = ? AND status = 'champion'", [name]
-            ).fetchall()
-    except duckdb.CatalogException:  # the registry's table does not exist yet
-        return None
-    return (str(rows[0][0]), Path(rows[0][1])) if rows else None
+def registry_champion(registry: ModelRegistry, name: str) -> Champion | None:
+    """The registry's champion of model ``name`` as (version, path); None while there is none."""
+    mv = registry.champion(name)
+    return (mv.version, Path(mv.path)) if mv is not None else None
 
 
-def load_route_model(path: Path) -> Any:
-    """The learned strategy's model saved at ``path`` (``tasks.routing.learned.RouteModel.load``)."""
-    model_cls = getattr(learned, "RouteModel", None)
-    if model_cls is None:
-        raise RuntimeError("this build has no learned route model (tasks.routing.learned.RouteModel)")
-    return model_cls.load(path)
+def load_route_model(path: Path) -> RouteModel:
+    """The learned strategy's model saved at ``path``."""
+    return RouteModel.load(path)
 
 
 class Reloader:

@@ -3,7 +3,6 @@ the old pools; a champion promoted in the registry is picked up by the running s
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -14,14 +13,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from router_outcomes import CROSSED, synthetic_outcomes
 from routerhttp import Backend, Service
 
-import tasks.forecasting.registry  # noqa: F401 - registers the registry's model_versions table
 from tasks.config import load_settings
+from tasks.registry import ModelRegistry
 from tasks.routing.overrides import apply_settings_action, load_overrides, settings_action
 from tasks.routing.proxy import build_app
 from tasks.routing.reload import Reloader, config_fingerprint, registry_champion
 from tasks.routing.router import Router
+from tasks.routing.training import fit, outcome_rows
 from tasks.state import State
 
 
@@ -109,29 +110,14 @@ def test_config_fingerprint_changes_with_the_content(tmp_path: Path) -> None:
     assert config_fingerprint(f) not in (None, first)
 
 
-class _SavedModel:
-    """A saved model as the registry keeps one: a folder with a file (the learned model's format
-    belongs to the learn part; the reloader only hands ``load_model`` the champion's path)."""
-
-    def __init__(self, path: Path) -> None:
-        self.version = json.loads((path / "model.json").read_text())["version"]
-
-    @classmethod
-    def load(cls, path: Path) -> _SavedModel:
-        return cls(path)
-
-
-def _register(state: State, root: Path, version: str, seq: int) -> None:
-    path = root / version
-    path.mkdir(parents=True)
-    (path / "model.json").write_text(json.dumps({"version": version}))
-    with state.transaction() as con:
-        con.execute("UPDATE model_versions SET status = 'retired' WHERE name = 'router' AND status = 'champion'")
-        con.execute(
-            "INSERT INTO model_versions (name, version, seq, kind, status, created_at, path) "
-            "VALUES ('router', ?, ?, 'router_test', 'champion', ?, ?)",
-            [version, seq, datetime.now(UTC), str(path)],
-        )
+def _promote(registry: ModelRegistry, settings: Any, seed: int) -> str:
+    """Train a real route model on synthetic outcomes and promote it through the shared registry,
+    as the router flow does."""
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = outcome_rows(synthetic_outcomes(400, start, CROSSED, seed=seed), settings)
+    mv = registry.register("router", fit(rows, seed=seed), train_start=start, train_end=start, score=1.0)
+    registry.promote("router", mv.version, reason="test")
+    return mv.version
 
 
 def test_a_promoted_model_is_picked_up_without_restart(tmp_path: Path, backends: tuple[Backend, Backend]) -> None:
@@ -139,22 +125,20 @@ def test_a_promoted_model_is_picked_up_without_restart(tmp_path: Path, backends:
     cfg = tmp_path / "cortex-perf.yaml"
     _write(cfg, {"a": a.url}, strategy="learned")
     settings = load_settings(cfg)
-    state = State(str(tmp_path / "state.duckdb"))
-    assert registry_champion(state, "router") is None  # none promoted yet
+    registry = ModelRegistry(State(str(tmp_path / "state.duckdb")), tmp_path / "models")
+    assert registry_champion(registry, "router") is None  # none promoted yet
     router = Router(settings.router)
-    reloader = Reloader(
-        router,
-        champion=lambda: registry_champion(state, "router"),
-        load_model=_SavedModel.load,
-    )
+    reloader = Reloader(router, champion=lambda: registry_champion(registry, "router"))
     service = Service(build_app(router, settings, None, background=[reloader]))
     try:
-        _register(state, tmp_path / "models", "v1", 1)
-        _wait(lambda: reloader.model_version == "v1", "v1")
-        assert httpx.get(service.url + "/_router/status").json()["model"] == {"name": "router", "version": "v1"}
-        _register(state, tmp_path / "models", "v2", 2)
-        _wait(lambda: reloader.model_version == "v2", "v2")
-        assert router.model.version == "v2"
+        v1 = _promote(registry, settings, seed=1)
+        _wait(lambda: reloader.model_version == v1, v1)
+        status = httpx.get(service.url + "/_router/status").json()
+        assert status["model"] == {"name": "router", "version": v1}
+        assert type(router.model).__name__ == "RouteModel"
+        v2 = _promote(registry, settings, seed=2)
+        _wait(lambda: reloader.model_version == v2, v2)
+        assert router.model_version == v2 and v2 != v1
         assert httpx.get(service.url + "/echo").status_code == 200
     finally:
         service.stop()
