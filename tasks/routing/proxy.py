@@ -323,7 +323,9 @@ class RouterProxy:
         else:
             self._record(tr)
 
-    async def _race(self, first: Decision, query: Query, make: Callable[[Decision], httpx.Request]) -> _Try:
+    async def _race(
+        self, first: Decision, query: Query, make: Callable[[Decision], httpx.Request], tried: list[str]
+    ) -> _Try:
         """Hedging: if ``first`` has no answer after ``hedge_after_s``, send to a second target too;
         the first answer wins, the other is cancelled and released; a failure waits for the other."""
         rs = self.router.settings
@@ -340,6 +342,7 @@ class RouterProxy:
         except RoutingError:
             budget.retry_finished()
             return await t1
+        tried.append(second.target.name)  # a retry after both failed goes to a third target
         t2: asyncio.Future[_Try] = asyncio.ensure_future(self._send_upstream(second, make(second)))
         owner = {t1: first, t2: second}
         pending: set[asyncio.Future[_Try]] = {t1, t2}
@@ -407,11 +410,11 @@ class RouterProxy:
         budget = self.router.retry_budget
         budget.request_started()
         try:
+            tried = [decision.target.name]
             if retry.hedge_after_s is not None and query.is_idempotent:
-                tr = await self._race(decision, query, make)
+                tr = await self._race(decision, query, make, tried)
             else:
                 tr = await self._send_upstream(decision, make(decision))
-            tried = [decision.target.name]
             attempt = 1
             while attempt < retry.max_attempts and self._retryable(tr, query, bool(body), retry.retry_on):
                 if not budget.try_retry():

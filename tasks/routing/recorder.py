@@ -8,6 +8,10 @@ as soon as ``service.outcome_batch`` are waiting, writing each batch as one file
 also appends one ``query.routed`` event: counts per pool and target (requests, failures, mean
 latency), never one event per request.
 
+Each tick (``service.flush_s``) also writes the router's health (``tasks.routing.health``: healthy
+targets, breaker states, ejections, pending, EWMA per target; a pool's healthy ratio and panic), so
+a rule can alert on it (``data/examples/alerting/router-rules.yml``) — even when no request came.
+
 Stopping writes everything still buffered (no outcome is lost on a clean stop). A failed write is
 logged and its rows kept for the next flush (bounded, oldest dropped first and counted), so a
 lake that is briefly unreachable loses nothing; re-sent rows are harmless (``outcome_id`` is the
@@ -23,6 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -31,6 +36,7 @@ from tasks.events import emit
 from tasks.lake import Lake
 from tasks.lake import schema as S
 from tasks.redact import redact_url
+from tasks.routing.health import write_health
 from tasks.routing.model import Outcome
 from tasks.routing.router import Router
 
@@ -81,10 +87,12 @@ class OutcomeRecorder:
     """Drains ``router`` into ``lake``: a background task of the proxy (``start``/``stop``), or
     ``flush()`` called directly (the CLI's in-process use, tests)."""
 
-    def __init__(self, router: Router, lake: Lake, *, events: bool = True) -> None:
+    def __init__(self, router: Router, lake: Lake, *, events: bool = True, name: str = "default") -> None:
         self.router = router
         self.lake = lake
         self.events = events
+        self.name = name  # the ``router`` label of the health samples
+        self.health_writes = 0
         self.written = 0  # rows written since start
         self.flushes = 0  # lake batches written
         self.failed_writes = 0
@@ -128,6 +136,16 @@ class OutcomeRecorder:
                 await self.flush_async()
             except Exception as exc:  # never let the recorder die: the next flush tries again
                 log.error("router: recording outcomes failed: %s", redact_url(str(exc)))
+            await self.health_async()
+
+    async def health_async(self) -> None:
+        """Write the router's health now: the status is read on the loop (live state), written off it."""
+        status = self.router.status()
+        try:
+            await asyncio.to_thread(write_health, self.lake, status, datetime.now(UTC), self.name)
+            self.health_writes += 1
+        except Exception as exc:  # health is telemetry: a failed write is logged, the next tick tries again
+            log.error("router: writing health failed: %s", redact_url(str(exc)))
 
     # ---- flushing ----------------------------------------------------------------------------
     def _take(self) -> list[Outcome]:

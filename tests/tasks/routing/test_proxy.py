@@ -14,8 +14,10 @@ from routerhttp import Backend, Service, free_port
 
 from tasks.config import Settings
 from tasks.config.routing import RouterSettings
+from tasks.routing.model import Query
 from tasks.routing.proxy import _strip_hop_by_hop, build_app
 from tasks.routing.router import Router
+from tasks.routing.strategies import ConsistentHash
 
 
 @pytest.fixture
@@ -199,6 +201,41 @@ def test_hedging_answers_from_the_second_target_and_releases_the_first(
     assert [o.target for o in outcomes] == ["b", "b"]  # a's cancelled attempt has no outcome
     assert sum(o.hedged for o in outcomes) == len(a.hits) >= 1  # every request a got was hedged to b
     assert r.target("a")["pending"] == 0 and r.target("b")["pending"] == 0
+
+
+def test_after_a_hedge_and_its_first_try_both_fail_the_retry_goes_to_a_third_target(
+    backends: tuple[Backend, Backend], run: Any
+) -> None:
+    a, b = backends
+    c = Backend("c")
+    try:
+        for slow_failing in (a, b):
+            slow_failing.delay_ms, slow_failing.fail_status = 200, 503
+        r = run(
+            _settings(
+                [("a", a.url), ("b", b.url), ("c", c.url)],
+                retry={"hedge_after_s": 0.05, "max_attempts": 2},
+                strategy="consistent_hash",
+                ejection={"enabled": False},
+                breaker={"enabled": False},
+            )
+        )
+        # a key whose ring walk meets a, then b, then c: without a the walk picks b every time, so a
+        # retry that forgot the hedge's target would go back to b
+        ring = ConsistentHash()
+        states = {t.name: t for t in r.router.pools["api"].targets.values()}
+        key = next(
+            k
+            for k in map(str, range(10_000))
+            if ring.choose(Query(key=k), [states[n] for n in "abc"], 0).name == "a"
+            and ring.choose(Query(key=k), [states[n] for n in "bc"], 0).name == "b"
+        )
+        resp = r.client.get("/api/echo", headers={"x-route-key": key})  # a, the hedge to b: both 503
+        assert resp.status_code == 200 and resp.json()["backend"] == "c"
+        assert [o.target for o in sorted(r.outcomes(), key=lambda o: o.attempt)][-1] == "c"
+        assert len(a.hits) == 1 and len(b.hits) == 1  # neither failing target was tried twice
+    finally:
+        c.close()
 
 
 def test_a_body_over_the_limit_is_refused_with_413(backends: tuple[Backend, Backend], run: Any) -> None:

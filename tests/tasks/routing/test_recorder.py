@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -113,3 +114,25 @@ def test_the_service_writes_in_batches_and_loses_nothing_on_stop(tmp_path: Path)
     assert sorted(r["path"] for r in rows) == sorted(f"/echo/{i}" for i in range(12))
     assert len({r["outcome_id"] for r in rows}) == 12  # none written twice
     assert router.buffered == 0
+
+
+def test_each_tick_writes_the_routers_health_for_rules_to_read(tmp_path: Path) -> None:
+
+    lake = Lake(str(tmp_path / "lake"))
+    router = _router(batch=100, flush_s=0.05)
+    for _ in range(5):  # five failures in a row: ejected and breaker open
+        router.record(router.route(Query(path="/x")), status=503, latency_ms=1.0)
+    rec = OutcomeRecorder(router, lake, name="edge")
+
+    async def run() -> None:
+        await rec.start()
+        while rec.health_writes < 2:
+            await asyncio.sleep(0.01)
+        await rec.stop()
+
+    asyncio.run(run())
+    got = lake.latest('router_pool_healthy_ratio{router="edge",pool="api"}')
+    assert got.height == 1 and got.get_column("value")[0] == 0.0
+    ejected = lake.latest('router_target_ejected{router="edge",pool="api",target="a"}')
+    assert ejected.get_column("value")[0] == 1.0
+    assert len(_rows(lake)) == 5  # and the outcomes themselves
