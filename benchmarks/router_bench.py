@@ -97,12 +97,8 @@ def scenarios(duration_s: float) -> dict[str, Scenario]:
             [b("b0", kind_ms={"a": 5.0, "b": 25.0}, workers=8), b("b1", kind_ms={"a": 25.0, "b": 5.0}, workers=8)],
             kinds=[("a", 1.0), ("b", 1.0)],
         ),
-        "failing": Scenario(
-            "failing", [b("b0"), b("b1", fail_rate=0.3, fail_window=[third, 2 * third]), b("b2")]
-        ),
-        "spike": Scenario(
-            "spike", [b("b0"), b("b1", spike_factor=10.0, spike_window=[third, 1.5 * third]), b("b2")]
-        ),
+        "failing": Scenario("failing", [b("b0"), b("b1", fail_rate=0.3, fail_window=[third, 2 * third]), b("b2")]),
+        "spike": Scenario("spike", [b("b0"), b("b1", spike_factor=10.0, spike_window=[third, 1.5 * third]), b("b2")]),
     }
 
 
@@ -164,9 +160,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(
-    workdir: Path, backends: list[BackendProc], strategy: str, port: int, *, capacity: int = 1000
-) -> Path:
+def write_config(workdir: Path, backends: list[BackendProc], strategy: str, port: int, *, capacity: int = 1000) -> Path:
     """A cortex-perf config naming the backends, the strategy and this run's own lake and state DB."""
     cfg = {
         "data_dir": str(workdir / "data"),
@@ -301,9 +295,7 @@ def run_scenario(
     sc: Scenario, strategies: list[str], args: argparse.Namespace, workdir: Path
 ) -> dict[str, dict[str, Any]]:
     arrivals = nasa_arrivals(args.rate, args.duration, seconds_per_minute=args.seconds_per_minute, seed=args.seed)
-    warmup = nasa_arrivals(
-        args.rate, args.warmup, seconds_per_minute=args.seconds_per_minute, seed=args.seed + 1
-    )
+    warmup = nasa_arrivals(args.rate, args.warmup, seconds_per_minute=args.seconds_per_minute, seed=args.seed + 1)
     backends: list[BackendProc] = []
     rows: dict[str, dict[str, Any]] = {}
     try:
