@@ -170,7 +170,10 @@ class RouterSettings(Section):
     strategy: Strategy = Field("p2c_ewma", description="Default selection strategy of a pool.")
     pools: list[RouterPool] = Field(
         default_factory=list,
-        description="Pools of targets: {name, prefix, strip_prefix, strategy, targets: [{name, url, weight, capacity, tags, cost}]}.",
+        description=(
+            "Pools of targets: {name, prefix, strip_prefix, strategy, "
+            "targets: [{name, url, weight, capacity, tags, cost}]}."
+        ),
     )
     ewma_decay_s: float = Field(10.0, gt=0, le=3600, description="Peak-EWMA decay time (Finagle: 10 s).")
     ewma_default_ms: float = Field(30.0, gt=0, le=1e6, description="Assumed latency of an unseen target.")

@@ -69,13 +69,14 @@ class Query:
 class PeakEwma:
     """Finagle's / Tower's peak-sensitive EWMA of round-trip time.
 
-    A sample above the estimate replaces it at once (peaks are believed immediately); a sample
-    below pulls it down with weight ``1 − exp(−Δt/τ)``; with no samples the estimate decays toward
-    zero with the same time constant, so a target that was slow long ago is tried again. An unseen
-    target starts at ``default_ms`` (Linkerd: 30 ms). Reading does not change the state (Finagle's
-    ``get`` re-stamps on every read, which makes a new sample's weight depend on how often the
-    balancer happened to look): here a sample's weight depends only on the time since the last
-    sample, and the decayed value read at any instant is the same either way.
+    Between samples the estimate decays toward zero with time constant ``decay_s`` (Finagle reads
+    it as an observation of 0), so a target that was slow long ago gets tried again. A sample above
+    the decayed estimate replaces it at once (peaks are believed immediately); one below pulls it
+    toward itself with weight ``1 − exp(−Δt/τ)``, Δt the time since the previous sample. An unseen
+    target starts at ``default_ms`` (Linkerd: 30 ms).
+
+    Why reads do not change the state here (Finagle's ``get`` re-stamps on every read): otherwise a
+    sample's weight would depend on how often the balancer happened to look at the target.
     """
 
     __slots__ = ("decay_s", "stamp", "value_ms")
@@ -96,8 +97,7 @@ class PeakEwma:
             self.value_ms = rtt_ms
         else:
             w = math.exp(-max(now - self.stamp, 0.0) / self.decay_s)
-            # decayed previous value plus the new sample's share: Tower's update with elapsed Δt
-            self.value_ms = self.value_ms * w + rtt_ms * (1.0 - w)
+            self.value_ms = current * w + rtt_ms * (1.0 - w)
         self.stamp = now
 
 
@@ -162,6 +162,7 @@ class Decision:
     panic: bool = False  # chosen in panic mode (too few healthy targets)
     explored: bool = False  # the learned strategy explored instead of exploiting
     features: dict[str, Any] = field(default_factory=dict)
+    permitted: bool = False  # the target's breaker granted this attempt a call (record/release report to it)
     done: bool = False  # recorded or released (a decision is closed once)
 
 
