@@ -23,13 +23,16 @@ and through the proxy (one target) by the same generator in the same run: the p5
     uv run python benchmarks/router_bench.py --json              # everything (~25 min of load)
     uv run python benchmarks/router_bench.py --quick --json      # smoke: 6 s per strategy
     uv run python benchmarks/router_bench.py --direct --quick    # no proxy: client-side round robin
+    uv run python benchmarks/router_bench.py --in-process        # no proxy: Router.route/record in the generator
     options: --scenarios a,b  --strategies a,b  --rate R  --duration S  --warmup S
              --overhead-rate R  --overhead-duration S  --no-overhead  --dir PARENT  --keep
 
 ``--json``: the last line is ``{"scenarios": {SCENARIO: {STRATEGY: {"p50_ms", "p95_ms", "p99_ms",
 "mean_ms", "error_pct", "rps", ...}}}, "default_strategy": NAME, "overhead_p50_ms": MS, "targets":
 {...}, "overhead": {...}, "seconds": S}``; ``--direct`` reports one strategy, ``direct_round_robin``,
-and no overhead (null). What needs what: ``--direct`` needs only this folder; the strategies need
+and no overhead (null); ``--in-process`` every strategy but ``learned``, no overhead; ``mode`` says
+which. What needs what: ``--direct`` needs only this folder; ``--in-process`` the Router and
+strategies; the proxy runs need
 ``cortex-perf router serve`` (tasks/routing/proxy, router, strategies); ``learned`` also needs the
 router flow's training (tasks/routing/training) and the model registry.
 """
@@ -42,6 +45,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -62,13 +66,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` and the siblings importable
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.router_load import nasa_arrivals, run_load, summarize  # noqa: E402
-from tasks.config.routing import RouterSettings  # noqa: E402
+from benchmarks.router_load import Picker, nasa_arrivals, run_load, summarize  # noqa: E402
+from tasks.config.routing import RouterPool, RouterSettings, RouterTarget  # noqa: E402
+from tasks.routing.model import Decision, Query  # noqa: E402
+from tasks.routing.router import Router  # noqa: E402
 
 BACKEND = ROOT / "benchmarks" / "router_backend.py"
 SCENARIOS = ("heterogeneous", "query_cost", "failing", "spike")
 STRATEGIES = ("round_robin", "p2c", "p2c_ewma", "consistent_hash", "learned")
 DIRECT = "direct_round_robin"
+ROUTE_KEYS = 1000
 TARGET_P99 = 0.8  # ≤ 0.8 × P2C-EWMA's p99 in every scenario
 TARGET_MEAN_QUERY_COST = 0.7  # ≤ 0.7 × P2C-EWMA's mean in query_cost
 TARGET_OVERHEAD_MS = 1.0
@@ -227,9 +234,32 @@ class ProxyProc:
 # ---------------------------------------------------------------- runs
 
 
-def measure(urls: list[str], arrivals: np.ndarray, kinds: list[tuple[str, float]], seed: int) -> dict[str, Any]:
+class RouterPicker:
+    """The in-process mode: the real ``Router`` (``route`` → send → ``record``) inside the generator,
+    no proxy in between — the strategies' choices on real backends, without the service's cost."""
+
+    def __init__(self, strategy: str, backends: list[BackendProc], seed: int) -> None:
+        targets = [RouterTarget(name=b.name, url=b.url, capacity=1000) for b in backends]
+        settings = RouterSettings(strategy=strategy, pools=[RouterPool(name="bench", prefix="/", targets=targets)])
+        self.router = Router(settings, rng=random.Random(seed))
+        self.index = {b.name: i for i, b in enumerate(backends)}
+
+    def pick(self, kind: str, key: str) -> tuple[int, Decision]:
+        d = self.router.route(Query(method="GET", path="/q", kind=kind or None, key=key or None))
+        return self.index[d.target.name], d
+
+    def finish(self, handle: Decision, status: int, latency_ms: float, error: str | None) -> None:
+        self.router.record(handle, status=status, latency_ms=latency_ms, error=error)
+        if self.router.buffered > 1000:  # nobody writes these outcomes: keep the buffer from filling
+            self.router.drain()
+
+
+def measure(
+    urls: list[str], arrivals: np.ndarray, kinds: list[tuple[str, float]], seed: int, picker: Picker | None = None
+) -> dict[str, Any]:
     """One open-loop run; the figures plus where each kind was answered (to see what a strategy learnt)."""
-    result = asyncio.run(run_load(urls, arrivals, kinds=kinds, seed=seed))
+    # 1,000 affinity keys so consistent hashing spreads (without a key every query hashes alike)
+    result = asyncio.run(run_load(urls, arrivals, kinds=kinds, route_keys=ROUTE_KEYS, seed=seed, picker=picker))
     out = summarize(result)
     out["placement"] = {f"{k or '-'}->{b}": v for (k, b), v in sorted(result.placement.items())}
     return out
@@ -306,6 +336,15 @@ def run_scenario(
             for b in backends:
                 b.configure()
             rows[DIRECT] = measure([f"{b.url}/q" for b in backends], arrivals, sc.kinds, args.seed)
+        elif args.in_process:
+            for s in strategies:
+                if s == "learned":
+                    continue  # its model is trained from what the proxy's recorder writes
+                _progress(f"{sc.name} / {s} (in process)")
+                for b in backends:
+                    b.configure()
+                picker = RouterPicker(s, backends, args.seed)
+                rows[s] = measure([f"{b.url}/q" for b in backends], arrivals, sc.kinds, args.seed, picker)
         else:
             for s in strategies:
                 _progress(f"{sc.name} / {s}")
@@ -395,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--direct", action="store_true", help="no proxy: the generator round-robins over the backends")
+    p.add_argument(
+        "--in-process", action="store_true", help="no proxy: the real Router inside the generator (no learned)"
+    )
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--rate", type=float, default=None, help="mean req/s (default 150; quick 100)")
@@ -409,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the work folder (configs, proxy logs, lakes)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
+    # SIGTERM: unwind (the finally blocks stop the backend and proxy processes) instead of orphaning them
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     a.rate = a.rate or (100.0 if a.quick else 150.0)
     a.duration = a.duration or (6.0 if a.quick else 60.0)
     a.warmup = a.warmup or (6.0 if a.quick else 60.0)
@@ -423,10 +467,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             _progress(f"scenario {name}")
             report["scenarios"][name] = run_scenario(all_sc[name], strategies, a, workdir)
-        if not a.direct and not a.no_overhead:
+        if not (a.direct or a.in_process or a.no_overhead):
             _progress("overhead")
             report["overhead"] = run_overhead(a, workdir)
             report["overhead_p50_ms"] = report["overhead"]["overhead_p50_ms"]
+    report["mode"] = "direct" if a.direct else "in_process" if a.in_process else "proxy"
     report["targets"] = targets(report)
     report["seconds"] = round(time.monotonic() - t0, 1)
     report["settings"] = {

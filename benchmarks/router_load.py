@@ -36,12 +36,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 
-__all__ = ["LoadResult", "nasa_arrivals", "parse_kinds", "run_load", "summarize"]
+__all__ = ["LoadResult", "Picker", "nasa_arrivals", "parse_kinds", "run_load", "summarize"]
 
 ROOT = Path(__file__).resolve().parents[1]
 NASA_CSV = ROOT.parent / "shared" / "datasets" / "nasa-http-1995" / "nasa_requests_per_minute.csv"
@@ -181,6 +181,15 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
     return status, (await reader.readexactly(length) if length else b""), keep
 
 
+class Picker(Protocol):
+    """Chooses the URL of each request just before it is sent and hears how it went (the harness's
+    in-process mode puts the real ``tasks.routing.router.Router`` here); absent: round robin."""
+
+    def pick(self, kind: str, key: str) -> tuple[int, Any]: ...  # (index into urls, a handle for finish)
+
+    def finish(self, handle: Any, status: int, latency_ms: float, error: str | None) -> None: ...
+
+
 @dataclass
 class LoadResult:
     """Per-request records of one run (index = arrival order)."""
@@ -208,9 +217,12 @@ async def run_load(
     *,
     kinds: list[tuple[str, float]] | None = None,
     kind_header: str = "x-query-kind",
+    route_keys: int = 0,
+    key_header: str = "x-route-key",
     timeout_s: float = 30.0,
     max_conns: int = 512,
     seed: int = 0,
+    picker: Picker | None = None,
 ) -> LoadResult:
     """Send one GET per arrival at its scheduled time (open loop) and record what came back."""
     if not urls:
@@ -233,11 +245,14 @@ async def run_load(
         kind_of = [kinds[i][0] for i in kind_idx]
     else:
         kind_of = [""] * n
-    heads = {}
-    for ti, (_, path, hostport) in enumerate(targets):
-        for k in {*kind_of}:
-            extra = f"{kind_header}: {k}\r\n" if k else ""
-            heads[(ti, k)] = f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\n{extra}\r\n".encode("latin-1")
+    # affinity keys (consistent hashing): Zipf-like popularity over `route_keys` keys, as users' are
+    key_of = [f"k{j}" for j in (rng.zipf(1.2, size=n) % route_keys)] if route_keys > 0 else [""] * n
+
+    def head(ti: int, kind: str, key: str) -> bytes:
+        _, path, hostport = targets[ti]
+        extra = (f"{kind_header}: {kind}\r\n" if kind else "") + (f"{key_header}: {key}\r\n" if key else "")
+        return f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\n{extra}\r\n".encode("latin-1")
+
     latency = np.full(n, np.nan)
     status = np.zeros(n, dtype=np.int32)
     lag = np.zeros(n)
@@ -247,17 +262,30 @@ async def run_load(
 
     async def one(i: int, ti: int, due: float) -> None:
         lag[i] = (loop.time() - due) * 1000.0
-        kind = kind_of[i]
+        kind, key = kind_of[i], key_of[i]
+        handle = None
+        error: str | None = None
+        sent = loop.time()
         try:
+            if picker is not None:
+                ti, handle = picker.pick(kind, key)
+                sent = loop.time()
             async with asyncio.timeout(timeout_s):
-                st, body = await targets[ti][0].request(heads[(ti, kind)])
+                st, body = await targets[ti][0].request(head(ti, kind, key))
             status[i] = st
             placement[(kind, _backend_of(body))] += 1
         except TimeoutError:
-            errors["timeout"] += 1
+            error = "timeout"
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError) as e:
-            errors[type(e).__name__] += 1
-        latency[i] = (loop.time() - due) * 1000.0
+            error = type(e).__name__
+        except Exception as e:  # the picker refused (e.g. no healthy target): an error, not a crash
+            error = type(e).__name__
+        if error is not None:
+            errors[error] += 1
+        end = loop.time()
+        latency[i] = (end - due) * 1000.0
+        if picker is not None and handle is not None:
+            picker.finish(handle, int(status[i]), (end - sent) * 1000.0, error)
 
     cpu0 = time.process_time()
     t0 = loop.time() + 0.05
@@ -315,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds-per-minute", type=float, default=1.0, help="one trace minute lasts this long")
     p.add_argument("--start", default=DEFAULT_START, help="first trace minute (local time)")
     p.add_argument("--kinds", default="", help="query kind mix, e.g. a=1,b=1 (sent in x-query-kind)")
+    p.add_argument("--keys", type=int, default=0, help="distinct x-route-key values (Zipf popularity; 0: none)")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--max-conns", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
@@ -326,7 +355,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         kinds = parse_kinds(a.kinds)
         result = asyncio.run(
-            run_load(a.urls, arrivals, kinds=kinds, timeout_s=a.timeout, max_conns=a.max_conns, seed=a.seed)
+            run_load(
+                a.urls,
+                arrivals,
+                kinds=kinds,
+                route_keys=a.keys,
+                timeout_s=a.timeout,
+                max_conns=a.max_conns,
+                seed=a.seed,
+            )
         )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
