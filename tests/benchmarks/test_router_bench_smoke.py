@@ -151,3 +151,42 @@ def test_direct_quick_run_reports_every_figure() -> None:
         assert row["rps"] > 50
     assert report["scenarios"]["failing"]["direct_round_robin"]["error_pct"] > 0
     assert report["scenarios"]["heterogeneous"]["direct_round_robin"]["error_pct"] == 0
+
+
+@pytest.mark.slow
+def test_in_process_run_routes_through_the_real_router() -> None:
+    """The Router's strategies choose among the real backends: P2C-EWMA sends the 3× slower backend
+    less than round robin's exact third."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--in-process",
+            "--quick",
+            "--duration",
+            "4",
+            "--scenarios",
+            "heterogeneous",
+            "--strategies",
+            "round_robin,p2c_ewma",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["mode"] == "in_process"
+    rows = report["scenarios"]["heterogeneous"]
+    assert set(rows) == {"round_robin", "p2c_ewma"}
+
+    def slow_share(row: dict) -> float:
+        placed = row["placement"]
+        return placed.get("-->b2", 0) / sum(placed.values())
+
+    assert abs(slow_share(rows["round_robin"]) - 1 / 3) < 0.02
+    assert slow_share(rows["p2c_ewma"]) < 0.25
+    for row in rows.values():
+        assert row["error_pct"] == 0 and all(math.isfinite(row[k]) for k in FIGURES)
