@@ -16,6 +16,7 @@ import typer
 
 from flows.cli.common import CliError, cli_state, console, err_console, handle_errors, print_json
 from flows.cli.output import DataTable, escape
+from flows.cli.router_settings import overrides_cmd, reset_cmd, set_cmd
 
 if TYPE_CHECKING:
     from tasks.config import Settings
@@ -263,3 +264,9 @@ def route_cmd(
         mark = " ←" if c["name"] == decision.target.name else ""
         t.add_row(c["name"] + mark, c["url"], "yes" if c["healthy"] else "no", _ms(c["ewma_ms"]), f"{c['cost']:g}")
     console.print(t)
+
+
+# routing changes as actions (flows/cli/router_settings.py)
+router_app.command("set")(set_cmd)
+router_app.command("reset")(reset_cmd)
+router_app.command("overrides")(overrides_cmd)
