@@ -145,13 +145,14 @@ def _print_status(status: dict[str, Any], url: str) -> None:
             f"{pool['healthy']}/{len(pool['targets'])} healthy" + (" — PANIC" if pool.get("panic") else "")
         )
         t = DataTable(title=title, title_justify="left")
-        for col in ("target", "url", "healthy", "in flight", "ewma ms", "breaker", "ejected s", "requests", "failures"):
-            t.add_column(col, justify="left" if col in ("target", "url", "breaker") else "right", overflow="fold")
+        # headers that never wrap and no URL column (in --json and in the config view): readable at
+        # 80 columns (a pipe, a narrow terminal), where nine columns with URLs were not
+        for col in ("target", "ok", "in flight", "ewma ms", "breaker", "eject s", "req", "fail"):
+            t.add_column(col, justify="left" if col in ("target", "breaker") else "right", no_wrap=True)
         for tg in pool["targets"]:
             breaker = tg.get("breaker")
             t.add_row(
                 tg["name"],
-                tg["url"],
                 "yes" if tg["healthy"] else "no",
                 f"{tg['pending']}/{tg['capacity']}",
                 _ms(tg.get("ewma_ms")),
