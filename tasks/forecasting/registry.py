@@ -45,6 +45,12 @@ class ModelRegistry(SharedRegistry):
             raise RegistryError(f"model {name!r} {mv.version} is a {mv.kind!r}, not a forecaster")
         return mv, model
 
+    def history(self, name: str | None = None) -> list[ModelVersion]:
+        """Forecasters' versions only: the shared registry also holds other domains' models (the
+        router's, ``meta.domain = routing``), which have no place in ``forecast history`` or the
+        forecast-accuracy report (their score is not a MASE)."""
+        return [v for v in super().history(name) if v.meta.get("domain", "forecasting") == "forecasting"]
+
     def _loader(self, kind: str) -> Loader | None:
         cls = MODELS.get(kind)
         return cls.load if cls is not None else super()._loader(kind)

@@ -354,7 +354,7 @@ def retrain_router(
         train_start=train.ts[0],
         train_end=train.ts[-1],
         score=challenger.model_cost,
-        meta={"backtest": challenger.to_dict(), "held_rows": len(held)},
+        meta={"domain": "routing", "backtest": challenger.to_dict(), "held_rows": len(held)},
         now=now,
     )
     base.version = mv.version

@@ -123,3 +123,22 @@ def test_errors_name_the_problem(registry):
         registry.get("cpu", "v9")
     with pytest.raises(RegistryError, match="not a valid model name"):
         registry.register("../x", LastValue(), train_start=None, train_end=None, score=None)
+
+
+def test_the_forecasting_view_lists_forecasters_only(registry, tmp_path):
+    """The shared registry also holds the router's model (meta.domain = routing): `forecast history`
+    and the forecast-accuracy report list forecasters only; the shared view lists both."""
+    from tasks.registry import ModelRegistry as SharedRegistry
+
+    class RouterLike:
+        kind = "router_xgboost"
+
+        def save(self, directory: Path) -> None:
+            (directory / "model.json").write_text("{}")
+
+    shared = SharedRegistry(registry.state, registry.models_dir)
+    shared.register("router", RouterLike(), train_start=T0, train_end=T0, score=1.0, meta={"domain": "routing"})
+    registry.register("cpu", LastValue(), train_start=T0, train_end=T0, score=0.5)
+    assert [v.name for v in registry.history()] == ["cpu"]
+    assert registry.history("router") == []
+    assert sorted(v.name for v in shared.history()) == ["cpu", "router"]
