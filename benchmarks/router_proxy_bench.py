@@ -89,18 +89,21 @@ def serve_profiled(config: str, out: str, seconds: float, loop: str, http: str, 
     from tasks.routing.router import Router
 
     rt = load(config, None)
-    app = build_app(Router(rt.settings.router), rt.settings, rt.lake)
+    lake = None if os.environ.get("ROUTER_BENCH_NO_LAKE") else rt.lake  # diagnosis: without the recorder
+    app = build_app(Router(rt.settings.router), rt.settings, lake)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, loop=loop, http=http, log_level="warning", access_log=False)
     )
     threading.Timer(seconds, lambda: setattr(server, "should_exit", True)).start()
     prof = cProfile.Profile()
-    prof.enable()
+    if out != "-":
+        prof.enable()
     try:
         server.run()
     finally:
         prof.disable()
-        prof.dump_stats(out)
+        if out != "-":
+            prof.dump_stats(out)
 
 
 def run_once(args: argparse.Namespace, stack: str, workdir: Path, backend: BackendProc, rep: int) -> dict[str, Any]:
@@ -165,7 +168,7 @@ def main() -> None:
     finally:
         backend.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    if a.profile:
+    if a.profile and a.profile != "-":
         pstats.Stats(a.profile).sort_stats("tottime").print_stats(30)
     if a.json:
         print(json.dumps({"rate": a.rate, "duration_s": a.duration, "runs": runs}))
