@@ -15,6 +15,8 @@ proxy in process under cProfile for the routed run and prints its top functions.
     uv run python benchmarks/router_proxy_bench.py --stacks asyncio/h11,asyncio/httptools,uvloop/httptools
     uv run python benchmarks/router_proxy_bench.py --duration 10 --profile /tmp/proxy.prof
     options: --rate R (1000)  --duration S (20)  --repeat N (1)  --seed N  --json
+    --profile - runs the in-process proxy without profiling; ROUTER_BENCH_NO_LAKE=1 with --profile
+    leaves the lake (so the outcome recorder) out: what the recorder costs is the difference.
 """
 
 from __future__ import annotations
