@@ -40,11 +40,26 @@ def _with_strategy(settings: Settings, strategy: str | None) -> Settings:
     return settings.model_copy(update={"router": settings.router.model_copy(update={"strategy": strategy})})
 
 
-def server_stack() -> tuple[str, str]:
-    """uvicorn's event loop and HTTP parser: uvloop and httptools when installed (faster), else the
-    pure-Python asyncio loop and h11."""
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+LOOPS = ("auto", "uvloop", "asyncio")
+PARSERS = ("auto", "httptools", "h11")
+
+
+def server_stack(loop: str = "auto", http: str = "auto") -> tuple[str, str]:
+    """uvicorn's event loop and HTTP parser: ``auto`` is uvloop and httptools when installed (they
+    are dependencies: measured faster, see BENCHMARKS.md "Proxy overhead"), else the pure-Python
+    asyncio loop and h11; naming one (to compare them) needs it installed."""
+    if loop not in LOOPS:
+        raise CliError(f"--loop: unknown event loop {loop!r} (known: {', '.join(LOOPS)})")
+    if http not in PARSERS:
+        raise CliError(f"--http: unknown HTTP parser {http!r} (known: {', '.join(PARSERS)})")
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    elif loop == "uvloop" and not importlib.util.find_spec("uvloop"):
+        raise CliError("--loop: uvloop is not installed")
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    elif http == "httptools" and not importlib.util.find_spec("httptools"):
+        raise CliError("--http: httptools is not installed")
     return loop, http
 
 
@@ -57,6 +72,14 @@ def serve_cmd(
         int | None, typer.Option("--port", min=1, max=65535, help="Listen port (default: router.service.port).")
     ] = None,
     strategy: Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)] = None,
+    loop: Annotated[
+        str,
+        typer.Option("--loop", envvar="CORTEX_PERF_ROUTER_LOOP", help="Event loop: auto (uvloop), uvloop, asyncio."),
+    ] = "auto",
+    http: Annotated[
+        str,
+        typer.Option("--http", envvar="CORTEX_PERF_ROUTER_HTTP", help="HTTP parser: auto (httptools), httptools, h11."),
+    ] = "auto",
 ) -> None:
     """Run the routing proxy (one process, ASGI on uvicorn) until Ctrl-C / SIGTERM.
 
@@ -75,6 +98,7 @@ def serve_cmd(
     from tasks.routing.reload import Reloader, registry_champion
     from tasks.routing.router import Router
 
+    loop, http = server_stack(loop, http)  # bad input fails before anything starts
     st = cli_state(ctx)
     settings = _with_strategy(st.settings(), strategy)
     if not settings.router.pools:
@@ -99,7 +123,6 @@ def serve_cmd(
         applied=applied,
     )
     app = build_app(router, settings, st.lake(), background=[reloader])
-    loop, http = server_stack()
     host, port = host or svc.host, port or svc.port
     err_console.print(
         f"router: {len(settings.router.pools)} pool(s) on http://{escape(host)}:{port} "

@@ -4,8 +4,17 @@ and hands the outcome to the ``Router`` (which buffers it for ``tasks.routing.re
 Why a plain ASGI callable and not Starlette: the overhead budget is ≤ 1 ms p50 per request at
 1,000 req/s on a 2-core box, and every layer of middleware, request object and routing table is
 paid on every request. The hot path here is: read the body (bounded), build a ``Query``,
-``Router.route``, one ``httpx.AsyncClient.send(stream=True)`` over a shared keep-alive pool, copy the
+``Router.route``, one ``aiohttp.ClientSession.request`` over a shared keep-alive pool, copy the
 answer's chunks through, ``Router.record``. Nothing is logged or written per request.
+
+Why aiohttp as the upstream client (not httpx): measured here (``benchmarks/router_client_bench.py``,
+0 ms backend, 32 in flight) httpx's ``AsyncClient`` costs ~1.5 ms of CPU per request (the proxy
+saturated at ~250 req/s with it), aiohttp's ``ClientSession`` (its C HTTP parser) ~60 µs, and a
+minimal HTTP/1.1 client of our own on asyncio protocols and httptools ~75 µs on uvloop — not faster,
+so the standard stack it is. The session is set up as a proxy needs: no cookie jar (one client's
+cookies must not reach another's request), no redirects followed, no decompression (bytes pass
+through as the target sent them), no default ``User-Agent``/``Accept``/``Content-Type`` added, no
+proxy from the environment, keep-alive connections per target (up to the targets' capacity).
 
 What is measured: an attempt's latency is the time from sending to the answer's *headers* (what
 the peak-EWMA and the learned model should learn: the backend's time to answer, not the client's
@@ -35,8 +44,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from tasks.config import Settings
 from tasks.config.routing import RouterPool
@@ -46,7 +57,7 @@ from tasks.routing.model import Decision, Query, RoutingError
 from tasks.routing.recorder import OutcomeRecorder
 from tasks.routing.router import Router
 
-__all__ = ["ADMIN_PREFIX", "HOP_BY_HOP", "TEXT_HEAD_BYTES", "RouterProxy", "build_app"]
+__all__ = ["ADMIN_PREFIX", "HOP_BY_HOP", "TEXT_HEAD_BYTES", "RouterProxy", "build_app", "make_session"]
 
 log = logging.getLogger("cortex_perf.router")
 
@@ -60,7 +71,7 @@ ADMIN_PREFIX = "/_router"
 #: The head of a text body the router sees for text features (``Query.text``).
 TEXT_HEAD_BYTES = 4096
 #: RFC 9110 §7.6.1 hop-by-hop headers (plus the legacy ``proxy-connection``): never forwarded.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: frozenset[bytes] = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -82,6 +93,12 @@ _TEXT_TYPES = (
     b"+xml",
 )
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+#: Request headers the proxy sets itself (or that the server already answered: ``expect``).
+_NOT_FORWARDED = frozenset({b"host", b"content-length", b"x-forwarded-for", b"expect"})
+#: Headers aiohttp would otherwise add to every request on its own.
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+#: Client errors where nothing reached the target (safe to retry any request elsewhere).
+_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class Background(Protocol):
@@ -105,7 +122,7 @@ class _Try:
 
     decision: Decision
     latency_ms: float = 0.0
-    response: httpx.Response | None = None
+    response: aiohttp.ClientResponse | None = None
     error: str | None = None
     timeout: bool = False
     sent: bool = True  # False: failed before anything reached the backend (connect error)
@@ -116,6 +133,30 @@ def _strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[byte
     pairs = [(k.lower(), v) for k, v in headers]
     named = {t.strip().lower().encode() for k, v in pairs if k == b"connection" for t in v.decode("latin-1").split(",")}
     return [(k, v) for k, v in pairs if k not in HOP_BY_HOP and k not in named]
+
+
+def make_session(router: Router) -> aiohttp.ClientSession:
+    """The upstream client (see the module docstring): one per service, made inside its loop."""
+    rs = router.settings
+    svc = rs.service
+    capacity = max((t.capacity for p in rs.pools for t in p.targets), default=100)
+    connector = aiohttp.TCPConnector(
+        limit=0,  # in flight is bounded per target by the router's capacity, not here
+        limit_per_host=min(capacity, 10_000),
+        ttl_dns_cache=300,
+        keepalive_timeout=15,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=svc.connect_timeout_s, sock_connect=svc.connect_timeout_s, sock_read=svc.timeout_s
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=_NO_AUTO_HEADERS,
+        trust_env=False,  # a proxy from the environment must not sit between us and the targets
+        raise_for_status=False,
+    )
 
 
 def _is_text(content_type: bytes) -> bool:
@@ -139,7 +180,7 @@ class RouterProxy:
         settings: Settings,
         lake: Lake | None,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: aiohttp.ClientSession | None = None,
         background: list[Background] | None = None,
     ) -> None:
         self.router = router
@@ -154,20 +195,10 @@ class RouterProxy:
         self.on_recorded: Callable[[], None] | None = None  # the recorder's wake-up (cheap, per outcome)
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def _make_client(self) -> httpx.AsyncClient:
-        svc = self.router.settings.service
-        capacity = sum(t.capacity for p in self.router.settings.pools for t in p.targets) or 100
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(svc.timeout_s, connect=svc.connect_timeout_s),
-            limits=httpx.Limits(max_connections=min(capacity, 10_000), max_keepalive_connections=min(capacity, 1000)),
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment must not sit between us and the targets
-        )
-
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> aiohttp.ClientSession:
         if self._client is None:
-            self._client = self._make_client()
+            self._client = make_session(self.router)
         return self._client
 
     async def startup(self) -> None:
@@ -183,7 +214,7 @@ class RouterProxy:
             except Exception as exc:  # one failing part must not keep the others from stopping
                 log.error("router: stopping %s failed: %s", type(b).__name__, redact_url(str(exc)))
         if self._client is not None and self._own_client:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -254,54 +285,67 @@ class RouterProxy:
         text = body[:TEXT_HEAD_BYTES].decode("utf-8", "replace") if body and _is_text(ctype) else ""
         return Query(method=scope["method"], path=scope["path"], kind=kind, size=len(body), text=text, key=key)
 
-    def _upstream_request(
-        self, decision: Decision, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> httpx.Request:
+    def _upstream_url(self, decision: Decision, scope: Scope) -> URL:
+        """The target's URL plus the request's path (as the client sent it: ``raw_path``, so an
+        encoded character stays encoded) and query, less the pool's prefix where it strips it."""
         path: str = scope["path"]
+        raw: bytes | None = scope.get("raw_path")
         pool = self._pool(decision.pool)
         if pool is not None and pool.strip_prefix and pool.prefix != "/" and path.startswith(pool.prefix):
-            path = path[len(pool.prefix.rstrip("/")) :] or "/"
-            if not path.startswith("/"):
-                path = "/" + path
-        url = decision.target.target.url.rstrip("/") + path
+            prefix = pool.prefix.rstrip("/")
+            encoded = quote(prefix).encode()
+            if raw is not None and raw.startswith(encoded):
+                raw = raw[len(encoded) :]
+            else:
+                raw = quote(path[len(prefix) :]).encode()
+            if not raw.startswith(b"/"):
+                raw = b"/" + raw
+        target = (raw or quote(path).encode()).decode("latin-1")
         qs: bytes = scope.get("query_string", b"")
         if qs:
-            url += "?" + qs.decode("latin-1")
-        return self.client.build_request(scope["method"], url, headers=headers, content=body)
+            target += "?" + qs.decode("latin-1")
+        return URL(decision.target.target.url.rstrip("/") + target, encoded=True)
 
-    def _forward_headers(self, scope: Scope, raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        headers: list[tuple[bytes, bytes]] = []
+    def _forward_headers(self, scope: Scope, raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+        """The client's headers for the target (as str pairs, what aiohttp takes): no hop-by-hop
+        ones, no ``host``/``content-length`` (aiohttp sets the target's own), ``x-forwarded-*`` added."""
+        headers: list[tuple[str, str]] = []
         host = b""
         xff = b""
         for k, v in _strip_hop_by_hop(raw):
-            if k == b"host":
-                host = v  # httpx sets the target's own Host
-            elif k == b"x-forwarded-for":
-                xff = v
-            elif k != b"content-length":  # httpx sets it from the (buffered) body
-                headers.append((k, v))
+            if k in _NOT_FORWARDED:
+                if k == b"host":
+                    host = v
+                elif k == b"x-forwarded-for":
+                    xff = v
+            else:
+                headers.append((k.decode("latin-1"), v.decode("latin-1")))
         client = scope.get("client")
         ip = client[0].encode() if client else b"unknown"
-        headers.append((b"x-forwarded-for", xff + b", " + ip if xff else ip))
-        headers.append((b"x-forwarded-proto", str(scope.get("scheme", "http")).encode()))
+        headers.append(("x-forwarded-for", (xff + b", " + ip if xff else ip).decode("latin-1")))
+        headers.append(("x-forwarded-proto", str(scope.get("scheme", "http"))))
         if host:
-            headers.append((b"x-forwarded-host", host))
+            headers.append(("x-forwarded-host", host.decode("latin-1")))
         return headers
 
-    async def _send_upstream(self, decision: Decision, request: httpx.Request) -> _Try:
+    async def _send_upstream(
+        self, decision: Decision, method: str, url: URL, headers: list[tuple[str, str]], body: bytes
+    ) -> _Try:
         """Send one attempt and wait for its headers (never raises but for cancellation)."""
         svc = self.router.settings.service
         t0 = time.perf_counter()
         tr = _Try(decision)
         try:
             async with asyncio.timeout(svc.timeout_s):
-                tr.response = await self.client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                tr.response = await self.client.request(
+                    method, url, headers=headers, data=body or None, allow_redirects=False
+                )
+        except _CONNECT_ERRORS as exc:
             tr.error, tr.sent = f"connect: {type(exc).__name__}: {exc}", False
-            tr.timeout = not isinstance(exc, httpx.ConnectError)
-        except (TimeoutError, httpx.TimeoutException):
+            tr.timeout = isinstance(exc, TimeoutError)
+        except TimeoutError:  # ours (to the headers) or aiohttp's read timeout
             tr.error, tr.timeout = f"timeout: no answer in {svc.timeout_s:g} s", True
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             tr.error = f"{type(exc).__name__}: {exc}"
         tr.latency_ms = (time.perf_counter() - t0) * 1000.0
         if tr.error:
@@ -309,7 +353,7 @@ class RouterProxy:
         return tr
 
     def _record(self, tr: _Try, *, error: str | None = None) -> None:
-        status = tr.response.status_code if tr.response is not None else 0
+        status = tr.response.status if tr.response is not None else 0
         self.router.record(tr.decision, status=status, latency_ms=tr.latency_ms, error=error or tr.error)
         if self.on_recorded is not None:
             self.on_recorded()
@@ -317,20 +361,20 @@ class RouterProxy:
     async def _discard(self, tr: _Try, *, release: bool) -> None:
         """Close an attempt that will not be answered from: recorded (a retried failure) or released."""
         if tr.response is not None:
-            await tr.response.aclose()
+            tr.response.close()  # not read to the end: the connection cannot be reused
         if release:
             self.router.release(tr.decision)
         else:
             self._record(tr)
 
     async def _race(
-        self, first: Decision, query: Query, make: Callable[[Decision], httpx.Request], tried: list[str]
+        self, first: Decision, query: Query, send: Callable[[Decision], Awaitable[_Try]], tried: list[str]
     ) -> _Try:
         """Hedging: if ``first`` has no answer after ``hedge_after_s``, send to a second target too;
         the first answer wins, the other is cancelled and released; a failure waits for the other."""
         rs = self.router.settings
         assert rs.retry.hedge_after_s is not None
-        t1: asyncio.Future[_Try] = asyncio.ensure_future(self._send_upstream(first, make(first)))
+        t1: asyncio.Future[_Try] = asyncio.ensure_future(send(first))
         done, _ = await asyncio.wait({t1}, timeout=rs.retry.hedge_after_s)
         if done:
             return t1.result()
@@ -343,7 +387,7 @@ class RouterProxy:
             budget.retry_finished()
             return await t1
         tried.append(second.target.name)  # a retry after both failed goes to a third target
-        t2: asyncio.Future[_Try] = asyncio.ensure_future(self._send_upstream(second, make(second)))
+        t2: asyncio.Future[_Try] = asyncio.ensure_future(send(second))
         owner = {t1: first, t2: second}
         pending: set[asyncio.Future[_Try]] = {t1, t2}
         failed: list[_Try] = []  # attempts that ended without an answer, in order
@@ -378,7 +422,7 @@ class RouterProxy:
 
     def _retryable(self, tr: _Try, query: Query, has_body: bool, retry_on: list[int]) -> bool:
         if tr.response is not None:
-            return tr.response.status_code in retry_on and (query.is_idempotent or not has_body)
+            return tr.response.status in retry_on and (query.is_idempotent or not has_body)
         if not tr.sent:
             return True
         return query.is_idempotent or not has_body
@@ -404,17 +448,19 @@ class RouterProxy:
             return
         headers = self._forward_headers(scope, raw_headers)
 
-        def make(d: Decision) -> httpx.Request:
-            return self._upstream_request(d, scope, headers, body)
+        method: str = scope["method"]
+
+        def send_to(d: Decision) -> Awaitable[_Try]:
+            return self._send_upstream(d, method, self._upstream_url(d, scope), headers, body)
 
         budget = self.router.retry_budget
         budget.request_started()
         try:
             tried = [decision.target.name]
             if retry.hedge_after_s is not None and query.is_idempotent:
-                tr = await self._race(decision, query, make, tried)
+                tr = await self._race(decision, query, send_to, tried)
             else:
-                tr = await self._send_upstream(decision, make(decision))
+                tr = await send_to(decision)
             attempt = 1
             while attempt < retry.max_attempts and self._retryable(tr, query, bool(body), retry.retry_on):
                 if not budget.try_retry():
@@ -428,7 +474,7 @@ class RouterProxy:
                 attempt += 1
                 tried.append(nxt.target.name)
                 try:
-                    tr = await self._send_upstream(nxt, make(nxt))
+                    tr = await send_to(nxt)
                 finally:
                     budget.retry_finished()
             await self._answer(tr, send)
@@ -452,26 +498,35 @@ class RouterProxy:
             await _answer_json(send, status, {"error": tr.error, "pool": d.pool, "target": d.target.name})
             return
         error: str | None = None
+        whole = False
         try:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": resp.status_code,
-                    "headers": _strip_hop_by_hop(resp.headers.raw),
+                    "status": resp.status,
+                    "headers": _strip_hop_by_hop(resp.raw_headers),
                 }
             )
-            async for chunk in resp.aiter_raw():
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:
+            content = resp.content
+            async for chunk in content.iter_any():
+                # the last chunk completes the answer in the same send (a small answer is usually
+                # whole with its headers: one body send per request instead of two)
+                whole = content.at_eof()
+                await send({"type": "http.response.body", "body": chunk, "more_body": not whole})
+                if whole:
+                    break
+        except (aiohttp.ClientError, OSError) as exc:  # cut off, or silent for timeout_s (read timeout)
             error = redact_url(f"answer cut off: {type(exc).__name__}: {exc}")[:500]
         except BaseException:
             error = "cancelled while streaming the answer"
             raise
         finally:
-            await resp.aclose()
+            if error is None and (whole or resp.content.at_eof()):
+                resp.release()  # read to the end: the connection goes back to the pool
+            else:
+                resp.close()
             self._record(tr, error=error)
-        if error is None:
+        if error is None and not whole:  # an empty body, or the iterator ended without eof seen
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         # else: return without completing the response, so the server closes the client's
         # connection: a half answer must not look like a whole one
@@ -483,6 +538,7 @@ class RouterProxy:
             status["service"] = {
                 "uptime_s": round(time.time() - self.started, 3),
                 "requests": self.requests,
+                "cpu_s": round(time.process_time(), 3),  # the process's CPU (µs per request in benchmarks)
                 **{type(b).__name__.lower(): b.snapshot() for b in self.background},
             }
             await _answer_json(send, 200, status)
@@ -498,7 +554,7 @@ def build_app(
     lake: Lake | None,
     *,
     background: list[Background] | None = None,
-    client: httpx.AsyncClient | None = None,
+    client: aiohttp.ClientSession | None = None,
 ) -> RouterProxy:
     """The proxy as an ASGI app. With a ``lake``, an ``OutcomeRecorder`` writes the outcomes (first
     of ``background``, so it stops last and writes what the others' last requests left); without

@@ -20,6 +20,7 @@ from routerhttp import Backend, Service, free_port
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.cli.router import server_stack
 from tasks.config import load_settings
 from tasks.lake import Lake
 from tasks.lake import schema as S
@@ -155,3 +156,20 @@ def test_serve_proxies_and_writes_outcomes_on_sigterm(tmp_path: Path, backend: B
     now = datetime.now(UTC)
     rows = Lake(str(tmp_path / "lake")).read_rows(S.ROUTER_OUTCOMES, now - timedelta(hours=1), now + timedelta(hours=1))
     assert rows.height == 4 and set(rows.get_column("target")) == {"a", "b"}  # flushed on stop (flush_s is 1 h)
+
+
+def test_serve_stack_bad_input_is_one_line_and_starts_nothing(tmp_path: Path, backend: Backend) -> None:
+    cfg = _config(tmp_path, backend.url, port=free_port())
+    for args, needle in (
+        (["--loop", "fast"], "--loop: unknown event loop 'fast'"),
+        (["--http", "h3"], "--http: unknown HTTP parser 'h3'"),
+    ):
+        res = runner.invoke(app, ["--config", str(cfg), "router", "serve", *args])
+        assert res.exit_code == 2, res.output
+        assert needle in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "lake").exists() and backend.hits == []
+
+
+def test_server_stack_prefers_the_fast_parts_and_honours_a_choice() -> None:
+    assert server_stack() == ("uvloop", "httptools")  # dependencies: measured faster (BENCHMARKS.md)
+    assert server_stack("asyncio", "h11") == ("asyncio", "h11")
