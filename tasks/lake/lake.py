@@ -134,6 +134,9 @@ class Lake:
         memory_limit: str = "1GB",
     ) -> None:
         self.storage = LakeStorage(root, s3_options=s3_options)
+        #: the section this lake was built from (``from_lake_settings``), so another process can
+        #: open the same lake (the router's writer process); None for a lake built by hand
+        self.settings: LakeSettings | None = None
         self.limits = limits or Limits()
         if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit.strip()):
             raise ValueError(f"lake.memory_limit: {memory_limit!r} is not a size like 512MB or 2GB")
@@ -171,7 +174,9 @@ class Lake:
             max_future_skew_s=lk.max_future_skew_s,
             import_chunk_rows=lk.import_chunk_rows,
         )
-        return cls(lk.root, limits=limits, s3_options=s3 or None, memory_limit=lk.memory_limit)
+        lake = cls(lk.root, limits=limits, s3_options=s3 or None, memory_limit=lk.memory_limit)
+        lake.settings = lk
+        return lake
 
     @property
     def root(self) -> str:

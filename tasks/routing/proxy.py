@@ -562,7 +562,7 @@ def build_app(
     bg = list(background or [])
     recorder = next((b for b in bg if isinstance(b, OutcomeRecorder)), None)
     if recorder is None and lake is not None:
-        recorder = OutcomeRecorder(router, lake)
+        recorder = OutcomeRecorder(router, lake, lake_settings=lake.settings)
         bg.insert(0, recorder)
     app = RouterProxy(router, settings, lake, client=client, background=bg)
     if recorder is not None:

@@ -12,6 +12,13 @@ Each tick (``service.flush_s``) also writes the router's health (``tasks.routing
 targets, breaker states, ejections, pending, EWMA per target; a pool's healthy ratio and panic), so
 a rule can alert on it (``data/examples/alerting/router-rules.yml``) — even when no request came.
 
+Where the writes run: given the lake's settings (the proxy passes them), in one **writer process**
+(``spawn``), so building frames, Parquet and the health samples never holds the proxy's GIL — in a
+worker thread they cost the proxy ~200 µs of CPU per request and its tail at 1,000 req/s (measured,
+BENCHMARKS.md "Proxy overhead"). The batch crosses as plain tuples. A writer that dies is replaced
+at the next flush and its batch kept for it, so nothing is lost; without settings (tests, in-process
+use) the writes run in a worker thread.
+
 Stopping writes everything still buffered (no outcome is lost on a clean stop). A failed write is
 logged and its rows kept for the next flush (bounded, oldest dropped first and counted), so a
 lake that is briefly unreachable loses nothing; re-sent rows are harmless (``outcome_id`` is the
@@ -23,14 +30,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
+from tasks.config.settings import LakeSettings
 from tasks.events import emit
 from tasks.lake import Lake
 from tasks.lake import schema as S
@@ -80,14 +91,64 @@ def outcome_summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     }
 
 
+_FIELDS = tuple(Outcome.__dataclass_fields__)
+
+
+def _row(o: Outcome) -> tuple[Any, ...]:
+    return tuple(getattr(o, f) for f in _FIELDS)
+
+
+#: the writer process's lake, built once by ``_writer_init``
+_WRITER_LAKE: Lake | None = None
+
+
+def _writer_init(lake_settings: LakeSettings) -> None:
+    global _WRITER_LAKE
+    _WRITER_LAKE = Lake.from_lake_settings(lake_settings)
+
+
+def _writer_outcomes(rows: list[tuple[Any, ...]], events: bool) -> None:
+    """In the writer process: one lake file for the batch and its summary event."""
+    assert _WRITER_LAKE is not None
+    write_outcomes(_WRITER_LAKE, [Outcome(*r) for r in rows], events=events)
+
+
+def _writer_health(status: dict[str, Any], now: datetime, name: str) -> None:
+    assert _WRITER_LAKE is not None
+    write_health(_WRITER_LAKE, status, now, name)
+
+
+def write_outcomes(lake: Lake, batch: Sequence[Outcome], *, events: bool = True) -> None:
+    """One lake file for ``batch``, and its ``query.routed`` summary event (a lost summary is only logged)."""
+    lake.write_rows(S.ROUTER_OUTCOMES, outcomes_frame(batch))
+    if events:
+        try:
+            emit(lake, "query.routed", "router.proxy", outcome_summary(batch))
+        except Exception as exc:  # the outcomes are written; a lost summary is only logged
+            log.warning("router: query.routed event not written: %s", redact_url(str(exc)))
+
+
 class OutcomeRecorder:
     """Drains ``router`` into ``lake``: a background task of the proxy (``start``/``stop``), or
     ``flush()`` called directly (the CLI's in-process use, tests)."""
 
-    def __init__(self, router: Router, lake: Lake, *, events: bool = True, name: str = "default") -> None:
+    def __init__(
+        self,
+        router: Router,
+        lake: Lake,
+        *,
+        events: bool = True,
+        name: str = "default",
+        lake_settings: LakeSettings | None = None,
+    ) -> None:
+        """``lake_settings``: write from a writer process that opens this lake (see the module
+        docstring); ``None``: from a worker thread of this process, into ``lake``."""
         self.router = router
         self.lake = lake
         self.events = events
+        self.lake_settings = lake_settings
+        self._pool: ProcessPoolExecutor | None = None
+        self.writer_restarts = 0
         self.name = name  # the ``router`` label of the health samples
         self.health_writes = 0
         self.written = 0  # rows written since start
@@ -109,6 +170,46 @@ class OutcomeRecorder:
         if self._wake is not None and self._noted >= self.router.settings.service.outcome_batch:
             self._wake.set()
 
+    def _writer(self) -> ProcessPoolExecutor | None:
+        """The writer process (started on first use, replaced when it died); None: write in a thread."""
+        if self.lake_settings is None:
+            return None
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),  # never fork a process running an event loop
+                initializer=_writer_init,
+                initargs=(self.lake_settings,),
+            )
+        return self._pool
+
+    def _writer_died(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            self.writer_restarts += 1
+
+    async def _write_off_loop(self, batch: list[Outcome]) -> None:
+        pool = self._writer()
+        if pool is None:
+            await asyncio.to_thread(self._write, batch)
+        else:
+            await self._submit(pool, _writer_outcomes, [_row(o) for o in batch], self.events)
+
+    async def _health_off_loop(self, status: dict[str, Any], now: datetime) -> None:
+        pool = self._writer()
+        if pool is None:
+            await asyncio.to_thread(self._health, status, now, self.name)
+        else:
+            await self._submit(pool, _writer_health, status, now, self.name)
+
+    async def _submit(self, pool: ProcessPoolExecutor, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            await asyncio.wrap_future(pool.submit(fn, *args))
+        except BrokenProcessPool:
+            self._writer_died()  # the next flush starts a new writer; the caller keeps the batch
+            raise
+
     async def start(self) -> None:
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="router-recorder")
@@ -122,6 +223,9 @@ class OutcomeRecorder:
             self._task = None
         while await self.flush_async() > 0:
             pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -139,7 +243,7 @@ class OutcomeRecorder:
         """Write the router's health now: the status is read on the loop (live state), written off it."""
         status = self.router.status()
         try:
-            await asyncio.to_thread(write_health, self.lake, status, datetime.now(UTC), self.name)
+            await self._health_off_loop(status, datetime.now(UTC))
             self.health_writes += 1
         except Exception as exc:  # health is telemetry: a failed write is logged, the next tick tries again
             log.error("router: writing health failed: %s", redact_url(str(exc)))
@@ -155,13 +259,11 @@ class OutcomeRecorder:
         return batch
 
     def _write(self, batch: list[Outcome]) -> None:
-        """One lake file for the batch, and its summary event (runs in a worker thread)."""
-        self.lake.write_rows(S.ROUTER_OUTCOMES, outcomes_frame(batch))
-        if self.events:
-            try:
-                emit(self.lake, "query.routed", "router.proxy", outcome_summary(batch))
-            except Exception as exc:  # the outcomes are written; a lost summary is only logged
-                log.warning("router: query.routed event not written: %s", redact_url(str(exc)))
+        """One lake file for the batch, and its summary event (in this process)."""
+        write_outcomes(self.lake, batch, events=self.events)
+
+    def _health(self, status: dict[str, Any], now: datetime, name: str) -> None:
+        write_health(self.lake, status, now, name)
 
     def _done(self, batch: list[Outcome], exc: BaseException | None) -> int:
         if exc is None:
@@ -186,7 +288,7 @@ class OutcomeRecorder:
             if not batch:
                 return 0
             try:
-                await asyncio.to_thread(self._write, batch)
+                await self._write_off_loop(batch)
             except Exception as exc:
                 return self._done(batch, exc)
             return self._done(batch, None)

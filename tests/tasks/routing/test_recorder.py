@@ -136,3 +136,37 @@ def test_each_tick_writes_the_routers_health_for_rules_to_read(tmp_path: Path) -
     ejected = lake.latest('router_target_ejected{router="edge",pool="api",target="a"}')
     assert ejected.get_column("value")[0] == 1.0
     assert len(_rows(lake)) == 5  # and the outcomes themselves
+
+
+def test_the_writer_process_writes_and_a_killed_writer_loses_nothing(tmp_path: Path) -> None:
+    """With the lake's settings, batches go to a writer process (off the proxy's GIL); when that
+    process dies, the batch it held is kept, a new writer takes over, and nothing is lost or doubled."""
+    import os
+    import signal
+
+    from tasks.config.settings import LakeSettings
+
+    lake = Lake.from_lake_settings(LakeSettings(root=str(tmp_path / "lake")))
+    assert lake.settings is not None
+    router = _router(batch=10)
+    rec = OutcomeRecorder(router, lake, lake_settings=lake.settings)
+
+    async def run() -> None:
+        _outcomes(router, 10)
+        assert await rec.flush_async() == 10  # a writer process wrote it
+        pool = rec._pool
+        assert pool is not None
+        (pid,) = pool._processes  # the one writer
+        assert pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        _outcomes(router, 10)
+        assert await rec.flush_async() == 0  # the dead writer's batch is kept...
+        assert rec.writer_restarts == 1 and rec.failed_writes == 1
+        while await rec.flush_async() > 0:  # ...and written by the next one
+            pass
+        await rec.stop()
+
+    asyncio.run(run())
+    rows = _rows(lake)
+    assert len(rows) == 20 and len({r["outcome_id"] for r in rows}) == 20
+    assert rec.lost == 0 and rec._pool is None
