@@ -332,6 +332,10 @@ def summarize(r: LoadResult) -> dict[str, Any]:
         "lag_p99_ms": round(float(np.percentile(r.lag_ms, 99)), 3),
         "cpu_us_per_request": round(1e6 * r.cpu_s / n, 1),
         "errors": dict(r.errors),
+        # the HTTP statuses that count as errors (5xx), by code: a proxy's 502/503/504 tell why
+        "error_statuses": {
+            str(c): int(k) for c, k in zip(*np.unique(r.status[r.status >= 500], return_counts=True), strict=True)
+        },
     }
 
 

@@ -45,7 +45,18 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` and
 
 from benchmarks.router_bench import BackendProc, ProxyProc, _terminate, free_port, measure, write_config  # noqa: E402
 
-KEYS = ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "error_pct", "rps", "lag_p99_ms", "cpu_us_per_request")
+KEYS = (
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "mean_ms",
+    "error_pct",
+    "rps",
+    "lag_p99_ms",
+    "cpu_us_per_request",
+    "errors",
+    "error_statuses",
+)
 
 
 def _figures(run: dict[str, Any]) -> dict[str, Any]:

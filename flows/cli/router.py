@@ -129,7 +129,17 @@ def serve_cmd(
         f"({loop} loop, {http}); status at /_router/status",
         highlight=False,
     )
-    uvicorn.run(app, host=host, port=port, loop=loop, http=http, lifespan="on", access_log=False, log_level="warning")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        http=http,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=int(svc.keepalive_s),
+    )
 
 
 def _config_pools(settings: Settings) -> list[dict[str, Any]]:

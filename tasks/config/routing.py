@@ -158,6 +158,12 @@ class RouterServiceSettings(Section):
     port: int = Field(8090, ge=1, le=65535, description="Listen port.")
     timeout_s: float = Field(30.0, gt=0, le=3600, description="Upstream request timeout.")
     connect_timeout_s: float = Field(2.0, gt=0, le=600, description="Upstream connect timeout.")
+    keepalive_s: float = Field(
+        75.0,
+        ge=1,
+        le=86400,
+        description="Close a client's idle keep-alive connection after this long (nginx's 75 s; uvicorn's 5 s races clients).",
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, le=1 << 34, description="Largest request body accepted.")
     outcome_batch: int = Field(1000, ge=1, le=1_000_000, description="Outcomes per lake write at most.")
     flush_s: float = Field(5.0, gt=0, le=3600, description="Write buffered outcomes at least this often.")
