@@ -261,7 +261,9 @@ def place_cmd(
         t.add_row(d.task_id, d.owner, "yes" if d.placed else "no", p.node_name if p else "—",
                   ",".join(p.device_ids) if p else "—", str(d.pid or d.flow_run_id or "—"), d.reason or "")  # fmt: skip
     console.print(t)
+    for tid in res.ended:
+        console.print(f"released {tid}: its deployment run is over")
     for tid in res.lost:
-        console.print(f"released {tid}: its process is gone")
+        console.print(f"released {tid}: its process or flow run is gone")
     for tid in res.expired:
         console.print(f"expired {tid}: waited longer than its max wait")

@@ -16,10 +16,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import tasks
 
-__all__ = ["gpu_env", "launch_deployment", "launch_local", "log_path"]
+__all__ = ["RUN_ENDS", "deployment_run_state", "gpu_env", "launch_deployment", "launch_local", "log_path"]
+
+#: A deployment run's final Prefect state type → the queue status its task ends with.
+RUN_ENDS = {"COMPLETED": "done", "FAILED": "failed", "CRASHED": "failed", "CANCELLED": "cancelled"}
 
 _ROOT = Path(tasks.__file__).resolve().parents[1]
 
@@ -79,3 +83,16 @@ def launch_deployment(
         tags=["cortex-gpu", f"cortex-gpu-task:{task_id}"],
     )
     return str(run.id)
+
+
+def deployment_run_state(client: Any, flow_run_id: str) -> str | None:
+    """The Prefect state type of a deployment run (``COMPLETED``, ``RUNNING``, ...); ``None`` when the
+    run no longer exists (deleted). Errors reaching the API propagate: the caller keeps the
+    reservation rather than free GPUs a live run may hold."""
+    from prefect.exceptions import ObjectNotFound  # lazy: see _prefect_client in scheduler.py
+
+    try:
+        run = client.read_flow_run(UUID(flow_run_id))
+    except ObjectNotFound:
+        return None
+    return run.state.type.value if run.state is not None else "PENDING"

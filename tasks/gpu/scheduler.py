@@ -23,7 +23,7 @@ from typing import Any
 
 from tasks.config import Settings
 from tasks.gpu.cluster import Cluster, PlaceableDevice, Placement, TaskShape, cluster_from_devices
-from tasks.gpu.launch import launch_deployment, launch_local
+from tasks.gpu.launch import RUN_ENDS, deployment_run_state, launch_deployment, launch_local
 from tasks.gpu.placement import DEFAULT_WINDOW, STRATEGIES, FragmentationAware, Strategy, make_strategy
 from tasks.gpu.queue import GpuQueue, TaskRow
 from tasks.gpu.workload import Workload
@@ -132,6 +132,7 @@ class PlaceResult:
     decisions: list[Decision] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)  # deployment runs Prefect says are over
     devices: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -142,7 +143,36 @@ class PlaceResult:
             "decisions": [d.to_json() for d in self.decisions],
             "lost": self.lost,
             "expired": self.expired,
+            "ended": self.ended,
         }
+
+
+def reconcile_deployment_runs(queue: GpuQueue, make_client: Callable[[], Any]) -> tuple[list[str], list[str]]:
+    """Release the reservations of deployment-run tasks whose flow run is over, as Prefect says:
+    (ended, lost) task ids. ``queue.reconcile`` judges local processes; a deployment run has no
+    process here, so without this its GPUs stayed reserved after the run finished. A run that no
+    longer exists is ``lost``; when the API cannot be read, nothing is released (a live run may
+    still hold the GPUs) and the next pass asks again."""
+    rows = [r for r in queue.reservations() if r.flow_run_id]
+    ended: list[str] = []
+    lost: list[str] = []
+    if not rows:
+        return ended, lost
+    try:
+        with make_client() as client:
+            for r in rows:
+                assert r.flow_run_id is not None
+                state = deployment_run_state(client, r.flow_run_id)
+                if state is None:
+                    if queue.finish(r.id, "lost", reason=f"flow run {r.flow_run_id} no longer exists"):
+                        lost.append(r.id)
+                elif state in RUN_ENDS:
+                    why = f"flow run {r.flow_run_id} {state.lower()}"
+                    if queue.finish(r.id, RUN_ENDS[state], reason=why):  # type: ignore[arg-type]
+                        ended.append(r.id)
+    except Exception as e:  # the API is down: keep every reservation, ask again next pass
+        log.warning("gpu: deployment runs not checked (reservations kept): %s", e)
+    return ended, lost
 
 
 def _workload(queue: GpuQueue) -> Workload:
@@ -169,6 +199,10 @@ def place_queued(
     tasks (default: Prefect's own ``get_client``). ``dry_run``: decide and say, start nothing."""
     queue = queue_from_settings(settings, state)
     lost = [] if dry_run else queue.reconcile(now=now)
+    ended: list[str] = []
+    if not dry_run:
+        ended, gone = reconcile_deployment_runs(queue, prefect_client or _prefect_client)
+        lost += gone
     expired = [] if dry_run else queue.expire(now=now)
     running = queue.reservations()
     if isinstance(devices, Cluster):
@@ -181,7 +215,7 @@ def place_queued(
     strat = strategy if isinstance(strategy, Strategy) else make_strategy(name, workload=_workload(queue))
     if isinstance(strat, FragmentationAware) and not isinstance(strategy, Strategy):
         strat.learn = False  # the queue's history is its workload
-    result = PlaceResult(name, dry_run, lost=lost, expired=expired, devices=int(cluster.gpu_count.sum()))
+    result = PlaceResult(name, dry_run, lost=lost, expired=expired, ended=ended, devices=int(cluster.gpu_count.sum()))
     local = set(local_nodes) if local_nodes is not None else None
     quotas = settings.gpu.queue.quotas
     held: dict[str, int] = {}
