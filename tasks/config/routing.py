@@ -162,7 +162,7 @@ class RouterServiceSettings(Section):
         75.0,
         ge=1,
         le=86400,
-        description="Close an idle client keep-alive connection after this long (nginx: 75 s; uvicorn's 5 s races clients).",
+        description="Idle client keep-alive connections close after this (nginx: 75 s; uvicorn's 5 s races clients).",
     )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, le=1 << 34, description="Largest request body accepted.")
     outcome_batch: int = Field(1000, ge=1, le=1_000_000, description="Outcomes per lake write at most.")
