@@ -16,8 +16,9 @@ Three reasons to move, planned in this order on one working copy of the placemen
    tasks is emptied when they all fit on other partly used GPUs, one whole GPU freed per step.
 
 Never moved: a running task that is not preemptible (its GPUs are off limits, and when that leaves
-no way to free enough GPUs the plan is empty and its notes say so), and a running Prefect
-deployment run (it answers to Prefect, not to a local process we can stop).
+no way to free enough GPUs the plan is empty and its notes say so). A preemptible Prefect
+deployment run moves like a local process: applying the plan cancels its flow run through Prefect
+(the worker stops its infrastructure) and requeues the task pinned to its new devices.
 
 The plan carries its numbers: each move (task, from node/devices → to node/devices, why), the GPUs
 freed and for which task, the cluster's fragmentation (``tasks.gpu.fragmentation``, against the
@@ -155,7 +156,7 @@ class _Held:
 
     @property
     def movable(self) -> bool:
-        return self.state == "queued" or (self.row.preemptible and self.row.kind == "command")
+        return self.state == "queued" or self.row.preemptible
 
 
 def _copy(c: Cluster) -> Cluster:
@@ -240,8 +241,7 @@ class _Planner:
                 continue
             label = f"task {h.row.id} on hot {self.work.names[h.node]}:{','.join(h.row.devices or [])}"
             if not h.movable:
-                why = "is not preemptible" if not h.row.preemptible else "runs as a Prefect deployment run"
-                self.plan.notes.append(f"{label} {why}: not moved")
+                self.plan.notes.append(f"{label} is not preemptible: not moved")
                 continue
             self.work.release(_placement(self.work, h), h.shape)
             p = self.place_avoiding(self.work, h.shape, self.hot)
@@ -299,8 +299,7 @@ class _Planner:
             stuck = [h for h in occ if not h.movable]
             if stuck:
                 h = stuck[0]
-                what = "not preemptible" if not h.row.preemptible else "a Prefect deployment run"
-                reasons.append(f"{name}:{w.gpu_ids[n][g]} holds running task {h.row.id} ({what})")
+                reasons.append(f"{name}:{w.gpu_ids[n][g]} holds running task {h.row.id} (not preemptible)")
                 continue
             if int(w.gpu_mem[n, g]) + sum(h.shape.memory_bytes for h in occ) < shape.memory_bytes:
                 reasons.append(f"{name}:{w.gpu_ids[n][g]} has too little memory")

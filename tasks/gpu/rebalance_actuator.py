@@ -16,6 +16,11 @@ Applying a move:
 - a **queued** task (a queued placement): re-pinned to its planned devices;
 - the queued task whole GPUs were freed for is pinned to them.
 
+- a running (preemptible) **Prefect deployment run**: its flow run is set to ``Cancelling`` through
+  Prefect's API (the worker that runs it stops its infrastructure and marks it ``Cancelled``);
+  after ``grace_s`` without a final state it is forced to ``Cancelled`` (no worker is watching it),
+  then the task is requeued and pinned like a local one.
+
 What is read back: which of the moved tasks are queued (requeued) now; a task that ended by itself
 or was cancelled meanwhile is not, and the action is recorded failed with that said. A process on
 another host cannot be stopped from here: that move fails the same way (nothing is requeued for it).
@@ -24,6 +29,7 @@ another host cannot be stopped from here: that move fails the same way (nothing 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -37,12 +43,15 @@ from tasks.actuators import Action, ActionLedger, ActionResult, Actuator, Actuat
 from tasks.events import emit
 from tasks.gpu.queue import GpuQueue
 from tasks.gpu.rebalance import RebalancePlan
+from tasks.gpu.scheduler import sync_prefect_client
 from tasks.lake import Lake
 from tasks.state import ClaimOwner
 
 __all__ = ["GpuRebalanceActuator", "GpuRebalanceConfig", "rebalance_action", "run_rebalance"]
 
 TARGET = "fleet"
+
+log = logging.getLogger("cortex_perf.gpu")
 
 
 class GpuRebalanceConfig(ActuatorConfig):
@@ -65,10 +74,14 @@ class GpuRebalanceActuator(Actuator[Action, dict[str, Any]]):
         ledger: ActionLedger,
         queue: GpuQueue,
         sleep: Callable[[float], None] = time.sleep,
+        prefect_client: Callable[[], Any] | None = None,
     ) -> None:
+        """``prefect_client`` makes a synchronous Prefect client (for moving deployment runs;
+        default: Prefect's own ``get_client``, which reads ``PREFECT_API_URL``)."""
         super().__init__(config, ledger=ledger)
         self.queue = queue
         self.sleep = sleep
+        self.prefect_client = prefect_client
         self._plans: dict[str, RebalancePlan] = {}
 
     def stage(self, action: Action, plan: RebalancePlan) -> None:
@@ -98,9 +111,13 @@ class GpuRebalanceActuator(Actuator[Action, dict[str, Any]]):
                 if row.status != "running":
                     problems.append(f"task {m.task_id}: {row.status}, no longer running")
                     continue
-                how = self._stop(row.id, row.holder, row.pid, grace)
+                if row.flow_run_id:
+                    how = self._cancel_run(row.flow_run_id, grace)
+                else:
+                    how = self._stop(row.id, row.holder, row.pid, grace)
                 if how is None:
-                    problems.append(f"task {m.task_id}: its process is not on this host: not stopped")
+                    where = "its flow run could not be cancelled" if row.flow_run_id else "its process is not here"
+                    problems.append(f"task {m.task_id}: {where}: not stopped")
                     continue
                 stopped.append({"task": m.task_id, "pid": row.pid, "how": how})
             ok = self.queue.requeue(
@@ -124,6 +141,33 @@ class GpuRebalanceActuator(Actuator[Action, dict[str, Any]]):
     def _queued(self, task_id: str) -> bool:
         row = self.queue.get(task_id)
         return row is not None and row.status == "queued"
+
+    def _cancel_run(self, flow_run_id: str, grace_s: float) -> str | None:
+        """Cancel a deployment run through Prefect and wait up to ``grace_s`` for its final state;
+        ``None`` when Prefect cannot be reached (the move fails, nothing is requeued)."""
+        from uuid import UUID
+
+        from prefect.states import Cancelled, Cancelling  # lazy: Prefect's client costs ~1 s to import
+
+        make = self.prefect_client or sync_prefect_client
+        try:
+            with make() as client:
+                run_id = UUID(flow_run_id)
+                state = client.read_flow_run(run_id).state
+                if state is not None and state.is_final():
+                    return "already over"
+                client.set_flow_run_state(run_id, Cancelling(), force=True)
+                deadline = time.monotonic() + grace_s
+                while time.monotonic() < deadline:
+                    state = client.read_flow_run(run_id).state
+                    if state is not None and state.is_final():
+                        return f"cancelled ({state.type.value.lower()})"
+                    self.sleep(0.2)
+                client.set_flow_run_state(run_id, Cancelled(message="moved by GPU rebalancing"), force=True)
+                return "cancelled (forced: no worker ended it)"
+        except Exception as e:  # the API is down: this move fails, its GPUs stay reserved
+            log.warning("gpu rebalance: flow run %s not cancelled: %s", flow_run_id, e)
+            return None
 
     def _stop(self, task_id: str, holder: str | None, pid: int | None, grace_s: float) -> str | None:
         """SIGTERM the task's wrapper, SIGKILL its group after ``grace_s``; wait until the queue no

@@ -201,7 +201,7 @@ def place_queued(
     lost = [] if dry_run else queue.reconcile(now=now)
     ended: list[str] = []
     if not dry_run:
-        ended, gone = reconcile_deployment_runs(queue, prefect_client or _prefect_client)
+        ended, gone = reconcile_deployment_runs(queue, prefect_client or sync_prefect_client)
         lost += gone
     expired = [] if dry_run else queue.expire(now=now)
     running = queue.reservations()
@@ -268,7 +268,7 @@ def _start(
             )
             queue.launched(row.id, holder=ClaimOwner.of_process(d.pid), pid=d.pid, flow_run_id=None)
         else:
-            make = prefect_client or _prefect_client
+            make = prefect_client or sync_prefect_client
             with make() as client:
                 d.flow_run_id = launch_deployment(
                     client, row.spec["deployment"], row.spec.get("parameters") or {}, devices, row.id
@@ -281,7 +281,7 @@ def _start(
         d.placed, d.reason = False, f"launch failed: {e}"
 
 
-def _prefect_client() -> Any:
+def sync_prefect_client() -> Any:
     # lazy: Prefect's client costs ~1 s to import and only deployment tasks need it
     from prefect.client.orchestration import get_client
 

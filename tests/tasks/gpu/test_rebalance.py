@@ -84,10 +84,13 @@ def test_a_non_preemptible_running_task_is_never_moved() -> None:
     assert plan.fragmentation_before == plan.fragmentation_after
 
 
-def test_a_running_deployment_run_is_not_moved() -> None:
+def test_a_preemptible_deployment_run_moves_and_a_fixed_one_does_not() -> None:
     dep = row("dep", 1, preemptible=True, node="a", devices=["0"], kind="deployment")
     plan = plan_rebalance(model({"a": 2, "b": 1}, [dep]), [dep], [row("big", 2)], strategy=BestFit())
-    assert plan.empty and "a Prefect deployment run" in plan.notes[0]
+    assert [(m.task_id, m.from_node, m.to_node) for m in plan.moves] == [("dep", "a", "b")]
+    fixed = row("dep", 1, preemptible=False, node="a", devices=["0"], kind="deployment")
+    plan = plan_rebalance(model({"a": 2, "b": 1}, [fixed]), [fixed], [row("big", 2)], strategy=BestFit())
+    assert plan.empty and "holds running task dep (not preemptible)" in plan.notes[0]
 
 
 def test_moved_tasks_must_fit_elsewhere() -> None:
@@ -268,3 +271,61 @@ def test_requeue_and_pins(tmp_path: Path) -> None:
     # a cancelled task is not requeued
     q.cancel(t.id)
     assert not q.requeue(t.id, reason="moved") and q.get(t.id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_apply_cancels_a_deployment_run_through_prefect_and_requeues_it(tmp_path: Path, prefect_server: str) -> None:
+    """A preemptible deployment run is moved like a process: its flow run is cancelled through a
+    real Prefect server (forced after the grace time when no worker ends it) and the task requeued,
+    pinned; when Prefect cannot be reached the move fails and nothing is requeued."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Running
+
+    s = Settings.model_validate({"state": {"path": str(tmp_path / "state.duckdb")}})
+    st = State(s.state.path)
+    q = GpuQueue(st)
+    ledger = ActionLedger(s.state.path)
+    fleet = [NodeSpec("a", [1000] * 2), NodeSpec("b", [1000] * 2)]
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        with get_client(sync_client=True) as c:
+            c.create_deployment(flow_id=c.create_flow_from_name("gpu-infer"), name="serve")
+        dep = q.submit(GpuRequest("deployment", 1, deployment="gpu-infer/serve", preemptible=True))
+        res = place_queued(s, st, Cluster.from_nodes(fleet[:1]), strategy="first_fit")  # on a
+        (d,) = res.decisions
+        assert d.placed and d.flow_run_id
+        with get_client(sync_client=True) as c:
+            c.set_flow_run_state(d.flow_run_id, Running(), force=True)
+        blocker = q.submit(GpuRequest("command", 1, command=(sys.executable, "-c", "import time; time.sleep(60)")))
+        place_queued(s, st, Cluster.from_nodes(fleet[1:]), strategy="first_fit")  # b holds a fixed task
+        big = q.submit(GpuRequest("command", 2, command=("true",)))  # fits nowhere whole: a and b half used
+        running = q.reservations()
+        c2 = Cluster.from_nodes(fleet)
+        apply_reservations(c2, running)
+        plan = plan_rebalance(c2, running, q.ordered(), strategy=BestFit())
+        assert [(m.task_id, m.from_node, m.to_node) for m in plan.moves] == [(dep.id, "a", "b")]
+
+        def unreachable() -> object:
+            raise OSError("connection refused")
+
+        from tasks.gpu.rebalance_actuator import GpuRebalanceActuator, GpuRebalanceConfig, rebalance_action
+
+        action = rebalance_action(plan, dry_run=False, now=datetime.now(UTC))
+        act = GpuRebalanceActuator(GpuRebalanceConfig(name="gpu_rebalance", grace_s=0.5), ledger=ledger, queue=q,
+                                   prefect_client=unreachable)  # fmt: skip
+        act.stage(action, plan)
+        failed = act.apply(action, dry_run=False)
+        assert failed.status == "failed" and "flow run could not be cancelled" in str(failed.detail.get("problems"))
+        assert q.get(dep.id).status == "running"  # type: ignore[union-attr]
+
+        done = run_rebalance(plan, queue=q, ledger=ledger, dry_run=False, grace_s=0.5, now=datetime.now(UTC))
+        assert done.status == "applied", done.error
+        assert done.detail["stopped"][0]["how"] == "cancelled (forced: no worker ended it)"
+        with get_client(sync_client=True) as c:
+            assert c.read_flow_run(d.flow_run_id).state.type.value == "CANCELLED"
+        moved = q.get(dep.id)
+        assert moved is not None and moved.status == "queued" and moved.spec["pin"]["node"] == "b"
+        assert q.get(big.id).spec["pin"] == {"node": "a", "devices": ["0", "1"]}  # type: ignore[union-attr]
+    q.cancel(blocker.id)
+    bl = q.get(blocker.id)
+    assert bl is not None and bl.pid is not None
+    _kill_group(bl.pid)
