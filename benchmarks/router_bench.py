@@ -269,9 +269,8 @@ def train_learned(config: Path, proxy: ProxyProc, timeout_s: float = 60.0) -> di
     """Fit and promote the router model from the warm-up's outcomes, as the ``router`` flow does, and
     wait until the running service reports it (it reloads the registry every ``service.reload_s``)."""
     # lazy: the flow stack (Prefect) is needed only for `learned`; --direct must not need it
-    from flows.router import router_stage
-
     from flows._common import load
+    from flows.router import router_stage
 
     rt = load(str(config), None)
     trained = router_stage(rt)

@@ -139,6 +139,9 @@ def serve_cmd(
         access_log=False,
         log_level="warning",
         timeout_keep_alive=int(svc.keepalive_s),
+        # uvicorn's X-Forwarded-* rewriting is for apps behind a proxy; this is the proxy (it adds
+        # X-Forwarded-For from the peer), and the middleware cost every request a wrapper call
+        proxy_headers=False,
     )
 
 
