@@ -55,6 +55,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` and the siblings importable
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.router_load import Picker, nasa_arrivals, run_load, summarize  # noqa: E402
+from benchmarks.router_load import DEFAULT_START, Picker, nasa_arrivals, run_load, summarize  # noqa: E402
 from tasks.config.routing import RouterPool, RouterSettings, RouterTarget  # noqa: E402
-from tasks.routing.model import Decision, Query  # noqa: E402
+from tasks.routing.model import Decision, Outcome, Query  # noqa: E402
 from tasks.routing.router import Router  # noqa: E402
 
 BACKEND = ROOT / "benchmarks" / "router_backend.py"
@@ -236,13 +237,16 @@ class ProxyProc:
 
 class RouterPicker:
     """The in-process mode: the real ``Router`` (``route`` → send → ``record``) inside the generator,
-    no proxy in between — the strategies' choices on real backends, without the service's cost."""
+    no proxy in between — the strategies' choices on real backends, without the service's cost.
 
-    def __init__(self, strategy: str, backends: list[BackendProc], seed: int) -> None:
-        targets = [RouterTarget(name=b.name, url=b.url, capacity=1000) for b in backends]
-        settings = RouterSettings(strategy=strategy, pools=[RouterPool(name="bench", prefix="/", targets=targets)])
-        self.router = Router(settings, rng=random.Random(seed))
+    ``keep``: keep every outcome (the learned warm-up: they become the training data), else drop
+    them once 1,000 are buffered (nobody writes them)."""
+
+    def __init__(self, strategy: str, backends: list[BackendProc], seed: int, *, keep: bool = False) -> None:
+        self.router = Router(bench_router_settings(strategy, backends), rng=random.Random(seed))
         self.index = {b.name: i for i, b in enumerate(backends)}
+        self.keep = keep
+        self.outcomes: list[Outcome] = []
 
     def pick(self, kind: str, key: str) -> tuple[int, Decision]:
         d = self.router.route(Query(method="GET", path="/q", kind=kind or None, key=key or None))
@@ -250,8 +254,43 @@ class RouterPicker:
 
     def finish(self, handle: Decision, status: int, latency_ms: float, error: str | None) -> None:
         self.router.record(handle, status=status, latency_ms=latency_ms, error=error)
-        if self.router.buffered > 1000:  # nobody writes these outcomes: keep the buffer from filling
+        if self.keep:
+            self.outcomes.extend(self.router.drain())
+        elif self.router.buffered > 1000:  # nobody writes these outcomes: keep the buffer from filling
             self.router.drain()
+
+
+def bench_router_settings(strategy: str, backends: list[BackendProc], *, capacity: int = 1000) -> RouterSettings:
+    """The router settings of the in-process runs: one pool of the backends, defaults otherwise
+    (the same pool ``write_config`` gives the proxy)."""
+    targets = [RouterTarget(name=b.name, url=b.url, capacity=capacity) for b in backends]
+    return RouterSettings(strategy=strategy, pools=[RouterPool(name="bench", prefix="/", targets=targets)])
+
+
+def train_in_process(picker: RouterPicker, backends: list[BackendProc], workdir: Path) -> dict[str, Any]:
+    """What the ``router`` flow's stage does, on the warm-up's outcomes: write them to this run's
+    own lake (as the recorder would), ``retrain_router`` (fit, backtest, promote through the model
+    registry), and hand the champion to the running ``Router`` (as the service's reload does)."""
+    # lazy: the lake, registry and training stack are needed only for `learned`; --direct must not need them
+    from flows._common import load
+    from tasks.actuators import ActionLedger
+    from tasks.lake import schema as S
+    from tasks.registry import ModelRegistry
+    from tasks.routing.promotion import load_champion
+    from tasks.routing.recorder import outcomes_frame
+    from tasks.routing.training import retrain_router
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    rt = load(str(write_config(workdir, backends, "learned", free_port())), None)
+    rt.lake.write_rows(S.ROUTER_OUTCOMES, outcomes_frame(picker.outcomes))
+    registry = ModelRegistry(rt.state, Path(rt.settings.data_dir) / "models")
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    report = retrain_router(rt.settings, rt.lake, registry, ActionLedger.from_settings(rt.settings), now)
+    champion = load_champion(registry, rt.settings.router.learned.model)
+    if champion is not None:
+        picker.router.set_model(champion[1], champion[0])
+    bt = report.backtest.to_dict() if report.backtest is not None else None
+    return {"status": report.status, "reason": report.reason, "outcomes": report.outcomes, "backtest": bt}
 
 
 def measure(
@@ -269,9 +308,8 @@ def train_learned(config: Path, proxy: ProxyProc, timeout_s: float = 60.0) -> di
     """Fit and promote the router model from the warm-up's outcomes, as the ``router`` flow does, and
     wait until the running service reports it (it reloads the registry every ``service.reload_s``)."""
     # lazy: the flow stack (Prefect) is needed only for `learned`; --direct must not need it
-    from flows.router import router_stage
-
     from flows._common import load
+    from flows.router import router_stage
 
     rt = load(str(config), None)
     trained = router_stage(rt)
@@ -322,11 +360,23 @@ def run_strategy(
     return out
 
 
+def _minutes_before(start: str, minutes: int) -> str:
+    """The trace minute ``minutes`` before ``start`` (``YYYY-MM-DD HH:MM``, the trace's local time)."""
+    try:
+        at = datetime.strptime(start, "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise SystemExit(f"error: --trace-start: {start!r} is not YYYY-MM-DD HH:MM") from None
+    return (at - timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M")
+
+
 def run_scenario(
     sc: Scenario, strategies: list[str], args: argparse.Namespace, workdir: Path
 ) -> dict[str, dict[str, Any]]:
-    arrivals = nasa_arrivals(args.rate, args.duration, seconds_per_minute=args.seconds_per_minute, seed=args.seed)
-    warmup = nasa_arrivals(args.rate, args.warmup, seconds_per_minute=args.seconds_per_minute, seed=args.seed + 1)
+    spm = args.seconds_per_minute
+    arrivals = nasa_arrivals(args.rate, args.duration, seconds_per_minute=spm, start=args.trace_start, seed=args.seed)
+    # the warm-up replays the trace minutes just before the measured window (what the router saw last)
+    warm_start = _minutes_before(args.trace_start, math.ceil(args.warmup / spm))
+    warmup = nasa_arrivals(args.rate, args.warmup, seconds_per_minute=spm, start=warm_start, seed=args.seed + 1)
     backends: list[BackendProc] = []
     rows: dict[str, dict[str, Any]] = {}
     try:
@@ -338,13 +388,24 @@ def run_scenario(
             rows[DIRECT] = measure([f"{b.url}/q" for b in backends], arrivals, sc.kinds, args.seed)
         elif args.in_process:
             for s in strategies:
-                if s == "learned":
-                    continue  # its model is trained from what the proxy's recorder writes
                 _progress(f"{sc.name} / {s} (in process)")
+                urls = [f"{b.url}/q" for b in backends]
+                picker = RouterPicker(s, backends, args.seed, keep=s == "learned")
+                extra: dict[str, Any] = {}
+                if s == "learned":  # warm-up (no model: P2C-EWMA and exploration), train, then measure
+                    for b in backends:
+                        b.configure()
+                    extra["warmup"] = measure(urls, warmup, sc.kinds, args.seed + 7, picker)
+                    extra["training"] = train_in_process(picker, backends, workdir / f"{sc.name}-learned")
+                    picker.keep = False
+                    picker.outcomes.clear()
+                    if extra["training"]["status"] != "promoted":
+                        _progress(f"{sc.name} / learned: no model promoted ({extra['training']['reason']})")
                 for b in backends:
                     b.configure()
-                picker = RouterPicker(s, backends, args.seed)
-                rows[s] = measure([f"{b.url}/q" for b in backends], arrivals, sc.kinds, args.seed, picker)
+                rows[s] = measure(urls, arrivals, sc.kinds, args.seed, picker)
+                if extra:
+                    rows[s]["detail"] = extra
         else:
             for s in strategies:
                 _progress(f"{sc.name} / {s}")
@@ -443,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None, help="measured s per strategy (default 60; quick 6)")
     p.add_argument("--warmup", type=float, default=None, help="learned's warm-up s (default 60; quick 6)")
     p.add_argument("--seconds-per-minute", type=float, default=1.0, help="one NASA trace minute lasts this long")
+    p.add_argument(
+        "--trace-start", default=DEFAULT_START, help=f"first NASA trace minute measured (default {DEFAULT_START})"
+    )
     p.add_argument("--overhead-rate", type=float, default=1000.0)
     p.add_argument("--overhead-duration", type=float, default=None, help="s (default 20; quick 3)")
     p.add_argument("--no-overhead", action="store_true")
@@ -479,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": a.duration,
         "warmup_s": a.warmup,
         "seconds_per_minute": a.seconds_per_minute,
+        "trace_start": a.trace_start,
         "overhead_rate": a.overhead_rate,
         "seed": a.seed,
     }
