@@ -76,6 +76,7 @@ BACKEND = ROOT / "benchmarks" / "router_backend.py"
 SCENARIOS = ("heterogeneous", "query_cost", "failing", "spike")
 STRATEGIES = ("round_robin", "p2c", "p2c_ewma", "consistent_hash", "learned")
 DIRECT = "direct_round_robin"
+ORACLE = "oracle_good_backends"
 ROUTE_KEYS = 1000
 TARGET_P99 = 0.8  # ≤ 0.8 × P2C-EWMA's p99 in every scenario
 TARGET_MEAN_QUERY_COST = 0.7  # ≤ 0.7 × P2C-EWMA's mean in query_cost
@@ -89,6 +90,8 @@ class Scenario:
     name: str
     backends: list[dict[str, Any]]
     kinds: list[tuple[str, float]] = field(default_factory=list)
+    #: query kind ("" any) → the backends the scenario never slows or fails for it (the oracle's choice)
+    good: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def scenarios(duration_s: float) -> dict[str, Scenario]:
@@ -99,14 +102,23 @@ def scenarios(duration_s: float) -> dict[str, Scenario]:
         return {"name": name, "base_ms": 10.0, "sigma": 0.25, "workers": 4, **kw}
 
     return {
-        "heterogeneous": Scenario("heterogeneous", [b("b0"), b("b1"), b("b2", slowdown=3.0)]),
+        "heterogeneous": Scenario("heterogeneous", [b("b0"), b("b1"), b("b2", slowdown=3.0)], good={"": ("b0", "b1")}),
         "query_cost": Scenario(
             "query_cost",
             [b("b0", kind_ms={"a": 5.0, "b": 25.0}, workers=8), b("b1", kind_ms={"a": 25.0, "b": 5.0}, workers=8)],
             kinds=[("a", 1.0), ("b", 1.0)],
+            good={"a": ("b0",), "b": ("b1",)},
         ),
-        "failing": Scenario("failing", [b("b0"), b("b1", fail_rate=0.3, fail_window=[third, 2 * third]), b("b2")]),
-        "spike": Scenario("spike", [b("b0"), b("b1", spike_factor=10.0, spike_window=[third, 1.5 * third]), b("b2")]),
+        "failing": Scenario(
+            "failing",
+            [b("b0"), b("b1", fail_rate=0.3, fail_window=[third, 2 * third]), b("b2")],
+            good={"": ("b0", "b2")},
+        ),
+        "spike": Scenario(
+            "spike",
+            [b("b0"), b("b1", spike_factor=10.0, spike_window=[third, 1.5 * third]), b("b2")],
+            good={"": ("b0", "b2")},
+        ),
     }
 
 
@@ -260,6 +272,27 @@ class RouterPicker:
             self.router.drain()
 
 
+class OraclePicker:
+    """Not a strategy: a picker that knows the scenario (which backend is slow or failing for which
+    kind, for the whole run) and sends each query to the least busy of the others. Its figures are
+    what a router could reach by never touching the bad backend: a floor the strategies are read
+    against (a target below it cannot be met by choosing where to send, only by sending twice)."""
+
+    def __init__(self, sc: Scenario, backends: list[BackendProc]) -> None:
+        self.index = {b.name: i for i, b in enumerate(backends)}
+        self.good = sc.good or {"": tuple(self.index)}
+        self.pending = [0] * len(backends)
+
+    def pick(self, kind: str, key: str) -> tuple[int, int]:
+        names = self.good.get(kind) or self.good.get("") or tuple(self.index)
+        i = min((self.index[n] for n in names), key=lambda j: self.pending[j])
+        self.pending[i] += 1
+        return i, i
+
+    def finish(self, handle: int, status: int, latency_ms: float, error: str | None) -> None:
+        self.pending[handle] -= 1
+
+
 def bench_router_settings(strategy: str, backends: list[BackendProc], *, capacity: int = 1000) -> RouterSettings:
     """The router settings of the in-process runs: one pool of the backends, defaults otherwise
     (the same pool ``write_config`` gives the proxy)."""
@@ -387,9 +420,9 @@ def run_scenario(
                 b.configure()
             rows[DIRECT] = measure([f"{b.url}/q" for b in backends], arrivals, sc.kinds, args.seed)
         elif args.in_process:
+            urls = [f"{b.url}/q" for b in backends]
             for s in strategies:
                 _progress(f"{sc.name} / {s} (in process)")
-                urls = [f"{b.url}/q" for b in backends]
                 picker = RouterPicker(s, backends, args.seed, keep=s == "learned")
                 extra: dict[str, Any] = {}
                 if s == "learned":  # warm-up (no model: P2C-EWMA and exploration), train, then measure
@@ -406,6 +439,11 @@ def run_scenario(
                 rows[s] = measure(urls, arrivals, sc.kinds, args.seed, picker)
                 if extra:
                     rows[s]["detail"] = extra
+            if args.oracle:
+                _progress(f"{sc.name} / {ORACLE} (in process)")
+                for b in backends:
+                    b.configure()
+                rows[ORACLE] = measure(urls, arrivals, sc.kinds, args.seed, OraclePicker(sc, backends))
         else:
             for s in strategies:
                 _progress(f"{sc.name} / {s}")
@@ -497,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--direct", action="store_true", help="no proxy: the generator round-robins over the backends")
     p.add_argument(
         "--in-process", action="store_true", help="no proxy: the real Router inside the generator (no learned)"
+    )
+    p.add_argument(
+        "--oracle", action="store_true", help=f"with --in-process: also the {ORACLE} row (knows the bad backend)"
     )
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--strategies", default=",".join(STRATEGIES))
