@@ -24,13 +24,23 @@ and through the proxy (one target) by the same generator in the same run: the p5
     uv run python benchmarks/router_bench.py --quick --json      # smoke: 6 s per strategy
     uv run python benchmarks/router_bench.py --direct --quick    # no proxy: client-side round robin
     uv run python benchmarks/router_bench.py --in-process        # no proxy: Router.route/record in the generator
-    options: --scenarios a,b  --strategies a,b  --rate R  --duration S  --warmup S
-             --overhead-rate R  --overhead-duration S  --no-overhead  --dir PARENT  --keep
+    uv run python benchmarks/router_bench.py --in-process --oracle --trace-start "1995-07-06 14:00" --seed 2
+    options: --scenarios a,b  --strategies a,b  --rate R  --duration S  --warmup S  --seed N  --trace-start T
+             --overhead-rate R  --overhead-duration S  --no-overhead  --dir PARENT  --keep  --oracle
+
+In process, ``learned`` is trained the same way without the service: the warm-up runs through a
+``Router`` with the learned strategy, its outcomes (``Router.drain``) go to this run's lake,
+``tasks.routing.training.retrain_router`` (the router flow's work) fits, backtests and promotes, and
+``Router.set_model`` hands the champion to the same router for the measured run. The warm-up
+replays the trace minutes just before ``--trace-start`` (what the router saw last). ``--oracle``
+adds a row that is not a strategy: each query to the least busy backend the scenario never slows or
+fails for its kind — the floor of what choosing a backend can reach.
 
 ``--json``: the last line is ``{"scenarios": {SCENARIO: {STRATEGY: {"p50_ms", "p95_ms", "p99_ms",
 "mean_ms", "error_pct", "rps", ...}}}, "default_strategy": NAME, "overhead_p50_ms": MS, "targets":
 {...}, "overhead": {...}, "seconds": S}``; ``--direct`` reports one strategy, ``direct_round_robin``,
-and no overhead (null); ``--in-process`` every strategy but ``learned``, no overhead; ``mode`` says
+and no overhead (null); ``--in-process`` every strategy (and ``oracle_good_backends`` with
+``--oracle``), no overhead; ``mode`` says
 which. What needs what: ``--direct`` needs only this folder; ``--in-process`` the Router and
 strategies; the proxy runs need
 ``cortex-perf router serve`` (tasks/routing/proxy, router, strategies); ``learned`` also needs the
@@ -533,9 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--direct", action="store_true", help="no proxy: the generator round-robins over the backends")
-    p.add_argument(
-        "--in-process", action="store_true", help="no proxy: the real Router inside the generator (no learned)"
-    )
+    p.add_argument("--in-process", action="store_true", help="no proxy: the real Router inside the generator")
     p.add_argument(
         "--oracle", action="store_true", help=f"with --in-process: also the {ORACLE} row (knows the bad backend)"
     )

@@ -18,6 +18,17 @@ Past that point the prediction is extrapolated as a processor-sharing server sca
 peak-EWMA assumption too): service time × ``(pending + 1) / (max_seen + 1)``. Inside the range the
 model's own learned load response stands (no double counting).
 
+**Choosing** (:class:`LearnedStrategy`): every candidate is scored, expected cost =
+``latency_weight·latency + price_weight·price + failure_penalty_ms·p_fail``; P2C-EWMA among those
+within ``tie_tolerance`` of the best. Two signals come from the live state rather than the model,
+because the model is only as recent as the router flow's last retrain: ``p_fail`` is the model's
+probability updated with the target's recent failures (:class:`LiveFailures`, read from the
+Router's counters, fading with ``live_decay_s``), so a failure burst is seen within a few attempts
+— with no model yet too; and the target's in-flight count enters the model (``pending``). Exploration
+(``exploration``, a share of queries) goes only to targets within ``1 + explore_margin`` of the best
+cost: measured in-process, a 5× slower target explored at 5 % made the p99 (BENCHMARKS.md, "Learned
+strategy, in-process").
+
 Prediction for a decision walks the boosters' trees as numpy arrays (:class:`Forest`, checked
 equal to XGBoost's own prediction in the tests): XGBoost's ``inplace_predict`` has a fixed cost per
 call larger than the whole budget. See BENCHMARKS.md ("router: learned strategy").
