@@ -24,13 +24,23 @@ and through the proxy (one target) by the same generator in the same run: the p5
     uv run python benchmarks/router_bench.py --quick --json      # smoke: 6 s per strategy
     uv run python benchmarks/router_bench.py --direct --quick    # no proxy: client-side round robin
     uv run python benchmarks/router_bench.py --in-process        # no proxy: Router.route/record in the generator
-    options: --scenarios a,b  --strategies a,b  --rate R  --duration S  --warmup S
-             --overhead-rate R  --overhead-duration S  --no-overhead  --dir PARENT  --keep
+    uv run python benchmarks/router_bench.py --in-process --oracle --trace-start "1995-07-06 14:00" --seed 2
+    options: --scenarios a,b  --strategies a,b  --rate R  --duration S  --warmup S  --seed N  --trace-start T
+             --overhead-rate R  --overhead-duration S  --no-overhead  --dir PARENT  --keep  --oracle
+
+In process, ``learned`` is trained the same way without the service: the warm-up runs through a
+``Router`` with the learned strategy, its outcomes (``Router.drain``) go to this run's lake,
+``tasks.routing.training.retrain_router`` (the router flow's work) fits, backtests and promotes, and
+``Router.set_model`` hands the champion to the same router for the measured run. The warm-up
+replays the trace minutes just before ``--trace-start`` (what the router saw last). ``--oracle``
+adds a row that is not a strategy: each query to the least busy backend the scenario never slows or
+fails for its kind — the floor of what choosing a backend can reach.
 
 ``--json``: the last line is ``{"scenarios": {SCENARIO: {STRATEGY: {"p50_ms", "p95_ms", "p99_ms",
 "mean_ms", "error_pct", "rps", ...}}}, "default_strategy": NAME, "overhead_p50_ms": MS, "targets":
 {...}, "overhead": {...}, "seconds": S}``; ``--direct`` reports one strategy, ``direct_round_robin``,
-and no overhead (null); ``--in-process`` every strategy but ``learned``, no overhead; ``mode`` says
+and no overhead (null); ``--in-process`` every strategy (and ``oracle_good_backends`` with
+``--oracle``), no overhead; ``mode`` says
 which. What needs what: ``--direct`` needs only this folder; ``--in-process`` the Router and
 strategies; the proxy runs need
 ``cortex-perf router serve`` (tasks/routing/proxy, router, strategies); ``learned`` also needs the
@@ -55,6 +65,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +77,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: make `tasks` and the siblings importable
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.router_load import Picker, nasa_arrivals, run_load, summarize  # noqa: E402
+from benchmarks.router_load import DEFAULT_START, Picker, nasa_arrivals, run_load, summarize  # noqa: E402
 from tasks.config.routing import RouterPool, RouterSettings, RouterTarget  # noqa: E402
-from tasks.routing.model import Decision, Query  # noqa: E402
+from tasks.routing.model import Decision, Outcome, Query  # noqa: E402
 from tasks.routing.router import Router  # noqa: E402
 
 BACKEND = ROOT / "benchmarks" / "router_backend.py"
 SCENARIOS = ("heterogeneous", "query_cost", "failing", "spike")
 STRATEGIES = ("round_robin", "p2c", "p2c_ewma", "consistent_hash", "learned")
 DIRECT = "direct_round_robin"
+ORACLE = "oracle_good_backends"
 ROUTE_KEYS = 1000
 TARGET_P99 = 0.8  # ≤ 0.8 × P2C-EWMA's p99 in every scenario
 TARGET_MEAN_QUERY_COST = 0.7  # ≤ 0.7 × P2C-EWMA's mean in query_cost
@@ -88,6 +100,8 @@ class Scenario:
     name: str
     backends: list[dict[str, Any]]
     kinds: list[tuple[str, float]] = field(default_factory=list)
+    #: query kind ("" any) → the backends the scenario never slows or fails for it (the oracle's choice)
+    good: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def scenarios(duration_s: float) -> dict[str, Scenario]:
@@ -98,14 +112,23 @@ def scenarios(duration_s: float) -> dict[str, Scenario]:
         return {"name": name, "base_ms": 10.0, "sigma": 0.25, "workers": 4, **kw}
 
     return {
-        "heterogeneous": Scenario("heterogeneous", [b("b0"), b("b1"), b("b2", slowdown=3.0)]),
+        "heterogeneous": Scenario("heterogeneous", [b("b0"), b("b1"), b("b2", slowdown=3.0)], good={"": ("b0", "b1")}),
         "query_cost": Scenario(
             "query_cost",
             [b("b0", kind_ms={"a": 5.0, "b": 25.0}, workers=8), b("b1", kind_ms={"a": 25.0, "b": 5.0}, workers=8)],
             kinds=[("a", 1.0), ("b", 1.0)],
+            good={"a": ("b0",), "b": ("b1",)},
         ),
-        "failing": Scenario("failing", [b("b0"), b("b1", fail_rate=0.3, fail_window=[third, 2 * third]), b("b2")]),
-        "spike": Scenario("spike", [b("b0"), b("b1", spike_factor=10.0, spike_window=[third, 1.5 * third]), b("b2")]),
+        "failing": Scenario(
+            "failing",
+            [b("b0"), b("b1", fail_rate=0.3, fail_window=[third, 2 * third]), b("b2")],
+            good={"": ("b0", "b2")},
+        ),
+        "spike": Scenario(
+            "spike",
+            [b("b0"), b("b1", spike_factor=10.0, spike_window=[third, 1.5 * third]), b("b2")],
+            good={"": ("b0", "b2")},
+        ),
     }
 
 
@@ -236,13 +259,16 @@ class ProxyProc:
 
 class RouterPicker:
     """The in-process mode: the real ``Router`` (``route`` → send → ``record``) inside the generator,
-    no proxy in between — the strategies' choices on real backends, without the service's cost."""
+    no proxy in between — the strategies' choices on real backends, without the service's cost.
 
-    def __init__(self, strategy: str, backends: list[BackendProc], seed: int) -> None:
-        targets = [RouterTarget(name=b.name, url=b.url, capacity=1000) for b in backends]
-        settings = RouterSettings(strategy=strategy, pools=[RouterPool(name="bench", prefix="/", targets=targets)])
-        self.router = Router(settings, rng=random.Random(seed))
+    ``keep``: keep every outcome (the learned warm-up: they become the training data), else drop
+    them once 1,000 are buffered (nobody writes them)."""
+
+    def __init__(self, strategy: str, backends: list[BackendProc], seed: int, *, keep: bool = False) -> None:
+        self.router = Router(bench_router_settings(strategy, backends), rng=random.Random(seed))
         self.index = {b.name: i for i, b in enumerate(backends)}
+        self.keep = keep
+        self.outcomes: list[Outcome] = []
 
     def pick(self, kind: str, key: str) -> tuple[int, Decision]:
         d = self.router.route(Query(method="GET", path="/q", kind=kind or None, key=key or None))
@@ -250,8 +276,64 @@ class RouterPicker:
 
     def finish(self, handle: Decision, status: int, latency_ms: float, error: str | None) -> None:
         self.router.record(handle, status=status, latency_ms=latency_ms, error=error)
-        if self.router.buffered > 1000:  # nobody writes these outcomes: keep the buffer from filling
+        if self.keep:
+            self.outcomes.extend(self.router.drain())
+        elif self.router.buffered > 1000:  # nobody writes these outcomes: keep the buffer from filling
             self.router.drain()
+
+
+class OraclePicker:
+    """Not a strategy: a picker that knows the scenario (which backend is slow or failing for which
+    kind, for the whole run) and sends each query to the least busy of the others. Its figures are
+    what a router could reach by never touching the bad backend: a floor the strategies are read
+    against (a target below it cannot be met by choosing where to send, only by sending twice)."""
+
+    def __init__(self, sc: Scenario, backends: list[BackendProc]) -> None:
+        self.index = {b.name: i for i, b in enumerate(backends)}
+        self.good = sc.good or {"": tuple(self.index)}
+        self.pending = [0] * len(backends)
+
+    def pick(self, kind: str, key: str) -> tuple[int, int]:
+        names = self.good.get(kind) or self.good.get("") or tuple(self.index)
+        i = min((self.index[n] for n in names), key=lambda j: self.pending[j])
+        self.pending[i] += 1
+        return i, i
+
+    def finish(self, handle: int, status: int, latency_ms: float, error: str | None) -> None:
+        self.pending[handle] -= 1
+
+
+def bench_router_settings(strategy: str, backends: list[BackendProc], *, capacity: int = 1000) -> RouterSettings:
+    """The router settings of the in-process runs: one pool of the backends, defaults otherwise
+    (the same pool ``write_config`` gives the proxy)."""
+    targets = [RouterTarget(name=b.name, url=b.url, capacity=capacity) for b in backends]
+    return RouterSettings(strategy=strategy, pools=[RouterPool(name="bench", prefix="/", targets=targets)])
+
+
+def train_in_process(picker: RouterPicker, backends: list[BackendProc], workdir: Path) -> dict[str, Any]:
+    """What the ``router`` flow's stage does, on the warm-up's outcomes: write them to this run's
+    own lake (as the recorder would), ``retrain_router`` (fit, backtest, promote through the model
+    registry), and hand the champion to the running ``Router`` (as the service's reload does)."""
+    # lazy: the lake, registry and training stack are needed only for `learned`; --direct must not need them
+    from flows._common import load
+    from tasks.actuators import ActionLedger
+    from tasks.lake import schema as S
+    from tasks.registry import ModelRegistry
+    from tasks.routing.promotion import load_champion
+    from tasks.routing.recorder import outcomes_frame
+    from tasks.routing.training import retrain_router
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    rt = load(str(write_config(workdir, backends, "learned", free_port())), None)
+    rt.lake.write_rows(S.ROUTER_OUTCOMES, outcomes_frame(picker.outcomes))
+    registry = ModelRegistry(rt.state, Path(rt.settings.data_dir) / "models")
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    report = retrain_router(rt.settings, rt.lake, registry, ActionLedger.from_settings(rt.settings), now)
+    champion = load_champion(registry, rt.settings.router.learned.model)
+    if champion is not None:
+        picker.router.set_model(champion[1], champion[0])
+    bt = report.backtest.to_dict() if report.backtest is not None else None
+    return {"status": report.status, "reason": report.reason, "outcomes": report.outcomes, "backtest": bt}
 
 
 def measure(
@@ -321,11 +403,23 @@ def run_strategy(
     return out
 
 
+def _minutes_before(start: str, minutes: int) -> str:
+    """The trace minute ``minutes`` before ``start`` (``YYYY-MM-DD HH:MM``, the trace's local time)."""
+    try:
+        at = datetime.strptime(start, "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise SystemExit(f"error: --trace-start: {start!r} is not YYYY-MM-DD HH:MM") from None
+    return (at - timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M")
+
+
 def run_scenario(
     sc: Scenario, strategies: list[str], args: argparse.Namespace, workdir: Path
 ) -> dict[str, dict[str, Any]]:
-    arrivals = nasa_arrivals(args.rate, args.duration, seconds_per_minute=args.seconds_per_minute, seed=args.seed)
-    warmup = nasa_arrivals(args.rate, args.warmup, seconds_per_minute=args.seconds_per_minute, seed=args.seed + 1)
+    spm = args.seconds_per_minute
+    arrivals = nasa_arrivals(args.rate, args.duration, seconds_per_minute=spm, start=args.trace_start, seed=args.seed)
+    # the warm-up replays the trace minutes just before the measured window (what the router saw last)
+    warm_start = _minutes_before(args.trace_start, math.ceil(args.warmup / spm))
+    warmup = nasa_arrivals(args.rate, args.warmup, seconds_per_minute=spm, start=warm_start, seed=args.seed + 1)
     backends: list[BackendProc] = []
     rows: dict[str, dict[str, Any]] = {}
     try:
@@ -336,14 +430,30 @@ def run_scenario(
                 b.configure()
             rows[DIRECT] = measure([f"{b.url}/q" for b in backends], arrivals, sc.kinds, args.seed)
         elif args.in_process:
+            urls = [f"{b.url}/q" for b in backends]
             for s in strategies:
-                if s == "learned":
-                    continue  # its model is trained from what the proxy's recorder writes
                 _progress(f"{sc.name} / {s} (in process)")
+                picker = RouterPicker(s, backends, args.seed, keep=s == "learned")
+                extra: dict[str, Any] = {}
+                if s == "learned":  # warm-up (no model: P2C-EWMA and exploration), train, then measure
+                    for b in backends:
+                        b.configure()
+                    extra["warmup"] = measure(urls, warmup, sc.kinds, args.seed + 7, picker)
+                    extra["training"] = train_in_process(picker, backends, workdir / f"{sc.name}-learned")
+                    picker.keep = False
+                    picker.outcomes.clear()
+                    if extra["training"]["status"] != "promoted":
+                        _progress(f"{sc.name} / learned: no model promoted ({extra['training']['reason']})")
                 for b in backends:
                     b.configure()
-                picker = RouterPicker(s, backends, args.seed)
-                rows[s] = measure([f"{b.url}/q" for b in backends], arrivals, sc.kinds, args.seed, picker)
+                rows[s] = measure(urls, arrivals, sc.kinds, args.seed, picker)
+                if extra:
+                    rows[s]["detail"] = extra
+            if args.oracle:
+                _progress(f"{sc.name} / {ORACLE} (in process)")
+                for b in backends:
+                    b.configure()
+                rows[ORACLE] = measure(urls, arrivals, sc.kinds, args.seed, OraclePicker(sc, backends))
         else:
             for s in strategies:
                 _progress(f"{sc.name} / {s}")
@@ -433,8 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     p.add_argument("--direct", action="store_true", help="no proxy: the generator round-robins over the backends")
+    p.add_argument("--in-process", action="store_true", help="no proxy: the real Router inside the generator")
     p.add_argument(
-        "--in-process", action="store_true", help="no proxy: the real Router inside the generator (no learned)"
+        "--oracle", action="store_true", help=f"with --in-process: also the {ORACLE} row (knows the bad backend)"
     )
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -442,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None, help="measured s per strategy (default 60; quick 6)")
     p.add_argument("--warmup", type=float, default=None, help="learned's warm-up s (default 60; quick 6)")
     p.add_argument("--seconds-per-minute", type=float, default=1.0, help="one NASA trace minute lasts this long")
+    p.add_argument(
+        "--trace-start", default=DEFAULT_START, help=f"first NASA trace minute measured (default {DEFAULT_START})"
+    )
     p.add_argument("--overhead-rate", type=float, default=1000.0)
     p.add_argument("--overhead-duration", type=float, default=None, help="s (default 20; quick 3)")
     p.add_argument("--no-overhead", action="store_true")
@@ -478,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": a.duration,
         "warmup_s": a.warmup,
         "seconds_per_minute": a.seconds_per_minute,
+        "trace_start": a.trace_start,
         "overhead_rate": a.overhead_rate,
         "seed": a.seed,
     }

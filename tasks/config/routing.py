@@ -145,6 +145,12 @@ class LearnedSettings(Section):
     tie_tolerance: float = Field(
         0.1, ge=0, le=1, description="Targets within this fraction of the best cost count as tied (P2C-EWMA)."
     )
+    explore_margin: float = Field(
+        1.0, ge=0, le=100, description="Explore only targets whose expected cost is within 1 + this × the best's."
+    )
+    live_decay_s: float = Field(
+        10.0, gt=0, le=3600, description="Time constant of each target's live failure rate (blended with the model's)."
+    )
     min_outcomes: int = Field(200, ge=10, le=10_000_000, description="Outcomes needed before training.")
     history: str = Field("1d", description="How far back the router flow trains from.")
 

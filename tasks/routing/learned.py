@@ -18,6 +18,17 @@ Past that point the prediction is extrapolated as a processor-sharing server sca
 peak-EWMA assumption too): service time × ``(pending + 1) / (max_seen + 1)``. Inside the range the
 model's own learned load response stands (no double counting).
 
+**Choosing** (:class:`LearnedStrategy`): every candidate is scored, expected cost =
+``latency_weight·latency + price_weight·price + failure_penalty_ms·p_fail``; P2C-EWMA among those
+within ``tie_tolerance`` of the best. Two signals come from the live state rather than the model,
+because the model is only as recent as the router flow's last retrain: ``p_fail`` is the model's
+probability updated with the target's recent failures (:class:`LiveFailures`, read from the
+Router's counters, fading with ``live_decay_s``), so a failure burst is seen within a few attempts
+— with no model yet too; and the target's in-flight count enters the model (``pending``). Exploration
+(``exploration``, a share of queries) goes only to targets within ``1 + explore_margin`` of the best
+cost: measured in-process, a 5× slower target explored at 5 % made the p99 (BENCHMARKS.md, "Learned
+strategy, in-process").
+
 Prediction for a decision walks the boosters' trees as numpy arrays (:class:`Forest`, checked
 equal to XGBoost's own prediction in the tests): XGBoost's ``inplace_predict`` has a fixed cost per
 call larger than the whole budget. See BENCHMARKS.md ("router: learned strategy").
@@ -40,7 +51,15 @@ from tasks.registry import register_kind
 from tasks.routing.features import QUERY_COLUMNS, encode_query, query_features
 from tasks.routing.model import Query, Strategy, TargetState
 
-__all__ = ["LIVE_COLUMNS", "MODEL_KIND", "LearnedStrategy", "RouteModel", "target_key"]
+__all__ = [
+    "LIVE_COLUMNS",
+    "LIVE_PRIOR_WEIGHT",
+    "MODEL_KIND",
+    "LearnedStrategy",
+    "LiveFailures",
+    "RouteModel",
+    "target_key",
+]
 
 MODEL_KIND = "router_xgboost"
 LIVE_COLUMNS = ("pending", "ewma_log1p")
@@ -303,8 +322,50 @@ def expected_cost(
     return settings.latency_weight * latency_ms + settings.price_weight * price + settings.failure_penalty_ms * p_fail
 
 
+class LiveFailures:
+    """A target's recent failure rate, read from the Router's counters (``requests``, ``failures``).
+
+    Why: the model's failure probability is what the target did at training time (up to the flow's
+    last retrain); a target that starts failing now must be seen within seconds. Counts decay with
+    time constant ``decay_s``, so once traffic moves away the rate returns to the model's prior
+    (and the target is tried again), as a peak-EWMA forgets a slow target. Read from counters the
+    Router already keeps, so the strategy needs no hook into ``record``.
+    """
+
+    __slots__ = ("fails", "failures", "requests", "sent", "stamp")
+
+    def __init__(self, t: TargetState, now: float) -> None:
+        self.requests, self.failures = t.requests, t.failures
+        self.sent = self.fails = 0.0
+        self.stamp = now
+
+    def update(self, t: TargetState, now: float, decay_s: float) -> None:
+        w = math.exp(-max(now - self.stamp, 0.0) / decay_s)
+        # a target rebuilt by a reload starts its counters again: never a negative count
+        self.sent = self.sent * w + max(t.requests - self.requests, 0)
+        self.fails = self.fails * w + max(t.failures - self.failures, 0)
+        self.requests, self.failures, self.stamp = t.requests, t.failures, now
+
+    def blend(self, prior: float) -> float:
+        """The posterior failure rate: ``LIVE_PRIOR_WEIGHT`` pseudo-attempts at the model's ``prior``."""
+        return (self.fails + LIVE_PRIOR_WEIGHT * prior) / (self.sent + LIVE_PRIOR_WEIGHT)
+
+
+#: how many attempts the model's failure probability is worth against live outcomes: a handful of
+#: recent failures outweigh it (a failure burst is seen in seconds), a single one does not
+LIVE_PRIOR_WEIGHT = 5.0
+
+
 class LearnedStrategy:
-    """Lowest expected cost per query; P2C-EWMA (``fallback``) among ties and without a model."""
+    """Lowest expected cost per query; P2C-EWMA (``fallback``) among ties and without a model.
+
+    Every candidate is scored (not two sampled, as P2C does): one balancer over a pool's few
+    targets has no herd to fear, and the model's load response (``pending``) already charges a busy
+    target for its queue. Exploration is bounded where it hurts: it goes only to targets whose
+    expected cost is within ``1 + explore_margin`` times the best, since a query sent to a target
+    the model is sure is several times slower lands in the tail (at 5 % exploration over a 5×
+    slower target, p99 becomes that target's latency).
+    """
 
     name = "learned"
 
@@ -317,23 +378,62 @@ class LearnedStrategy:
         self.last_explored = False
         #: expected cost per candidate name of the last model decision (for status and tests)
         self.last_costs: dict[str, float] = {}
+        self._live: dict[tuple[str, str], LiveFailures] = {}
+
+    def live_failure(self, t: TargetState, prior: float, now: float) -> float:
+        """``t``'s failure probability: the model's ``prior`` updated with its recent outcomes."""
+        key = (t.pool, t.name)
+        live = self._live.get(key)
+        if live is None:
+            live = self._live[key] = LiveFailures(t, now)
+        else:
+            live.update(t, now, self.settings.live_decay_s)
+        return live.blend(prior)
 
     def choose(self, query: Query, candidates: list[TargetState], now: float) -> TargetState:
         self.last_explored = False
         self.last_costs = {}
-        if self.model is None or len(candidates) == 1:
-            return self.fallback.choose(query, candidates, now)
-        if self.settings.exploration > 0 and self.rng.random() < self.settings.exploration:
-            self.last_explored = True
-            return candidates[self.rng.randrange(len(candidates))]
-        lat, p_fail = self.model.predict(query_features(query), candidates, now)
+        if len(candidates) == 1:
+            return candidates[0]
+        if self.model is None:
+            return self._choose_without_model(query, candidates, now)
+        lat, p_model = self.model.predict(query_features(query), candidates, now)
+        p_fail = np.array([self.live_failure(c, float(p), now) for c, p in zip(candidates, p_model, strict=True)])
         price = np.array([c.target.cost for c in candidates], dtype=np.float64)
         cost = expected_cost(self.settings, lat, price, p_fail)
         self.last_costs = {c.name: float(x) for c, x in zip(candidates, cost, strict=True)}
         best = float(cost.min())
+        if self.settings.exploration > 0 and self.rng.random() < self.settings.exploration:
+            reach = best + abs(best) * self.settings.explore_margin + 1e-9
+            near = [c for c, x in zip(candidates, cost, strict=True) if x <= reach]
+            if len(near) > 1:
+                self.last_explored = True
+                return near[self.rng.randrange(len(near))]
         bar = best + abs(best) * self.settings.tie_tolerance + 1e-9
         tied = [c for c, x in zip(candidates, cost, strict=True) if x <= bar]
         return tied[0] if len(tied) == 1 else self.fallback.choose(query, tied, now)
+
+    def _choose_without_model(self, query: Query, candidates: list[TargetState], now: float) -> TargetState:
+        """No model yet: P2C-EWMA, with each target's live failure rate in its cost.
+
+        While no candidate has failed lately this *is* the fallback. Once one has, two random
+        candidates are compared on ``ewma × (pending + 1) + failure_penalty_ms × p_fail`` (the
+        Finagle load plus the penalty the model's cost uses): a target answering 30 % HTTP 500 —
+        below the breaker's threshold and rarely 5 in a row — stops winning its pairs until its
+        failures are ``live_decay_s`` old, instead of taking its full share as P2C-EWMA gives it.
+        """
+        p_fail = [self.live_failure(c, 0.0, now) for c in candidates]
+        if self.settings.failure_penalty_ms <= 0 or max(p_fail) <= 0.0:
+            return self.fallback.choose(query, candidates, now)
+        i = self.rng.randrange(len(candidates))
+        j = self.rng.randrange(len(candidates) - 1)
+        j += j >= i
+        penalty = self.settings.failure_penalty_ms
+
+        def cost(k: int) -> float:
+            return candidates[k].cost(now) + penalty * p_fail[k]
+
+        return candidates[i] if cost(i) <= cost(j) else candidates[j]
 
     def status(self) -> dict[str, Any]:
         """What the strategy runs on now: the model, or the fallback while there is none."""

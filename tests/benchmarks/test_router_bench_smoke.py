@@ -190,3 +190,48 @@ def test_in_process_run_routes_through_the_real_router() -> None:
     assert slow_share(rows["p2c_ewma"]) < 0.25
     for row in rows.values():
         assert row["error_pct"] == 0 and all(math.isfinite(row[k]) for k in FIGURES)
+
+
+@pytest.mark.slow
+def test_in_process_learned_is_trained_from_its_warm_up_and_routes_by_kind() -> None:
+    """In process, ``learned`` runs its warm-up on the Router (no model), the outcomes are trained on
+    by ``retrain_router`` through this run's lake and registry, and the promoted model routes the
+    measured run: each kind mostly to the backend fast for it. The oracle row uses only those."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--in-process",
+            "--quick",
+            "--duration",
+            "4",
+            "--warmup",
+            "5",
+            "--scenarios",
+            "query_cost",
+            "--strategies",
+            "learned",
+            "--oracle",
+            "--trace-start",
+            "1995-07-06 14:00",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["settings"]["trace_start"] == "1995-07-06 14:00"
+    rows = report["scenarios"]["query_cost"]
+    assert set(rows) == {"learned", "oracle_good_backends"}
+    detail = rows["learned"]["detail"]
+    assert detail["warmup"]["requests"] > 200
+    assert detail["training"]["status"] == "promoted", detail["training"]
+    placed = rows["learned"]["placement"]
+    fast = placed.get("a->b0", 0) + placed.get("b->b1", 0)
+    assert fast / sum(placed.values()) > 0.8
+    assert set(rows["oracle_good_backends"]["placement"]) == {"a->b0", "b->b1"}
+    for row in rows.values():
+        assert row["error_pct"] == 0 and all(math.isfinite(row[k]) for k in FIGURES)

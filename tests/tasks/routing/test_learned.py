@@ -80,7 +80,8 @@ def test_routes_each_kind_to_the_target_fast_for_it(crossed_model: RouteModel) -
 
 
 def test_exploration_share_stays_within_bounds(crossed_model: RouteModel) -> None:
-    strategy = LearnedStrategy(LearnedSettings(exploration=0.05), LeastLoad(), random.Random(42))
+    # a wide margin: t2 (5× slower for A) is within reach, so exploration is uniform over both
+    strategy = LearnedStrategy(LearnedSettings(exploration=0.05, explore_margin=10.0), LeastLoad(), random.Random(42))
     strategy.model = crossed_model
     targets = [_target("t1"), _target("t2")]
     explored, picked = 0, Counter()
@@ -93,6 +94,48 @@ def test_exploration_share_stays_within_bounds(crossed_model: RouteModel) -> Non
             assert choice.name == "t1"
     assert 0.04 <= explored / 10_000 <= 0.06
     assert set(picked) == {"t1", "t2"} and min(picked.values()) > 0.35 * explored  # uniform among candidates
+
+
+def test_exploration_never_reaches_a_target_far_worse_than_the_best(crossed_model: RouteModel) -> None:
+    """The default margin (within 2× the best): t2 costs ~5× t1 for A, so it is never explored —
+    exploring it would put 2.5 % of queries at its latency, above p99. A third target close to the
+    best (t1 with a little more in flight) still is."""
+    strategy = LearnedStrategy(LearnedSettings(exploration=0.2), LeastLoad(), random.Random(7))
+    strategy.model = crossed_model
+    q = Query("POST", "/v1/infer/1", kind="A")
+    picks = Counter(strategy.choose(q, [_target("t1"), _target("t2")], NOW).name for _ in range(2000))
+    assert picks == {"t1": 2000}
+    near = TargetState(
+        pool="api", target=RouterTarget(name="t1", url="http://127.0.0.1/t1b"), ewma=PeakEwma(10.0, 20.0, NOW)
+    )
+    t1, t2 = _target("t1"), _target("t2")
+    explored = Counter()
+    for _ in range(2000):
+        choice = strategy.choose(q, [t1, t2, near], NOW)
+        if strategy.last_explored:
+            explored["t2" if choice is t2 else "near" if choice is near else "t1"] += 1
+    assert 0.15 * 2000 <= sum(explored.values()) <= 0.25 * 2000
+    assert set(explored) == {"t1", "near"}  # the two within reach, never t2
+
+
+def test_a_failure_burst_is_seen_before_the_next_retrain(crossed_model: RouteModel) -> None:
+    """Live failures (the Router's counters) move a target's failure probability within a few
+    attempts, and it returns to the model's once the burst is ``live_decay_s`` old."""
+    strategy = LearnedStrategy(LearnedSettings(exploration=0.0, live_decay_s=10.0), LeastLoad(), random.Random(0))
+    strategy.model = crossed_model
+    t1, t2 = _target("t1"), _target("t2")
+    q = Query("POST", "/v1/infer/1", kind="A")
+    assert strategy.choose(q, [t1, t2], NOW).name == "t1"
+    t1.requests, t1.failures = 10, 5  # 5 of its last 10 attempts failed (500s)
+    assert strategy.choose(q, [t1, t2], NOW + 1).name == "t2"
+    p = strategy.live_failure(t1, 0.0, NOW + 1)
+    assert p == pytest.approx(5 / (10 + 5), rel=0.05)  # 5 pseudo-attempts at the model's 0
+    # 60 s later (6 time constants) with no new attempt there: back to the model's own view
+    assert strategy.live_failure(t1, 0.0, NOW + 61) < 0.02
+    assert strategy.choose(q, [t1, t2], NOW + 61).name == "t1"
+    # a target rebuilt by a reload starts its counters at 0: no negative counts
+    t1.requests, t1.failures = 0, 0
+    assert 0.1 <= strategy.live_failure(t1, 0.1, NOW + 62) < 0.11  # the burst's faded remainder only
 
 
 def test_tie_goes_to_the_fallback() -> None:
@@ -192,3 +235,20 @@ def test_forest_predicts_what_xgboost_predicts() -> None:
     assert model._latency_forest is not None and model._failure_forest is not None
     np.testing.assert_allclose(model._latency_forest(x), model.latency.inplace_predict(x), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(model._failure_forest(x), model.failure.inplace_predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_without_a_model_a_failing_target_loses_its_pairs() -> None:
+    """No model yet: P2C-EWMA exactly while nothing fails; a target with recent failures loses
+    every pair it is drawn into (its cost carries the failure penalty), until they fade."""
+    fallback = LeastLoad()
+    strategy = LearnedStrategy(LearnedSettings(live_decay_s=10.0), fallback, random.Random(3))
+    flaky, a, b = _target("flaky", ewma_ms=5.0), _target("a", ewma_ms=20.0), _target("b", ewma_ms=20.0)
+    # nothing failed: the fallback decides (it picks the fastest, the one that will fail)
+    assert strategy.choose(Query(), [flaky, a, b], NOW).name == "flaky" and fallback.calls == 1
+    flaky.requests, flaky.failures = 20, 6  # 30 % HTTP 500 lately
+    picks = Counter(strategy.choose(Query(), [flaky, a, b], NOW + 1).name for _ in range(300))
+    assert picks["flaky"] == 0 and picks["a"] > 100 and picks["b"] > 100  # still two random choices
+    assert fallback.calls == 1 and not strategy.last_explored
+    # two minutes later (its latency freshly measured) the failures are forgotten: it wins again
+    flaky.ewma, a.ewma = PeakEwma(10.0, 5.0, NOW + 121), PeakEwma(10.0, 20.0, NOW + 121)
+    assert strategy.choose(Query(), [flaky, a], NOW + 121).name == "flaky"
