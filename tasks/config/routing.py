@@ -179,7 +179,13 @@ class RouterServiceSettings(Section):
 class RouterSettings(Section):
     """The query router: pools, default strategy and the resilience settings shared by every target."""
 
-    strategy: Strategy = Field("p2c_ewma", description="Default selection strategy of a pool.")
+    strategy: Strategy = Field(
+        "learned",
+        description=(
+            "Default selection strategy of a pool (`learned` is P2C-EWMA plus live failure rates until a "
+            "model is promoted)."
+        ),
+    )
     pools: list[RouterPool] = Field(
         default_factory=list,
         description=(

@@ -142,7 +142,7 @@ def test_direct_quick_run_reports_every_figure() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(report["scenarios"]) == {"heterogeneous", "query_cost", "failing", "spike"}
-    assert report["default_strategy"] == "p2c_ewma" and report["overhead_p50_ms"] is None
+    assert report["default_strategy"] == "learned" and report["overhead_p50_ms"] is None
     for name, rows in report["scenarios"].items():
         row = rows["direct_round_robin"]
         for key in FIGURES:

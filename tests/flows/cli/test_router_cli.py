@@ -78,7 +78,7 @@ def test_status_of_a_running_router(tmp_path: Path, backend: Backend) -> None:
         targets = data["pools"][0]["targets"]
         assert [t["name"] for t in targets] == ["a", "b"] and sum(t["requests"] for t in targets) == 1
         table = runner.invoke(app, ["--config", str(cfg), "router", "status", "--url", service.url])
-        assert table.exit_code == 0 and "pool api (/api, p2c_ewma): 2/2 healthy" in table.stdout
+        assert table.exit_code == 0 and "pool api (/api, learned): 2/2 healthy" in table.stdout
         assert "s3cret" not in table.stdout + res.stdout
     finally:
         service.stop()
@@ -102,7 +102,7 @@ def test_route_dry_run_names_the_target_and_why(tmp_path: Path, backend: Backend
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["pool"] == "api" and out["target"] in ("a", "b") and out["strategy"] == "p2c_ewma"
+    assert out["pool"] == "api" and out["target"] in ("a", "b") and out["strategy"] == "learned"
     assert [c["name"] for c in out["candidates"]] == ["a", "b"]
     assert backend.hits == []  # nothing was sent
     rr = runner.invoke(app, ["--config", str(cfg), "router", "route", "--path", "/api/x", "--strategy", "round_robin"])
