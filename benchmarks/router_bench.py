@@ -348,19 +348,22 @@ def measure(
 
 
 def train_learned(config: Path, proxy: ProxyProc, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Fit and promote the router model from the warm-up's outcomes, as the ``router`` flow does, and
-    wait until the running service reports it (it reloads the registry every ``service.reload_s``)."""
+    """Run the ``router`` flow on the warm-up's outcomes, as its deployment does (retrain, backtest,
+    promote only a winner), and when it promoted a model, wait until the running service reports it
+    (it reloads the registry every ``service.reload_s``). When the backtest did not win (e.g. the
+    held-out part of the warm-up shows no difference between targets), the service keeps routing
+    with ``learned``'s fallback, and that is what is measured."""
     # lazy: the flow stack (Prefect) is needed only for `learned`; --direct must not need it
-    from flows._common import load
-    from flows.router import router_stage
+    from flows.router import router as router_flow
 
-    rt = load(str(config), None)
-    trained = router_stage(rt)
+    trained = dict(router_flow(config_path=str(config)))
+    if not trained.get("promoted"):
+        return {"training": trained, "model": None}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         model = proxy.status().get("model")
         if model and model.get("version"):
-            return {"training": trained if isinstance(trained, dict) else str(trained), "model": model}
+            return {"training": trained, "model": model}
         time.sleep(0.5)
     raise RuntimeError(f"the service did not pick up a promoted model in {timeout_s:.0f} s (training: {trained})")
 
