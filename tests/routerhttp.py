@@ -9,15 +9,15 @@ lifespan (the recorder and the reloader run as they do under ``cortex-perf route
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import uvicorn
+from localhttp import JsonHandler
 
 
 def free_port() -> int:
@@ -27,20 +27,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _json(self, code: int, obj: Any) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -53,12 +42,12 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.delay_ms:
             time.sleep(srv.delay_ms / 1000)
         if srv.fail_status:
-            self._json(srv.fail_status, {"backend": srv.name, "error": "told to fail"})
+            self._send(srv.fail_status, {"backend": srv.name, "error": "told to fail"})
             return
         path = parts.path
         if path.startswith("/slow"):
             time.sleep(float(q.get("ms", "100")) / 1000)
-            self._json(200, {"backend": srv.name})
+            self._send(200, {"backend": srv.name})
         elif path.startswith("/stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -81,9 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
         elif path.startswith("/status/"):
-            self._json(int(path.rsplit("/", 1)[1]), {"backend": srv.name})
+            self._send(int(path.rsplit("/", 1)[1]), {"backend": srv.name})
         else:
-            self._json(
+            self._send(
                 200,
                 {
                     "backend": srv.name,
