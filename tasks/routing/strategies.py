@@ -67,36 +67,40 @@ def _two(candidates: list[TargetState], rng: random.Random) -> tuple[TargetState
     return candidates[i], candidates[j]
 
 
-class P2CLeastRequest:
+class _PowerOfTwoChoices:
+    """Of two distinct random candidates, the one with the lower ``load`` (ties to the first drawn)."""
+
+    name = ""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def load(self, t: TargetState, now: float) -> float:
+        raise NotImplementedError
+
+    def choose(self, query: Query, candidates: list[TargetState], now: float) -> TargetState:
+        if len(candidates) == 1:
+            return candidates[0]
+        a, b = _two(candidates, self.rng)
+        return a if self.load(a, now) <= self.load(b, now) else b
+
+
+class P2CLeastRequest(_PowerOfTwoChoices):
     """Envoy's least-request balancer with two choices: fewer requests in flight per unit of weight."""
 
     name = "p2c"
 
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-
-    def choose(self, query: Query, candidates: list[TargetState], now: float) -> TargetState:
-        if len(candidates) == 1:
-            return candidates[0]
-        a, b = _two(candidates, self.rng)
-        la = (a.pending + 1) / a.target.weight
-        lb = (b.pending + 1) / b.target.weight
-        return a if la <= lb else b
+    def load(self, t: TargetState, now: float) -> float:
+        return (t.pending + 1) / t.target.weight
 
 
-class P2CPeakEwma:
+class P2CPeakEwma(_PowerOfTwoChoices):
     """Finagle/Linkerd: of two random targets, the one with the lower peak-EWMA cost."""
 
     name = "p2c_ewma"
 
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-
-    def choose(self, query: Query, candidates: list[TargetState], now: float) -> TargetState:
-        if len(candidates) == 1:
-            return candidates[0]
-        a, b = _two(candidates, self.rng)
-        return a if a.cost(now) <= b.cost(now) else b
+    def load(self, t: TargetState, now: float) -> float:
+        return t.cost(now)
 
 
 def _hash64(text: str) -> int:
